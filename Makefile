@@ -1,0 +1,112 @@
+# ember — build, test, install.
+#
+#   make                 build/libember.so and build/libember.a
+#   make test            build and run the Criterion suite
+#   make SAN=1 test      the same under ASan+UBSan, in build-san/
+#   make demo            build and run the example in examples/
+#   make bench-ops       eager per-op timings beside PyTorch (bench/ops)
+#   make install PREFIX=/usr/local
+#
+# Missing Debian packages are installed (or named) by scripts/deps.sh first.
+
+PREFIX ?= /usr/local
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+ifeq ($(SAN),1)
+B := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+B := build
+SANFLAGS :=
+endif
+
+PKGS := sleef libffi openblas
+DEPS_STAMP := $(B)/.deps-ok
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wno-missing-field-initializers
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
+    -Iinclude -Iruntime -Iir -Ifrontend $(PKG_CFLAGS)
+LDLIBS = $(PKG_LIBS) -lm -lpthread
+
+LAYERS := runtime ir frontend
+SIMD_SRC := $(wildcard runtime/*_simd.c)
+SRC := $(filter-out $(SIMD_SRC),$(foreach d,$(LAYERS),$(wildcard $(d)/*.c)))
+ISAS := avx512 avx2 sse2
+ISAFLAGS_avx512 := -DRT_ISA_AVX512 -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma
+ISAFLAGS_avx2 := -DRT_ISA_AVX2 -mavx2 -mfma
+ISAFLAGS_sse2 := -DRT_ISA_SSE2
+OBJ := $(SRC:%.c=$(B)/obj/%.o) \
+    $(foreach i,$(ISAS),$(SIMD_SRC:%.c=$(B)/obj/%.$(i).o))
+
+TEST_SRC := $(wildcard tests/*.c tests/*/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
+TEST_BIN := $(B)/ember-tests
+
+.PHONY: all test demo install deps clean bench-ops
+all: $(B)/libember.so $(B)/libember.a
+
+$(DEPS_STAMP):
+	@scripts/deps.sh
+	@mkdir -p $(B) && touch $@
+
+deps: $(DEPS_STAMP)
+
+$(B)/obj/%.o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h ir/*.def)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+define simd_rule
+$(B)/obj/%.$(1).o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) -O3 $$(ISAFLAGS_$(1)) -c $$< -o $$@
+endef
+$(foreach i,$(ISAS),$(eval $(call simd_rule,$(i))))
+
+$(B)/libember.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libember.so: $(OBJ)
+	$(CC) -shared $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TEST_BIN): $(TEST_OBJ) $(B)/libember.a
+	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(B)/libember.a $(LDLIBS) -lcriterion
+
+# ASan's leak checker runs at exit of each test process; UBSan aborts on the first report.
+test: $(TEST_BIN)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(TEST_BIN) --jobs 2 $(TESTFLAGS)
+
+$(B)/examples/%: examples/%.c $(B)/libember.so
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
+
+demo: $(B)/examples/mlp
+	$(B)/examples/mlp
+
+$(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
+
+bench-ops: $(B)/ember-bench-ops
+	$(B)/ember-bench-ops $(BENCHFLAGS)
+
+$(B)/ember.pc: Makefile
+	@mkdir -p $(B)
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ember\nDescription: graph-capture JIT compiler for eager C tensor programs\nVersion: 0.1.0\nRequires.private: %s\nLibs: -L$${libdir} -lember\nLibs.private: -lm -lpthread\nCflags: -I$${includedir}\n' \
+	    '$(PREFIX)' '$(PKGS)' > $@
+
+install: all $(B)/ember.pc
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/ember.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(B)/libember.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(B)/libember.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(B)/ember.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf build build-san

@@ -1,0 +1,120 @@
+/*
+ * ew_simd.c — f32 elementwise inner loops, one copy per ISA.
+ *
+ * The iterator (iter.c) reduces every elementwise op to runs where each input
+ * is contiguous or a broadcast scalar; these are the loops over such runs. Each
+ * function is one vector expression (simd.h names) applied VW floats at a time,
+ * with the tail handled by the same expression on a zero-padded vector.
+ * Transcendentals are Sleef's 1-ulp functions for this ISA. max/min propagate
+ * NaN as torch.maximum does; comparisons write bytes of 0/1.
+ */
+#include "simd.h"
+
+static inline vf v_abs(vf x) {
+    union { uint32_t u; float f; } m = {0x7fffffffu};
+    return V_AND(x, V_SET1(m.f));
+}
+static inline vf v_sigmoid(vf x) {
+    return V_DIV(V_SET1(1.0f), V_ADD(V_SET1(1.0f), SLEEF_SFX(exp)(V_XOR(x, V_SET1(-0.0f)))));
+}
+static inline vf v_isnan_select(vf a, vf r) { return V_SELECT(V_CMP(a, a, _CMP_UNORD_Q), a, r); }
+
+#define U_NEG(x) V_XOR(x, V_SET1(-0.0f))
+#define U_ABS(x) v_abs(x)
+#define U_EXP(x) SLEEF_SFX(exp)(x)
+#define U_LOG(x) SLEEF_SFX(log)(x)
+#define U_SQRT(x) V_SQRT(x)
+#define U_RSQRT(x) V_DIV(V_SET1(1.0f), V_SQRT(x))
+#define U_RECIPROCAL(x) V_DIV(V_SET1(1.0f), x)
+#define U_SIN(x) SLEEF_SFX(sin)(x)
+#define U_COS(x) SLEEF_SFX(cos)(x)
+#define U_TANH(x) SLEEF_SFX(tanh)(x)
+#define U_ERF(x) SLEEF_SFX(erf)(x)
+#define U_SIGMOID(x) v_sigmoid(x)
+#define U_RELU(x) V_MAX(V_ZERO(), x) /* max(0, NaN) is NaN: maxps returns its second operand */
+#define U_GELU(x) \
+    V_MUL(V_MUL(V_SET1(0.5f), x), V_ADD(V_SET1(1.0f), SLEEF_SFX(erf)(V_MUL(x, V_SET1(0.70710678118654752f)))))
+#define U_GELU_TANH(x)                                                                    \
+    V_MUL(V_MUL(V_SET1(0.5f), x),                                                         \
+          V_ADD(V_SET1(1.0f), SLEEF_SFX(tanh)(V_MUL(V_SET1(0.79788456080286536f),         \
+                                                    V_FMA(V_MUL(V_SET1(0.044715f), x),    \
+                                                          V_MUL(x, x), x)))))
+#define U_SILU(x) V_MUL(x, v_sigmoid(x))
+
+#define DEF_UNARY(NAME)                                                             \
+    static void ISA(u_##NAME)(int64_t n, const float *x, float *y) {                \
+        int64_t i = 0;                                                              \
+        for (; i + VW <= n; i += VW) {                                              \
+            vf v = V_LOAD(x + i);                                                   \
+            V_STORE(y + i, U_##NAME(v));                                            \
+        }                                                                           \
+        if (i < n) {                                                                \
+            vf v = V_LOAD_N(x + i, n - i);                                          \
+            V_STORE_N(y + i, U_##NAME(v), n - i);                                   \
+        }                                                                           \
+    }
+RT_UNARY_LIST(DEF_UNARY)
+
+#define B_ADD(a, b) V_ADD(a, b)
+#define B_SUB(a, b) V_SUB(a, b)
+#define B_MUL(a, b) V_MUL(a, b)
+#define B_DIV(a, b) V_DIV(a, b)
+#define B_POW(a, b) SLEEF_SFX(pow)(a, b)
+#define B_MAX(a, b) v_isnan_select(a, V_MAX(a, b))
+#define B_MIN(a, b) v_isnan_select(a, V_MIN(a, b))
+#define B_EQ(a, b) V_CMP(a, b, _CMP_EQ_OQ)
+#define B_NE(a, b) V_CMP(a, b, _CMP_NEQ_UQ)
+#define B_LT(a, b) V_CMP(a, b, _CMP_LT_OQ)
+#define B_LE(a, b) V_CMP(a, b, _CMP_LE_OQ)
+#define B_GT(a, b) V_CMP(a, b, _CMP_GT_OQ)
+#define B_GE(a, b) V_CMP(a, b, _CMP_GE_OQ)
+
+/* Stores for arithmetic (float out) and comparisons (byte out). */
+#define ST_F(y, i, v) V_STORE((float *)(y) + (i), v)
+#define STN_F(y, i, v, m) V_STORE_N((float *)(y) + (i), v, m)
+#define ST_B(y, i, v) V_STORE_BOOL((uint8_t *)(y) + (i), v)
+#define STN_B(y, i, v, m)                                                           \
+    do {                                                                            \
+        uint8_t t_[VW];                                                             \
+        V_STORE_BOOL(t_, v);                                                        \
+        memcpy((uint8_t *)(y) + (i), t_, (size_t)(m));                              \
+    } while (0)
+
+/* One loop per stride pattern, so the broadcast operand is hoisted. */
+#define BIN_LOOP(OP, ST, STN, LA, LB, LAN, LBN)                                     \
+    {                                                                               \
+        int64_t i = 0;                                                              \
+        for (; i + VW <= n; i += VW) ST(y, i, OP(LA, LB));                          \
+        if (i < n) STN(y, i, OP(LAN, LBN), n - i);                                  \
+    }
+#define DEF_BINARY(NAME, ST, STN)                                                   \
+    static void ISA(b_##NAME)(int64_t n, const float *a, int64_t sa, const float *b, \
+                              int64_t sb, void *y) {                                \
+        if (sa && sb)                                                               \
+            BIN_LOOP(B_##NAME, ST, STN, V_LOAD(a + i), V_LOAD(b + i),               \
+                     V_LOAD_N(a + i, n - i), V_LOAD_N(b + i, n - i))                \
+        else if (sa) {                                                              \
+            vf vb = V_SET1(*b);                                                     \
+            BIN_LOOP(B_##NAME, ST, STN, V_LOAD(a + i), vb, V_LOAD_N(a + i, n - i), vb) \
+        } else if (sb) {                                                            \
+            vf va = V_SET1(*a);                                                     \
+            BIN_LOOP(B_##NAME, ST, STN, va, V_LOAD(b + i), va, V_LOAD_N(b + i, n - i)) \
+        } else {                                                                    \
+            vf va = V_SET1(*a), vb = V_SET1(*b);                                    \
+            BIN_LOOP(B_##NAME, ST, STN, va, vb, va, vb)                             \
+        }                                                                           \
+    }
+#define DEF_ARITH(NAME) DEF_BINARY(NAME, ST_F, STN_F)
+#define DEF_CMP(NAME) DEF_BINARY(NAME, ST_B, STN_B)
+DEF_ARITH(ADD) DEF_ARITH(SUB) DEF_ARITH(MUL) DEF_ARITH(DIV) DEF_ARITH(POW)
+DEF_ARITH(MAX) DEF_ARITH(MIN)
+DEF_CMP(EQ) DEF_CMP(NE) DEF_CMP(LT) DEF_CMP(LE) DEF_CMP(GT) DEF_CMP(GE)
+
+void ISA(rt_simd_fill_ew)(rt_simd *t) {
+#define X(NAME) t->unary[RT_UNARY_##NAME] = ISA(u_##NAME);
+    RT_UNARY_LIST(X)
+#undef X
+#define X(NAME) t->binary[RT_BINARY_##NAME] = ISA(b_##NAME);
+    RT_BINARY_LIST(X)
+#undef X
+}

@@ -1,0 +1,247 @@
+/*
+ * runtime.h — the whole interface of ember's runtime layer.
+ *
+ * The runtime owns what exists at run time whether or not anything is compiled:
+ * tensor storage and views, refcounts and scopes, the allocator and its
+ * accounting, the error slot, the thread pool, and the eager kernels. Kernels are
+ * plain functions over tensors whose output the caller has already allocated
+ * with the right dtype and shape; they check nothing about shapes (the op layer
+ * above did) and know nothing of ops, graphs or tracing.
+ *
+ * Conventions:
+ *  - Strides and offsets count elements, not bytes.
+ *  - rt_* kernels write `out` only; inputs are never modified. `out` is always a
+ *    fresh contiguous tensor that aliases no input.
+ *  - Functions that can fail return NULL or -1 after rt_error() set the message.
+ */
+#ifndef EMBER_RUNTIME_H
+#define EMBER_RUNTIME_H
+
+#include "ember.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EM_NDTYPES 5   /* EM_F32 .. EM_BOOL */
+#define RT_ALIGN 64    /* every storage allocation is aligned to this */
+
+/* EM_ASSERT: for bugs only (an invariant of ember itself); aborts with file:line. */
+#define EM_ASSERT(c) ((c) ? (void)0 : rt_assert_fail(#c, __FILE__, __LINE__))
+_Noreturn void rt_assert_fail(const char *what, const char *file, int line);
+
+/* ---- errors (error.c) -------------------------------------------------------- */
+/* Sets this thread's message (printf-style) and returns -1. The one place errors
+ * are recorded; every other layer calls this. */
+int rt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int rt_error_v(const char *fmt, va_list ap);
+/* "[2,3]" into buf (always NUL-terminated); returns buf. */
+char *rt_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
+/* ---- allocation (alloc.c) ----------------------------------------------------- */
+/* 64-byte aligned; counted in em_memory_stats. NULL (with an error) on failure
+ * or on an injected failure. */
+void *rt_alloc(size_t nbytes);
+void rt_free(void *p, size_t nbytes);
+/* Test hook: the n-th storage allocation from now fails (n >= 1); 0 disables. */
+void rt_alloc_fail_after(long n);
+/* Plain malloc/calloc for bookkeeping (not tensor data) that honour the same
+ * failure injection, with an error message naming `what` on failure. */
+void *rt_malloc(size_t nbytes, const char *what);
+
+/* ---- dtypes (tensor.c) ---------------------------------------------------------- */
+size_t rt_dtype_size(em_dtype dt);           /* 0 for a bad dtype */
+bool rt_dtype_valid(int dt);
+bool rt_dtype_is_float(em_dtype dt);
+em_dtype rt_dtype_promote(em_dtype a, em_dtype b); /* bool < i32 < i64 < f32 < f64 */
+/* Value stored as dtype (rounded/truncated toward zero, bool = v != 0), into dst. */
+void rt_value_store(em_dtype dt, void *dst, double v);
+double rt_value_load(em_dtype dt, const void *src);
+
+/* ---- tensors (tensor.c) ---------------------------------------------------------- */
+typedef struct rt_storage {
+    atomic_long refs;    /* tensors sharing this storage */
+    void *data;          /* RT_ALIGN-aligned, or NULL when nbytes == 0 */
+    size_t nbytes;       /* allocated size */
+} rt_storage;
+
+struct em_tensor {
+    atomic_long refs;               /* references held (scopes count as one each) */
+    em_dtype dtype;                 /* element type */
+    int ndim;                       /* 0 .. EM_MAX_DIMS */
+    int64_t shape[EM_MAX_DIMS];     /* sizes, each >= 0 */
+    int64_t strides[EM_MAX_DIMS];   /* elements; 0 for broadcast dims */
+    int64_t offset;                 /* first element, in elements from storage->data */
+    int64_t numel;                  /* product of shape */
+    rt_storage *storage;            /* shared by views; NULL only for frontend proxies */
+    void *aux;                      /* owned by the frontend (tracing); NULL otherwise */
+};
+
+/* New contiguous tensor, contents uninitialized (zero-filled if zero is true).
+ * Validates dtype, ndim and shape (errors name `op`). Not registered in a scope. */
+em_tensor *rt_tensor_new(const char *op, em_dtype dt, int ndim, const int64_t *shape, bool zero);
+/* A view of base's storage (retains it). Not registered in a scope. */
+em_tensor *rt_tensor_view(const em_tensor *base, int ndim, const int64_t *shape,
+                          const int64_t *strides, int64_t offset);
+void rt_tensor_contig_strides(int ndim, const int64_t *shape, int64_t *strides);
+bool rt_tensor_is_contiguous(const em_tensor *t);
+static inline char *rt_tensor_data(const em_tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)rt_dtype_size(t->dtype);
+}
+/* Copies t (any strides) into the contiguous buffer dst of t->numel elements. */
+void rt_tensor_copy_to(const em_tensor *t, void *dst);
+/* Copies src into dst (same shape; dst may be any strided view; dtypes may differ:
+ * converts like rt_cast_apply). 0, or -1 if a temporary could not be allocated. */
+int rt_tensor_copy_into(em_tensor *dst, const em_tensor *src);
+/* Validate ndim/shape; on error the message names op. Returns numel or -1. */
+int64_t rt_shape_check(const char *op, int ndim, const int64_t *shape);
+/* Normalise a possibly negative axis against ndim; -1 (with an error naming op)
+ * when out of range. */
+int rt_axis(const char *op, int axis, int ndim);
+
+/* ---- scopes (scope.c) ------------------------------------------------------------ */
+/* Hands a new reference to the innermost open scope (if any) and returns t. Every
+ * public function that returns a new tensor passes it through here. NULL-safe. */
+em_tensor *rt_scope_adopt(em_tensor *t);
+int rt_scope_depth(void);
+
+/* ---- thread pool (pool.c) --------------------------------------------------------- */
+/* Runs fn(ctx, begin, end) over [0, n) split into contiguous pieces across the
+ * pool. Pieces are whole multiples of `grain` (except the last) and are cut from
+ * n and grain alone, never from the thread count, so results that depend on the
+ * split are identical for any number of threads. Runs inline when n <= grain or
+ * one thread is set. Re-entrant calls from a worker run inline. */
+typedef void (*rt_range_fn)(void *ctx, int64_t begin, int64_t end);
+void rt_parallel_for(int64_t n, int64_t grain, rt_range_fn fn, void *ctx);
+int rt_threads(void);
+
+/* ---- elementwise (ew.c, ew_simd.c, ew_generic.c) ---------------------------------- */
+/* Unary math functions. Float dtypes compute in their own precision; callers
+ * convert integer inputs to f32 first, except NEG, ABS and RELU, which also run on
+ * i32 and i64. */
+#define RT_UNARY_LIST(X) \
+    X(NEG) X(ABS) X(EXP) X(LOG) X(SQRT) X(RSQRT) X(RECIPROCAL) X(SIN) X(COS) \
+    X(TANH) X(ERF) X(SIGMOID) X(RELU) X(GELU) X(GELU_TANH) X(SILU)
+typedef enum rt_unary {
+#define X(n) RT_UNARY_##n,
+    RT_UNARY_LIST(X)
+#undef X
+    RT_UNARY_COUNT
+} rt_unary;
+
+/* Binary math: arithmetic (out dtype = input dtype) and comparisons (out EM_BOOL).
+ * Both inputs have the same dtype (callers cast first). DIV and POW on integer
+ * dtypes: callers convert to f32 first for DIV; POW runs on ints exactly. */
+#define RT_BINARY_LIST(X) \
+    X(ADD) X(SUB) X(MUL) X(DIV) X(POW) X(MAX) X(MIN) \
+    X(EQ) X(NE) X(LT) X(LE) X(GT) X(GE)
+typedef enum rt_binary {
+#define X(n) RT_BINARY_##n,
+    RT_BINARY_LIST(X)
+#undef X
+    RT_BINARY_COUNT
+} rt_binary;
+
+/* out = f(a): a and out share dtype and shape (a any strides). */
+int rt_unary_apply(rt_unary f, const em_tensor *a, em_tensor *out);
+/* out = f(a, b) with numpy broadcasting of a and b to out's shape. */
+int rt_binary_apply(rt_binary f, const em_tensor *a, const em_tensor *b, em_tensor *out);
+/* out = cond ? a : b, broadcasting; a, b and out share a dtype; cond any dtype. */
+int rt_where_apply(const em_tensor *cond, const em_tensor *a, const em_tensor *b, em_tensor *out);
+/* out = (out dtype) a, same shape; any pair of dtypes. */
+int rt_cast_apply(const em_tensor *a, em_tensor *out);
+/* out[...] = v. */
+void rt_fill(em_tensor *out, double v);
+
+/* ---- the elementwise iterator (iter.c) ---------------------------------------------- */
+/* Walks out (contiguous) and up to 3 inputs broadcast to out's shape, calling
+ * `loop` on runs where each input advances by 0 or 1 element per step (runs of
+ * other strides are gathered into a scratch buffer first), in parallel across
+ * the pool for large tensors. `cost` is a rough cycles-per-element hint used to
+ * choose the grain. */
+#define RT_ITER_MAX_IN 3
+typedef void (*rt_loop_fn)(void *ctx, int64_t n, void *out, const void *const *in,
+                           const int64_t *in_stride /* 0 or 1 each */);
+void rt_iter_run(em_tensor *out, int nin, const em_tensor *const *in, rt_loop_fn loop,
+                 void *ctx, int cost);
+
+/* ---- SIMD dispatch (cpu.c, simd.h, *_simd.c) --------------------------------------- */
+/* The f32 inner loops, compiled once per ISA (avx512, avx2, sse2: the last runs on
+ * any x86-64) and chosen once from the CPU's features. Each *_simd.c file fills its
+ * part of the table through its rt_simd_fill_<part>_<isa> function. */
+typedef struct rt_simd {
+    const char *isa;  /* "avx512", "avx2", "sse2" */
+    int width;        /* floats per vector */
+    void (*unary[RT_UNARY_COUNT])(int64_t n, const float *x, float *y);
+    /* sa, sb: 0 (broadcast scalar) or 1 (contiguous); out contiguous: float for
+     * arithmetic, uint8_t (EM_BOOL, 0 or 1) for comparisons. */
+    void (*binary[RT_BINARY_COUNT])(int64_t n, const float *a, int64_t sa,
+                                    const float *b, int64_t sb, void *out);
+    /* Row kernels of the NN ops (norm_simd.c): one contiguous row of length n. */
+    void (*softmax_row)(int64_t n, const float *x, float *y);
+    void (*log_softmax_row)(int64_t n, const float *x, float *y);
+    void (*layer_norm_row)(int64_t n, const float *x, const float *w, const float *b,
+                           float eps, float *y); /* w, b may be NULL */
+    void (*rms_norm_row)(int64_t n, const float *x, const float *w, float eps, float *y);
+    /* Reductions of one contiguous row (reduce_simd.c). */
+    float (*sum_row)(int64_t n, const float *x);
+    float (*max_row)(int64_t n, const float *x); /* NaN if any element is NaN */
+    float (*min_row)(int64_t n, const float *x);
+    /* Column reductions: acc[j] (op)= x[j] for j < n (reduce_simd.c). */
+    void (*sum_col)(int64_t n, const float *x, float *acc);
+    void (*max_col)(int64_t n, const float *x, float *acc);
+    void (*min_col)(int64_t n, const float *x, float *acc);
+} rt_simd;
+const rt_simd *rt_simd_get(void);            /* the table for this CPU */
+const rt_simd *rt_simd_for(const char *isa); /* a named table the CPU runs, or NULL */
+
+#define RT_SIMD_PARTS(X, isa) X(ew, isa) X(norm, isa) X(reduce, isa)
+#define RT_SIMD_DECL(part, isa) void rt_simd_fill_##part##_##isa(rt_simd *t);
+RT_SIMD_PARTS(RT_SIMD_DECL, avx512)
+RT_SIMD_PARTS(RT_SIMD_DECL, avx2)
+RT_SIMD_PARTS(RT_SIMD_DECL, sse2)
+#undef RT_SIMD_DECL
+
+/* ---- reductions (reduce.c) ------------------------------------------------------------ */
+typedef enum rt_reduce { RT_REDUCE_SUM, RT_REDUCE_MEAN, RT_REDUCE_MAX, RT_REDUCE_MIN,
+                         RT_REDUCE_ARGMAX } rt_reduce;
+/* Reduces a along (normalised) axis into out, whose shape is a's without that
+ * axis or with it set to 1 (numel matches either way). Dtypes: SUM of ints/bool
+ * into i64 out; MEAN in a's float dtype (callers cast ints to f32 first);
+ * MAX/MIN keep a's dtype; ARGMAX writes i64 (the first maximum; NaN counts as
+ * the maximum). Reducing an axis of length 0: SUM 0, MEAN NaN; MAX, MIN and
+ * ARGMAX are rejected by the caller. */
+int rt_reduce_apply(rt_reduce r, const em_tensor *a, int axis, em_tensor *out);
+
+/* ---- NN ops over one axis (nn.c, norm_simd.c) ---------------------------------------- */
+/* f32 or f64; out same dtype and shape as x. axis normalised. */
+int rt_softmax_apply(const em_tensor *x, int axis, bool log, em_tensor *out);
+/* Normalise over the last axis; w, b are NULL or 1-D of the last dim. */
+int rt_layer_norm_apply(const em_tensor *x, const em_tensor *w, const em_tensor *b,
+                        double eps, em_tensor *out);
+int rt_rms_norm_apply(const em_tensor *x, const em_tensor *w, double eps, em_tensor *out);
+
+/* ---- contractions and gathers (blas.c, gather.c) --------------------------------------- */
+/* torch.matmul of a and b (f32 or f64, same dtype) into out, whose shape the
+ * caller computed (1-D operands promoted and squeezed as torch does). */
+int rt_matmul_apply(const em_tensor *a, const em_tensor *b, em_tensor *out);
+/* out = x w^T (+ bias), x [..., in], w [out, in], bias NULL or [out]. */
+int rt_linear_apply(const em_tensor *x, const em_tensor *w, const em_tensor *bias,
+                    em_tensor *out);
+/* out[i..., :] = table[idx[i...], :]. idx is i32 or i64, values already checked
+ * to lie in [0, rows) by rt_embedding_check. */
+int rt_embedding_apply(const em_tensor *table, const em_tensor *idx, em_tensor *out);
+int rt_embedding_check(const char *op, const em_tensor *idx, int64_t rows);
+/* Concatenates n tensors (same dtype as out) along axis into out. */
+int rt_concat_apply(em_tensor *const *ts, int n, int axis, em_tensor *out);
+/* Sets OpenBLAS's thread count (pool.c calls it when the pool is resized). */
+void rt_blas_set_threads(int n);
+
+/* ---- random (random.c) --------------------------------------------------------------- */
+/* Fills a contiguous f32 tensor from a counter-based generator: element i depends
+ * only on (seed, i), so results do not depend on the thread count. */
+void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
+
+#endif /* EMBER_RUNTIME_H */

@@ -1,0 +1,172 @@
+/*
+ * simd.h — one vocabulary for the f32 kernels of every ISA.
+ *
+ * Files named *_simd.c are compiled three times, with RT_ISA_AVX512, RT_ISA_AVX2
+ * or RT_ISA_SSE2 defined (and the matching -m flags); this header maps a small
+ * set of vector operations and the Sleef functions of that ISA onto one set of
+ * names, so each kernel is written once. ISA(name) gives each compiled copy its
+ * own symbol (name_avx512, ...). Only *_simd.c files include this header.
+ *
+ * Tails: V_LOAD_N/V_STORE_N move the first n < VW floats through a zeroed stack
+ * buffer, so every kernel handles any length with full vectors and no masks.
+ */
+#ifndef EMBER_SIMD_H
+#define EMBER_SIMD_H
+
+#include "runtime.h"
+
+#include <immintrin.h>
+#include <sleef.h>
+#include <string.h>
+
+#if defined(RT_ISA_AVX512)
+#define ISA_NAME avx512
+#define VW 16
+typedef __m512 vf;
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_ZERO() _mm512_setzero_ps()
+#define V_ADD _mm512_add_ps
+#define V_SUB _mm512_sub_ps
+#define V_MUL _mm512_mul_ps
+#define V_DIV _mm512_div_ps
+#define V_MAX _mm512_max_ps /* returns the second operand when either is NaN */
+#define V_MIN _mm512_min_ps
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_SQRT _mm512_sqrt_ps
+#define V_AND(a, b) _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+#define V_XOR(a, b) _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
+#define V_HSUM(v) _mm512_reduce_add_ps(v)
+#define V_HMAX(v) _mm512_reduce_max_ps(v)
+#define V_HMIN(v) _mm512_reduce_min_ps(v)
+/* Comparisons give a vector of 1.0f / 0.0f. */
+#define V_CMP(a, b, pred) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, b, pred), V_SET1(1.0f))
+/* Lanes where m (1.0/0.0 vector) is nonzero take a, others b. */
+#define V_SELECT(m, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, V_ZERO(), _CMP_NEQ_UQ), b, a)
+/* Stores 16 lanes of a 1.0/0.0 vector as 16 bytes of 1/0. */
+#define V_STORE_BOOL(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)))
+#define SLEEF_SFX(f) Sleef_##f##f16_u10avx512f
+#define SLEEF_SQRT Sleef_sqrtf16_u05avx512f
+#elif defined(RT_ISA_AVX2)
+#define ISA_NAME avx2
+#define VW 8
+typedef __m256 vf;
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_ZERO() _mm256_setzero_ps()
+#define V_ADD _mm256_add_ps
+#define V_SUB _mm256_sub_ps
+#define V_MUL _mm256_mul_ps
+#define V_DIV _mm256_div_ps
+#define V_MAX _mm256_max_ps
+#define V_MIN _mm256_min_ps
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_SQRT _mm256_sqrt_ps
+#define V_AND _mm256_and_ps
+#define V_XOR _mm256_xor_ps
+static inline float rt_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#define V_HSUM(v) rt_hsum8(v)
+#define V_CMP(a, b, pred) _mm256_and_ps(_mm256_cmp_ps(a, b, pred), V_SET1(1.0f))
+#define V_SELECT(m, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(m, V_ZERO(), _CMP_NEQ_UQ))
+static inline void rt_store_bool8(void *p, __m256 v) {
+    __m256i i = _mm256_cvttps_epi32(v);
+    __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(w, w));
+}
+#define V_STORE_BOOL(p, v) rt_store_bool8(p, v)
+#define SLEEF_SFX(f) Sleef_##f##f8_u10avx2
+#define SLEEF_SQRT Sleef_sqrtf8_u05avx2
+#elif defined(RT_ISA_SSE2)
+#define ISA_NAME sse2
+#define VW 4
+typedef __m128 vf;
+#define V_LOAD(p) _mm_loadu_ps(p)
+#define V_STORE(p, v) _mm_storeu_ps(p, v)
+#define V_SET1(x) _mm_set1_ps(x)
+#define V_ZERO() _mm_setzero_ps()
+#define V_ADD _mm_add_ps
+#define V_SUB _mm_sub_ps
+#define V_MUL _mm_mul_ps
+#define V_DIV _mm_div_ps
+#define V_MAX _mm_max_ps
+#define V_MIN _mm_min_ps
+#define V_FMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
+#define V_SQRT _mm_sqrt_ps
+#define V_AND _mm_and_ps
+#define V_XOR _mm_xor_ps
+static inline float rt_hsum4(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+#define V_HSUM(v) rt_hsum4(v)
+/* SSE2 has only the classic predicates; map the AVX ones kernels use. */
+#define RT_SSE_CMP_EQ_OQ(a, b) _mm_cmpeq_ps(a, b)
+#define RT_SSE_CMP_NEQ_UQ(a, b) _mm_cmpneq_ps(a, b)
+#define RT_SSE_CMP_LT_OQ(a, b) _mm_cmplt_ps(a, b)
+#define RT_SSE_CMP_LE_OQ(a, b) _mm_cmple_ps(a, b)
+#define RT_SSE_CMP_GT_OQ(a, b) _mm_cmpgt_ps(a, b)
+#define RT_SSE_CMP_GE_OQ(a, b) _mm_cmpge_ps(a, b)
+#define V_CMP(a, b, pred) _mm_and_ps(RT_SSE##pred(a, b), V_SET1(1.0f))
+static inline __m128 rt_select4(__m128 m, __m128 a, __m128 b) {
+    __m128 k = _mm_cmpneq_ps(m, _mm_setzero_ps());
+    return _mm_or_ps(_mm_and_ps(k, a), _mm_andnot_ps(k, b));
+}
+#define V_SELECT(m, a, b) rt_select4(m, a, b)
+#define RT_SSE_CMP_UNORD_Q(a, b) _mm_cmpunord_ps(a, b)
+static inline void rt_store_bool4(void *p, __m128 v) {
+    __m128i i = _mm_cvttps_epi32(v);
+    __m128i w = _mm_packs_epi32(i, i);
+    int32_t bytes = _mm_cvtsi128_si32(_mm_packus_epi16(w, w));
+    memcpy(p, &bytes, 4);
+}
+#define V_STORE_BOOL(p, v) rt_store_bool4(p, v)
+#define SLEEF_SFX(f) Sleef_##f##f4_u10sse2
+#define SLEEF_SQRT Sleef_sqrtf4_u05sse2
+#else
+#error "compile *_simd.c with one of RT_ISA_AVX512, RT_ISA_AVX2, RT_ISA_SSE2"
+#endif
+
+#define RT_CAT_(a, b) a##_##b
+#define RT_CAT(a, b) RT_CAT_(a, b)
+#define ISA(name) RT_CAT(name, ISA_NAME) /* name_avx512, ... */
+
+/* Horizontal max/min for the narrower ISAs, through a stack array. */
+#ifndef V_HMAX
+static inline float rt_hmax(vf v) {
+    float t[VW];
+    V_STORE(t, v);
+    float m = t[0];
+    for (int i = 1; i < VW; i++) m = t[i] > m ? t[i] : m;
+    return m;
+}
+static inline float rt_hmin(vf v) {
+    float t[VW];
+    V_STORE(t, v);
+    float m = t[0];
+    for (int i = 1; i < VW; i++) m = t[i] < m ? t[i] : m;
+    return m;
+}
+#define V_HMAX(v) rt_hmax(v)
+#define V_HMIN(v) rt_hmin(v)
+#endif
+
+/* Loads the first n (< VW) floats of p, zero-filling the rest. */
+static inline vf V_LOAD_N(const float *p, int64_t n) {
+    float t[VW] = {0};
+    memcpy(t, p, (size_t)n * sizeof(float));
+    return V_LOAD(t);
+}
+/* Stores the first n (< VW) lanes of v to p. */
+static inline void V_STORE_N(float *p, vf v, int64_t n) {
+    float t[VW];
+    V_STORE(t, v);
+    memcpy(p, t, (size_t)n * sizeof(float));
+}
+
+#endif /* EMBER_SIMD_H */
