@@ -16,12 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const fe_eager_fn eager_table[IR_OP_COUNT] = {
-#define OP(E, name, arity, kind, api, rule, eager, kernel) [IR_OP_##E] = fe_eager_##eager,
-#include "ops.def"
-#undef OP
-};
-
 void fe_null_arg(const char *api, const char *what) {
     static const char mark[] = "(first failure: ";
     const char *prev = em_last_error();
@@ -53,7 +47,7 @@ static em_tensor *dispatch_typed(ir_op op, const char *api, em_tensor *const *in
     }
     ir_type out;
     if (ir_ops[op].shape(op, api, tp, nin, attrs, &out)) return NULL;
-    return rt_scope_adopt(eager_table[op](op, in, nin, attrs, &out));
+    return rt_scope_adopt(ir_ops[op].eager(op, in, nin, attrs, &out));
 }
 
 em_tensor *fe_dispatch(ir_op op, const char *api, em_tensor *const *in, int nin,

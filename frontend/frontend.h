@@ -12,18 +12,6 @@
 
 #include "ir.h"
 
-/* Runs op on real tensors: in has nin entries (optional ones may be NULL), attrs
- * are normalised, out is the type the shape rule computed. Returns a new
- * reference (not yet adopted by a scope) or NULL with an error. */
-typedef em_tensor *(*fe_eager_fn)(ir_op op, em_tensor *const *in, int nin, const ir_attrs *attrs,
-                                  const ir_type *out);
-
-#define OP(E, name, arity, kind, api, rule, eager, kernel)                                 \
-    em_tensor *fe_eager_##eager(ir_op op, em_tensor *const *in, int nin, const ir_attrs *attrs, \
-                                const ir_type *out);
-#include "ops.def"
-#undef OP
-
 /* Checks, types and runs one op call. `api` is the public name for messages;
  * bit i of `optional` lets in[i] be NULL. Returns the result, adopted by the
  * innermost scope, or NULL with an error. */

@@ -53,11 +53,18 @@ typedef struct ir_attrs {
 typedef int (*ir_shape_fn)(ir_op op, const char *api, const ir_type *const *in, int nin,
                            ir_attrs *attrs, ir_type *out);
 
+/* Runs op on real tensors (ir/eager.c): in has nin entries (optional ones may
+ * be NULL), attrs are normalised, out is the type the shape rule computed.
+ * Returns a new reference (not adopted by any scope) or NULL with an error. */
+typedef em_tensor *(*ir_eager_fn)(ir_op op, em_tensor *const *in, int nin,
+                                  const ir_attrs *attrs, const ir_type *out);
+
 typedef struct ir_op_info {
     const char *name;   /* "add" */
     int arity;          /* tensor inputs; -1 for a list */
     ir_kind kind;
     ir_shape_fn shape;
+    ir_eager_fn eager;
     int kernel;         /* runtime function id (rt_unary, rt_binary, rt_reduce, ...) */
 } ir_op_info;
 
@@ -66,6 +73,11 @@ extern const ir_op_info ir_ops[IR_OP_COUNT];
 #define OP(E, name, arity, kind, api, rule, eager, kernel)                               \
     int ir_shape_##rule(ir_op op, const char *api_name, const ir_type *const *in, int nin, \
                         ir_attrs *attrs, ir_type *out);
+#include "ops.def"
+#undef OP
+#define OP(E, name, arity, kind, api, rule, eager, kernel)                               \
+    em_tensor *ir_eager_##eager(ir_op op, em_tensor *const *in, int nin,                   \
+                                const ir_attrs *attrs, const ir_type *out);
 #include "ops.def"
 #undef OP
 

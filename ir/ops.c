@@ -10,7 +10,7 @@
 
 const ir_op_info ir_ops[IR_OP_COUNT] = {
 #define OP(E, nm, ar, kd, api, rule, eager, kern) \
-    [IR_OP_##E] = {#nm, ar, IR_KIND_##kd, ir_shape_##rule, kern},
+    [IR_OP_##E] = {#nm, ar, IR_KIND_##kd, ir_shape_##rule, ir_eager_##eager, kern},
 #include "ops.def"
 #undef OP
 };

@@ -17,6 +17,29 @@ static inline vf v_abs(vf x) {
 static inline vf v_sigmoid(vf x) {
     return V_DIV(V_SET1(1.0f), V_ADD(V_SET1(1.0f), SLEEF_SFX(exp)(V_XOR(x, V_SET1(-0.0f)))));
 }
+/* GELU through erfc: x/2 (1 + erf(x/sqrt2)) = x (1 - erfc(z)/2) for x >= 0 and
+ * x erfc(z)/2 for x < 0, with z = |x|/sqrt2. erfc(z) = t exp(-z^2 + P(t)),
+ * t = 1/(1 + z/2), is the Chebyshev fit of Numerical Recipes (erfcc), whose
+ * error is below 1.2e-7 *relative* for all z >= 0, so GELU stays accurate in its
+ * small negative tail, where an absolute-error erf (as PyTorch uses) loses all
+ * relative precision. About 3x cheaper than Sleef's 1-ulp erf; em_erf itself
+ * keeps Sleef's. */
+static inline vf v_gelu(vf x) {
+    vf z = V_MUL(V_XOR(x, V_AND(x, V_SET1(-0.0f))), V_SET1(0.70710678118654752f)); /* |x|/sqrt2 */
+    vf t = V_DIV(V_SET1(1.0f), V_FMA(V_SET1(0.5f), z, V_SET1(1.0f)));
+    vf p = V_FMA(t, V_SET1(0.17087277f), V_SET1(-0.82215223f));
+    p = V_FMA(p, t, V_SET1(1.48851587f));
+    p = V_FMA(p, t, V_SET1(-1.13520398f));
+    p = V_FMA(p, t, V_SET1(0.27886807f));
+    p = V_FMA(p, t, V_SET1(-0.18628806f));
+    p = V_FMA(p, t, V_SET1(0.09678418f));
+    p = V_FMA(p, t, V_SET1(0.37409196f));
+    p = V_FMA(p, t, V_SET1(1.00002368f));
+    p = V_FMA(p, t, V_SET1(-1.26551223f));
+    vf half_c = V_MUL(V_MUL(V_SET1(0.5f), t), SLEEF_SFX(exp)(V_SUB(p, V_MUL(z, z))));
+    vf pos = V_MUL(x, V_SUB(V_SET1(1.0f), half_c));
+    return V_SELECT(V_CMP(x, V_ZERO(), _CMP_GE_OQ), pos, V_MUL(x, half_c));
+}
 static inline vf v_isnan_select(vf a, vf r) { return V_SELECT(V_CMP(a, a, _CMP_UNORD_Q), a, r); }
 
 #define U_NEG(x) V_XOR(x, V_SET1(-0.0f))
@@ -32,8 +55,7 @@ static inline vf v_isnan_select(vf a, vf r) { return V_SELECT(V_CMP(a, a, _CMP_U
 #define U_ERF(x) SLEEF_SFX(erf)(x)
 #define U_SIGMOID(x) v_sigmoid(x)
 #define U_RELU(x) V_MAX(V_ZERO(), x) /* max(0, NaN) is NaN: maxps returns its second operand */
-#define U_GELU(x) \
-    V_MUL(V_MUL(V_SET1(0.5f), x), V_ADD(V_SET1(1.0f), SLEEF_SFX(erf)(V_MUL(x, V_SET1(0.70710678118654752f)))))
+#define U_GELU(x) v_gelu(x)
 #define U_GELU_TANH(x)                                                                    \
     V_MUL(V_MUL(V_SET1(0.5f), x),                                                         \
           V_ADD(V_SET1(1.0f), SLEEF_SFX(tanh)(V_MUL(V_SET1(0.79788456080286536f),         \

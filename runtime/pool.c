@@ -28,6 +28,7 @@ static struct {
     pthread_t *workers;
     int nthreads;                /* workers + the calling thread */
     uint64_t generation;         /* bumped per job */
+    uint64_t born;               /* generation when the workers were started */
     int busy;                    /* workers yet to finish this job */
     bool stop;
     rt_range_fn fn;              /* the job */
@@ -53,7 +54,7 @@ static void *worker_main(void *arg) {
     (void)arg;
     in_job = true;
     pthread_mutex_lock(&pool.mu);
-    uint64_t seen = pool.generation;
+    uint64_t seen = pool.born; /* not pool.generation: a job may already be waiting */
     for (;;) {
         while (pool.generation == seen && !pool.stop) pthread_cond_wait(&pool.wake, &pool.mu);
         if (pool.stop) break;
@@ -83,6 +84,9 @@ static void stop_workers(void) {
 static int start_workers(int n) {
     pool.nthreads = 1;
     if (n <= 1) return 1;
+    pthread_mutex_lock(&pool.mu);
+    pool.born = pool.generation;
+    pthread_mutex_unlock(&pool.mu);
     pool.workers = calloc((size_t)n - 1, sizeof *pool.workers);
     if (!pool.workers) return 1;
     for (int i = 0; i < n - 1; i++) {

@@ -1,6 +1,10 @@
 /*
  * eager.c — running each op on real tensors.
  *
+ * These adapters are the eager meaning of every op: the frontend calls them for
+ * each public call made outside tracing, and the graph interpreter calls them
+ * for each node, so the two cannot disagree.
+ *
  * One adapter per family of ops (named in ops.def's eager column) turns a typed
  * op call into runtime kernel calls: it converts inputs to the dtype the kernel
  * computes in, allocates the contiguous result, and calls the kernel. Shape ops
@@ -8,7 +12,7 @@
  * cannot be viewed copies it first, as torch.reshape does). Inputs are never
  * written; every temporary is released before returning, on failure too.
  */
-#include "frontend.h"
+#include "ir.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +69,7 @@ static int run_unary(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tenso
     (void)n, (void)a;
     return rt_unary_apply((rt_unary)ir_ops[op].kernel, c[0], out);
 }
-em_tensor *fe_eager_unary(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_unary(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                           const ir_type *out) {
     return run_converted(op, in, nin, out->dtype, a, out, run_unary);
 }
@@ -74,7 +78,7 @@ static int run_binary(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     (void)n, (void)a;
     return rt_binary_apply((rt_binary)ir_ops[op].kernel, c[0], c[1], out);
 }
-em_tensor *fe_eager_binary(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_binary(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                            const ir_type *out) {
     /* Comparisons compute in the promoted input dtype; arithmetic in the result's. */
     em_dtype dt = out->dtype == EM_BOOL && ir_ops[op].kernel >= RT_BINARY_EQ
@@ -86,7 +90,7 @@ static int run_where(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tenso
     (void)op, (void)n, (void)a;
     return rt_where_apply(c[0], c[1], c[2], out);
 }
-em_tensor *fe_eager_where(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_where(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                           const ir_type *out) {
     (void)nin;
     em_tensor *c[3] = {in[0], NULL, NULL};
@@ -99,7 +103,7 @@ em_tensor *fe_eager_where(ir_op op, em_tensor *const *in, int nin, const ir_attr
     return r;
 }
 
-em_tensor *fe_eager_cast(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_cast(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                          const ir_type *out) {
     (void)op, (void)nin, (void)out;
     return as_dtype(in[0], a->dtype);
@@ -121,7 +125,7 @@ static int run_reduce(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     em_release(x);
     return r;
 }
-em_tensor *fe_eager_reduce(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_reduce(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                            const ir_type *out) {
     em_dtype dt = op == IR_OP_MEAN ? out->dtype : in[0]->dtype;
     return run_converted(op, in, nin, dt, a, out, run_reduce);
@@ -136,7 +140,7 @@ static int run_softmax(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_ten
     em_release(o);
     return r;
 }
-em_tensor *fe_eager_softmax(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_softmax(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                             const ir_type *out) {
     return run_converted(op, in, nin, out->dtype, a, out, run_softmax);
 }
@@ -145,7 +149,7 @@ static int run_layer_norm(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_
     (void)op, (void)n;
     return rt_layer_norm_apply(c[0], c[1], c[2], a->eps, out);
 }
-em_tensor *fe_eager_layer_norm(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_layer_norm(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                                const ir_type *out) {
     return run_converted(op, in, nin, out->dtype, a, out, run_layer_norm);
 }
@@ -154,7 +158,7 @@ static int run_rms_norm(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_te
     (void)op, (void)n;
     return rt_rms_norm_apply(c[0], c[1], a->eps, out);
 }
-em_tensor *fe_eager_rms_norm(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_rms_norm(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                              const ir_type *out) {
     return run_converted(op, in, nin, out->dtype, a, out, run_rms_norm);
 }
@@ -165,7 +169,7 @@ static int run_matmul(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     (void)op, (void)n, (void)a;
     return rt_matmul_apply(c[0], c[1], out);
 }
-em_tensor *fe_eager_matmul(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_matmul(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                            const ir_type *out) {
     return run_converted(op, in, nin, out->dtype, a, out, run_matmul);
 }
@@ -174,12 +178,12 @@ static int run_linear(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     (void)op, (void)n, (void)a;
     return rt_linear_apply(c[0], c[1], c[2], out);
 }
-em_tensor *fe_eager_linear(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_linear(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                            const ir_type *out) {
     return run_converted(op, in, nin, out->dtype, a, out, run_linear);
 }
 
-em_tensor *fe_eager_embedding(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_embedding(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                               const ir_type *out) {
     (void)nin, (void)a;
     if (rt_embedding_check("em_embedding", in[1], in[0]->shape[0])) return NULL;
@@ -191,7 +195,7 @@ em_tensor *fe_eager_embedding(ir_op op, em_tensor *const *in, int nin, const ir_
     return o;
 }
 
-em_tensor *fe_eager_concat(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_concat(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                            const ir_type *out) {
     em_tensor **c = rt_malloc((size_t)nin * sizeof *c, "em_concat");
     if (!c) return NULL;
@@ -210,7 +214,7 @@ em_tensor *fe_eager_concat(ir_op op, em_tensor *const *in, int nin, const ir_att
 
 /* ---- shape ops: views --------------------------------------------------------------- */
 
-em_tensor *fe_eager_contiguous(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_contiguous(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                                const ir_type *out) {
     (void)nin, (void)a;
     if (rt_tensor_is_contiguous(in[0])) return em_retain(in[0]);
@@ -242,7 +246,7 @@ static bool view_strides(const em_tensor *x, int nd, const int64_t *shape, int64
     return vd == -1;
 }
 
-em_tensor *fe_eager_reshape(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_reshape(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                             const ir_type *out) {
     int64_t st[EM_MAX_DIMS];
     em_tensor *x = in[0];
@@ -251,7 +255,7 @@ em_tensor *fe_eager_reshape(ir_op op, em_tensor *const *in, int nin, const ir_at
     /* Not viewable: copy to dense data, then view that. */
     ir_type dense;
     ir_type_of(x, &dense);
-    em_tensor *c = fe_eager_contiguous(op, in, nin, a, &dense);
+    em_tensor *c = ir_eager_contiguous(op, in, nin, a, &dense);
     if (!c) return NULL;
     rt_tensor_contig_strides(out->ndim, out->shape, st);
     em_tensor *v = rt_tensor_view(c, out->ndim, out->shape, st, 0);
@@ -259,7 +263,7 @@ em_tensor *fe_eager_reshape(ir_op op, em_tensor *const *in, int nin, const ir_at
     return v;
 }
 
-em_tensor *fe_eager_permute(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_permute(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                             const ir_type *out) {
     (void)op, (void)nin;
     int64_t st[EM_MAX_DIMS];
@@ -267,7 +271,7 @@ em_tensor *fe_eager_permute(ir_op op, em_tensor *const *in, int nin, const ir_at
     return rt_tensor_view(in[0], out->ndim, out->shape, st, in[0]->offset);
 }
 
-em_tensor *fe_eager_slice(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_slice(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                           const ir_type *out) {
     (void)op, (void)nin;
     em_tensor *x = in[0];
@@ -278,7 +282,7 @@ em_tensor *fe_eager_slice(ir_op op, em_tensor *const *in, int nin, const ir_attr
     return rt_tensor_view(x, out->ndim, out->shape, st, off);
 }
 
-em_tensor *fe_eager_expand(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+em_tensor *ir_eager_expand(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
                            const ir_type *out) {
     (void)op, (void)nin, (void)a;
     em_tensor *x = in[0];
