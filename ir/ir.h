@@ -1,9 +1,11 @@
 /*
  * ir.h — the whole interface of ember's IR layer.
  *
- * For now: the op table (generated from ops.def) and the type rules that every
- * op is checked with before it runs or is recorded. The SSA graph, verifier,
- * printers and interpreter of the capture work build on these.
+ * The op table (generated from ops.def), the type rules every op is checked
+ * with before it runs or is recorded, the eager meaning of every op, and the
+ * SSA graph that tracing records: immutable, hash-consed nodes in one arena per
+ * graph, with a verifier, text and Graphviz printers, and an interpreter that
+ * runs a graph with the eager adapters.
  */
 #ifndef EMBER_IR_H
 #define EMBER_IR_H
@@ -84,5 +86,75 @@ extern const ir_op_info ir_ops[IR_OP_COUNT];
 void ir_type_of(const em_tensor *t, ir_type *out);
 /* Broadcasts two shapes into out (numpy rules); -1 with an error naming api. */
 int ir_broadcast(const char *api, const ir_type *a, const ir_type *b, ir_type *out);
+
+/* ---- the SSA graph (graph.c, verify.c, print.c, interp.c) ------------------------ */
+
+typedef enum ir_node_kind {
+    IR_NODE_INPUT, /* a tensor argument of the traced function */
+    IR_NODE_CONST, /* a real tensor the function reached (a global, a created scalar) */
+    IR_NODE_OP,    /* an op applied to earlier nodes */
+} ir_node_kind;
+
+/* A node is one SSA value. Nodes are immutable once created and hash-consed:
+ * asking for an op node equal to an existing one (same op, inputs and
+ * attributes) returns the existing node. */
+typedef struct ir_node {
+    int id;                  /* %id in printouts: position in the graph's node order */
+    ir_node_kind kind;
+    ir_op op;                /* IR_NODE_OP only */
+    ir_type type;            /* dtype and shape of the value */
+    ir_attrs attrs;          /* normalised by the op's shape rule */
+    int nin;                 /* inputs; entries may be NULL for optional operands */
+    struct ir_node **in;     /* nin entries, in the graph's arena */
+    int arg;                 /* IR_NODE_INPUT: index among the tensor arguments */
+    em_tensor *value;        /* IR_NODE_CONST: the tensor (the graph holds a reference) */
+    int uses;                /* times this node is an input of another node or an output */
+    uintptr_t site;          /* return address of the user's call (0 if unknown) */
+    uint64_t hash;           /* of (kind, op, inputs, attrs) */
+} ir_node;
+
+typedef struct ir_graph ir_graph; /* owns its nodes (one arena) and its constants */
+
+ir_graph *ir_graph_create(const char *name);          /* NULL with an error on OOM */
+void ir_graph_destroy(ir_graph *g);                   /* NULL-safe; releases constants */
+const char *ir_graph_name(const ir_graph *g);
+
+/* Adds the tensor argument number `arg` of type t (one node per argument). */
+ir_node *ir_graph_add_input(ir_graph *g, const ir_type *t, int arg);
+/* Adds a constant holding a reference to t; the same tensor twice is one node. */
+ir_node *ir_graph_add_const(ir_graph *g, em_tensor *t);
+/* Adds op(in...) after checking it with the op's shape rule (errors name api);
+ * returns the existing node when an equal one exists. attrs are copied and
+ * normalised. NULL with an error on a type error or OOM. */
+ir_node *ir_graph_add_node(ir_graph *g, ir_op op, const char *api, ir_node *const *in, int nin,
+                           const ir_attrs *attrs, uintptr_t site);
+/* Sets the outputs (nodes of g; one node may appear more than once). */
+int ir_graph_set_outputs(ir_graph *g, ir_node *const *outs, int n);
+
+int ir_graph_num_nodes(const ir_graph *g);
+ir_node *ir_graph_node(const ir_graph *g, int i);     /* in topological order */
+int ir_graph_num_inputs(const ir_graph *g);
+ir_node *ir_graph_input(const ir_graph *g, int i);    /* by argument index */
+int ir_graph_num_outputs(const ir_graph *g);
+ir_node *ir_graph_output(const ir_graph *g, int i);
+
+/* Checks every invariant: inputs precede users (SSA order), input counts match
+ * arity, types equal what the shape rules give, use counts are right, node ids
+ * are positions, hash-consing left no duplicates. 0, or -1 with an error
+ * naming the node. */
+int ir_graph_verify(const ir_graph *g);
+
+/* One line per node: `%7 = add %3, %5 : f32[64,4096]  ; mlp+0x2f`, inputs and
+ * constants first, outputs last. */
+int ir_graph_print(const ir_graph *g, FILE *out);
+int ir_graph_print_dot(const ir_graph *g, FILE *out);  /* Graphviz */
+/* "mlp+0x2f" for a call-site address (dladdr), or "" when unknown. */
+const char *ir_site_str(uintptr_t site, char *buf, size_t cap);
+
+/* Runs g with the eager adapters: args are the tensor arguments in order;
+ * outs receives ir_graph_num_outputs new references (not adopted by a scope).
+ * Intermediates are released as soon as their last use has run. 0, or -1 with
+ * an error (nothing is left in outs then). */
+int ir_graph_run(const ir_graph *g, em_tensor *const *args, em_tensor **outs);
 
 #endif /* EMBER_IR_H */
