@@ -16,10 +16,41 @@
  * bit i of `optional` lets in[i] be NULL. Returns the result, adopted by the
  * innermost scope, or NULL with an error. */
 em_tensor *fe_dispatch(ir_op op, const char *api, em_tensor *const *in, int nin,
-                       unsigned optional, ir_attrs *attrs);
+                       unsigned optional, ir_attrs *attrs, uintptr_t site);
+/* The user's call site, for the graph printer: use in public entry points only. */
+#define FE_SITE ((uintptr_t)__builtin_return_address(0))
 
 /* Reports a NULL argument, keeping the first failure of a chain in the message. */
 void fe_null_arg(const char *api, const char *what);
+
+/* ---- tracing (trace.c) ----------------------------------------------------------------- */
+
+/* While a trace is active on this thread, public ops on proxy tensors record
+ * graph nodes instead of computing. A proxy is an em_tensor with a dtype and
+ * shape but no storage; its aux is its node. */
+typedef struct fe_trace {
+    ir_graph *graph;
+    uint64_t id;             /* tags the proxies of this trace */
+    bool failed;             /* an op failed while tracing: its message is set */
+    char brk[256];           /* non-empty: why the graph broke (em_item, em_read, ...) */
+} fe_trace;
+
+void fe_trace_begin(fe_trace *t, ir_graph *g);
+void fe_trace_end(fe_trace *t);
+fe_trace *fe_trace_current(void);              /* NULL when not tracing */
+/* A proxy for node n (not adopted by a scope); NULL with an error on OOM. */
+em_tensor *fe_proxy_new(fe_trace *t, ir_node *n, const int64_t *strides);
+bool fe_is_proxy(const em_tensor *x);
+/* The node of x in the current trace: its own node for a proxy of this trace, a
+ * constant node for a real tensor; NULL with an error for a stale proxy. */
+ir_node *fe_trace_node_of(fe_trace *t, em_tensor *x);
+/* Records op(in...) into the current trace; returns a new proxy adopted by the
+ * innermost scope, or NULL (and marks the trace failed). */
+em_tensor *fe_trace_record(fe_trace *t, ir_op op, const char *api, em_tensor *const *in, int nin,
+                           ir_attrs *attrs, uintptr_t site);
+/* Called by data reads (em_read, em_item) on a proxy: records a graph break.
+ * Returns the error status the read should return. */
+int fe_trace_break(const char *api, const em_tensor *x, uintptr_t site);
 
 /* ---- signatures (signature.c) ------------------------------------------------------ */
 
@@ -67,5 +98,35 @@ void fe_closure_destroy(fe_closure *c);     /* NULL-safe */
 /* Calls fn, whose C type is sig, with the arguments as the handler received
  * them (the eager path of a compiled function). */
 void fe_closure_call(const fe_closure *c, void *fn, void *ret, void **args);
+
+/* ---- guards (guard.c) ----------------------------------------------------------------- */
+
+/* Longest key: every argument a tensor of EM_MAX_DIMS dims. */
+#define FE_KEY_MAX (FE_MAX_ARGS * (1 + 2 * EM_MAX_DIMS))
+/* Packs the guarded facts of a call's arguments (as a closure receives them)
+ * into key; returns its length, or -1 when a tensor argument is NULL. */
+int fe_guard_key(const fe_sig *sig, void **args, int64_t *key);
+/* The first difference between two keys, for EMBER_LOG=recompiles. */
+void fe_guard_diff(const fe_sig *sig, const int64_t *now, int nlen, const int64_t *old, int olen,
+                   char *buf, size_t cap);
+
+/* ---- logging and dumps (observe.c) ---------------------------------------------------- */
+
+/* EMBER_LOG categories, read once from the environment. */
+typedef enum fe_log_cat {
+    FE_LOG_GRAPH = 1 << 0, FE_LOG_OPT = 1 << 1, FE_LOG_KERNELS = 1 << 2,
+    FE_LOG_MEMPLAN = 1 << 3, FE_LOG_LLVM = 1 << 4, FE_LOG_ASM = 1 << 5,
+    FE_LOG_GUARDS = 1 << 6, FE_LOG_RECOMPILES = 1 << 7, FE_LOG_FALLBACKS = 1 << 8,
+} fe_log_cat;
+bool fe_log_on(fe_log_cat cat);
+void fe_log(fe_log_cat cat, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes stage of g to out; -1 with an error for an unknown stage. With g NULL,
+ * only checks the stage name. */
+int fe_dump_stage(const ir_graph *g, const char *stage, FILE *out);
+/* Writes every stage of g as <dir>/<name>.<n>.<stage>.txt (dot: .dot); on an
+ * unwritable dir prints one message to stderr and returns -1. */
+int fe_dump_all(const ir_graph *g, const char *dir, const char *name, int n);
+/* Logs g under the categories that are enabled. */
+void fe_log_graph(const ir_graph *g);
 
 #endif /* EMBER_FRONTEND_H */

@@ -170,6 +170,50 @@ em_tensor *em_unsqueeze(em_tensor *t, int axis);
 em_tensor *em_squeeze(em_tensor *t, int axis); /* the axis must have size 1 */
 em_tensor *em_contiguous(em_tensor *t);        /* t itself (retained) when already dense */
 
+/* ---- compilation ---------------------------------------------------------------------- */
+/* em_compile wraps a C function over tensors: the result has the same C type
+ * (a libffi closure) and computes the same results. Its first call with given
+ * input shapes, dtypes, strides and scalar values traces the function into a
+ * graph (by running it once on proxy tensors); later calls whose guards match
+ * run the graph without calling the function again. `signature` spells the C
+ * type: "tensor(tensor, tensor, int, float)", "void(tensor, tensor *, tensor *)"
+ * (out-parameters for several results); scalar types int, int64_t, float, double.
+ *
+ *     em_tensor *model(em_tensor *x, em_tensor *w);
+ *     __typeof__(&model) fast = EM_COMPILE(model, "tensor(tensor, tensor)");
+ *     em_tensor *y = fast(x, w);              // same contract as model(x, w)
+ *     em_compiled_free((void *)fast);
+ *
+ * Reading a traced tensor's data inside the function (em_item, em_read) is a
+ * graph break: that call runs eagerly (logged under EMBER_LOG=fallbacks), or
+ * fails with fullgraph. Tensors the function reaches without receiving them
+ * (weights in globals) are captured by reference when traced. */
+typedef struct em_options {
+    int fullgraph;          /* a graph break is an error, not an eager fallback */
+    int max_recompiles;     /* graphs kept per function before it runs eagerly; 0: 8 */
+    int threads;            /* > 0: em_set_threads(threads) when compiling */
+    const char *dump_dir;   /* write each stage of each graph here; NULL: $EMBER_DUMP_DIR */
+    const char *name;       /* for logs and dump files; NULL: the function's symbol */
+} em_options;
+
+typedef struct em_stats {
+    uint64_t calls;           /* calls of the compiled function */
+    uint64_t compiles;        /* traces that produced a graph */
+    uint64_t guard_misses;    /* calls whose inputs matched no cached graph */
+    uint64_t eager_fallbacks; /* calls that ran the original function */
+    int kernels;              /* kernels in the newest graph */
+    double compile_ms;        /* total time spent tracing and compiling */
+    size_t arena_bytes;       /* intermediate memory of the newest graph */
+} em_stats;
+
+void *em_compile(void *fn, const char *signature, const em_options *opts);
+#define EM_COMPILE(fn, sig) ((__typeof__(&(fn)))em_compile((void *)&(fn), (sig), NULL))
+void em_compiled_free(void *compiled); /* NULL is a no-op */
+int em_compiled_stats(void *compiled, em_stats *out);
+/* Writes one stage of the newest graph: "graph" (as captured), "opt", "kernels",
+ * "memplan", "llvm", "asm", "dot". A stage not produced yet says so in one line. */
+int em_dump(void *compiled, const char *stage, FILE *out);
+
 /* ---- memory accounting ------------------------------------------------------------- */
 typedef struct em_memory_stats {
     size_t live_bytes;  /* tensor storage allocated now */

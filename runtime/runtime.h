@@ -76,7 +76,8 @@ struct em_tensor {
     int64_t offset;                 /* first element, in elements from storage->data */
     int64_t numel;                  /* product of shape */
     rt_storage *storage;            /* shared by views; NULL only for frontend proxies */
-    void *aux;                      /* owned by the frontend (tracing); NULL otherwise */
+    void *aux;                      /* frontend: the graph node of a tracing proxy, else NULL */
+    uint64_t aux_id;                /* frontend: which trace made the proxy */
 };
 
 /* New contiguous tensor, contents uninitialized (zero-filled if zero is true).

@@ -1,0 +1,124 @@
+/*
+ * observe.c — what the compiler tells its users: EMBER_LOG and the IR dumps.
+ *
+ * Seeing what was captured, and why a function recompiled or fell back, is one
+ * of the three things users come for, so every stage can be printed: to stderr
+ * as it happens (EMBER_LOG=graph,guards,recompiles,fallbacks,...), into files
+ * (EMBER_DUMP_DIR or em_options.dump_dir: one file per stage per graph), or on
+ * demand (em_dump). Stages the pipeline does not produce yet say so in one line
+ * rather than pretending.
+ */
+#include "frontend.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const struct { const char *name; fe_log_cat cat; } cats[] = {
+    {"graph", FE_LOG_GRAPH}, {"opt", FE_LOG_OPT}, {"kernels", FE_LOG_KERNELS},
+    {"memplan", FE_LOG_MEMPLAN}, {"llvm", FE_LOG_LLVM}, {"asm", FE_LOG_ASM},
+    {"guards", FE_LOG_GUARDS}, {"recompiles", FE_LOG_RECOMPILES}, {"fallbacks", FE_LOG_FALLBACKS},
+};
+
+static unsigned log_mask;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static void read_env(void) {
+    const char *env = getenv("EMBER_LOG");
+    for (const char *p = env; p && *p;) {
+        size_t n = strcspn(p, ", ");
+        bool known = false;
+        for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
+            if (strlen(cats[i].name) == n && strncmp(p, cats[i].name, n) == 0)
+                log_mask |= cats[i].cat, known = true;
+        }
+        if (n == 3 && strncmp(p, "all", 3) == 0) log_mask = ~0u, known = true;
+        if (!known && n) fprintf(stderr, "ember: EMBER_LOG: unknown category '%.*s'\n", (int)n, p);
+        p += n;
+        p += strspn(p, ", ");
+    }
+}
+
+bool fe_log_on(fe_log_cat cat) {
+    pthread_once(&log_once, read_env);
+    return (log_mask & cat) != 0;
+}
+
+void fe_log(fe_log_cat cat, const char *fmt, ...) {
+    if (!fe_log_on(cat)) return;
+    const char *name = "";
+    for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++)
+        if (cats[i].cat == cat) name = cats[i].name;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ember[%s] %s\n", name, line);
+}
+
+int fe_dump_stage(const ir_graph *g, const char *stage, FILE *out) {
+    if (!stage) return rt_error("em_dump: stage is NULL");
+    if (!g) { /* only validate the stage name */
+        static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (strcmp(stage, all[i]) == 0) return 0;
+        return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot)",
+                        stage);
+    }
+    if (strcmp(stage, "graph") == 0) return ir_graph_print(g, out);
+    if (strcmp(stage, "dot") == 0) return ir_graph_print_dot(g, out);
+    static const char *later[] = {"opt", "kernels", "memplan", "llvm", "asm"};
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        if (strcmp(stage, later[i]) == 0) {
+            fprintf(out, "; %s: not produced yet: this build runs the captured graph with the "
+                         "eager kernels (no optimisation passes or code generation)\n", stage);
+            return 0;
+        }
+    }
+    return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot)",
+                    stage);
+}
+
+static int mkdirs(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int fe_dump_all(const ir_graph *g, const char *dir, const char *name, int n) {
+    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
+    if (mkdirs(dir) != 0) {
+        fprintf(stderr, "ember: cannot create dump directory %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
+        char path[1200];
+        bool dot = strcmp(stages[i], "dot") == 0;
+        snprintf(path, sizeof path, "%s/%s.%d.%s", dir, name, n, dot ? "dot" : stages[i]);
+        if (!dot) strncat(path, ".txt", sizeof path - strlen(path) - 1);
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            fprintf(stderr, "ember: cannot write %s: %s\n", path, strerror(errno));
+            return -1;
+        }
+        fe_dump_stage(g, stages[i], f);
+        fclose(f);
+    }
+    return 0;
+}
+
+void fe_log_graph(const ir_graph *g) {
+    if (!fe_log_on(FE_LOG_GRAPH)) return;
+    fprintf(stderr, "ember[graph] captured:\n");
+    ir_graph_print(g, stderr);
+}
