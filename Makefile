@@ -73,15 +73,15 @@ $(B)/libember.a: $(OBJ)
 	ar rcs $@ $^
 
 $(B)/libember.so: $(OBJ)
-	$(CC) -shared $(SANFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -Wl,--no-undefined $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
 $(TEST_BIN): $(TEST_OBJ) $(B)/libember.a
 	$(CC) $(SANFLAGS) -o $@ $(TEST_OBJ) $(B)/libember.a $(LDLIBS) -lcriterion
 
-# ASan's leak checker runs at exit of each test process; UBSan aborts on the first report.
+# ASan's leak checker runs at exit of each test process; UBSan aborts on the first
+# report; run-tests.sh fails the run on any sanitizer report Criterion let pass.
 test: $(TEST_BIN)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    $(TEST_BIN) --jobs 2 $(TESTFLAGS)
+	scripts/run-tests.sh $(TEST_BIN) --jobs 2 $(TESTFLAGS)
 
 $(B)/examples/%: examples/%.c $(B)/libember.so
 	@mkdir -p $(dir $@)
@@ -91,12 +91,14 @@ demo: $(B)/examples/mlp
 	$(B)/examples/mlp
 
 $(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
-	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
+	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \
+	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
 
 bench-ops: $(B)/ember-bench-ops
 	$(B)/ember-bench-ops $(BENCHFLAGS)
 
-$(B)/ember.pc: Makefile
+# Rewritten on every install, so that it always names this run's PREFIX.
+$(B)/ember.pc: FORCE
 	@mkdir -p $(B)
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ember\nDescription: graph-capture JIT compiler for eager C tensor programs\nVersion: 0.1.0\nRequires.private: %s\nLibs: -L$${libdir} -lember\nLibs.private: -lm -lpthread\nCflags: -I$${includedir}\n' \
 	    '$(PREFIX)' '$(PKGS)' > $@
@@ -107,6 +109,8 @@ install: all $(B)/ember.pc
 	install -m 755 $(B)/libember.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(B)/libember.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(B)/ember.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+FORCE:
 
 clean:
 	rm -rf build build-san

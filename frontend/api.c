@@ -15,12 +15,12 @@
 /* call1 is a macro so that FE_SITE is the user's call site, not call1's. */
 #define call1(op, api, t, ...) call1_at(op, api, t, __VA_ARGS__, FE_SITE)
 static em_tensor *call1_at(ir_op op, const char *api, em_tensor *t, ir_attrs *a, uintptr_t site) {
-    return fe_dispatch(op, api, &t, 1, 0, a, site);
+    return fe_dispatch(op, api, &t, 1, a, site);
 }
 
 em_tensor *em_where(em_tensor *cond, em_tensor *a, em_tensor *b) {
     em_tensor *in[3] = {cond, a, b};
-    return fe_dispatch(IR_OP_WHERE, "em_where", in, 3, 0, &(ir_attrs){0}, FE_SITE);
+    return fe_dispatch(IR_OP_WHERE, "em_where", in, 3, &(ir_attrs){0}, FE_SITE);
 }
 
 em_tensor *em_cast(em_tensor *t, em_dtype dtype) {
@@ -47,27 +47,27 @@ em_tensor *em_log_softmax(em_tensor *t, int axis) {
 
 em_tensor *em_layer_norm(em_tensor *x, em_tensor *w, em_tensor *b, double eps) {
     em_tensor *in[3] = {x, w, b};
-    return fe_dispatch(IR_OP_LAYER_NORM, "em_layer_norm", in, 3, 6u, &(ir_attrs){.eps = eps}, FE_SITE);
+    return fe_dispatch(IR_OP_LAYER_NORM, "em_layer_norm", in, 3, &(ir_attrs){.eps = eps}, FE_SITE);
 }
 
 em_tensor *em_rms_norm(em_tensor *x, em_tensor *w, double eps) {
     em_tensor *in[2] = {x, w};
-    return fe_dispatch(IR_OP_RMS_NORM, "em_rms_norm", in, 2, 2u, &(ir_attrs){.eps = eps}, FE_SITE);
+    return fe_dispatch(IR_OP_RMS_NORM, "em_rms_norm", in, 2, &(ir_attrs){.eps = eps}, FE_SITE);
 }
 
 em_tensor *em_matmul(em_tensor *a, em_tensor *b) {
     em_tensor *in[2] = {a, b};
-    return fe_dispatch(IR_OP_MATMUL, "em_matmul", in, 2, 0, &(ir_attrs){0}, FE_SITE);
+    return fe_dispatch(IR_OP_MATMUL, "em_matmul", in, 2, &(ir_attrs){0}, FE_SITE);
 }
 
 em_tensor *em_linear(em_tensor *x, em_tensor *w, em_tensor *b) {
     em_tensor *in[3] = {x, w, b};
-    return fe_dispatch(IR_OP_LINEAR, "em_linear", in, 3, 4u, &(ir_attrs){0}, FE_SITE);
+    return fe_dispatch(IR_OP_LINEAR, "em_linear", in, 3, &(ir_attrs){0}, FE_SITE);
 }
 
 em_tensor *em_embedding(em_tensor *table, em_tensor *idx) {
     em_tensor *in[2] = {table, idx};
-    return fe_dispatch(IR_OP_EMBEDDING, "em_embedding", in, 2, 0, &(ir_attrs){0}, FE_SITE);
+    return fe_dispatch(IR_OP_EMBEDDING, "em_embedding", in, 2, &(ir_attrs){0}, FE_SITE);
 }
 
 /* ---- shape ---------------------------------------------------------------------------- */
@@ -133,7 +133,7 @@ em_tensor *em_concat(em_tensor *const *ts, int n, int axis) {
         rt_error("em_concat: needs at least one tensor, got %d", n);
         return NULL;
     }
-    return fe_dispatch(IR_OP_CONCAT, "em_concat", ts, n, 0, &(ir_attrs){.axis = axis}, FE_SITE);
+    return fe_dispatch(IR_OP_CONCAT, "em_concat", ts, n, &(ir_attrs){.axis = axis}, FE_SITE);
 }
 
 em_tensor *em_unsqueeze(em_tensor *t, int axis) {

@@ -33,9 +33,10 @@ void fe_null_arg(const char *api, const char *what) {
 }
 
 static em_tensor *dispatch_typed(ir_op op, const char *api, em_tensor *const *in, int nin,
-                                 unsigned optional, ir_attrs *attrs, ir_type *types,
+                                 ir_attrs *attrs, ir_type *types,
                                  const ir_type **tp, uintptr_t site) {
     bool proxies = false;
+    unsigned optional = ir_op_optional(op);
     for (int i = 0; i < nin; i++) {
         if (!in[i] && !(i < 32 && (optional >> i) & 1u)) {
             char what[40];
@@ -61,14 +62,14 @@ static em_tensor *dispatch_typed(ir_op op, const char *api, em_tensor *const *in
 }
 
 em_tensor *fe_dispatch(ir_op op, const char *api, em_tensor *const *in, int nin,
-                       unsigned optional, ir_attrs *attrs, uintptr_t site) {
+                       ir_attrs *attrs, uintptr_t site) {
     enum { SMALL = 8 };
     ir_type types[SMALL];
     const ir_type *tp[SMALL];
-    if (nin <= SMALL) return dispatch_typed(op, api, in, nin, optional, attrs, types, tp, site);
+    if (nin <= SMALL) return dispatch_typed(op, api, in, nin, attrs, types, tp, site);
     ir_type *big = rt_malloc((size_t)nin * sizeof *big, api);
     const ir_type **bigp = big ? rt_malloc((size_t)nin * sizeof *bigp, api) : NULL;
-    em_tensor *r = bigp ? dispatch_typed(op, api, in, nin, optional, attrs, big, bigp, site) : NULL;
+    em_tensor *r = bigp ? dispatch_typed(op, api, in, nin, attrs, big, bigp, site) : NULL;
     free(bigp);
     free(big);
     return r;
@@ -78,15 +79,15 @@ em_tensor *fe_dispatch(ir_op op, const char *api, em_tensor *const *in, int nin,
 #define API_UNARY(name, E)                                                                \
     em_tensor *em_##name(em_tensor *t) {                                                  \
         ir_attrs a = {0};                                                                 \
-        return fe_dispatch(IR_OP_##E, "em_" #name, &t, 1, 0, &a, FE_SITE);                         \
+        return fe_dispatch(IR_OP_##E, "em_" #name, &t, 1, &a, FE_SITE);                         \
     }
 #define API_BINARY(name, E)                                                               \
     em_tensor *em_##name(em_tensor *x, em_tensor *y) {                                    \
         ir_attrs a = {0};                                                                 \
         em_tensor *in[2] = {x, y};                                                        \
-        return fe_dispatch(IR_OP_##E, "em_" #name, in, 2, 0, &a, FE_SITE);                         \
+        return fe_dispatch(IR_OP_##E, "em_" #name, in, 2, &a, FE_SITE);                         \
     }
 #define API_CUSTOM(name, E)
-#define OP(E, name, arity, kind, api, rule, eager, kernel) API_##api(name, E)
+#define OP(E, name, arity, optional, kind, api, rule, eager, kernel) API_##api(name, E)
 #include "ops.def"
 #undef OP

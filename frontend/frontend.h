@@ -13,10 +13,10 @@
 #include "ir.h"
 
 /* Checks, types and runs one op call. `api` is the public name for messages;
- * bit i of `optional` lets in[i] be NULL. Returns the result, adopted by the
+ * inputs may be NULL where ops.def says they are optional. Returns the result, adopted by the
  * innermost scope, or NULL with an error. */
 em_tensor *fe_dispatch(ir_op op, const char *api, em_tensor *const *in, int nin,
-                       unsigned optional, ir_attrs *attrs, uintptr_t site);
+                       ir_attrs *attrs, uintptr_t site);
 /* The user's call site, for the graph printer: use in public entry points only. */
 #define FE_SITE ((uintptr_t)__builtin_return_address(0))
 
@@ -106,6 +106,9 @@ void fe_closure_call(const fe_closure *c, void *fn, void *ret, void **args);
 /* Packs the guarded facts of a call's arguments (as a closure receives them)
  * into key; returns its length, or -1 when a tensor argument is NULL. */
 int fe_guard_key(const fe_sig *sig, void **args, int64_t *key);
+/* Whether a call's arguments (no NULL tensors) have exactly this key: the hit
+ * path, comparing in place without building a key. */
+bool fe_guard_match(const fe_sig *sig, void **args, const int64_t *key, int klen);
 /* The first difference between two keys, for EMBER_LOG=recompiles. */
 void fe_guard_diff(const fe_sig *sig, const int64_t *now, int nlen, const int64_t *old, int olen,
                    char *buf, size_t cap);

@@ -44,6 +44,40 @@ int fe_guard_key(const fe_sig *sig, void **args, int64_t *key) {
     return k;
 }
 
+bool fe_guard_match(const fe_sig *sig, void **args, const int64_t *key, int klen) {
+    int k = 0;
+    for (int i = 0; i < sig->nargs; i++) {
+        switch (sig->args[i]) {
+        case FE_TENSOR: {
+            const em_tensor *t = *(em_tensor *const *)args[i];
+            int nd = t->ndim;
+            if (k + 1 + 2 * nd > klen || key[k++] != (((int64_t)t->dtype << 8 | nd) << 8 | TENSOR_TAG))
+                return false;
+            for (int d = 0; d < nd; d++, k += 2)
+                if (key[k] != t->shape[d] || key[k + 1] != (t->shape[d] == 1 ? 0 : t->strides[d]))
+                    return false;
+            break;
+        }
+        case FE_INT: if (k >= klen || key[k++] != *(const int *)args[i]) return false; break;
+        case FE_INT64: if (k >= klen || key[k++] != *(const int64_t *)args[i]) return false; break;
+        case FE_FLOAT: {
+            uint32_t b;
+            memcpy(&b, args[i], 4);
+            if (k >= klen || key[k++] != b) return false;
+            break;
+        }
+        case FE_DOUBLE: {
+            int64_t b;
+            memcpy(&b, args[i], 8);
+            if (k >= klen || key[k++] != b) return false;
+            break;
+        }
+        default: break;
+        }
+    }
+    return k == klen;
+}
+
 /* Describes the first difference between two keys of sig, for recompile logs:
  * "arg 0 shape [128,1024] != [64,1024]". */
 void fe_guard_diff(const fe_sig *sig, const int64_t *now, int nlen, const int64_t *old, int olen,

@@ -13,7 +13,7 @@
 #include "runtime.h"
 
 typedef enum ir_op {
-#define OP(E, name, arity, kind, api, rule, eager, kernel) IR_OP_##E,
+#define OP(E, name, arity, optional, kind, api, rule, eager, kernel) IR_OP_##E,
 #include "ops.def"
 #undef OP
     IR_OP_COUNT
@@ -64,6 +64,7 @@ typedef em_tensor *(*ir_eager_fn)(ir_op op, em_tensor *const *in, int nin,
 typedef struct ir_op_info {
     const char *name;   /* "add" */
     int arity;          /* tensor inputs; -1 for a list */
+    unsigned optional;  /* bit i: input i may be NULL */
     ir_kind kind;
     ir_shape_fn shape;
     ir_eager_fn eager;
@@ -72,12 +73,12 @@ typedef struct ir_op_info {
 
 extern const ir_op_info ir_ops[IR_OP_COUNT];
 
-#define OP(E, name, arity, kind, api, rule, eager, kernel)                               \
+#define OP(E, name, arity, optional, kind, api, rule, eager, kernel)                               \
     int ir_shape_##rule(ir_op op, const char *api_name, const ir_type *const *in, int nin, \
                         ir_attrs *attrs, ir_type *out);
 #include "ops.def"
 #undef OP
-#define OP(E, name, arity, kind, api, rule, eager, kernel)                               \
+#define OP(E, name, arity, optional, kind, api, rule, eager, kernel)                               \
     em_tensor *ir_eager_##eager(ir_op op, em_tensor *const *in, int nin,                   \
                                 const ir_attrs *attrs, const ir_type *out);
 #include "ops.def"
@@ -156,5 +157,8 @@ const char *ir_site_str(uintptr_t site, char *buf, size_t cap);
  * Intermediates are released as soon as their last use has run. 0, or -1 with
  * an error (nothing is left in outs then). */
 int ir_graph_run(const ir_graph *g, em_tensor *const *args, em_tensor **outs);
+
+/* Bit i set: tensor input i of op may be NULL (ops.def's optional column). */
+static inline unsigned ir_op_optional(ir_op op) { return ir_ops[op].optional; }
 
 #endif /* EMBER_IR_H */

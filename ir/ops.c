@@ -9,8 +9,8 @@
 #include "ir.h"
 
 const ir_op_info ir_ops[IR_OP_COUNT] = {
-#define OP(E, nm, ar, kd, api, rule, eager, kern) \
-    [IR_OP_##E] = {#nm, ar, IR_KIND_##kd, ir_shape_##rule, ir_eager_##eager, kern},
+#define OP(E, nm, ar, opt, kd, api, rule, eager, kern) \
+    [IR_OP_##E] = {#nm, ar, opt, IR_KIND_##kd, ir_shape_##rule, ir_eager_##eager, kern},
 #include "ops.def"
 #undef OP
 };

@@ -137,8 +137,8 @@ static void iter_range(void *vit, int64_t begin, int64_t end) {
 
 void rt_iter_run(em_tensor *out, int nin, const em_tensor *const *in, rt_loop_fn loop,
                  void *ctx, int cost) {
-    EM_ASSERT(nin >= 1 && nin <= RT_ITER_MAX_IN && rt_tensor_is_contiguous(out));
     if (out->numel == 0) return;
+    EM_ASSERT(nin >= 1 && nin <= RT_ITER_MAX_IN && rt_tensor_is_contiguous(out));
     iter it;
     iter_build(&it, out, nin, in);
     it.loop = loop;

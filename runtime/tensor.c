@@ -90,6 +90,7 @@ void rt_tensor_contig_strides(int ndim, const int64_t *shape, int64_t *strides) 
 }
 
 bool rt_tensor_is_contiguous(const em_tensor *t) {
+    if (t->numel == 0) return true; /* no element to be out of place */
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->strides[i] != s) return false;
