@@ -14,8 +14,9 @@
 #include <string.h>
 
 static em_tensor *filled(const char *op, em_dtype dt, int ndim, const int64_t *shape, double v) {
-    em_tensor *t = rt_tensor_new(op, dt, ndim, shape, v == 0);
-    if (t && v != 0) rt_fill(t, v);
+    bool zero = v == 0 && !signbit(v); /* -0.0 must keep its sign */
+    em_tensor *t = rt_tensor_new(op, dt, ndim, shape, zero);
+    if (t && !zero) rt_fill(t, v);
     return rt_scope_adopt(t);
 }
 

@@ -26,7 +26,7 @@ static struct {
     pthread_cond_t wake, done;
     pthread_mutex_t submit;      /* held by the one caller whose job runs */
     pthread_t *workers;
-    int nthreads;                /* workers + the calling thread */
+    _Atomic int nthreads;        /* workers + the calling thread (read without the lock) */
     uint64_t generation;         /* bumped per job */
     uint64_t born;               /* generation when the workers were started */
     int busy;                    /* workers yet to finish this job */
