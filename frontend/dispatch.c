@@ -32,6 +32,17 @@ void fe_null_arg(const char *api, const char *what) {
     else rt_error("%s: %s is NULL", api, what);
 }
 
+/* Runtime kernels name what they were doing ("view: out of memory"); a user
+ * needs the public call first: "em_expand: view: out of memory". */
+static void name_failure(const char *api) {
+    const char *m = em_last_error();
+    size_t n = strlen(api);
+    if (strncmp(m, api, n) == 0 && m[n] == ':') return;
+    char copy[400];
+    snprintf(copy, sizeof copy, "%s", m[0] ? m : "failed");
+    rt_error("%s: %s", api, copy);
+}
+
 static em_tensor *dispatch_typed(ir_op op, const char *api, em_tensor *const *in, int nin,
                                  ir_attrs *attrs, ir_type *types,
                                  const ir_type **tp, uintptr_t site) {
@@ -58,7 +69,13 @@ static em_tensor *dispatch_typed(ir_op op, const char *api, em_tensor *const *in
     }
     ir_type out;
     if (ir_ops[op].shape(op, api, tp, nin, attrs, &out)) return NULL;
-    return rt_scope_adopt(ir_ops[op].eager(op, in, nin, attrs, &out));
+    em_tensor *r = rt_scope_adopt(ir_ops[op].eager(op, in, nin, attrs, &out));
+    if (r) {
+        em_clear_error(); /* so a later NULL argument chains only a real failure */
+        return r;
+    }
+    name_failure(api);
+    return NULL;
 }
 
 em_tensor *fe_dispatch(ir_op op, const char *api, em_tensor *const *in, int nin,

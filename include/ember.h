@@ -74,7 +74,8 @@ typedef enum em_dtype {
 } em_dtype;
 
 /* ---- errors and control --------------------------------------------------- */
-const char *em_last_error(void);     /* last failure on this thread; "" if none */
+const char *em_last_error(void);     /* last failure on this thread; "" if none (an op
+                                        that succeeds clears it) */
 void em_clear_error(void);           /* forget it */
 int em_set_threads(int n);           /* n >= 1; 0 on success */
 int em_get_threads(void);            /* threads kernels may use */

@@ -253,6 +253,8 @@ int ir_shape_reshape(ir_op op, const char *api, const ir_type *const *in, int ni
         if (a->dims[i] < 0)
             return rt_error("%s: bad size %lld at dim %d (one -1 is allowed)", api,
                             (long long)a->dims[i], i);
+        if (a->dims[i] && known > INT64_MAX / 16 / a->dims[i])
+            return rt_error("%s: shape is too large (dim %d is %lld)", api, i, (long long)a->dims[i]);
         known *= a->dims[i];
     }
     char want[96];
@@ -304,7 +306,7 @@ int ir_shape_slice(ir_op op, const char *api, const ir_type *const *in, int nin,
     e = e < s ? s : e > len ? len : e;
     a->axis = ax, a->start = s, a->end = e;
     *out = *x;
-    out->shape[ax] = (e - s + a->step - 1) / a->step;
+    out->shape[ax] = e > s ? (e - s - 1) / a->step + 1 : 0; /* no overflow for huge steps */
     return 0;
 }
 

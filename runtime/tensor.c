@@ -63,12 +63,15 @@ int64_t rt_shape_check(const char *op, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > EM_MAX_DIMS)
         return rt_error("%s: ndim %d is out of range [0, %d]", op, ndim, EM_MAX_DIMS);
     if (ndim > 0 && !shape) return rt_error("%s: shape is NULL", op);
-    int64_t n = 1;
+    /* The product of the non-zero dims is bounded too: strides are computed
+     * from it even when another dim is 0. */
+    int64_t n = 1, nonzero = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return rt_error("%s: dim %d has negative size %lld", op, i, (long long)shape[i]);
-        if (shape[i] && n > INT64_MAX / 16 / shape[i])
+        if (shape[i] && nonzero > INT64_MAX / 16 / shape[i])
             return rt_error("%s: shape is too large", op);
+        nonzero *= shape[i] ? shape[i] : 1;
         n *= shape[i];
     }
     return n;
