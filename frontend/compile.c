@@ -183,7 +183,6 @@ static int trace(compiled *c, ir_graph *g, void **args, char *brk, size_t cap) {
         snprintf(brk, cap, "%s", t.brk);
         return 1;
     }
-    if (status == 0 && t.failed) status = -1;
     return status == 0 ? ir_graph_verify(g) : -1;
 }
 
@@ -273,7 +272,8 @@ static void handler(void *ctx, void *ret, void **args) {
     int64_t key[FE_KEY_MAX];
     int klen = 0;
     for (int i = 0; i < c->sig.nargs && klen == 0; i++) /* a NULL tensor runs eagerly: it reports */
-        if (c->sig.args[i] == FE_TENSOR && !*(em_tensor **)args[i]) klen = -1;
+        if (c->sig.args[i] == FE_TENSOR && (!*(em_tensor **)args[i] || fe_is_proxy(*(em_tensor **)args[i])))
+            klen = -1; /* a traced tensor outside its trace too: the eager ops report it */
     entry *e = klen == 0 ? lookup_args(c, args) : NULL;
     if (!e && klen == 0 && (klen = fe_guard_key(&c->sig, args, key)) >= 0) {
         atomic_fetch_add(&c->misses, 1);
@@ -320,6 +320,7 @@ static void name_of(void *fn, const char *given, char *buf, size_t cap) {
 static void set_options(compiled *c, const em_options *opts) {
     if (opts) c->opts = *opts;
     if (c->opts.max_recompiles <= 0) c->opts.max_recompiles = 8;
+    if (c->opts.max_recompiles > 4096) c->opts.max_recompiles = 4096;
     const char *dir = c->opts.dump_dir ? c->opts.dump_dir : getenv("EMBER_DUMP_DIR");
     snprintf(c->dump_dir, sizeof c->dump_dir, "%s", dir ? dir : "");
     c->opts.dump_dir = c->dump_dir[0] ? c->dump_dir : NULL;

@@ -81,7 +81,11 @@ em_tensor *fe_trace_record(fe_trace *t, ir_op op, const char *api, em_tensor *co
     ir_node *n = ir_graph_add_node(t->graph, op, api, nodes, nin, attrs, site);
     if (nodes != small) free(nodes);
     nodes = small;
-    em_tensor *p = n ? fe_proxy_new(t, n, NULL) : NULL;
+    /* A view's proxy has the strides eager would give it, so code that looks
+     * at layouts (em_strides, em_is_contiguous) takes the same path. */
+    int64_t st[EM_MAX_DIMS], off;
+    bool view = n && ir_ops[op].kind == IR_KIND_VIEW && ir_view_layout(op, in[0], &n->attrs, &n->type, st, &off);
+    em_tensor *p = n ? fe_proxy_new(t, n, view ? st : NULL) : NULL;
     if (!p) goto fail;
     return rt_scope_adopt(p);
 fail:

@@ -225,7 +225,7 @@ em_tensor *ir_eager_contiguous(ir_op op, em_tensor *const *in, int nin, const ir
 
 /* Strides for viewing x as `shape` without a copy, as torch's view does; false
  * when the layout does not allow it. */
-static bool view_strides(const em_tensor *x, int nd, const int64_t *shape, int64_t *st) {
+static bool reshape_strides(const em_tensor *x, int nd, const int64_t *shape, int64_t *st) {
     if (x->numel == 0 || x->ndim == 0) {
         rt_tensor_contig_strides(nd, shape, st);
         return true;
@@ -246,13 +246,37 @@ static bool view_strides(const em_tensor *x, int nd, const int64_t *shape, int64
     return vd == -1;
 }
 
-em_tensor *ir_eager_reshape(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                            const ir_type *out) {
-    int64_t st[EM_MAX_DIMS];
+bool ir_view_layout(ir_op op, const em_tensor *x, const ir_attrs *a, const ir_type *out,
+                    int64_t *st, int64_t *offset) {
+    *offset = x->offset;
+    switch (op) {
+    case IR_OP_RESHAPE: return reshape_strides(x, out->ndim, out->shape, st);
+    case IR_OP_PERMUTE:
+        for (int i = 0; i < out->ndim; i++) st[i] = x->strides[a->dims[i]];
+        return true;
+    case IR_OP_SLICE:
+        memcpy(st, x->strides, sizeof x->strides);
+        st[a->axis] *= a->step;
+        if (out->shape[a->axis]) *offset += a->start * x->strides[a->axis];
+        return true;
+    case IR_OP_EXPAND: {
+        int off = out->ndim - x->ndim;
+        for (int i = 0; i < out->ndim; i++)
+            st[i] = i < off || (x->shape[i - off] == 1 && out->shape[i] != 1) ? 0 : x->strides[i - off];
+        return true;
+    }
+    default: return false;
+    }
+}
+
+/* Every view op: a new header over x's storage; a reshape whose layout cannot
+ * be viewed copies to dense data first, as torch.reshape does. */
+em_tensor *ir_eager_view(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
+                         const ir_type *out) {
+    int64_t st[EM_MAX_DIMS], off;
     em_tensor *x = in[0];
-    if (view_strides(x, out->ndim, out->shape, st))
-        return rt_tensor_view(x, out->ndim, out->shape, st, x->offset);
-    /* Not viewable: copy to dense data, then view that. */
+    if (ir_view_layout(op, x, a, out, st, &off))
+        return rt_tensor_view(x, out->ndim, out->shape, st, off);
     ir_type dense;
     ir_type_of(x, &dense);
     em_tensor *c = ir_eager_contiguous(op, in, nin, a, &dense);
@@ -261,34 +285,4 @@ em_tensor *ir_eager_reshape(ir_op op, em_tensor *const *in, int nin, const ir_at
     em_tensor *v = rt_tensor_view(c, out->ndim, out->shape, st, 0);
     em_release(c);
     return v;
-}
-
-em_tensor *ir_eager_permute(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                            const ir_type *out) {
-    (void)op, (void)nin;
-    int64_t st[EM_MAX_DIMS];
-    for (int i = 0; i < out->ndim; i++) st[i] = in[0]->strides[a->dims[i]];
-    return rt_tensor_view(in[0], out->ndim, out->shape, st, in[0]->offset);
-}
-
-em_tensor *ir_eager_slice(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                          const ir_type *out) {
-    (void)op, (void)nin;
-    em_tensor *x = in[0];
-    int64_t st[EM_MAX_DIMS];
-    memcpy(st, x->strides, sizeof st);
-    st[a->axis] *= a->step;
-    int64_t off = x->offset + (out->shape[a->axis] ? a->start * x->strides[a->axis] : 0);
-    return rt_tensor_view(x, out->ndim, out->shape, st, off);
-}
-
-em_tensor *ir_eager_expand(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                           const ir_type *out) {
-    (void)op, (void)nin, (void)a;
-    em_tensor *x = in[0];
-    int64_t st[EM_MAX_DIMS];
-    int off = out->ndim - x->ndim;
-    for (int i = 0; i < out->ndim; i++)
-        st[i] = i < off || (x->shape[i - off] == 1 && out->shape[i] != 1) ? 0 : x->strides[i - off];
-    return rt_tensor_view(x, out->ndim, out->shape, st, x->offset);
 }

@@ -85,6 +85,11 @@ extern const ir_op_info ir_ops[IR_OP_COUNT];
 #undef OP
 
 void ir_type_of(const em_tensor *t, ir_type *out);
+/* The strides and offset eager execution gives the result of a view op (reshape,
+ * permute, slice, expand) of x; false for a reshape whose layout needs a copy
+ * (and for other ops). Tracing uses it so proxies see what eager code sees. */
+bool ir_view_layout(ir_op op, const em_tensor *x, const ir_attrs *a, const ir_type *out,
+                    int64_t *strides, int64_t *offset);
 /* Broadcasts two shapes into out (numpy rules); -1 with an error naming api. */
 int ir_broadcast(const char *api, const ir_type *a, const ir_type *b, ir_type *out);
 
