@@ -31,10 +31,10 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wno-missing-field-initializers
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
-    -Iinclude -Iruntime -Iir -Ifrontend $(PKG_CFLAGS)
+    -Iinclude -Iruntime -Iir -Ipasses -Ifrontend $(PKG_CFLAGS)
 LDLIBS = $(PKG_LIBS) -lm -lpthread
 
-LAYERS := runtime ir frontend
+LAYERS := runtime ir passes frontend
 SIMD_SRC := $(wildcard runtime/*_simd.c)
 SRC := $(filter-out $(SIMD_SRC),$(foreach d,$(LAYERS),$(wildcard $(d)/*.c)))
 ISAS := avx512 avx2 sse2
