@@ -68,6 +68,9 @@ $(B)/obj/%.$(1).o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h)
 endef
 $(foreach i,$(ISAS),$(eval $(call simd_rule,$(i))))
 
+# Plain C kernel loops (casts, f64 and integer math) rely on the vectoriser.
+$(B)/obj/runtime/ew.o: CFLAGS += -O3
+
 $(B)/libember.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^

@@ -188,12 +188,19 @@ int rt_where_apply(const em_tensor *cond, const em_tensor *a, const em_tensor *b
 
 /* ---- casts ------------------------------------------------------------------------------ */
 
-/* Saturating float -> integer conversion; NaN -> 0. */
+/* Saturating float -> integer conversion; NaN -> 0. The i32 form is branch-free
+ * (min/max in double, where every i32 is exact) so the loop vectorises. */
 #define SAT(T, MIN, MAX, x) ((x) != (x) ? (T)0 : (x) <= (double)(MIN) ? (T)(MIN) \
                              : (x) >= (double)(MAX) ? (T)(MAX) : (T)(x))
+static inline int32_t sat_i32(double x) {
+    x = x == x ? x : 0.0;
+    x = x < -2147483648.0 ? -2147483648.0 : x;
+    x = x > 2147483647.0 ? 2147483647.0 : x;
+    return (int32_t)x;
+}
 #define TO_F32(x) ((float)(x))
 #define TO_F64(x) ((double)(x))
-#define TO_I32(x) SAT(int32_t, INT32_MIN, INT32_MAX, (double)(x))
+#define TO_I32(x) sat_i32((double)(x))
 #define TO_I64(x) SAT(int64_t, INT64_MIN, INT64_MAX, (double)(x))
 #define TO_BOOL(x) ((uint8_t)((x) != 0))
 /* Integer -> integer conversions are exact or wrap (i64 -> i32 keeps low bits). */
@@ -204,7 +211,10 @@ int rt_where_apply(const em_tensor *cond, const em_tensor *a, const em_tensor *b
     {                                                                                     \
         const TS *x = in[0];                                                              \
         TD *y = out;                                                                      \
-        for (int64_t i = 0; i < n; i++) y[i] = CONV(x[i * s[0]]);                          \
+        if (s[0] == 1) /* the common case, as its own loop so it vectorises */            \
+            for (int64_t i = 0; i < n; i++) y[i] = CONV(x[i]);                            \
+        else                                                                              \
+            for (int64_t i = 0; i < n; i++) y[i] = CONV(x[0]);                            \
     }
 #define CAST_FROM(TS, ISF)                                                                \
     switch (dst) {                                                                        \
@@ -219,6 +229,10 @@ typedef struct { em_dtype src, dst; } cast_ctx;
 static void cast_loop(void *vctx, int64_t n, void *out, const void *const *in, const int64_t *s) {
     cast_ctx *c = vctx;
     em_dtype dst = c->dst;
+    if (c->src == EM_F32 && dst == EM_I32 && s[0] == 1) {
+        rt_simd_get()->cast_f32_i32(n, in[0], out);
+        return;
+    }
     switch (c->src) {
     case EM_F32: CAST_FROM(float, 1) break;
     case EM_F64: CAST_FROM(double, 1) break;

@@ -132,7 +132,21 @@ DEF_ARITH(ADD) DEF_ARITH(SUB) DEF_ARITH(MUL) DEF_ARITH(DIV) DEF_ARITH(POW)
 DEF_ARITH(MAX) DEF_ARITH(MIN)
 DEF_CMP(EQ) DEF_CMP(NE) DEF_CMP(LT) DEF_CMP(LE) DEF_CMP(GT) DEF_CMP(GE)
 
+/* f32 -> i32, saturating, NaN -> 0: clamped in the float domain with selects
+ * only, which the vectoriser turns into max/min/blend around one truncating
+ * convert (plain C: this file is compiled per ISA at -O3). */
+static void ISA(cast_f32_i32)(int64_t n, const float *x, int32_t *y) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        float c = v < -2147483648.0f ? -2147483648.0f : v;
+        c = c > 2147483520.0f ? 2147483520.0f : c; /* the largest float below 2^31 */
+        int32_t r = (int32_t)(c == c ? c : 0.0f);
+        y[i] = v >= 2147483648.0f ? INT32_MAX : r;
+    }
+}
+
 void ISA(rt_simd_fill_ew)(rt_simd *t) {
+    t->cast_f32_i32 = ISA(cast_f32_i32);
 #define X(NAME) t->unary[RT_UNARY_##NAME] = ISA(u_##NAME);
     RT_UNARY_LIST(X)
 #undef X

@@ -180,6 +180,8 @@ typedef struct rt_simd {
      * arithmetic, uint8_t (EM_BOOL, 0 or 1) for comparisons. */
     void (*binary[RT_BINARY_COUNT])(int64_t n, const float *a, int64_t sa,
                                     const float *b, int64_t sb, void *out);
+    /* Saturating f32 -> i32 conversion (NaN -> 0) of a contiguous run (ew_simd.c). */
+    void (*cast_f32_i32)(int64_t n, const float *x, int32_t *y);
     /* Row kernels of the NN ops (norm_simd.c): one contiguous row of length n. */
     void (*softmax_row)(int64_t n, const float *x, float *y);
     void (*log_softmax_row)(int64_t n, const float *x, float *y);

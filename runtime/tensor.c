@@ -200,6 +200,27 @@ static void copy_run(char *d, int64_t ds, const char *s, int64_t ss, int64_t n, 
     }
 }
 
+/* A 2-D block where dst is dense along j and src is dense along i (a transpose):
+ * copied in TILE x TILE tiles so both sides stay in cache. */
+#define TILE 32
+#define TILE_LOOP(T)                                                                    \
+    for (int64_t i0 = 0; i0 < ni; i0 += TILE)                                           \
+        for (int64_t j0 = 0; j0 < nj; j0 += TILE) {                                     \
+            int64_t i1 = i0 + TILE < ni ? i0 + TILE : ni, j1 = j0 + TILE < nj ? j0 + TILE : nj; \
+            for (int64_t i = i0; i < i1; i++)                                           \
+                for (int64_t j = j0; j < j1; j++)                                       \
+                    ((T *)d)[i * dsi + j] = ((const T *)s)[i + j * ssj];                \
+        }
+static void copy_transposed(char *d, int64_t dsi, const char *s, int64_t ssj, int64_t ni,
+                            int64_t nj, size_t esz) {
+    switch (esz) {
+    case 1: TILE_LOOP(uint8_t) break;
+    case 4: TILE_LOOP(uint32_t) break;
+    case 8: TILE_LOOP(uint64_t) break;
+    default: EM_ASSERT(0);
+    }
+}
+
 /* dst and src have the same dtype; shape and element strides given. */
 static void strided_copy(int ndim, const int64_t *shape, char *dst, const int64_t *dstr,
                          const char *src, const int64_t *sstr, size_t esz) {
@@ -213,12 +234,19 @@ static void strided_copy(int ndim, const int64_t *shape, char *dst, const int64_
     }
     int64_t idx[EM_MAX_DIMS] = {0};
     int64_t inner = sh[k - 1];
+    /* Transposed innermost pair: tile it, and iterate over the dims outside it. */
+    bool tiled = k >= 2 && ds[k - 1] == 1 && ss[k - 1] != 1 && ss[k - 2] == 1 && sh[k - 2] >= 8;
+    int outer = tiled ? k - 2 : k - 1;
     for (;;) {
         int64_t doff = 0, soff = 0;
-        for (int i = 0; i < k - 1; i++) doff += idx[i] * ds[i], soff += idx[i] * ss[i];
-        copy_run(dst + doff * (int64_t)esz, ds[k - 1], src + soff * (int64_t)esz, ss[k - 1],
-                 inner, esz);
-        int i = k - 2;
+        for (int i = 0; i < outer; i++) doff += idx[i] * ds[i], soff += idx[i] * ss[i];
+        if (tiled)
+            copy_transposed(dst + doff * (int64_t)esz, ds[k - 2], src + soff * (int64_t)esz,
+                            ss[k - 1], sh[k - 2], inner, esz);
+        else
+            copy_run(dst + doff * (int64_t)esz, ds[k - 1], src + soff * (int64_t)esz, ss[k - 1],
+                     inner, esz);
+        int i = outer - 1;
         while (i >= 0 && ++idx[i] == sh[i]) idx[i--] = 0;
         if (i < 0) break;
     }
