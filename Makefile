@@ -48,7 +48,7 @@ TEST_SRC := $(wildcard tests/*.c tests/*/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 TEST_BIN := $(B)/ember-tests
 
-.PHONY: all test demo install deps clean bench-ops
+.PHONY: all test demo install deps clean bench-ops bench-guard
 all: $(B)/libember.so $(B)/libember.a
 
 $(DEPS_STAMP):
@@ -96,6 +96,12 @@ demo: $(B)/examples/mlp
 $(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \
 	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
+
+$(B)/bench-guard: bench/guard.c $(B)/libember.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libember.a $(LDLIBS)
+
+bench-guard: $(B)/bench-guard
+	$(B)/bench-guard
 
 bench-ops: $(B)/ember-bench-ops
 	$(B)/ember-bench-ops $(BENCHFLAGS)
