@@ -10,10 +10,13 @@
  *      append-only and published with release stores), so concurrent callers
  *      never wait for each other or for a compile;
  *   2. on a miss, take the function's compile lock, trace the user's function
- *      on proxies (trace.c) into a graph, verify it and publish an entry; past
- *      max_recompiles entries the function runs eagerly from then on;
- *   3. run the entry: its graph through the interpreter, or the original
- *      function when the trace hit a graph break.
+ *      on proxies (trace.c) into a graph, verify it, optimise it with the
+ *      pass pipeline (passes/pipeline.c) and publish an entry holding both
+ *      graphs (the captured one for the `graph` dump, the optimised one to
+ *      run); past max_recompiles entries the function runs eagerly from then
+ *      on;
+ *   3. run the entry: its optimised graph through the interpreter, or the
+ *      original function when the trace hit a graph break.
  *
  * Results follow the eager contract: they are adopted by the caller's innermost
  * scope, or owned by the caller when none is open. A call made while another
@@ -21,6 +24,7 @@
  * compose (the inner one is inlined into the outer trace).
  */
 #include "frontend.h"
+#include "passes.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -31,8 +35,9 @@
 typedef struct entry {
     int64_t *key;
     int klen;
-    ir_graph *graph;      /* NULL: this guard runs eagerly (graph break) */
-    int kernels;
+    ir_graph *graph;      /* optimised, what runs; NULL: this guard runs eagerly (graph break) */
+    ir_graph *captured;   /* as traced, for the `graph` dump; NULL with graph */
+    int kernels;          /* in graph */
 } entry;
 
 typedef struct compiled {
@@ -197,7 +202,8 @@ static int count_kernels(const ir_graph *g) {
     return k;
 }
 
-static void publish(compiled *c, const int64_t *key, int klen, ir_graph *g, entry **out) {
+static void publish(compiled *c, const int64_t *key, int klen, ir_graph *captured, ir_graph *g,
+                    entry **out) {
     entry *e = rt_malloc(sizeof *e, "em_compile");
     int64_t *k = e ? rt_malloc((size_t)klen * sizeof *k + 1, "em_compile") : NULL;
     if (!k) { /* no memory to cache it: run this once, uncached */
@@ -206,7 +212,7 @@ static void publish(compiled *c, const int64_t *key, int klen, ir_graph *g, entr
         return;
     }
     memcpy(k, key, (size_t)klen * sizeof *k);
-    *e = (entry){k, klen, g, g ? count_kernels(g) : 0};
+    *e = (entry){k, klen, g, captured, g ? count_kernels(g) : 0};
     int n = atomic_load(&c->n_entries);
     c->entries[n] = e;
     atomic_store_explicit(&c->n_entries, n + 1, memory_order_release);
@@ -223,6 +229,14 @@ static void log_miss(compiled *c, const int64_t *key, int klen) {
     fe_log(FE_LOG_RECOMPILES, "recompile %s: %s", c->name, why);
 }
 
+/* The optimised graph of a captured one (logged under EMBER_LOG=opt), or NULL
+ * with an error naming the pass that failed. */
+static ir_graph *optimise(const ir_graph *captured) {
+    ir_graph *g;
+    bool log = fe_log_on(FE_LOG_OPT);
+    return pass_pipeline_run(captured, &g, log ? fe_log_pass : NULL, NULL) == 0 ? g : NULL;
+}
+
 /* On a miss: trace under the lock and publish an entry. Returns the entry to
  * run, or NULL with *failed set when the call must fail (error set), or NULL
  * when it must run eagerly. */
@@ -232,9 +246,13 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     if (e || atomic_load(&c->eager_only)) return e;
     log_miss(c, key, klen);
     double t0 = now_ms();
-    ir_graph *g = ir_graph_create(c->name);
+    ir_graph *g = ir_graph_create(c->name), *opt = NULL;
     char brk[256] = "";
     int st = g ? trace(c, g, args, brk, sizeof brk) : -1;
+    if (st == 0) {
+        fe_log_graph(g);
+        if (!(opt = optimise(g))) st = -1;
+    }
     c->compile_ms += now_ms() - t0;
     if (st < 0 || (st == 1 && c->opts.fullgraph)) {
         if (st == 1)
@@ -249,11 +267,14 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
         g = NULL;
     } else {
         atomic_fetch_add(&c->compiles, 1);
-        fe_log_graph(g);
-        if (c->dump_dir[0]) fe_dump_all(g, c->dump_dir, c->name, (int)atomic_load(&c->compiles));
+        if (c->dump_dir[0])
+            fe_dump_all(g, opt, c->dump_dir, c->name, (int)atomic_load(&c->compiles));
     }
-    publish(c, key, klen, g, &e);
-    if (!e) ir_graph_destroy(g);
+    publish(c, key, klen, g, opt, &e);
+    if (!e) {
+        ir_graph_destroy(g);
+        ir_graph_destroy(opt);
+    }
     fe_log(FE_LOG_GUARDS, "guards %s: entry %d of %d %s", c->name, atomic_load(&c->n_entries),
            c->opts.max_recompiles, g ? "compiled" : "runs eagerly");
     if (atomic_load(&c->eager_only))
@@ -296,6 +317,7 @@ static void compiled_destroy(compiled *c) {
     int n = atomic_load(&c->n_entries);
     for (int i = 0; i < n; i++) {
         ir_graph_destroy(c->entries[i]->graph);
+        ir_graph_destroy(c->entries[i]->captured);
         free(c->entries[i]->key);
         free(c->entries[i]);
     }
@@ -401,12 +423,13 @@ int em_dump(void *code, const char *stage, FILE *out) {
     compiled *c = find_or_error("em_dump", code);
     if (!c) return -1;
     if (!out) return rt_error("em_dump: out is NULL");
-    if (fe_dump_stage(NULL, stage, NULL) != 0) return -1; /* an unknown stage */
+    if (fe_dump_stage(NULL, NULL, stage, NULL) != 0) return -1; /* an unknown stage */
     pthread_mutex_lock(&c->lock);
     int n = atomic_load(&c->n_entries), st = 0;
-    const ir_graph *g = NULL;
-    for (int i = n - 1; i >= 0 && !g; i--) g = c->entries[i]->graph;
-    if (g) st = fe_dump_stage(g, stage, out);
+    const entry *e = NULL;
+    for (int i = n - 1; i >= 0 && !e; i--)
+        if (c->entries[i]->graph) e = c->entries[i];
+    if (e) st = fe_dump_stage(e->captured, e->graph, stage, out);
     else fprintf(out, "; %s: no graph compiled yet (call the function first)\n", c->name);
     pthread_mutex_unlock(&c->lock);
     return st;

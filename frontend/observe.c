@@ -5,8 +5,10 @@
  * of the three things users come for, so every stage can be printed: to stderr
  * as it happens (EMBER_LOG=graph,guards,recompiles,fallbacks,...), into files
  * (EMBER_DUMP_DIR or em_options.dump_dir: one file per stage per graph), or on
- * demand (em_dump). Stages the pipeline does not produce yet say so in one line
- * rather than pretending.
+ * demand (em_dump). `graph` and `dot` show the graph as captured, `opt` the
+ * graph the passes made of it (the one that runs), and EMBER_LOG=opt shows
+ * each pass's result with a one-line summary. Stages the pipeline does not
+ * produce yet say so in one line rather than pretending.
  */
 #include "frontend.h"
 
@@ -60,7 +62,7 @@ void fe_log(fe_log_cat cat, const char *fmt, ...) {
     fprintf(stderr, "ember[%s] %s\n", name, line);
 }
 
-int fe_dump_stage(const ir_graph *g, const char *stage, FILE *out) {
+int fe_dump_stage(const ir_graph *g, const ir_graph *opt, const char *stage, FILE *out) {
     if (!stage) return rt_error("em_dump: stage is NULL");
     if (!g) { /* only validate the stage name */
         static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
@@ -71,11 +73,12 @@ int fe_dump_stage(const ir_graph *g, const char *stage, FILE *out) {
     }
     if (strcmp(stage, "graph") == 0) return ir_graph_print(g, out);
     if (strcmp(stage, "dot") == 0) return ir_graph_print_dot(g, out);
-    static const char *later[] = {"opt", "kernels", "memplan", "llvm", "asm"};
+    if (strcmp(stage, "opt") == 0) return ir_graph_print(opt ? opt : g, out);
+    static const char *later[] = {"kernels", "memplan", "llvm", "asm"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
         if (strcmp(stage, later[i]) == 0) {
-            fprintf(out, "; %s: not produced yet: this build runs the captured graph with the "
-                         "eager kernels (no optimisation passes or code generation)\n", stage);
+            fprintf(out, "; %s: not produced yet: this build runs the optimised graph with the "
+                         "eager kernels (no fusion, memory planning or code generation)\n", stage);
             return 0;
         }
     }
@@ -95,7 +98,7 @@ static int mkdirs(const char *dir) {
     return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-int fe_dump_all(const ir_graph *g, const char *dir, const char *name, int n) {
+int fe_dump_all(const ir_graph *g, const ir_graph *opt, const char *dir, const char *name, int n) {
     static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
     if (mkdirs(dir) != 0) {
         fprintf(stderr, "ember: cannot create dump directory %s: %s\n", dir, strerror(errno));
@@ -111,7 +114,7 @@ int fe_dump_all(const ir_graph *g, const char *dir, const char *name, int n) {
             fprintf(stderr, "ember: cannot write %s: %s\n", path, strerror(errno));
             return -1;
         }
-        fe_dump_stage(g, stages[i], f);
+        fe_dump_stage(g, opt, stages[i], f);
         fclose(f);
     }
     return 0;
@@ -120,5 +123,12 @@ int fe_dump_all(const ir_graph *g, const char *dir, const char *name, int n) {
 void fe_log_graph(const ir_graph *g) {
     if (!fe_log_on(FE_LOG_GRAPH)) return;
     fprintf(stderr, "ember[graph] captured:\n");
+    ir_graph_print(g, stderr);
+}
+
+void fe_log_pass(void *ctx, const char *pass, const ir_graph *g, const char *summary) {
+    (void)ctx, (void)pass;
+    if (!fe_log_on(FE_LOG_OPT)) return;
+    fprintf(stderr, "ember[opt] %s\n", summary);
     ir_graph_print(g, stderr);
 }
