@@ -33,93 +33,9 @@
 #include <string.h>
 
 #include "frontend.h"
+#include "../util.h"
 
 #define SH(...) ((int64_t[]){__VA_ARGS__})
-
-/* ---- inputs ------------------------------------------------------------------------------- */
-
-/* f32 values in [lo, hi), deterministic per seed. */
-static em_tensor *uniform(int nd, const int64_t *shape, double lo, double hi, uint64_t seed) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
-    for (int64_t i = 0; i < n; i++) {
-        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        v[i] = (float)(lo + (hi - lo) * (double)(s >> 11) / 9007199254740992.0);
-    }
-    em_tensor *t = em_from_data(EM_F32, nd, shape, v);
-    free(v);
-    cr_assert(t, "%s", em_last_error());
-    return t;
-}
-
-static em_tensor *randn(int nd, const int64_t *shape, uint64_t seed) {
-    em_tensor *t = em_randn(nd, shape, seed);
-    cr_assert(t, "%s", em_last_error());
-    return t;
-}
-
-/* Integers lo + (i*37 + 11) % mod, of dtype dt. */
-static em_tensor *ints(em_dtype dt, int nd, const int64_t *shape, int mod, int lo) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) v[i] = lo + (i * 37 + 11) % mod;
-    em_tensor *l = em_from_data(EM_I64, nd, shape, v);
-    free(v);
-    cr_assert(l, "%s", em_last_error());
-    em_tensor *t = em_cast(l, dt);
-    em_release(l);
-    cr_assert(t, "%s", em_last_error());
-    return t;
-}
-
-/* t converted to dt; t is released. */
-static em_tensor *cast(em_tensor *t, em_dtype dt) {
-    em_tensor *c = em_cast(t, dt);
-    em_release(t);
-    cr_assert(c, "%s", em_last_error());
-    return c;
-}
-
-/* A transposed (non-contiguous) view of t; t is released. */
-static em_tensor *transposed(em_tensor *t, int a, int b) {
-    em_tensor *v = em_transpose(t, a, b);
-    em_release(t);
-    cr_assert(v, "%s", em_last_error());
-    cr_assert(!em_is_contiguous(v));
-    return v;
-}
-
-/* ---- comparing ----------------------------------------------------------------------------- */
-
-static char *bytes_of(em_tensor *t, size_t *n) {
-    *n = (size_t)em_numel(t) * em_dtype_size(em_type(t));
-    char *b = malloc(*n + 1);
-    cr_assert_eq(em_read(t, b, *n), 0, "%s", em_last_error());
-    return b;
-}
-
-/* got must equal want in dtype, shape, strides and every byte. */
-static void expect_identical(em_tensor *got, em_tensor *want, const char *what) {
-    cr_assert(want, "%s: the eager call failed: %s", what, em_last_error());
-    cr_assert(got, "%s: the compiled call failed: %s", what, em_last_error());
-    cr_assert_eq(em_type(got), em_type(want), "%s: dtype %s, eager %s", what,
-                 em_dtype_name(em_type(got)), em_dtype_name(em_type(want)));
-    cr_assert_eq(em_ndim(got), em_ndim(want), "%s: ndim %d, eager %d", what, em_ndim(got),
-                 em_ndim(want));
-    for (int i = 0; i < em_ndim(got); i++) {
-        cr_expect_eq(em_shape(got)[i], em_shape(want)[i], "%s: dim %d", what, i);
-        cr_expect_eq(em_strides(got)[i], em_strides(want)[i], "%s: stride %d", what, i);
-    }
-    size_t n, m;
-    char *a = bytes_of(got, &n), *b = bytes_of(want, &m);
-    cr_assert_eq(n, m);
-    cr_expect_eq(memcmp(a, b, n), 0, "%s: values differ from eager", what);
-    free(a);
-    free(b);
-}
 
 /* What em_dump(fn, stage) writes. */
 static char *dump(void *fn, const char *stage) {
@@ -160,7 +76,7 @@ static void check_model(const char *what, void *model, const char *irop, int n, 
     size_t len[3];
     for (int i = 0; i < n; i++) {
         cr_assert(a[i], "%s: argument %d", what, i);
-        before[i] = bytes_of(a[i], &len[i]);
+        before[i] = tu_bytes_of(a[i], &len[i]);
     }
     em_clear_error();
     em_tensor *want = call(model, n, a);
@@ -170,9 +86,9 @@ static void check_model(const char *what, void *model, const char *irop, int n, 
     cr_assert(fast, "%s: em_compile: %s", what, em_last_error());
     cr_assert_neq(fast, model);
     em_tensor *first = call(fast, n, a);
-    expect_identical(first, want, what);
+    tu_expect_identical(first, want, what);
     em_tensor *second = call(fast, n, a);
-    expect_identical(second, want, what);
+    tu_expect_identical(second, want, what);
 
     em_stats st;
     cr_assert_eq(em_compiled_stats(fast, &st), 0, "%s", em_last_error());
@@ -191,7 +107,7 @@ static void check_model(const char *what, void *model, const char *irop, int n, 
 
     for (int i = 0; i < n; i++) {
         size_t m;
-        char *after = bytes_of(a[i], &m);
+        char *after = tu_bytes_of(a[i], &m);
         cr_expect(m == len[i] && memcmp(after, before[i], m) == 0,
                   "%s: argument %d was modified", what, i);
         free(after);
@@ -238,8 +154,8 @@ Test(capture, records_every_binary_op_with_broadcasting_as_eager_computes_it) {
     for (size_t i = 0; i < sizeof binary_ops / sizeof binary_ops[0]; i++) {
         /* Positive bases keep pow real; small integers in floats give ties for
          * the comparisons. */
-        em_tensor *a = ints(EM_F32, 3, SH(4, 1, 6), 5, 1);
-        em_tensor *b = uniform(2, SH(3, 1), 0.5, 3.0, 7 + i);
+        em_tensor *a = tu_ints(EM_F32, 3, SH(4, 1, 6), 5, 1);
+        em_tensor *b = tu_uniform_tensor(2, SH(3, 1), 0.5, 3.0, 7 + i);
         check_model(binary_ops[i].name, (void *)binary_ops[i].fn, binary_ops[i].name, 2, a, b, NULL);
     }
 }
@@ -249,11 +165,11 @@ Test(capture, records_binary_ops_on_integers_and_mixed_dtypes) {
         char what[64];
         snprintf(what, sizeof what, "%s_i64", binary_ops[i].name);
         check_model(what, (void *)binary_ops[i].fn, binary_ops[i].name, 2,
-                    ints(EM_I64, 2, SH(3, 5), 9, -4), ints(EM_I64, 1, SH(5), 3, 1), NULL);
+                    tu_ints(EM_I64, 2, SH(3, 5), 9, -4), tu_ints(EM_I64, 1, SH(5), 3, 1), NULL);
         snprintf(what, sizeof what, "%s_i32_f64", binary_ops[i].name);
         check_model(what, (void *)binary_ops[i].fn, binary_ops[i].name, 2,
-                    ints(EM_I32, 2, SH(3, 5), 7, 1), cast(uniform(0, NULL, 1, 2, 3), EM_F64),
-                    NULL);
+                    tu_ints(EM_I32, 2, SH(3, 5), 7, 1),
+                    tu_cast(tu_uniform_tensor(0, NULL, 1, 2, 3), EM_F64), NULL);
     }
 }
 
@@ -290,8 +206,8 @@ static const struct {
 Test(capture, records_every_unary_op_as_eager_computes_it) {
     for (size_t i = 0; i < sizeof unary_ops / sizeof unary_ops[0]; i++) {
         /* 37 elements: a full vector or two plus a tail. */
-        em_tensor *x = unary_ops[i].positive ? uniform(2, SH(37, 3), 0.05, 9.0, i)
-                                             : uniform(2, SH(37, 3), -4.0, 4.0, i);
+        em_tensor *x = unary_ops[i].positive ? tu_uniform_tensor(2, SH(37, 3), 0.05, 9.0, i)
+                                             : tu_uniform_tensor(2, SH(37, 3), -4.0, 4.0, i);
         check_model(unary_ops[i].name, (void *)unary_ops[i].fn, unary_ops[i].name, 1, x, NULL, NULL);
     }
 }
@@ -301,27 +217,28 @@ Test(capture, records_unary_ops_on_integer_f64_and_transposed_inputs) {
         char what[64];
         snprintf(what, sizeof what, "%s_i32", unary_ops[i].name);
         check_model(what, (void *)unary_ops[i].fn, unary_ops[i].name, 1,
-                    ints(EM_I32, 2, SH(4, 5), 9, unary_ops[i].positive ? 1 : -4), NULL, NULL);
+                    tu_ints(EM_I32, 2, SH(4, 5), 9, unary_ops[i].positive ? 1 : -4), NULL, NULL);
         snprintf(what, sizeof what, "%s_f64", unary_ops[i].name);
-        em_tensor *x = unary_ops[i].positive ? uniform(1, SH(19), 0.1, 5.0, i)
-                                             : uniform(1, SH(19), -3.0, 3.0, i);
-        check_model(what, (void *)unary_ops[i].fn, unary_ops[i].name, 1, cast(x, EM_F64), NULL,
+        em_tensor *x = unary_ops[i].positive ? tu_uniform_tensor(1, SH(19), 0.1, 5.0, i)
+                                             : tu_uniform_tensor(1, SH(19), -3.0, 3.0, i);
+        check_model(what, (void *)unary_ops[i].fn, unary_ops[i].name, 1, tu_cast(x, EM_F64), NULL,
                     NULL);
         snprintf(what, sizeof what, "%s_transposed", unary_ops[i].name);
         check_model(what, (void *)unary_ops[i].fn, unary_ops[i].name, 1,
-                    transposed(uniform(2, SH(6, 9), 0.2, 3.0, i), 0, 1), NULL, NULL);
+                    tu_transposed(tu_uniform_tensor(2, SH(6, 9), 0.2, 3.0, i), 0, 1), NULL, NULL);
     }
 }
 
 Test(capture, records_where_with_a_computed_condition) {
-    em_tensor *x = uniform(2, SH(5, 6), -1, 1, 1), *zero = em_scalar(EM_F32, 0);
+    em_tensor *x = tu_uniform_tensor(2, SH(5, 6), -1, 1, 1), *zero = em_scalar(EM_F32, 0);
     em_tensor *cond = em_gt(x, zero);
     em_release(x);
     em_release(zero);
     cr_assert(cond);
-    CHECK3(m_where, "where", cond, uniform(2, SH(5, 6), -5, 5, 2), uniform(1, SH(6), 10, 20, 3));
-    CHECK3(m_where, "where", ints(EM_I32, 2, SH(3, 4), 2, 0), ints(EM_I64, 2, SH(3, 4), 50, 0),
-           uniform(0, NULL, 1, 2, 4));
+    CHECK3(m_where, "where", cond, tu_uniform_tensor(2, SH(5, 6), -5, 5, 2),
+           tu_uniform_tensor(1, SH(6), 10, 20, 3));
+    CHECK3(m_where, "where", tu_ints(EM_I32, 2, SH(3, 4), 2, 0), tu_ints(EM_I64, 2, SH(3, 4), 50, 0),
+           tu_uniform_tensor(0, NULL, 1, 2, 4));
 }
 
 static em_tensor *m_cast_f32(em_tensor *t) { return em_cast(t, EM_F32); }
@@ -339,8 +256,8 @@ Test(capture, records_cast_between_every_pair_of_dtypes) {
             snprintf(what, sizeof what, "cast_%s_to_%s", em_dtype_name(dts[from]),
                      em_dtype_name(dts[to]));
             /* Fractions and negatives, and zeros for the bools. */
-            em_tensor *x = uniform(2, SH(7, 3), -40, 40, (uint64_t)(from * 5 + to));
-            check_model(what, (void *)casts[to], "cast", 1, cast(x, dts[from]), NULL, NULL);
+            em_tensor *x = tu_uniform_tensor(2, SH(7, 3), -40, 40, (uint64_t)(from * 5 + to));
+            check_model(what, (void *)casts[to], "cast", 1, tu_cast(x, dts[from]), NULL, NULL);
         }
 }
 
@@ -370,10 +287,10 @@ static void check_reduction(const char *name, reduce_fn model, em_tensor *x) {
             snprintf(what, sizeof what, "%s axis %d keepdim %d", name, axes[i], keepdim);
             em_tensor *want = model(x, axes[i], keepdim);
             em_tensor *got = f(x, axes[i], keepdim);
-            expect_identical(got, want, what);
+            tu_expect_identical(got, want, what);
             em_release(got);
             got = f(x, axes[i], keepdim);
-            expect_identical(got, want, what);
+            tu_expect_identical(got, want, what);
             cr_expect_eq(em_ndim(got), em_ndim(x) - !keepdim, "%s", what);
             em_release(got);
             em_release(want);
@@ -399,10 +316,10 @@ Test(capture, records_every_reduction_on_each_axis_with_and_without_keepdim) {
         reduce_fn fn;
     } ops[] = {{"sum", m_sum}, {"mean", m_mean}, {"max", m_max}, {"min", m_min}, {"argmax", m_argmax}};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        em_tensor *x = uniform(3, SH(4, 5, 33), -3, 3, i);
+        em_tensor *x = tu_uniform_tensor(3, SH(4, 5, 33), -3, 3, i);
         check_reduction(ops[i].name, ops[i].fn, x);
         em_release(x);
-        em_tensor *n = ints(EM_I32, 3, SH(3, 4, 5), 7, -3); /* ties for argmax; ints sum to i64 */
+        em_tensor *n = tu_ints(EM_I32, 3, SH(3, 4, 5), 7, -3); /* ties for argmax; ints sum to i64 */
         check_reduction(ops[i].name, ops[i].fn, n);
         em_release(n);
     }
@@ -416,11 +333,11 @@ static em_tensor *m_log_softmax_last(em_tensor *t) { return em_log_softmax(t, -1
 static em_tensor *m_log_softmax_first(em_tensor *t) { return em_log_softmax(t, 0); }
 
 Test(capture, records_softmax_and_log_softmax_on_first_and_last_axes) {
-    CHECK1(m_softmax_last, "softmax", uniform(2, SH(6, 37), -5, 5, 1));
-    CHECK1(m_softmax_first, "softmax", uniform(3, SH(6, 4, 5), -5, 5, 2));
-    CHECK1(m_log_softmax_last, "log_softmax", uniform(2, SH(6, 37), -5, 5, 3));
-    CHECK1(m_log_softmax_first, "log_softmax", uniform(3, SH(6, 4, 5), -5, 5, 4));
-    CHECK1(m_softmax_last, "softmax", cast(uniform(2, SH(5, 8), -2, 2, 5), EM_F64));
+    CHECK1(m_softmax_last, "softmax", tu_uniform_tensor(2, SH(6, 37), -5, 5, 1));
+    CHECK1(m_softmax_first, "softmax", tu_uniform_tensor(3, SH(6, 4, 5), -5, 5, 2));
+    CHECK1(m_log_softmax_last, "log_softmax", tu_uniform_tensor(2, SH(6, 37), -5, 5, 3));
+    CHECK1(m_log_softmax_first, "log_softmax", tu_uniform_tensor(3, SH(6, 4, 5), -5, 5, 4));
+    CHECK1(m_softmax_last, "softmax", tu_cast(tu_uniform_tensor(2, SH(5, 8), -2, 2, 5), EM_F64));
 }
 
 static em_tensor *m_layer_norm_wb(em_tensor *x, em_tensor *w, em_tensor *b) {
@@ -433,20 +350,21 @@ static em_tensor *m_rms_norm_w(em_tensor *x, em_tensor *w) { return em_rms_norm(
 static em_tensor *m_rms_norm_plain(em_tensor *x) { return em_rms_norm(x, NULL, 1e-6); }
 
 Test(capture, records_layer_norm_with_and_without_weight_and_bias) {
-    CHECK3(m_layer_norm_wb, "layer_norm", uniform(3, SH(2, 6, 40), -3, 3, 1),
-           uniform(1, SH(40), 0.5, 2, 2), uniform(1, SH(40), -1, 1, 3));
-    CHECK2(m_layer_norm_w, "layer_norm", uniform(2, SH(6, 40), -3, 3, 4),
-           uniform(1, SH(40), 0.5, 2, 5));
-    CHECK2(m_layer_norm_b, "layer_norm", uniform(2, SH(6, 40), -3, 3, 6),
-           uniform(1, SH(40), -1, 1, 7));
-    CHECK1(m_layer_norm_plain, "layer_norm", uniform(2, SH(6, 40), -3, 3, 8));
-    CHECK1(m_layer_norm_plain, "layer_norm", transposed(uniform(2, SH(40, 6), -3, 3, 9), 0, 1));
+    CHECK3(m_layer_norm_wb, "layer_norm", tu_uniform_tensor(3, SH(2, 6, 40), -3, 3, 1),
+           tu_uniform_tensor(1, SH(40), 0.5, 2, 2), tu_uniform_tensor(1, SH(40), -1, 1, 3));
+    CHECK2(m_layer_norm_w, "layer_norm", tu_uniform_tensor(2, SH(6, 40), -3, 3, 4),
+           tu_uniform_tensor(1, SH(40), 0.5, 2, 5));
+    CHECK2(m_layer_norm_b, "layer_norm", tu_uniform_tensor(2, SH(6, 40), -3, 3, 6),
+           tu_uniform_tensor(1, SH(40), -1, 1, 7));
+    CHECK1(m_layer_norm_plain, "layer_norm", tu_uniform_tensor(2, SH(6, 40), -3, 3, 8));
+    CHECK1(m_layer_norm_plain, "layer_norm",
+           tu_transposed(tu_uniform_tensor(2, SH(40, 6), -3, 3, 9), 0, 1));
 }
 
 Test(capture, records_rms_norm_with_and_without_weight) {
-    CHECK2(m_rms_norm_w, "rms_norm", uniform(3, SH(2, 6, 40), -3, 3, 1),
-           uniform(1, SH(40), 0.5, 2, 2));
-    CHECK1(m_rms_norm_plain, "rms_norm", uniform(2, SH(6, 40), -3, 3, 3));
+    CHECK2(m_rms_norm_w, "rms_norm", tu_uniform_tensor(3, SH(2, 6, 40), -3, 3, 1),
+           tu_uniform_tensor(1, SH(40), 0.5, 2, 2));
+    CHECK1(m_rms_norm_plain, "rms_norm", tu_uniform_tensor(2, SH(6, 40), -3, 3, 3));
 }
 
 /* ---- contractions and gathers -------------------------------------------------------------------------- */
@@ -457,34 +375,36 @@ static em_tensor *m_linear_nobias(em_tensor *x, em_tensor *w) { return em_linear
 static em_tensor *m_embedding(em_tensor *table, em_tensor *idx) { return em_embedding(table, idx); }
 
 Test(capture, records_matmul_of_matrices_and_batches) {
-    CHECK2(m_matmul, "matmul", randn(2, SH(5, 7), 1), randn(2, SH(7, 3), 2));
-    CHECK2(m_matmul, "matmul", randn(3, SH(2, 5, 7), 3), randn(3, SH(2, 7, 3), 4));
-    CHECK2(m_matmul, "matmul", randn(3, SH(2, 5, 7), 5), randn(2, SH(7, 3), 6));
-    CHECK2(m_matmul, "matmul", randn(4, SH(4, 1, 5, 7), 7), randn(3, SH(3, 7, 2), 8));
-    CHECK2(m_matmul, "matmul", transposed(randn(2, SH(7, 5), 9), 0, 1),
-           transposed(randn(2, SH(3, 7), 10), 0, 1));
-    CHECK2(m_matmul, "matmul", cast(randn(2, SH(4, 6), 11), EM_F64),
-           cast(randn(2, SH(6, 3), 12), EM_F64));
+    CHECK2(m_matmul, "matmul", tu_randn(2, SH(5, 7), 1), tu_randn(2, SH(7, 3), 2));
+    CHECK2(m_matmul, "matmul", tu_randn(3, SH(2, 5, 7), 3), tu_randn(3, SH(2, 7, 3), 4));
+    CHECK2(m_matmul, "matmul", tu_randn(3, SH(2, 5, 7), 5), tu_randn(2, SH(7, 3), 6));
+    CHECK2(m_matmul, "matmul", tu_randn(4, SH(4, 1, 5, 7), 7), tu_randn(3, SH(3, 7, 2), 8));
+    CHECK2(m_matmul, "matmul", tu_transposed(tu_randn(2, SH(7, 5), 9), 0, 1),
+           tu_transposed(tu_randn(2, SH(3, 7), 10), 0, 1));
+    CHECK2(m_matmul, "matmul", tu_cast(tu_randn(2, SH(4, 6), 11), EM_F64),
+           tu_cast(tu_randn(2, SH(6, 3), 12), EM_F64));
 }
 
 Test(capture, records_matmul_with_one_dimensional_operands) {
-    CHECK2(m_matmul, "matmul", randn(1, SH(7), 1), randn(1, SH(7), 2));        /* -> 0-d */
-    CHECK2(m_matmul, "matmul", randn(2, SH(5, 7), 3), randn(1, SH(7), 4));     /* -> [5] */
-    CHECK2(m_matmul, "matmul", randn(1, SH(7), 5), randn(2, SH(7, 3), 6));     /* -> [3] */
-    CHECK2(m_matmul, "matmul", randn(1, SH(7), 7), randn(3, SH(2, 7, 3), 8));  /* -> [2,3] */
-    CHECK2(m_matmul, "matmul", randn(3, SH(2, 5, 7), 9), randn(1, SH(7), 10)); /* -> [2,5] */
+    CHECK2(m_matmul, "matmul", tu_randn(1, SH(7), 1), tu_randn(1, SH(7), 2));        /* -> 0-d */
+    CHECK2(m_matmul, "matmul", tu_randn(2, SH(5, 7), 3), tu_randn(1, SH(7), 4));     /* -> [5] */
+    CHECK2(m_matmul, "matmul", tu_randn(1, SH(7), 5), tu_randn(2, SH(7, 3), 6));     /* -> [3] */
+    CHECK2(m_matmul, "matmul", tu_randn(1, SH(7), 7), tu_randn(3, SH(2, 7, 3), 8));  /* -> [2,3] */
+    CHECK2(m_matmul, "matmul", tu_randn(3, SH(2, 5, 7), 9), tu_randn(1, SH(7), 10)); /* -> [2,5] */
 }
 
 Test(capture, records_linear_with_and_without_bias) {
-    CHECK3(m_linear, "linear", randn(2, SH(5, 7), 1), randn(2, SH(3, 7), 2), randn(1, SH(3), 3));
-    CHECK3(m_linear, "linear", randn(3, SH(2, 5, 7), 4), randn(2, SH(3, 7), 5), randn(1, SH(3), 6));
-    CHECK2(m_linear_nobias, "linear", randn(2, SH(5, 7), 7), randn(2, SH(3, 7), 8));
-    CHECK2(m_linear_nobias, "linear", randn(1, SH(7), 9), randn(2, SH(3, 7), 10));
+    CHECK3(m_linear, "linear", tu_randn(2, SH(5, 7), 1), tu_randn(2, SH(3, 7), 2),
+           tu_randn(1, SH(3), 3));
+    CHECK3(m_linear, "linear", tu_randn(3, SH(2, 5, 7), 4), tu_randn(2, SH(3, 7), 5),
+           tu_randn(1, SH(3), 6));
+    CHECK2(m_linear_nobias, "linear", tu_randn(2, SH(5, 7), 7), tu_randn(2, SH(3, 7), 8));
+    CHECK2(m_linear_nobias, "linear", tu_randn(1, SH(7), 9), tu_randn(2, SH(3, 7), 10));
 }
 
 Test(capture, records_embedding_with_i64_and_i32_indices) {
-    CHECK2(m_embedding, "embedding", randn(2, SH(10, 4), 1), ints(EM_I64, 2, SH(2, 3), 10, 0));
-    CHECK2(m_embedding, "embedding", randn(2, SH(10, 4), 2), ints(EM_I32, 1, SH(7), 10, 0));
+    CHECK2(m_embedding, "embedding", tu_randn(2, SH(10, 4), 1), tu_ints(EM_I64, 2, SH(2, 3), 10, 0));
+    CHECK2(m_embedding, "embedding", tu_randn(2, SH(10, 4), 2), tu_ints(EM_I32, 1, SH(7), 10, 0));
 }
 
 /* ---- shape ops -------------------------------------------------------------------------------------------- */
@@ -522,47 +442,48 @@ static em_tensor *m_transpose_contiguous(em_tensor *t) {
 }
 
 Test(capture, records_reshape_of_contiguous_and_transposed_inputs) {
-    CHECK1(m_reshape, "reshape", uniform(2, SH(4, 6), -1, 1, 1));
-    CHECK1(m_reshape_flat, "reshape", uniform(3, SH(2, 3, 4), -1, 1, 2));
+    CHECK1(m_reshape, "reshape", tu_uniform_tensor(2, SH(4, 6), -1, 1, 1));
+    CHECK1(m_reshape_flat, "reshape", tu_uniform_tensor(3, SH(2, 3, 4), -1, 1, 2));
     /* A transposed argument cannot be viewed: reshape copies, as eager does. */
-    CHECK1(m_reshape, "reshape", transposed(uniform(2, SH(6, 4), -1, 1, 3), 0, 1));
-    CHECK1(m_transpose_then_reshape, "reshape", uniform(2, SH(4, 6), -1, 1, 4));
-    CHECK1(m_transpose_then_reshape, "permute", uniform(2, SH(4, 6), -1, 1, 5));
+    CHECK1(m_reshape, "reshape", tu_transposed(tu_uniform_tensor(2, SH(6, 4), -1, 1, 3), 0, 1));
+    CHECK1(m_transpose_then_reshape, "reshape", tu_uniform_tensor(2, SH(4, 6), -1, 1, 4));
+    CHECK1(m_transpose_then_reshape, "permute", tu_uniform_tensor(2, SH(4, 6), -1, 1, 5));
 }
 
 Test(capture, records_permute_and_transpose_as_permute) {
-    CHECK1(m_permute, "permute", uniform(3, SH(2, 3, 4), -1, 1, 1));
-    CHECK1(m_transpose, "permute", uniform(2, SH(3, 5), -1, 1, 2));
-    CHECK1(m_transpose_neg, "permute", uniform(3, SH(2, 3, 4), -1, 1, 3));
-    CHECK1(m_transpose, "permute", transposed(uniform(2, SH(5, 3), -1, 1, 4), 0, 1));
+    CHECK1(m_permute, "permute", tu_uniform_tensor(3, SH(2, 3, 4), -1, 1, 1));
+    CHECK1(m_transpose, "permute", tu_uniform_tensor(2, SH(3, 5), -1, 1, 2));
+    CHECK1(m_transpose_neg, "permute", tu_uniform_tensor(3, SH(2, 3, 4), -1, 1, 3));
+    CHECK1(m_transpose, "permute", tu_transposed(tu_uniform_tensor(2, SH(5, 3), -1, 1, 4), 0, 1));
 }
 
 Test(capture, records_slices_with_steps) {
-    CHECK1(m_slice_step2, "slice", uniform(2, SH(3, 9), -1, 1, 1));
-    CHECK1(m_slice_step3_neg, "slice", uniform(3, SH(2, 3, 20), -1, 1, 2));
-    CHECK1(m_slice_step2, "slice", transposed(uniform(2, SH(9, 3), -1, 1, 3), 0, 1));
+    CHECK1(m_slice_step2, "slice", tu_uniform_tensor(2, SH(3, 9), -1, 1, 1));
+    CHECK1(m_slice_step3_neg, "slice", tu_uniform_tensor(3, SH(2, 3, 20), -1, 1, 2));
+    CHECK1(m_slice_step2, "slice", tu_transposed(tu_uniform_tensor(2, SH(9, 3), -1, 1, 3), 0, 1));
 }
 
 Test(capture, records_concat_of_three_tensors) {
-    CHECK3(m_concat3, "concat", uniform(2, SH(2, 3), -1, 1, 1), uniform(2, SH(2, 1), -1, 1, 2),
-           uniform(2, SH(2, 4), -1, 1, 3));
-    CHECK3(m_concat3_first, "concat", ints(EM_I64, 2, SH(1, 3), 9, 0), ints(EM_I64, 2, SH(2, 3), 9, 5),
-           transposed(ints(EM_I64, 2, SH(3, 4), 9, 1), 0, 1));
+    CHECK3(m_concat3, "concat", tu_uniform_tensor(2, SH(2, 3), -1, 1, 1),
+           tu_uniform_tensor(2, SH(2, 1), -1, 1, 2), tu_uniform_tensor(2, SH(2, 4), -1, 1, 3));
+    CHECK3(m_concat3_first, "concat", tu_ints(EM_I64, 2, SH(1, 3), 9, 0),
+           tu_ints(EM_I64, 2, SH(2, 3), 9, 5), tu_transposed(tu_ints(EM_I64, 2, SH(3, 4), 9, 1), 0, 1));
 }
 
 Test(capture, records_expand_unsqueeze_and_squeeze) {
-    CHECK1(m_expand, "expand", uniform(2, SH(3, 1), -1, 1, 1));
-    CHECK1(m_expand_new_dims, "expand", uniform(2, SH(1, 5), -1, 1, 2));
-    CHECK1(m_unsqueeze_first, "reshape", uniform(2, SH(3, 4), -1, 1, 3));
-    CHECK1(m_unsqueeze_last, "reshape", uniform(2, SH(3, 4), -1, 1, 4));
-    CHECK1(m_squeeze, "reshape", uniform(3, SH(3, 1, 4), -1, 1, 5));
-    CHECK1(m_unsqueeze_first, "reshape", transposed(uniform(2, SH(4, 3), -1, 1, 6), 0, 1));
+    CHECK1(m_expand, "expand", tu_uniform_tensor(2, SH(3, 1), -1, 1, 1));
+    CHECK1(m_expand_new_dims, "expand", tu_uniform_tensor(2, SH(1, 5), -1, 1, 2));
+    CHECK1(m_unsqueeze_first, "reshape", tu_uniform_tensor(2, SH(3, 4), -1, 1, 3));
+    CHECK1(m_unsqueeze_last, "reshape", tu_uniform_tensor(2, SH(3, 4), -1, 1, 4));
+    CHECK1(m_squeeze, "reshape", tu_uniform_tensor(3, SH(3, 1, 4), -1, 1, 5));
+    CHECK1(m_unsqueeze_first, "reshape",
+           tu_transposed(tu_uniform_tensor(2, SH(4, 3), -1, 1, 6), 0, 1));
 }
 
 Test(capture, records_contiguous_of_dense_and_transposed_tensors) {
-    CHECK1(m_contiguous, "contiguous", uniform(2, SH(3, 4), -1, 1, 1));
-    CHECK1(m_contiguous, "contiguous", transposed(uniform(2, SH(4, 3), -1, 1, 2), 0, 1));
-    CHECK1(m_transpose_contiguous, "contiguous", uniform(2, SH(4, 3), -1, 1, 3));
+    CHECK1(m_contiguous, "contiguous", tu_uniform_tensor(2, SH(3, 4), -1, 1, 1));
+    CHECK1(m_contiguous, "contiguous", tu_transposed(tu_uniform_tensor(2, SH(4, 3), -1, 1, 2), 0, 1));
+    CHECK1(m_transpose_contiguous, "contiguous", tu_uniform_tensor(2, SH(4, 3), -1, 1, 3));
 }
 
 /* ---- ops mixing traced arguments and captured constants ---------------------------------------------- */
@@ -578,15 +499,15 @@ static em_tensor *m_concat_global(em_tensor *x) {
 static em_tensor *m_matmul_global(em_tensor *x) { return em_matmul(g_table, x); }
 
 Test(capture, records_ops_whose_operands_mix_arguments_and_globals) {
-    g_table = randn(2, SH(10, 6), 1);
-    g_cond = ints(EM_BOOL, 2, SH(1, 6), 2, 0);
-    g_weight = uniform(1, SH(6), 0.5, 2, 2);
-    g_piece = uniform(2, SH(1, 6), -1, 1, 3);
-    CHECK1(m_embed_global, "embedding", ints(EM_I64, 2, SH(3, 2), 10, 0));
-    CHECK1(m_where_global, "where", uniform(2, SH(4, 6), -1, 1, 4));
-    CHECK1(m_norm_global, "layer_norm", uniform(2, SH(4, 6), -1, 1, 5));
-    CHECK1(m_concat_global, "concat", uniform(2, SH(2, 6), -1, 1, 6));
-    CHECK1(m_matmul_global, "matmul", randn(2, SH(6, 3), 7));
+    g_table = tu_randn(2, SH(10, 6), 1);
+    g_cond = tu_ints(EM_BOOL, 2, SH(1, 6), 2, 0);
+    g_weight = tu_uniform_tensor(1, SH(6), 0.5, 2, 2);
+    g_piece = tu_uniform_tensor(2, SH(1, 6), -1, 1, 3);
+    CHECK1(m_embed_global, "embedding", tu_ints(EM_I64, 2, SH(3, 2), 10, 0));
+    CHECK1(m_where_global, "where", tu_uniform_tensor(2, SH(4, 6), -1, 1, 4));
+    CHECK1(m_norm_global, "layer_norm", tu_uniform_tensor(2, SH(4, 6), -1, 1, 5));
+    CHECK1(m_concat_global, "concat", tu_uniform_tensor(2, SH(2, 6), -1, 1, 6));
+    CHECK1(m_matmul_global, "matmul", tu_randn(2, SH(6, 3), 7));
     em_release(g_table), em_release(g_cond), em_release(g_weight), em_release(g_piece);
 }
 
@@ -603,7 +524,8 @@ static em_tensor *m_block(em_tensor *x, em_tensor *w, em_tensor *b) {
 }
 
 Test(capture, records_a_chain_of_many_ops_into_one_graph) {
-    CHECK3(m_block, "linear", randn(2, SH(8, 16), 1), randn(2, SH(16, 16), 2), randn(1, SH(16), 3));
-    CHECK3(m_block, "softmax", randn(3, SH(2, 8, 16), 4), randn(2, SH(16, 16), 5),
-           randn(1, SH(16), 6));
+    CHECK3(m_block, "linear", tu_randn(2, SH(8, 16), 1), tu_randn(2, SH(16, 16), 2),
+           tu_randn(1, SH(16), 3));
+    CHECK3(m_block, "softmax", tu_randn(3, SH(2, 8, 16), 4), tu_randn(2, SH(16, 16), 5),
+           tu_randn(1, SH(16), 6));
 }

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "frontend.h"
+#include "../util.h"
 
 #define SH(...) ((int64_t[]){__VA_ARGS__})
 
@@ -54,12 +55,6 @@ static em_tensor *other_norm(em_tensor *x) {
     em_tensor *y = em_keep(em_linear(em_layer_norm(x, NULL, NULL, 1e-5), em_transpose(g_w, 0, 1), NULL));
     em_scope_end();
     return y;
-}
-
-static em_tensor *randn(int nd, const int64_t *shape, uint64_t seed) {
-    em_tensor *t = em_randn(nd, shape, seed);
-    cr_assert(t, "%s", em_last_error());
-    return t;
 }
 
 /* Same dtype, shape and bytes (callable from any thread: no assertions). */
@@ -149,11 +144,11 @@ static void *watcher(void *arg) {
 
 static void shared_init(shared *s, int nthreads) {
     memset(s, 0, sizeof *s);
-    g_w = randn(2, SH(16, 24), 1);
-    g_b = randn(1, SH(24), 2);
+    g_w = tu_randn(2, SH(16, 24), 1);
+    g_b = tu_randn(1, SH(24), 2);
     static const int64_t rows[SHAPES] = {8, 5, 33};
     for (int k = 0; k < SHAPES; k++) {
-        s->x[k] = randn(2, SH(rows[k], 16), 10 + (uint64_t)k);
+        s->x[k] = tu_randn(2, SH(rows[k], 16), 10 + (uint64_t)k);
         s->want[k] = model(s->x[k]);
         cr_assert(s->want[k], "%s", em_last_error());
     }

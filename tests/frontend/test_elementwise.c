@@ -5,8 +5,8 @@
  * and sends NaN to 0, nonzero -> true, i64 -> i32 keeps the low bits), results
  * that are bit-identical with one thread and with two, inputs that are never
  * modified, and NULL inputs, which every op rejects with a message naming it.
- * The unary and binary ops themselves are in test_elementwise_unary.c and
- * test_elementwise_binary.c.
+ * The unary and binary ops themselves are in test_elementwise_unary.c,
+ * test_elementwise_binary.c and test_elementwise_binary_values.c.
  */
 #include <criterion/criterion.h>
 
@@ -15,95 +15,20 @@
 #include <string.h>
 
 #include "ember.h"
+#include "../util.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static uint64_t rng = 0xd1342543de82ef95ULL;
-
-static double uniform(double lo, double hi) {
-    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return lo + (hi - lo) * ((double)(rng >> 11) * 0x1.0p-53);
-}
-
-static int64_t count(int nd, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    return n;
-}
-
-static void put(em_dtype dt, void *p, int64_t i, double v) {
-    switch (dt) {
-    case EM_F32: ((float *)p)[i] = (float)v; break;
-    case EM_F64: ((double *)p)[i] = v; break;
-    case EM_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case EM_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case EM_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-    }
-}
-
-static double get(em_dtype dt, const void *p, int64_t i) {
-    switch (dt) {
-    case EM_F32: return ((const float *)p)[i];
-    case EM_F64: return ((const double *)p)[i];
-    case EM_I32: return ((const int32_t *)p)[i];
-    case EM_I64: return (double)((const int64_t *)p)[i];
-    case EM_BOOL: return ((const uint8_t *)p)[i];
-    }
-    return NAN;
-}
-
-static em_tensor *tensor_of(em_dtype dt, int nd, const int64_t *shape, const double *v) {
-    int64_t n = count(nd, shape);
-    void *raw = malloc((size_t)(n ? n : 1) * 8);
-    for (int64_t i = 0; i < n; i++) put(dt, raw, i, v[i]);
-    em_tensor *t = em_from_data(dt, nd, shape, raw);
-    free(raw);
-    cr_assert(t, "em_from_data: %s", em_last_error());
-    return t;
-}
+static tu_rng rng = {0xd1342543de82ef95ULL};
 
 /* Random values that every dtype holds exactly: small integers, or (floats) quarters. */
 static double *random_values(em_dtype dt, int64_t n) {
     double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
     for (int64_t i = 0; i < n; i++)
-        v[i] = dt == EM_BOOL ? uniform(0, 1) < 0.5
-             : dt == EM_F32 || dt == EM_F64 ? round(uniform(-40, 40)) / 4 : round(uniform(-50, 50));
+        v[i] = dt == EM_BOOL ? tu_uniform(&rng, 0, 1) < 0.5
+             : dt == EM_F32 || dt == EM_F64 ? round(tu_uniform(&rng, -40, 40)) / 4
+                                            : round(tu_uniform(&rng, -50, 50));
     return v;
-}
-
-/* The bytes of t in row-major order (malloc'd); *nbytes gets their count. */
-static unsigned char *bytes_of(const em_tensor *t, size_t *nbytes) {
-    *nbytes = (size_t)em_numel(t) * em_dtype_size(em_type(t));
-    unsigned char *b = malloc(*nbytes ? *nbytes : 1);
-    cr_assert_eq(em_read(t, b, *nbytes), 0, "em_read: %s", em_last_error());
-    return b;
-}
-
-static double *values_of(const em_tensor *t) {
-    size_t nb;
-    unsigned char *raw = bytes_of(t, &nb);
-    int64_t n = em_numel(t);
-    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) v[i] = get(em_type(t), raw, i);
-    free(raw);
-    return v;
-}
-
-static void expect_shape(const em_tensor *t, int nd, const int64_t *shape, const char *what) {
-    cr_assert_eq(em_ndim(t), nd, "%s: ndim %d, want %d", what, em_ndim(t), nd);
-    for (int i = 0; i < nd; i++)
-        cr_assert_eq(em_shape(t)[i], shape[i], "%s: dim %d is %lld, want %lld", what, i,
-                     (long long)em_shape(t)[i], (long long)shape[i]);
-}
-
-static int rank(em_dtype d) { return d == EM_BOOL ? 0 : d == EM_I32 ? 1 : d == EM_I64 ? 2 : d == EM_F32 ? 3 : 4; }
-static em_dtype promote(em_dtype a, em_dtype b) { return rank(a) >= rank(b) ? a : b; }
-
-/* Row-major index into an input of shape (nd, shape) of output element idx (no dims). */
-static int64_t source_index(int no, const int64_t *idx, int nd, const int64_t *shape) {
-    int64_t off = 0;
-    for (int d = 0; d < nd; d++) off = off * shape[d] + (shape[d] == 1 ? 0 : idx[d + no - nd]);
-    return off;
 }
 
 static const em_dtype all_dtypes[] = {EM_F32, EM_F64, EM_I32, EM_I64, EM_BOOL};
@@ -115,25 +40,26 @@ typedef struct operand { em_dtype dt; int nd; int64_t shape[4]; } operand;
 /* where(c, a, b) on random operands; checks dtype, broadcast shape and values. */
 static void check_where(operand c, operand a, operand b, int no, const int64_t *so) {
     em_scope_begin();
-    double *cv = random_values(c.dt, count(c.nd, c.shape)), *av = random_values(a.dt, count(a.nd, a.shape)),
-           *bv = random_values(b.dt, count(b.nd, b.shape));
-    int64_t nc = count(c.nd, c.shape);
+    double *cv = random_values(c.dt, tu_count(c.nd, c.shape)),
+           *av = random_values(a.dt, tu_count(a.nd, a.shape)),
+           *bv = random_values(b.dt, tu_count(b.nd, b.shape));
+    int64_t nc = tu_count(c.nd, c.shape);
     for (int64_t i = 0; i < nc; i++) /* conditions that are often exactly zero */
-        if (c.dt != EM_BOOL && uniform(0, 1) < 0.4) cv[i] = 0;
-    em_tensor *y = em_where(tensor_of(c.dt, c.nd, c.shape, cv), tensor_of(a.dt, a.nd, a.shape, av),
-                            tensor_of(b.dt, b.nd, b.shape, bv));
+        if (c.dt != EM_BOOL && tu_uniform(&rng, 0, 1) < 0.4) cv[i] = 0;
+    em_tensor *y = em_where(tu_tensor_of(c.dt, c.nd, c.shape, cv), tu_tensor_of(a.dt, a.nd, a.shape, av),
+                            tu_tensor_of(b.dt, b.nd, b.shape, bv));
     char what[80];
     snprintf(what, sizeof what, "where(%s, %s, %s)", em_dtype_name(c.dt), em_dtype_name(a.dt),
              em_dtype_name(b.dt));
     cr_assert(y, "%s: %s", what, em_last_error());
-    cr_assert_eq(em_type(y), promote(a.dt, b.dt), "%s gave %s", what, em_dtype_name(em_type(y)));
-    expect_shape(y, no, so, what);
-    double *got = values_of(y);
+    cr_assert_eq(em_type(y), tu_promote(a.dt, b.dt), "%s gave %s", what, em_dtype_name(em_type(y)));
+    tu_expect_shape(y, no, so, what);
+    double *got = tu_values_of(y);
     int64_t idx[8] = {0};
     for (int64_t i = 0; i < em_numel(y); i++) {
-        double cond = cv[source_index(no, idx, c.nd, c.shape)];
-        double want = cond != 0 ? av[source_index(no, idx, a.nd, a.shape)]
-                                : bv[source_index(no, idx, b.nd, b.shape)];
+        double cond = cv[tu_source_index(no, idx, c.nd, c.shape)];
+        double want = cond != 0 ? av[tu_source_index(no, idx, a.nd, a.shape)]
+                                : bv[tu_source_index(no, idx, b.nd, b.shape)];
         cr_assert_eq(got[i], want, "%s element %lld: cond %g gives %g, want %g", what,
                      (long long)i, cond, got[i], want);
         for (int d = no - 1; d >= 0 && ++idx[d] == so[d]; d--) idx[d] = 0;
@@ -165,9 +91,9 @@ Test(where, treats_any_nonzero_condition_as_true) {
     for (int i = 0; i < 7; i++) av[i] = 1, bv[i] = 0;
     const em_dtype cdt[] = {EM_F32, EM_F64};
     for (int d = 0; d < 2; d++) {
-        double *got = values_of(em_where(tensor_of(cdt[d], 1, (int64_t[]){7}, cv),
-                                         tensor_of(EM_I64, 1, (int64_t[]){7}, av),
-                                         tensor_of(EM_I64, 1, (int64_t[]){7}, bv)));
+        double *got = tu_values_of(em_where(tu_tensor_of(cdt[d], 1, (int64_t[]){7}, cv),
+                                            tu_tensor_of(EM_I64, 1, (int64_t[]){7}, av),
+                                            tu_tensor_of(EM_I64, 1, (int64_t[]){7}, bv)));
         for (int i = 0; i < 7; i++)
             cr_expect_eq(got[i], cv[i] != 0, "%s condition %g picked %s", em_dtype_name(cdt[d]),
                          cv[i], got[i] ? "a" : "b");
@@ -199,10 +125,10 @@ Test(where, reads_non_contiguous_operands) {
     em_scope_begin();
     double *cv = random_values(EM_BOOL, 30 * 20), *av = random_values(EM_F32, 20 * 91),
            *bv = random_values(EM_F32, 20);
-    em_tensor *c = em_transpose(tensor_of(EM_BOOL, 2, (int64_t[]){30, 20}, cv), 0, 1); /* [20,30] */
-    em_tensor *a = em_slice(tensor_of(EM_F32, 2, (int64_t[]){20, 91}, av), 1, 1, 91, 3); /* [20,30] */
-    em_tensor *b = em_expand(tensor_of(EM_F32, 2, (int64_t[]){20, 1}, bv), 2, (int64_t[]){20, 30});
-    double *got = values_of(em_where(c, a, b));
+    em_tensor *c = em_transpose(tu_tensor_of(EM_BOOL, 2, (int64_t[]){30, 20}, cv), 0, 1); /* [20,30] */
+    em_tensor *a = em_slice(tu_tensor_of(EM_F32, 2, (int64_t[]){20, 91}, av), 1, 1, 91, 3); /* [20,30] */
+    em_tensor *b = em_expand(tu_tensor_of(EM_F32, 2, (int64_t[]){20, 1}, bv), 2, (int64_t[]){20, 30});
+    double *got = tu_values_of(em_where(c, a, b));
     for (int i = 0; i < 20; i++)
         for (int j = 0; j < 30; j++) {
             double want = cv[j * 20 + i] ? av[i * 91 + 1 + 3 * j] : bv[i];
@@ -215,14 +141,14 @@ Test(where, reads_non_contiguous_operands) {
     /* Runs longer than the iterator's gather chunk (1024), all three operands strided:
      * c = x[::3] and a = z[1::2] viewed as [2,1500], b a transposed [1500,2]. */
     cv = random_values(EM_BOOL, 9000), av = random_values(EM_I64, 6000), bv = random_values(EM_F64, 3000);
-    c = em_reshape(em_slice(tensor_of(EM_BOOL, 1, (int64_t[]){9000}, cv), 0, 0, 9000, 3), 2,
+    c = em_reshape(em_slice(tu_tensor_of(EM_BOOL, 1, (int64_t[]){9000}, cv), 0, 0, 9000, 3), 2,
                    (int64_t[]){2, 1500});
-    a = em_reshape(em_slice(tensor_of(EM_I64, 1, (int64_t[]){6000}, av), 0, 1, 6000, 2), 2,
+    a = em_reshape(em_slice(tu_tensor_of(EM_I64, 1, (int64_t[]){6000}, av), 0, 1, 6000, 2), 2,
                    (int64_t[]){2, 1500});
-    b = em_transpose(tensor_of(EM_F64, 2, (int64_t[]){1500, 2}, bv), 0, 1);
+    b = em_transpose(tu_tensor_of(EM_F64, 2, (int64_t[]){1500, 2}, bv), 0, 1);
     em_tensor *y = em_where(c, a, b);
     cr_assert(y, "%s", em_last_error());
-    got = values_of(y);
+    got = tu_values_of(y);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 1500; j++) {
             int k = i * 1500 + j;
@@ -327,20 +253,20 @@ static void check_cast(em_tensor *x, const void *src, em_dtype dst, const char *
     em_tensor *y = em_cast(x, dst);
     cr_assert(y, "cast %s -> %s (%s): %s", em_dtype_name(sdt), em_dtype_name(dst), what, em_last_error());
     cr_assert_eq(em_type(y), dst);
-    expect_shape(y, em_ndim(x), em_shape(x), what);
+    tu_expect_shape(y, em_ndim(x), em_shape(x), what);
     size_t nb;
-    unsigned char *got = bytes_of(y, &nb);
+    unsigned char *got = tu_bytes_of(y, &nb);
     size_t ss = em_dtype_size(sdt), ds = em_dtype_size(dst);
     for (int64_t i = 0; i < em_numel(x); i++) {
         union { double d; int64_t l; unsigned char b[8]; } want; /* aligned for any dtype */
         cast_ref(sdt, (const char *)src + i * (int64_t)ss, dst, want.b);
-        double w = get(dst, want.b, 0), g = get(dst, got + i * (int64_t)ds, 0);
+        double w = tu_get(dst, want.b, 0), g = tu_get(dst, got + i * (int64_t)ds, 0);
         bool ok = (dst == EM_F32 || dst == EM_F64) && isnan(w) ? isnan(g)
                                                                : memcmp(want.b, got + i * (int64_t)ds, ds) == 0;
         if (!ok) {
             char sv[40];
             if (sdt == EM_I64) snprintf(sv, sizeof sv, "%lld", (long long)((const int64_t *)src)[i]);
-            else snprintf(sv, sizeof sv, "%.17g", get(sdt, src, i));
+            else snprintf(sv, sizeof sv, "%.17g", tu_get(sdt, src, i));
             cr_assert_fail("cast %s -> %s (%s) of %s: got %.17g, want %.17g", em_dtype_name(sdt),
                            em_dtype_name(dst), what, sv, g, w);
         }
@@ -385,7 +311,7 @@ Test(cast, makes_every_nonzero_value_true) {
         em_dtype dt = all_dtypes[d];
         int64_t n = dt == EM_F32 || dt == EM_F64 ? 7 : 4;
         double v[7] = {0, 3, -5, 1, 0, 0, 0};
-        em_tensor *t = tensor_of(dt, 1, &n, n == 7 ? x : v);
+        em_tensor *t = tu_tensor_of(dt, 1, &n, n == 7 ? x : v);
         uint8_t b[7];
         cr_assert_eq(em_read(em_cast(t, EM_BOOL), b, (size_t)n), 0, "%s", em_last_error());
         for (int k = 0; k < n; k++) {
@@ -413,9 +339,9 @@ Test(cast, keeps_0d_and_size_1_shapes_and_reads_non_contiguous_inputs) {
             em_scope_begin();
             em_dtype sdt = all_dtypes[s];
             double *v = random_values(sdt, 37 * 23);
-            em_tensor *base = tensor_of(sdt, 2, (int64_t[]){37, 23}, v);
+            em_tensor *base = tu_tensor_of(sdt, 2, (int64_t[]){37, 23}, v);
             size_t nb;
-            unsigned char *raw = bytes_of(base, &nb), *tr = malloc(nb);
+            unsigned char *raw = tu_bytes_of(base, &nb), *tr = malloc(nb);
             size_t es = em_dtype_size(sdt);
             for (int i = 0; i < 23; i++) /* the transpose, by hand */
                 for (int j = 0; j < 37; j++) memcpy(tr + (i * 37 + j) * es, raw + (j * 23 + i) * es, es);
@@ -451,7 +377,7 @@ Test(cast, converts_a_large_tensor_split_across_threads) {
     em_scope_begin();
     int64_t n = (1 << 20) + 3;
     float *x = malloc((size_t)n * sizeof *x);
-    for (int64_t i = 0; i < n; i++) x[i] = (float)uniform(-3e9, 3e9);
+    for (int64_t i = 0; i < n; i++) x[i] = (float)tu_uniform(&rng, -3e9, 3e9);
     x[5] = NAN;
     em_tensor *t = em_from_data(EM_F32, 1, &n, x);
     for (int d = 1; d < 5; d++) check_cast(t, x, all_dtypes[d], "[1<<20 + 3]");
@@ -483,7 +409,7 @@ static unsigned char *chain_bytes(em_tensor *x, em_tensor *xt, size_t *nbytes) {
     em_tensor *u = em_add(em_gelu_tanh(w), em_add(v, em_cast(em_cast(em_mul(x, em_scalar(EM_F32, 1000)), EM_I32), EM_F32)));
     em_tensor *r = em_add(u, em_add(em_sqrt(em_abs(x)), em_sin(em_cos(em_log(em_add(em_abs(xt), a))))));
     cr_assert(r, "%s", em_last_error());
-    unsigned char *bytes = bytes_of(r, nbytes);
+    unsigned char *bytes = tu_bytes_of(r, nbytes);
     em_scope_end();
     return bytes;
 }
@@ -531,11 +457,12 @@ Test(elementwise, never_modifies_its_inputs_or_their_views) {
         em_scope_begin();
         double *v = random_values(dt, 40 * 33 + 7); /* x from v, y from v + 7 */
         if (dt == EM_F32 || dt == EM_F64) v[3] = NAN, v[100] = -INFINITY, v[200] = -0.0;
-        em_tensor *x = tensor_of(dt, 2, (int64_t[]){40, 33}, v), *y = tensor_of(dt, 2, (int64_t[]){40, 33}, v + 7);
+        em_tensor *x = tu_tensor_of(dt, 2, (int64_t[]){40, 33}, v),
+                  *y = tu_tensor_of(dt, 2, (int64_t[]){40, 33}, v + 7);
         em_tensor *views[] = {x, em_transpose(x, 0, 1), em_slice(x, 1, 1, 33, 2),
                               em_expand(em_slice(x, 0, 3, 4, 1), 2, (int64_t[]){40, 33})};
         size_t nx, ny;
-        unsigned char *bx = bytes_of(x, &nx), *by = bytes_of(y, &ny);
+        unsigned char *bx = tu_bytes_of(x, &nx), *by = tu_bytes_of(y, &ny);
         for (int k = 0; k < 4; k++) {
             em_tensor *a = views[k];
             for (int u = 0; u < NUNARY; u++) unary_ops[u].fn(a); /* bool may be rejected */
@@ -549,7 +476,7 @@ Test(elementwise, never_modifies_its_inputs_or_their_views) {
             em_where(a, em_scalar(EM_F32, 1), a);
         }
         size_t nx2, ny2;
-        unsigned char *ax = bytes_of(x, &nx2), *ay = bytes_of(y, &ny2);
+        unsigned char *ax = tu_bytes_of(x, &nx2), *ay = tu_bytes_of(y, &ny2);
         cr_expect(memcmp(bx, ax, nx) == 0, "%s: an op modified its input", em_dtype_name(dt));
         cr_expect(memcmp(by, ay, ny) == 0, "%s: an op modified its second input", em_dtype_name(dt));
         free(bx);
@@ -564,9 +491,9 @@ Test(elementwise, never_modifies_its_inputs_or_their_views) {
 Test(elementwise, computes_an_op_of_a_tensor_with_itself) {
     em_scope_begin();
     double v[] = {1.5, -2, 0, 3.25, 8, -0.5, 7, 11, 13};
-    em_tensor *x = tensor_of(EM_F32, 1, (int64_t[]){9}, v);
-    double *s = values_of(em_add(x, x)), *m = values_of(em_mul(x, x)), *e = values_of(em_eq(x, x)),
-           *d = values_of(em_sub(x, x));
+    em_tensor *x = tu_tensor_of(EM_F32, 1, (int64_t[]){9}, v);
+    double *s = tu_values_of(em_add(x, x)), *m = tu_values_of(em_mul(x, x)),
+           *e = tu_values_of(em_eq(x, x)), *d = tu_values_of(em_sub(x, x));
     for (int i = 0; i < 9; i++) {
         cr_expect_eq(s[i], 2 * v[i]);
         cr_expect_eq(m[i], v[i] * v[i]);

@@ -23,97 +23,9 @@
 
 #include "ember.h"
 #include "runtime.h" /* rt_simd_for and the rt_unary ids, for the per-ISA loops */
+#include "../util.h"
 
-/* ---- helpers -------------------------------------------------------------------------- */
-
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-
-static double uniform(double lo, double hi) {
-    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return lo + (hi - lo) * ((double)(rng >> 11) * 0x1.0p-53);
-}
-
-static int64_t count(int nd, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    return n;
-}
-
-static void put(em_dtype dt, void *p, int64_t i, double v) {
-    switch (dt) {
-    case EM_F32: ((float *)p)[i] = (float)v; break;
-    case EM_F64: ((double *)p)[i] = v; break;
-    case EM_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case EM_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case EM_BOOL: ((uint8_t *)p)[i] = v != 0; break;
-    }
-}
-
-static double get(em_dtype dt, const void *p, int64_t i) {
-    switch (dt) {
-    case EM_F32: return ((const float *)p)[i];
-    case EM_F64: return ((const double *)p)[i];
-    case EM_I32: return ((const int32_t *)p)[i];
-    case EM_I64: return (double)((const int64_t *)p)[i];
-    case EM_BOOL: return ((const uint8_t *)p)[i];
-    }
-    return NAN;
-}
-
-/* A tensor of dtype dt holding v (values exactly representable in dt). */
-static em_tensor *tensor_of(em_dtype dt, int nd, const int64_t *shape, const double *v) {
-    int64_t n = count(nd, shape);
-    void *raw = malloc((size_t)(n ? n : 1) * 8);
-    for (int64_t i = 0; i < n; i++) put(dt, raw, i, v[i]);
-    em_tensor *t = em_from_data(dt, nd, shape, raw);
-    free(raw);
-    cr_assert(t, "em_from_data: %s", em_last_error());
-    return t;
-}
-
-/* The elements of t in row-major order, as doubles (malloc'd). */
-static double *values_of(const em_tensor *t) {
-    int64_t n = em_numel(t);
-    size_t nb = (size_t)n * em_dtype_size(em_type(t));
-    void *raw = malloc(nb ? nb : 1);
-    cr_assert_eq(em_read(t, raw, nb), 0, "em_read: %s", em_last_error());
-    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) v[i] = get(em_type(t), raw, i);
-    free(raw);
-    return v;
-}
-
-/* Logical values of view (built over a dense base holding base[]): walks its
- * shape through em_strides from the element offset the test knows. */
-static double *view_values(const double *base, const em_tensor *view, int64_t offset) {
-    int nd = em_ndim(view);
-    const int64_t *sh = em_shape(view), *st = em_strides(view);
-    int64_t n = em_numel(view), idx[EM_MAX_DIMS] = {0};
-    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t off = offset;
-        for (int d = 0; d < nd; d++) off += idx[d] * st[d];
-        v[i] = base[off];
-        for (int d = nd - 1; d >= 0 && ++idx[d] == sh[d]; d--) idx[d] = 0;
-    }
-    return v;
-}
-
-static void expect_shape(const em_tensor *t, int nd, const int64_t *shape, const char *what) {
-    cr_assert_eq(em_ndim(t), nd, "%s: ndim %d, want %d", what, em_ndim(t), nd);
-    for (int i = 0; i < nd; i++)
-        cr_assert_eq(em_shape(t)[i], shape[i], "%s: dim %d is %lld, want %lld", what, i,
-                     (long long)em_shape(t)[i], (long long)shape[i]);
-}
-
-static bool close_to(double got, double want, double rtol, double atol) {
-    if (isnan(want)) return isnan(got);
-    if (isinf(want)) return got == want;
-    return fabs(got - want) <= atol + rtol * fabs(want);
-}
-
-static double rtol_of(em_dtype dt) { return dt == EM_F32 ? 1e-5 : dt == EM_F64 ? 1e-12 : 0; }
-static double atol_of(em_dtype dt) { return dt == EM_F32 ? 1e-6 : dt == EM_F64 ? 1e-14 : 0; }
+static tu_rng rng = {0x2545f4914f6cdd1dULL}; /* the random inputs */
 
 /* ---- the ops and their references ------------------------------------------------------- */
 
@@ -163,12 +75,12 @@ static const unary_case ops[] = {
 
 /* One random input of op c, as stored in dtype dt. */
 static double random_input(const unary_case *c, em_dtype dt) {
-    double x = uniform(c->lo, c->hi);
-    if (c->signed_mag && uniform(0, 1) < 0.5) x = -x;
+    double x = tu_uniform(&rng, c->lo, c->hi);
+    if (c->signed_mag && tu_uniform(&rng, 0, 1) < 0.5) x = -x;
     switch (dt) {
     case EM_F32: return (float)x;
     case EM_F64: return x;
-    case EM_BOOL: return uniform(0, 1) < 0.5;
+    case EM_BOOL: return tu_uniform(&rng, 0, 1) < 0.5;
     default: { /* integers in the op's domain, at least 1 where 0 is a pole */
         double v = round(x);
         return v == 0 && c->lo > 0 ? 1 : v;
@@ -196,12 +108,12 @@ static void check_unary(const unary_case *c, em_tensor *x, const double *xv, con
     em_dtype want_dt = result_dtype(c, em_type(x));
     cr_assert_eq(em_type(y), want_dt, "em_%s on %s: dtype %s, want %s", c->name, what,
                  em_dtype_name(em_type(y)), em_dtype_name(want_dt));
-    expect_shape(y, em_ndim(x), em_shape(x), what);
-    double *got = values_of(y);
-    double rtol = rtol_of(want_dt), atol = atol_of(want_dt);
+    tu_expect_shape(y, em_ndim(x), em_shape(x), what);
+    double *got = tu_values_of(y);
+    double rtol = tu_rtol_of(want_dt), atol = tu_atol_of(want_dt);
     for (int64_t i = 0; i < em_numel(y); i++) {
         double want = c->ref(xv[i]);
-        if (!close_to(got[i], want, rtol, atol))
+        if (!tu_close_to(got[i], want, rtol, atol))
             cr_assert_fail("em_%s on %s, element %lld of %lld: x = %.9g gives %.9g, want %.9g",
                            c->name, what, (long long)i, (long long)em_numel(y), xv[i], got[i], want);
     }
@@ -213,12 +125,12 @@ static void check_unary(const unary_case *c, em_tensor *x, const double *xv, con
  * in `which` on it. */
 static void check_ops_on_shape(unsigned which, em_dtype dt, int nd, const int64_t *shape,
                                const char *what) {
-    int64_t n = count(nd, shape);
+    int64_t n = tu_count(nd, shape);
     for (int k = 0; k < NOPS; k++) {
         if (!(which >> k & 1u) || (dt == EM_BOOL && ops[k].int_op)) continue;
         em_scope_begin();
         double *xv = random_inputs(&ops[k], dt, n);
-        check_unary(&ops[k], tensor_of(dt, nd, shape, xv), xv, what);
+        check_unary(&ops[k], tu_tensor_of(dt, nd, shape, xv), xv, what);
         free(xv);
         em_scope_end();
     }
@@ -288,16 +200,16 @@ typedef em_tensor *(*view_fn)(em_tensor *base, int64_t *offset);
 
 static void check_ops_on_view(unsigned which, em_dtype dt, int nd, const int64_t *bshape,
                               view_fn make, const char *what) {
-    int64_t n = count(nd, bshape);
+    int64_t n = tu_count(nd, bshape);
     for (int k = 0; k < NOPS; k++) {
         if (!(which >> k & 1u) || (dt == EM_BOOL && ops[k].int_op)) continue;
         em_scope_begin();
         double *bv = random_inputs(&ops[k], dt, n);
-        em_tensor *base = tensor_of(dt, nd, bshape, bv);
+        em_tensor *base = tu_tensor_of(dt, nd, bshape, bv);
         int64_t off = 0;
         em_tensor *v = make(base, &off);
         cr_assert(v, "%s: %s", what, em_last_error());
-        double *xv = view_values(bv, v, off);
+        double *xv = tu_view_values(bv, v, off);
         check_unary(&ops[k], v, xv, what);
         free(xv);
         free(bv);
@@ -490,13 +402,13 @@ Test(unary, handles_infinities_nan_overflow_and_large_magnitudes_in_f32_and_f64)
              * tail both see the value. */
             double xv[33];
             for (int j = 0; j < 33; j++) xv[j] = (j % 16 == 5 || j == 32) ? s->x : 0.25;
-            em_tensor *y = s->fn(tensor_of(dts[d], 1, (int64_t[]){33}, xv));
+            em_tensor *y = s->fn(tu_tensor_of(dts[d], 1, (int64_t[]){33}, xv));
             cr_assert(y, "em_%s: %s", s->name, em_last_error());
-            double *got = values_of(y), w = s->want;
+            double *got = tu_values_of(y), w = s->want;
             for (int j = 5; j < 33; j = j == 21 ? 32 : j + 16) {
                 bool ok = isnan(w) ? isnan(got[j])
                           : w == 0 ? fabs(got[j]) <= 1e-30
-                          : isinf(w) ? got[j] == w : close_to(got[j], w, rtol_of(dts[d]), 0);
+                          : isinf(w) ? got[j] == w : tu_close_to(got[j], w, tu_rtol_of(dts[d]), 0);
                 cr_expect(ok, "em_%s(%g) in %s at %d: got %.9g, want %.9g", s->name, s->x,
                           em_dtype_name(dts[d]), j, got[j], w);
             }
@@ -515,13 +427,13 @@ Test(unary, reciprocal_of_a_negative_zero_scalar_is_minus_infinity) {
     const em_dtype dts[] = {EM_F32, EM_F64};
     for (int d = 0; d < 2; d++) {
         double mz = -0.0;
-        double *r = values_of(em_reciprocal(tensor_of(dts[d], 0, NULL, &mz)));
+        double *r = tu_values_of(em_reciprocal(tu_tensor_of(dts[d], 0, NULL, &mz)));
         cr_expect_eq(r[0], -INFINITY, "%s: 1/-0 from em_from_data gave %g", em_dtype_name(dts[d]), r[0]);
         free(r);
-        r = values_of(em_reciprocal(em_scalar(dts[d], -0.0)));
+        r = tu_values_of(em_reciprocal(em_scalar(dts[d], -0.0)));
         cr_expect_eq(r[0], -INFINITY, "%s: 1/em_scalar(-0.0) gave %g", em_dtype_name(dts[d]), r[0]);
         free(r);
-        r = values_of(em_reciprocal(em_full(dts[d], 1, (int64_t[]){3}, -0.0)));
+        r = tu_values_of(em_reciprocal(em_full(dts[d], 1, (int64_t[]){3}, -0.0)));
         cr_expect_eq(r[2], -INFINITY, "%s: 1/em_full(-0.0) gave %g", em_dtype_name(dts[d]), r[2]);
         free(r);
     }
@@ -533,15 +445,15 @@ Test(unary, sigmoid_and_silu_stay_in_range_at_plus_minus_100) {
     for (int d = 0; d < 2; d++) {
         em_scope_begin();
         double xv[] = {-100, 100, -88, 88, -30, 30};
-        em_tensor *x = tensor_of(dts[d], 1, (int64_t[]){6}, xv);
-        double *s = values_of(em_sigmoid(x)), *u = values_of(em_silu(x));
+        em_tensor *x = tu_tensor_of(dts[d], 1, (int64_t[]){6}, xv);
+        double *s = tu_values_of(em_sigmoid(x)), *u = tu_values_of(em_silu(x));
         for (int i = 0; i < 6; i++) {
             cr_expect(s[i] >= 0 && s[i] <= 1, "sigmoid(%g) = %g", xv[i], s[i]);
-            cr_expect(close_to(s[i], r_sigmoid(xv[i]), rtol_of(dts[d]), 1e-30) ||
+            cr_expect(tu_close_to(s[i], r_sigmoid(xv[i]), tu_rtol_of(dts[d]), 1e-30) ||
                           (dts[d] == EM_F32 && r_sigmoid(xv[i]) < 1e-37 && s[i] < 1e-37),
                       "sigmoid(%g) in %s = %.9g, want %.9g", xv[i], em_dtype_name(dts[d]), s[i],
                       r_sigmoid(xv[i]));
-            cr_expect(close_to(u[i], r_silu(xv[i]), rtol_of(dts[d]), 1e-30) ||
+            cr_expect(tu_close_to(u[i], r_silu(xv[i]), tu_rtol_of(dts[d]), 1e-30) ||
                           (dts[d] == EM_F32 && fabs(r_silu(xv[i])) < 1e-35 && fabs(u[i]) < 1e-35),
                       "silu(%g) in %s = %.9g, want %.9g", xv[i], em_dtype_name(dts[d]), u[i],
                       r_silu(xv[i]));
@@ -562,10 +474,10 @@ Test(unary, gelu_keeps_its_relative_accuracy_in_the_negative_tail) {
     int64_t n = 26001;
     double *xv = malloc((size_t)n * sizeof *xv);
     for (int64_t i = 0; i < n; i++) xv[i] = (float)(-13.0 + 0.0005 * (double)i);
-    double *got = values_of(em_gelu(tensor_of(EM_F32, 1, &n, xv)));
+    double *got = tu_values_of(em_gelu(tu_tensor_of(EM_F32, 1, &n, xv)));
     for (int64_t i = 0; i < n; i++) {
         double rtol = xv[i] < -10 ? 3e-5 : 1e-5;
-        if (!close_to(got[i], r_gelu(xv[i]), rtol, 0))
+        if (!tu_close_to(got[i], r_gelu(xv[i]), rtol, 0))
             cr_assert_fail("gelu(%.9g) = %.9g, want %.9g (relative error %.3g)", xv[i], got[i],
                            r_gelu(xv[i]), (got[i] - r_gelu(xv[i])) / r_gelu(xv[i]));
     }
@@ -596,7 +508,7 @@ Test(unary_simd, every_isa_matches_the_reference_at_lengths_1_to_40_and_1023) {
                 t->unary[c->kernel](n, x, y);
                 for (int64_t i = 0; i < n; i++) {
                     double want = c->ref(x[i]);
-                    if (!close_to(y[i], want, 1e-5, 1e-6))
+                    if (!tu_close_to(y[i], want, 1e-5, 1e-6))
                         cr_assert_fail("%s %s n=%lld [%lld]: x = %.9g gives %.9g, want %.9g",
                                        isas[s], c->name, (long long)n, (long long)i, x[i], y[i], want);
                 }
@@ -632,7 +544,7 @@ Test(unary_simd, every_isa_handles_special_values_in_body_and_tail) {
                         continue; /* -inf * 0 in the definition itself */
                     bool ok = isnan(want) ? isnan(y[j])
                               : fabs(want) < 1e-30 ? fabs(y[j]) < 1e-30
-                                                   : close_to(y[j], want, 1e-5, 1e-6);
+                                                   : tu_close_to(y[j], want, 1e-5, 1e-6);
                     cr_expect(ok, "%s %s(%g) at %d: got %.9g, want %.9g", isas[s], c->name, x[j], j,
                               y[j], want);
                 }

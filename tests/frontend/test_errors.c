@@ -20,14 +20,9 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "../util.h"
 
 #define SH(...) ((int64_t[]){__VA_ARGS__})
-
-static size_t live(void) {
-    em_memory_stats s;
-    em_memory_stats_get(&s);
-    return s.live_bytes;
-}
 
 static bool names(const char *op) {
     const char *m = em_last_error();
@@ -38,14 +33,14 @@ static bool names(const char *op) {
 /* A rejected call: NULL, a message starting with "op:", nothing left allocated. */
 #define FAILS(op, call)                                                                   \
     do {                                                                                  \
-        size_t live0_ = live();                                                           \
+        size_t live0_ = tu_live_bytes();                                                  \
         em_clear_error();                                                                 \
         em_tensor *r_ = (call);                                                           \
         cr_expect_null(r_, "%s should fail", #call);                                      \
         em_release(r_);                                                                   \
         cr_expect(names(op), "%s: message '%s' does not start with %s", #call,            \
                   em_last_error(), op);                                                   \
-        cr_expect_eq(live(), live0_, "%s leaked storage", #call);                        \
+        cr_expect_eq(tu_live_bytes(), live0_, "%s leaked storage", #call);                \
     } while (0)
 
 #define FAILS_NULL_ARG(op, call)                                                          \
@@ -496,7 +491,7 @@ static void oom_setup(void) {
 static void oom_teardown(void) {
     em_tensor *all[] = {X, XT, XTT, XI, W, IDXS, BIAS, LNW};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) em_release(all[i]);
-    cr_expect_eq(live(), 0, "storage leaked");
+    cr_expect_eq(tu_live_bytes(), 0, "storage leaked");
 }
 
 TestSuite(oom, .init = oom_setup);
@@ -539,7 +534,7 @@ static int oom_sweep(const oom_case *c, int *names_op) {
     size_t nb = (size_t)em_numel(ref) * em_dtype_size(em_type(ref));
     char *want = malloc(nb + 1), *got = malloc(nb + 1);
     cr_assert_eq(em_read(ref, want, nb), 0);
-    size_t start = live();
+    size_t start = tu_live_bytes();
     int n = 1;
     for (;; n++) {
         cr_assert(n < 200, "%s never succeeded", c->api);
@@ -556,7 +551,7 @@ static int oom_sweep(const oom_case *c, int *names_op) {
         cr_expect(strstr(em_last_error(), "out of memory"),
                   "%s, allocation %d: message '%s'", c->api, n, em_last_error());
         *names_op += names(c->api);
-        cr_expect_eq(live(), start, "%s, allocation %d: storage leaked", c->api, n);
+        cr_expect_eq(tu_live_bytes(), start, "%s, allocation %d: storage leaked", c->api, n);
     }
     em_release(ref);
     free(want), free(got);
@@ -576,13 +571,13 @@ Test(oom, the_first_allocation_failing_gives_null_and_the_next_call_works) {
     const char *ops[] = {"em_zeros", "em_add", "em_matmul", "em_softmax", "em_concat", "em_reshape"};
     em_tensor *(*fns[])(void) = {op_zeros, op_add, op_matmul, op_softmax, op_concat, op_reshape};
     for (int i = 0; i < 6; i++) {
-        size_t start = live();
+        size_t start = tu_live_bytes();
         rt_alloc_fail_after(1);
         em_tensor *r = fns[i]();
         rt_alloc_fail_after(0);
         cr_expect_null(r, "%s", ops[i]);
         cr_expect(strstr(em_last_error(), "out of memory"), "%s: '%s'", ops[i], em_last_error());
-        cr_expect_eq(live(), start, "%s leaked", ops[i]);
+        cr_expect_eq(tu_live_bytes(), start, "%s leaked", ops[i]);
         em_tensor *ok = fns[i]();
         cr_expect(ok, "%s after a failure: %s", ops[i], em_last_error());
         em_release(ok);

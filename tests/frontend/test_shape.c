@@ -18,14 +18,9 @@
 #include <string.h>
 
 #include "ember.h"
+#include "../util.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static uint64_t allocations(void) {
-    em_memory_stats s;
-    em_memory_stats_get(&s);
-    return s.allocations;
-}
 
 /* 0, 1, 2, ... as f32 in the given shape. */
 static em_tensor *iota(int nd, const int64_t *shape) {
@@ -68,11 +63,11 @@ static void expect_values(const em_tensor *t, const float *want) {
 
 Test(shape, reshape_of_dense_data_is_a_view) {
     em_tensor *t = iota(2, SH(2, 6));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *r = em_reshape(t, 3, SH(3, 2, 2));
     expect_shape(r, 3, SH(3, 2, 2));
     expect_strides(r, SH(4, 2, 1));
-    cr_expect_eq(allocations(), before, "reshape copied dense data");
+    cr_expect_eq(tu_allocations(), before, "reshape copied dense data");
     expect_values(r, VALS(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11));
     em_release(r), em_release(t);
 }
@@ -103,10 +98,10 @@ Test(shape, reshape_to_and_from_zero_dims) {
 Test(shape, reshape_of_a_transposed_view_copies_in_logical_order) {
     em_tensor *t = iota(2, SH(2, 3));
     em_tensor *tt = em_transpose(t, 0, 1); /* [[0,3],[1,4],[2,5]] */
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *r = em_reshape(tt, 1, SH(6));
     expect_shape(r, 1, SH(6));
-    cr_expect_eq(allocations(), before + 1, "a non-viewable reshape must copy once");
+    cr_expect_eq(tu_allocations(), before + 1, "a non-viewable reshape must copy once");
     cr_expect(em_is_contiguous(r));
     expect_values(r, VALS(0, 3, 1, 4, 2, 5));
     em_release(r), em_release(tt), em_release(t);
@@ -116,11 +111,11 @@ Test(shape, reshape_of_a_strided_view_stays_a_view_when_the_layout_allows) {
     /* [3,4]^T is [4,3] with strides (1,4); splitting its first dim needs no copy. */
     em_tensor *t = iota(2, SH(3, 4));
     em_tensor *tt = em_transpose(t, 0, 1);
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *r = em_reshape(tt, 3, SH(2, 2, 3));
     expect_shape(r, 3, SH(2, 2, 3));
     expect_strides(r, SH(2, 1, 4));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     expect_values(r, VALS(0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11));
     /* rows 0 and 2 of a [4,3]: strides (6,1); adding a unit dim is a view too */
     em_tensor *s = em_slice(t, 0, 0, 3, 2);
@@ -128,7 +123,7 @@ Test(shape, reshape_of_a_strided_view_stays_a_view_when_the_layout_allows) {
     expect_shape(u, 3, SH(2, 1, 4));
     cr_expect_eq(em_strides(u)[0], 8);
     cr_expect_eq(em_strides(u)[2], 1);
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     expect_values(u, VALS(0, 1, 2, 3, 8, 9, 10, 11));
     em_release(u), em_release(s), em_release(r), em_release(tt), em_release(t);
 }
@@ -136,12 +131,12 @@ Test(shape, reshape_of_a_strided_view_stays_a_view_when_the_layout_allows) {
 Test(shape, reshape_of_an_expanded_view_copies_only_when_it_must) {
     em_tensor *t = iota(1, SH(3));
     em_tensor *e = em_expand(t, 2, SH(4, 3)); /* strides (0,1) */
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *v = em_reshape(e, 3, SH(2, 2, 3));
     expect_strides(v, SH(0, 0, 1));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     em_tensor *c = em_reshape(e, 1, SH(12));
-    cr_expect_eq(allocations(), before + 1);
+    cr_expect_eq(tu_allocations(), before + 1);
     expect_values(c, VALS(0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2));
     em_release(c), em_release(v), em_release(e), em_release(t);
 }
@@ -150,11 +145,11 @@ Test(shape, reshape_of_an_expanded_view_copies_only_when_it_must) {
 
 Test(shape, permute_is_a_view_with_permuted_strides) {
     em_tensor *t = iota(3, SH(2, 3, 4));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *p = em_permute(t, (int[]){2, 0, 1});
     expect_shape(p, 3, SH(4, 2, 3));
     expect_strides(p, SH(1, 12, 4));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     cr_expect_not(em_is_contiguous(p));
     float want[24];
     for (int k = 0, i = 0; k < 4; k++)
@@ -169,7 +164,7 @@ Test(shape, permute_is_a_view_with_permuted_strides) {
 
 Test(shape, transpose_swaps_two_strides_and_twice_is_the_identity) {
     em_tensor *t = iota(3, SH(2, 3, 4));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *a = em_transpose(t, 0, -1);
     expect_shape(a, 3, SH(4, 3, 2));
     expect_strides(a, SH(1, 4, 12));
@@ -179,7 +174,7 @@ Test(shape, transpose_swaps_two_strides_and_twice_is_the_identity) {
     cr_expect(em_is_contiguous(b));
     em_tensor *same = em_transpose(t, 1, 1);
     expect_strides(same, SH(12, 4, 1));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     em_release(same), em_release(b), em_release(a), em_release(t);
 }
 
@@ -187,15 +182,15 @@ Test(shape, transpose_swaps_two_strides_and_twice_is_the_identity) {
 
 Test(shape, slice_is_a_view_with_a_stepped_stride) {
     em_tensor *t = iota(2, SH(4, 5));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *s = em_slice(t, 1, 1, 5, 2); /* columns 1 and 3 */
     expect_shape(s, 2, SH(4, 2));
     expect_strides(s, SH(5, 2));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     expect_values(s, VALS(1, 3, 6, 8, 11, 13, 16, 18));
     em_tensor *r = em_slice(s, 0, 1, 3, 1); /* a slice of a slice */
     expect_values(r, VALS(6, 8, 11, 13));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     em_release(r), em_release(s), em_release(t);
 }
 
@@ -245,11 +240,11 @@ Test(shape, slice_with_a_huge_step_takes_the_first_element) {
 
 Test(shape, expand_broadcasts_unit_dims_with_stride_zero) {
     em_tensor *t = iota(2, SH(3, 1));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *e = em_expand(t, 3, SH(2, 3, 4)); /* a new leading dim and a widened one */
     expect_shape(e, 3, SH(2, 3, 4));
     expect_strides(e, SH(0, 1, 0));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     float want[24];
     for (int i = 0; i < 24; i++) want[i] = (float)((i / 4) % 3);
     expect_values(e, want);
@@ -272,7 +267,7 @@ Test(shape, expand_with_minus_one_keeps_a_dim) {
 
 Test(shape, unsqueeze_inserts_a_unit_dim_at_any_position) {
     em_tensor *t = iota(2, SH(2, 3));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *a = em_unsqueeze(t, 0), *b = em_unsqueeze(t, 1), *c = em_unsqueeze(t, -1);
     em_tensor *d = em_unsqueeze(t, -3);
     expect_shape(a, 3, SH(1, 2, 3));
@@ -280,7 +275,7 @@ Test(shape, unsqueeze_inserts_a_unit_dim_at_any_position) {
     expect_shape(c, 3, SH(2, 3, 1));
     expect_shape(d, 3, SH(1, 2, 3));
     expect_strides(c, SH(3, 1, 1));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     expect_values(b, VALS(0, 1, 2, 3, 4, 5));
     em_tensor *s = em_scalar(EM_F32, 3);
     em_tensor *u = em_unsqueeze(s, 0);
@@ -292,7 +287,7 @@ Test(shape, unsqueeze_inserts_a_unit_dim_at_any_position) {
 Test(shape, unsqueeze_and_squeeze_of_a_transposed_view_stay_views) {
     em_tensor *t = iota(2, SH(2, 3));
     em_tensor *tt = em_transpose(t, 0, 1); /* [3,2] strides (1,3) */
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *u = em_unsqueeze(tt, 1);
     expect_shape(u, 3, SH(3, 1, 2));
     cr_expect_eq(em_strides(u)[0], 1);
@@ -300,7 +295,7 @@ Test(shape, unsqueeze_and_squeeze_of_a_transposed_view_stay_views) {
     em_tensor *s = em_squeeze(u, 1);
     expect_shape(s, 2, SH(3, 2));
     expect_strides(s, SH(1, 3));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     expect_values(s, VALS(0, 3, 1, 4, 2, 5));
     em_release(s), em_release(u), em_release(tt), em_release(t);
 }
@@ -325,10 +320,10 @@ Test(shape, squeeze_removes_only_a_unit_axis) {
 
 Test(shape, contiguous_returns_a_dense_tensor_itself_retained) {
     em_tensor *t = iota(2, SH(2, 3));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *c = em_contiguous(t);
     cr_expect_eq(c, t, "a dense tensor must come back as itself");
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     em_release(c); /* the extra reference */
     expect_values(t, VALS(0, 1, 2, 3, 4, 5));
     em_release(t);
@@ -340,11 +335,11 @@ Test(shape, contiguous_returns_a_dense_tensor_itself_retained) {
 Test(shape, contiguous_copies_a_strided_view_once) {
     em_tensor *t = iota(3, SH(2, 3, 4));
     em_tensor *p = em_permute(t, (int[]){1, 2, 0});
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *c = em_contiguous(p);
     cr_assert(c, "%s", em_last_error());
     cr_expect_neq(c, p);
-    cr_expect_eq(allocations(), before + 1);
+    cr_expect_eq(tu_allocations(), before + 1);
     expect_shape(c, 3, SH(3, 4, 2));
     expect_strides(c, SH(8, 2, 1));
     float want[24];
@@ -365,11 +360,11 @@ Test(shape, concat_joins_along_any_axis) {
     em_tensor *a = iota(2, SH(2, 2));
     em_tensor *b = em_full(EM_F32, 2, SH(1, 2), 9);
     em_tensor *c = em_full(EM_F32, 2, SH(2, 1), 7);
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *r0 = em_concat((em_tensor *[]){a, b}, 2, 0);
     expect_shape(r0, 2, SH(3, 2));
     expect_values(r0, VALS(0, 1, 2, 3, 9, 9));
-    cr_expect_eq(allocations(), before + 1);
+    cr_expect_eq(tu_allocations(), before + 1);
     em_tensor *r1 = em_concat((em_tensor *[]){c, a, c}, 3, -1);
     expect_shape(r1, 2, SH(2, 4));
     expect_values(r1, VALS(7, 0, 1, 7, 7, 2, 3, 7));
@@ -396,7 +391,7 @@ Test(shape, concat_promotes_dtypes_and_reads_views) {
 
 Test(shape, a_chain_of_views_reads_the_right_elements_without_copying) {
     em_tensor *t = iota(3, SH(4, 3, 5));
-    uint64_t before = allocations();
+    uint64_t before = tu_allocations();
     em_tensor *s = em_slice(t, 2, -1, -6, 1); /* empty: end before start after clamping */
     cr_expect_eq(em_numel(s), 0);
     em_tensor *a = em_slice(t, 2, 1, 5, 3);      /* [4,3,2]: k = 1, 4 */
@@ -405,7 +400,7 @@ Test(shape, a_chain_of_views_reads_the_right_elements_without_copying) {
     em_tensor *d = em_unsqueeze(c, 0);           /* [1,2,3,2] */
     em_tensor *e = em_expand(d, 4, SH(2, -1, -1, -1));
     expect_shape(e, 4, SH(2, 2, 3, 2));
-    cr_expect_eq(allocations(), before);
+    cr_expect_eq(tu_allocations(), before);
     float want[24];
     int n = 0;
     for (int r = 0; r < 2; r++)

@@ -19,60 +19,7 @@
 #include <string.h>
 
 #include "ir.h"
-
-/* ---- helpers ------------------------------------------------------------------------- */
-
-static size_t live_bytes(void) {
-    em_memory_stats s;
-    em_memory_stats_get(&s);
-    return s.live_bytes;
-}
-
-static em_tensor *randn(int nd, const int64_t *shape, uint64_t seed) {
-    em_tensor *t = em_randn(nd, shape, seed);
-    cr_assert(t, "%s", em_last_error());
-    return t;
-}
-
-/* t converted to f64 (t is released). */
-static em_tensor *as_f64(em_tensor *t) {
-    em_tensor *c = em_cast(t, EM_F64);
-    em_release(t);
-    cr_assert(c, "%s", em_last_error());
-    return c;
-}
-
-/* Integers lo + (i*37 + 11) % mod of dtype dt. */
-static em_tensor *ints(em_dtype dt, int nd, const int64_t *shape, int mod, int lo) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    for (int64_t i = 0; i < n; i++) v[i] = lo + (i * 37 + 11) % mod;
-    em_tensor *l = em_from_data(EM_I64, nd, shape, v);
-    free(v);
-    em_tensor *t = em_cast(l, dt);
-    em_release(l);
-    cr_assert(t, "%s", em_last_error());
-    return t;
-}
-
-/* Expects a and b equal in dtype, shape, strides and every byte. */
-static void expect_identical(em_tensor *a, em_tensor *b, const char *what) {
-    cr_assert(a && b, "%s: %s", what, em_last_error());
-    cr_assert_eq(a->dtype, b->dtype, "%s: dtype", what);
-    cr_assert_eq(a->ndim, b->ndim, "%s: ndim", what);
-    for (int i = 0; i < a->ndim; i++) {
-        cr_expect_eq(a->shape[i], b->shape[i], "%s: dim %d", what, i);
-        cr_expect_eq(a->strides[i], b->strides[i], "%s: stride %d", what, i);
-    }
-    size_t n = (size_t)a->numel * rt_dtype_size(a->dtype);
-    char *x = malloc(n + 1), *y = malloc(n + 1);
-    cr_assert_eq(em_read(a, x, n), 0);
-    cr_assert_eq(em_read(b, y, n), 0);
-    cr_expect_eq(memcmp(x, y, n), 0, "%s: values differ", what);
-    free(x);
-    free(y);
-}
+#include "../util.h"
 
 /* ---- one-node graphs: every op against its public call ----------------------------------- */
 
@@ -155,7 +102,7 @@ static void check_op(ir_op op, em_tensor **in, int nin, ir_attrs attrs, const ch
     cr_assert_eq(ir_graph_verify(g), 0, "%s", em_last_error());
     em_tensor *got = NULL;
     cr_assert_eq(ir_graph_run(g, args, &got), 0, "%s: %s", name, em_last_error());
-    expect_identical(got, want, name);
+    tu_expect_identical(got, want, name);
     em_release(got);
     em_release(want);
     ir_graph_destroy(g);
@@ -172,41 +119,39 @@ static void check_op(ir_op op, em_tensor **in, int nin, ir_attrs attrs, const ch
 
 /* A transposed (non-contiguous) view of a fresh [r, c] tensor: shape [c, r]. */
 static em_tensor *transposed(int64_t r, int64_t c, uint64_t seed) {
-    em_tensor *t = randn(2, SH(r, c), seed);
-    em_tensor *v = em_transpose(t, 0, 1);
-    em_release(t);
-    cr_assert(v);
-    return v;
+    return tu_transposed(tu_randn(2, SH(r, c), seed), 0, 1);
 }
 
 static bool covered[IR_OP_COUNT];
 
 static void check_elementwise(ir_op op) {
     if (ir_ops[op].arity == 1 && op != IR_OP_CAST) {
-        CHECK(op, A(0), "f32", randn(2, SH(3, 5), op));
+        CHECK(op, A(0), "f32", tu_randn(2, SH(3, 5), op));
         CHECK(op, A(0), "transposed", transposed(4, 3, op));
-        CHECK(op, A(0), "f64", as_f64(randn(2, SH(2, 3), op)));
-        CHECK(op, A(0), "i32", ints(EM_I32, 2, SH(2, 7), 11, -5));
+        CHECK(op, A(0), "f64", tu_cast(tu_randn(2, SH(2, 3), op), EM_F64));
+        CHECK(op, A(0), "i32", tu_ints(EM_I32, 2, SH(2, 7), 11, -5));
     } else if (op == IR_OP_CAST) {
-        CHECK(op, A(.dtype = EM_I32), "f32 to i32", randn(2, SH(3, 5), 1));
+        CHECK(op, A(.dtype = EM_I32), "f32 to i32", tu_randn(2, SH(3, 5), 1));
         CHECK(op, A(.dtype = EM_F64), "transposed f32 to f64", transposed(4, 3, 2));
-        CHECK(op, A(.dtype = EM_F32), "same dtype", randn(1, SH(6), 3));
-        CHECK(op, A(.dtype = EM_BOOL), "i64 to bool", ints(EM_I64, 1, SH(9), 5, -2));
+        CHECK(op, A(.dtype = EM_F32), "same dtype", tu_randn(1, SH(6), 3));
+        CHECK(op, A(.dtype = EM_BOOL), "i64 to bool", tu_ints(EM_I64, 1, SH(9), 5, -2));
     } else if (op == IR_OP_WHERE) {
-        CHECK(op, A(0), "broadcast, mixed", ints(EM_BOOL, 2, SH(3, 1), 2, 0), randn(2, SH(3, 4), 4),
-              as_f64(randn(1, SH(4), 5)));
+        CHECK(op, A(0), "broadcast, mixed", tu_ints(EM_BOOL, 2, SH(3, 1), 2, 0),
+              tu_randn(2, SH(3, 4), 4), tu_cast(tu_randn(1, SH(4), 5), EM_F64));
     } else {
-        CHECK(op, A(0), "f32 broadcast", randn(2, SH(3, 4), op), randn(1, SH(4), op + 100));
-        CHECK(op, A(0), "i32 and f64", ints(EM_I32, 2, SH(2, 1), 7, -3), as_f64(randn(1, SH(5), op)));
-        CHECK(op, A(0), "i64 and transposed", ints(EM_I64, 2, SH(4, 3), 9, -4), transposed(3, 4, op));
-        CHECK(op, A(0), "bools", ints(EM_BOOL, 1, SH(6), 2, 0), ints(EM_BOOL, 1, SH(6), 3, 0));
+        CHECK(op, A(0), "f32 broadcast", tu_randn(2, SH(3, 4), op), tu_randn(1, SH(4), op + 100));
+        CHECK(op, A(0), "i32 and f64", tu_ints(EM_I32, 2, SH(2, 1), 7, -3),
+              tu_cast(tu_randn(1, SH(5), op), EM_F64));
+        CHECK(op, A(0), "i64 and transposed", tu_ints(EM_I64, 2, SH(4, 3), 9, -4),
+              transposed(3, 4, op));
+        CHECK(op, A(0), "bools", tu_ints(EM_BOOL, 1, SH(6), 2, 0), tu_ints(EM_BOOL, 1, SH(6), 3, 0));
     }
 }
 
 static void check_reduction(ir_op op) {
-    CHECK(op, A(.axis = -2, .keepdim = 1), "f32 axis -2 keepdim", randn(3, SH(3, 4, 5), op));
+    CHECK(op, A(.axis = -2, .keepdim = 1), "f32 axis -2 keepdim", tu_randn(3, SH(3, 4, 5), op));
     CHECK(op, A(.axis = 0), "transposed axis 0", transposed(5, 6, op));
-    CHECK(op, A(.axis = 1), "i32 axis 1", ints(EM_I32, 2, SH(3, 4), 13, -6));
+    CHECK(op, A(.axis = 1), "i32 axis 1", tu_ints(EM_I32, 2, SH(3, 4), 13, -6));
     CHECK(op, A(.axis = -1), "0-d", em_scalar(EM_F64, 2.5));
 }
 
@@ -214,19 +159,19 @@ static void check_norm(ir_op op) {
     switch (op) {
     case IR_OP_SOFTMAX:
     case IR_OP_LOG_SOFTMAX:
-        CHECK(op, A(.axis = -1), "rows", randn(2, SH(4, 33), op));
+        CHECK(op, A(.axis = -1), "rows", tu_randn(2, SH(4, 33), op));
         CHECK(op, A(.axis = 0), "columns of a view", transposed(6, 5, op));
-        CHECK(op, A(.axis = 1), "i32", ints(EM_I32, 2, SH(2, 5), 7, -3));
+        CHECK(op, A(.axis = 1), "i32", tu_ints(EM_I32, 2, SH(2, 5), 7, -3));
         break;
     case IR_OP_LAYER_NORM:
-        CHECK(op, A(.eps = 1e-5), "weight and bias", randn(2, SH(3, 40), 1), randn(1, SH(40), 2),
-              randn(1, SH(40), 3));
+        CHECK(op, A(.eps = 1e-5), "weight and bias", tu_randn(2, SH(3, 40), 1), tu_randn(1, SH(40), 2),
+              tu_randn(1, SH(40), 3));
         CHECK(op, A(.eps = 1e-3), "no weight or bias", transposed(8, 3, 4), NULL, NULL);
-        CHECK(op, A(.eps = 0), "bias only, f64", as_f64(randn(2, SH(2, 9), 5)), NULL,
-              randn(1, SH(9), 6));
+        CHECK(op, A(.eps = 0), "bias only, f64", tu_cast(tu_randn(2, SH(2, 9), 5), EM_F64), NULL,
+              tu_randn(1, SH(9), 6));
         break;
     case IR_OP_RMS_NORM:
-        CHECK(op, A(.eps = 1e-6), "weight", randn(3, SH(2, 3, 24), 7), randn(1, SH(24), 8));
+        CHECK(op, A(.eps = 1e-6), "weight", tu_randn(3, SH(2, 3, 24), 7), tu_randn(1, SH(24), 8));
         CHECK(op, A(.eps = 1e-6), "no weight", transposed(7, 5, 9), NULL);
         break;
     default: cr_assert_fail("no case for %s", ir_ops[op].name);
@@ -236,18 +181,21 @@ static void check_norm(ir_op op) {
 static void check_contraction_and_gather(ir_op op) {
     switch (op) {
     case IR_OP_MATMUL:
-        CHECK(op, A(0), "batch by matrix", randn(3, SH(2, 3, 4), 1), randn(2, SH(4, 5), 2));
-        CHECK(op, A(0), "vector by transposed", randn(1, SH(6), 3), transposed(4, 6, 4));
-        CHECK(op, A(0), "broadcast batches, f64", as_f64(randn(4, SH(2, 1, 3, 4), 5)),
-              randn(3, SH(3, 4, 2), 6));
+        CHECK(op, A(0), "batch by matrix", tu_randn(3, SH(2, 3, 4), 1), tu_randn(2, SH(4, 5), 2));
+        CHECK(op, A(0), "vector by transposed", tu_randn(1, SH(6), 3), transposed(4, 6, 4));
+        CHECK(op, A(0), "broadcast batches, f64", tu_cast(tu_randn(4, SH(2, 1, 3, 4), 5), EM_F64),
+              tu_randn(3, SH(3, 4, 2), 6));
         break;
     case IR_OP_LINEAR:
-        CHECK(op, A(0), "with bias", randn(3, SH(2, 3, 8), 1), randn(2, SH(5, 8), 2), randn(1, SH(5), 3));
-        CHECK(op, A(0), "no bias, transposed weight", randn(2, SH(4, 6), 4), transposed(6, 7, 5), NULL);
+        CHECK(op, A(0), "with bias", tu_randn(3, SH(2, 3, 8), 1), tu_randn(2, SH(5, 8), 2),
+              tu_randn(1, SH(5), 3));
+        CHECK(op, A(0), "no bias, transposed weight", tu_randn(2, SH(4, 6), 4), transposed(6, 7, 5),
+              NULL);
         break;
     case IR_OP_EMBEDDING:
-        CHECK(op, A(0), "i64 indices", randn(2, SH(10, 4), 1), ints(EM_I64, 2, SH(2, 3), 10, 0));
-        CHECK(op, A(0), "i32 indices, transposed table", transposed(3, 7, 2), ints(EM_I32, 1, SH(5), 7, 0));
+        CHECK(op, A(0), "i64 indices", tu_randn(2, SH(10, 4), 1), tu_ints(EM_I64, 2, SH(2, 3), 10, 0));
+        CHECK(op, A(0), "i32 indices, transposed table", transposed(3, 7, 2),
+              tu_ints(EM_I32, 1, SH(5), 7, 0));
         break;
     default: cr_assert_fail("no case for %s", ir_ops[op].name);
     }
@@ -258,28 +206,28 @@ static void check_shape_op(ir_op op) {
     switch (op) {
     case IR_OP_RESHAPE:
         CHECK(op, A(.ndim = 2, .dims = {2, -1}), "non-contiguous input", transposed(3, 4, 1));
-        CHECK(op, A(.ndim = 3, .dims = {1, 4, 3}), "a view", randn(2, SH(4, 3), 2));
-        CHECK(op, A(.ndim = 0), "to 0-d", randn(1, SH(1), 3));
+        CHECK(op, A(.ndim = 3, .dims = {1, 4, 3}), "a view", tu_randn(2, SH(4, 3), 2));
+        CHECK(op, A(.ndim = 0), "to 0-d", tu_randn(1, SH(1), 3));
         break;
     case IR_OP_PERMUTE:
-        CHECK(op, A(.dims = {2, 0, -2}), "3-d", randn(3, SH(2, 3, 4), 4));
+        CHECK(op, A(.dims = {2, 0, -2}), "3-d", tu_randn(3, SH(2, 3, 4), 4));
         break;
     case IR_OP_SLICE:
-        CHECK(op, A(.axis = 1, .start = -7, .end = 100, .step = 2), "stepped", randn(2, SH(3, 8), 5));
+        CHECK(op, A(.axis = 1, .start = -7, .end = 100, .step = 2), "stepped", tu_randn(2, SH(3, 8), 5));
         CHECK(op, A(.axis = 0, .start = 2, .end = 1, .step = 1), "empty", transposed(3, 4, 6));
         break;
     case IR_OP_EXPAND:
-        CHECK(op, A(.ndim = 3, .dims = {2, -1, 4}), "new and size-1 dims", randn(2, SH(3, 1), 7));
+        CHECK(op, A(.ndim = 3, .dims = {2, -1, 4}), "new and size-1 dims", tu_randn(2, SH(3, 1), 7));
         break;
     case IR_OP_CONCAT:
-        three[0] = randn(2, SH(2, 3), 8), three[1] = as_f64(randn(2, SH(1, 3), 9));
+        three[0] = tu_randn(2, SH(2, 3), 8), three[1] = tu_cast(tu_randn(2, SH(1, 3), 9), EM_F64);
         three[2] = transposed(3, 4, 10);
         check_op(op, three, 3, A(.axis = -2), "3 tensors, mixed dtypes and layouts");
-        CHECK(op, A(.axis = 0), "one tensor", randn(1, SH(5), 11));
+        CHECK(op, A(.axis = 0), "one tensor", tu_randn(1, SH(5), 11));
         break;
     case IR_OP_CONTIGUOUS:
         CHECK(op, A(0), "non-contiguous", transposed(5, 3, 12));
-        CHECK(op, A(0), "contiguous already", randn(2, SH(5, 3), 13));
+        CHECK(op, A(0), "contiguous already", tu_randn(2, SH(5, 3), 13));
         break;
     default: cr_assert_fail("no case for %s", ir_ops[op].name);
     }
@@ -356,14 +304,15 @@ static void expect_run(ir_graph *g, em_tensor **args, em_tensor **want, int nout
     for (int k = 0; k < nout; k++) {
         char what[32];
         snprintf(what, sizeof what, "output %d", k);
-        expect_identical(got[k], want[k], what);
+        tu_expect_identical(got[k], want[k], what);
         em_release(got[k]);
     }
 }
 
 Test(interp, runs_an_mlp_as_eager_does) {
-    em_tensor *x = randn(2, SH(16, 32), 1), *w1 = randn(2, SH(64, 32), 2), *b1 = randn(1, SH(64), 3);
-    em_tensor *w2 = randn(2, SH(8, 64), 4), *b2 = randn(1, SH(8), 5);
+    em_tensor *x = tu_randn(2, SH(16, 32), 1), *w1 = tu_randn(2, SH(64, 32), 2);
+    em_tensor *b1 = tu_randn(1, SH(64), 3);
+    em_tensor *w2 = tu_randn(2, SH(8, 64), 4), *b2 = tu_randn(1, SH(8), 5);
     em_scope_begin();
     em_tensor *want = em_keep(em_linear(em_gelu(em_linear(x, w1, b1)), w2, b2));
     em_scope_end();
@@ -380,7 +329,8 @@ Test(interp, runs_an_mlp_as_eager_does) {
 }
 
 Test(interp, runs_softmax_attention_with_two_outputs_as_eager_does) {
-    em_tensor *q = randn(3, SH(2, 6, 8), 1), *k = randn(3, SH(2, 6, 8), 2), *v = randn(3, SH(2, 6, 8), 3);
+    em_tensor *q = tu_randn(3, SH(2, 6, 8), 1), *k = tu_randn(3, SH(2, 6, 8), 2);
+    em_tensor *v = tu_randn(3, SH(2, 6, 8), 3);
     em_tensor *scale = em_scalar(EM_F32, 1 / sqrt(8.0));
     em_scope_begin();
     em_tensor *p = em_keep(em_softmax(em_mul(em_matmul(q, em_transpose(k, -1, -2)), scale), -1));
@@ -401,7 +351,7 @@ Test(interp, runs_softmax_attention_with_two_outputs_as_eager_does) {
 }
 
 Test(interp, retains_outputs_that_are_inputs_or_constants) {
-    em_tensor *x = randn(1, SH(5), 1), *c = randn(1, SH(5), 2);
+    em_tensor *x = tu_randn(1, SH(5), 1), *c = tu_randn(1, SH(5), 2);
     long xr = atomic_load(&x->refs), cr = atomic_load(&c->refs);
     ir_graph *g = ir_graph_create("passthrough");
     ir_node *xn = arg(g, 0, x), *cn = cst(g, c);
@@ -425,14 +375,14 @@ Test(interp, retains_outputs_that_are_inputs_or_constants) {
 
 Test(interp, frees_each_intermediate_after_its_last_use) {
     enum { N = 1 << 16, DEPTH = 12 };
-    em_tensor *x = randn(1, SH(N), 1);
+    em_tensor *x = tu_randn(1, SH(N), 1);
     ir_graph *g = ir_graph_create("chain");
     ir_node *n = arg(g, 0, x);
     ir_node *dead = add(g, IR_OP_EXP, &n, 1, A(0)); /* used by nothing */
     for (int i = 0; i < DEPTH; i++) n = add(g, i % 2 ? IR_OP_SIN : IR_OP_COS, &n, 1, A(0));
     cr_assert_eq(ir_graph_set_outputs(g, &n, 1), 0);
     cr_expect_eq(dead->uses, 0);
-    size_t before = live_bytes();
+    size_t before = tu_live_bytes();
     em_memory_reset_peak();
     em_tensor *out;
     cr_assert_eq(ir_graph_run(g, &x, &out), 0, "%s", em_last_error());
@@ -441,9 +391,9 @@ Test(interp, frees_each_intermediate_after_its_last_use) {
     size_t one = N * sizeof(float);
     cr_expect_leq(st.peak_bytes - before, 2 * one, "peak %zu bytes above the start: more than two live values",
                   st.peak_bytes - before);
-    cr_expect_eq(live_bytes() - before, one, "only the output is left");
+    cr_expect_eq(tu_live_bytes() - before, one, "only the output is left");
     em_release(out);
-    cr_expect_eq(live_bytes(), before);
+    cr_expect_eq(tu_live_bytes(), before);
     ir_graph_destroy(g);
     em_release(x);
 }
@@ -451,7 +401,7 @@ Test(interp, frees_each_intermediate_after_its_last_use) {
 /* ---- failures --------------------------------------------------------------------------------- */
 
 Test(interp, returns_the_adapter_error_and_leaks_nothing_when_an_op_fails) {
-    em_tensor *table = randn(2, SH(4, 3), 1);
+    em_tensor *table = tu_randn(2, SH(4, 3), 1);
     em_tensor *idx = em_from_data(EM_I64, 1, SH(2), (int64_t[]){1, 7});
     em_tensor *e = em_exp(table);
     cr_assert_null(em_embedding(e, idx));
@@ -465,18 +415,18 @@ Test(interp, returns_the_adapter_error_and_leaks_nothing_when_an_op_fails) {
     ir_node *emb = add(g, IR_OP_EMBEDDING, (ir_node *[]){en, cst(g, idx)}, 2, A(0));
     ir_node *y = add(g, IR_OP_MUL, (ir_node *[]){emb, emb}, 2, A(0)); /* never runs */
     cr_assert_eq(ir_graph_set_outputs(g, (ir_node *[]){y, en}, 2), 0);
-    size_t before = live_bytes();
+    size_t before = tu_live_bytes();
     em_tensor *out[2] = {table, table};
     cr_expect_eq(ir_graph_run(g, &table, out), -1);
     cr_expect_str_eq(em_last_error(), eager);
     cr_expect(out[0] == NULL && out[1] == NULL, "nothing is left in outs");
-    cr_expect_eq(live_bytes(), before, "the exp intermediate was released");
+    cr_expect_eq(tu_live_bytes(), before, "the exp intermediate was released");
     ir_graph_destroy(g);
     em_release(table), em_release(idx);
 }
 
 Test(interp, rejects_arguments_that_do_not_match_the_inputs) {
-    em_tensor *x = randn(2, SH(2, 3), 1), *y = randn(2, SH(3, 2), 2);
+    em_tensor *x = tu_randn(2, SH(2, 3), 1), *y = tu_randn(2, SH(3, 2), 2);
     ir_graph *g = ir_graph_create("g");
     ir_node *n = arg(g, 0, x);
     n = add(g, IR_OP_EXP, &n, 1, A(0));
@@ -491,14 +441,14 @@ Test(interp, rejects_arguments_that_do_not_match_the_inputs) {
 }
 
 Test(interp, releases_everything_when_any_allocation_fails) {
-    em_tensor *x = randn(2, SH(4, 8), 1), *w = randn(2, SH(6, 8), 2);
+    em_tensor *x = tu_randn(2, SH(4, 8), 1), *w = tu_randn(2, SH(6, 8), 2);
     ir_graph *g = ir_graph_create("g");
     ir_node *h = add(g, IR_OP_LINEAR, (ir_node *[]){arg(g, 0, x), cst(g, w), NULL}, 3, A(0));
     ir_node *s = add(g, IR_OP_SOFTMAX, &h, 1, A(.axis = 1));
     ir_node *c = add(g, IR_OP_CAST, &s, 1, A(.dtype = EM_F64));
     ir_node *r = add(g, IR_OP_SUM, &c, 1, A(.axis = 0));
     cr_assert_eq(ir_graph_set_outputs(g, (ir_node *[]){r, s}, 2), 0);
-    size_t before = live_bytes();
+    size_t before = tu_live_bytes();
     int failures = 0;
     for (long k = 1;; k++) {
         em_tensor *out[2];
@@ -511,11 +461,11 @@ Test(interp, releases_everything_when_any_allocation_fails) {
         }
         failures++;
         cr_expect(strstr(em_last_error(), "out of memory"), "%s", em_last_error());
-        cr_expect_eq(live_bytes(), before, "allocation %ld failing leaked", k);
+        cr_expect_eq(tu_live_bytes(), before, "allocation %ld failing leaked", k);
         cr_assert_lt(k, 100);
     }
     cr_expect_geq(failures, 4);
-    cr_expect_eq(live_bytes(), before);
+    cr_expect_eq(tu_live_bytes(), before);
     ir_graph_destroy(g);
     em_release(x), em_release(w);
 }
