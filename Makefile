@@ -31,10 +31,16 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wno-missing-field-initializers
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(SANFLAGS) \
-    -Iinclude -Iruntime -Iir -Ipasses -Ifrontend $(PKG_CFLAGS)
-LDLIBS = $(PKG_LIBS) -lm -lpthread
+    -Iinclude -Iruntime -Iir -Ipasses -Icodegen -Ifrontend $(PKG_CFLAGS) $(LLVM_CFLAGS)
+LDLIBS = $(PKG_LIBS) $(LLVM_LIBS) -lm -lpthread
 
-LAYERS := runtime ir passes frontend
+# LLVM 19 (the system llvm-config is 14): only its include path (not its -O/-std
+# flags) and the one shared libLLVM, which links in milliseconds.
+LLVM_CONFIG := llvm-config-19
+LLVM_CFLAGS = -I$(shell $(LLVM_CONFIG) --includedir 2>/dev/null)
+LLVM_LIBS = $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) -lLLVM-19
+
+LAYERS := runtime ir passes codegen frontend
 SIMD_SRC := $(wildcard runtime/*_simd.c)
 SRC := $(filter-out $(SIMD_SRC),$(foreach d,$(LAYERS),$(wildcard $(d)/*.c)))
 ISAS := avx512 avx2 sse2
@@ -57,7 +63,7 @@ $(DEPS_STAMP):
 
 deps: $(DEPS_STAMP)
 
-$(B)/obj/%.o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h ir/*.def)
+$(B)/obj/%.o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h tests/*/*.h ir/*.def)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -109,8 +115,8 @@ bench-ops: $(B)/ember-bench-ops
 # Rewritten on every install, so that it always names this run's PREFIX.
 $(B)/ember.pc: FORCE
 	@mkdir -p $(B)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ember\nDescription: graph-capture JIT compiler for eager C tensor programs\nVersion: 0.1.0\nRequires.private: %s\nLibs: -L$${libdir} -lember\nLibs.private: -lm -lpthread\nCflags: -I$${includedir}\n' \
-	    '$(PREFIX)' '$(PKGS)' > $@
+	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ember\nDescription: graph-capture JIT compiler for eager C tensor programs\nVersion: 0.1.0\nRequires.private: %s\nLibs: -L$${libdir} -lember\nLibs.private: %s -lm -lpthread\nCflags: -I$${includedir}\n' \
+	    '$(PREFIX)' '$(PKGS)' '$(LLVM_LIBS)' > $@
 
 install: all $(B)/ember.pc
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -1,0 +1,141 @@
+/*
+ * codegen.h — the whole interface of ember's codegen layer.
+ *
+ * For now this is the JIT session (jit.c): one LLVM ORC LLJIT per process and
+ * the compiled units that live in it. Lowering fused groups to kernel IR and
+ * emitting LLVM IR will build on it.
+ *
+ * How a caller compiles code:
+ *
+ *     LLVMContextRef ctx;
+ *     LLVMModuleRef mod;
+ *     if (cg_module_begin("graph_7", &ctx, &mod) != 0) return -1;
+ *     ... build functions into mod with an LLVMBuilder created in ctx ...
+ *     cg_unit *u = cg_unit_create(mod, "graph_7", &(cg_opt){.keep = CG_KEEP_IR});
+ *     if (!u) return -1;                        // em_last_error() says why
+ *     void (*fn)(float *, int64_t) = (void (*)(float *, int64_t))cg_unit_lookup(u, "g7_run");
+ *     ...
+ *     cg_unit_destroy(u);                       // its code is gone from the JIT
+ *
+ * Ownership and threads:
+ *  - Every module lives in its own LLVMContext, made by cg_module_begin, and
+ *    the context belongs to that module: cg_unit_create consumes both, on
+ *    success and on failure alike, and cg_module_discard drops a module that
+ *    will not be compiled. Nothing else is ever built in that context. So any
+ *    number of threads may build and compile modules at once: contexts are
+ *    never shared, and every pass and code-generation run borrows a target
+ *    machine of its own from a small pool.
+ *  - A unit compiles eagerly: when cg_unit_create returns, its code is linked
+ *    and every function and global it defines (external linkage) has an
+ *    address. Nothing is compiled later behind the caller's back.
+ *  - All units share the JIT's main JITDylib, so the external names of live
+ *    units must be unique (give each unit a prefix); defining a name another
+ *    live unit defines is an error. After cg_unit_destroy the names are free.
+ *  - Generated code may call, by name: the ember runtime functions listed in
+ *    CG_RUNTIME_SYMBOLS (defined explicitly in the JIT, so this works when
+ *    ember is linked statically into a program that exports nothing to dlsym),
+ *    and any symbol of a library loaded in the process (Sleef such as
+ *    Sleef_expf16_u10avx512f, libm, OpenBLAS), found through the process's
+ *    dynamic library search generator.
+ *
+ * Errors: functions return NULL or -1 after rt_error() set the message; every
+ * LLVM error (LLVMErrorRef, verifier output, target machine emission failure,
+ * JIT session errors) is converted in one function of jit.c. An LLVM fatal
+ * error (the backend unable to handle IR that passed the verifier: an ember
+ * bug) aborts with a message, like EM_ASSERT; LLVM never exit()s the process.
+ */
+#ifndef EMBER_CODEGEN_H
+#define EMBER_CODEGEN_H
+
+#include "runtime.h"
+
+#include <llvm-c/Core.h>
+
+/* ---- the JIT session (jit.c) ------------------------------------------------------------- */
+
+/* Creates the process's LLJIT on first call (thread-safe, idempotent): native
+ * target and asm printer, target machines for the host CPU, the runtime and
+ * process symbol generators. 0, or -1 with an error (every later call fails
+ * with the same message). Every other cg_ function calls it as needed. */
+int cg_jit_init(void);
+
+/* The host CPU name (e.g. "icelake-server") and its feature string
+ * ("+avx512f,+fma,...") the target machines are built from (an object cache
+ * keys on both); "" if the JIT cannot be initialised. */
+const char *cg_host_cpu(void);
+const char *cg_host_features(void);
+
+/* Address of a symbol as generated code would resolve it: a live unit's
+ * definition, an ember runtime function, or a process symbol. NULL with an
+ * error when nothing defines it. For tests and diagnostics; compiled code is
+ * reached through cg_unit_lookup. */
+void *cg_jit_lookup(const char *sym);
+
+/* The ember runtime functions generated code may call by name. */
+#define CG_RUNTIME_SYMBOLS(X) \
+    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size)
+
+/* ---- modules ------------------------------------------------------------------------------ */
+
+/* A fresh LLVMContext and an empty module named `name` in it, with the host's
+ * target triple and data layout already set. 0, or -1 with an error. */
+int cg_module_begin(const char *name, LLVMContextRef *ctx, LLVMModuleRef *mod);
+/* Disposes of a module from cg_module_begin and its context. NULL is a no-op. */
+void cg_module_discard(LLVMModuleRef mod);
+
+/* ---- compiled units ----------------------------------------------------------------------- */
+
+/* Optimisation pipelines for cg_opt.pipeline (LLVMRunPasses syntax). */
+#define CG_PIPELINE_O2 "default<O2>"
+#define CG_PIPELINE_O3 "default<O3>"
+/* For code its emitter already vectorised: promote allocas, common
+ * subexpressions, hoist loop invariants, combine, tidy the CFG; no vectorizer,
+ * unroller or inliner. For a small explicit-vector elementwise kernel it costs
+ * ~0.5 ms of passes instead of ~4.5 (and the backend then has far less code to
+ * compile), and the kernel runs as fast as after default<O2>. Scalar loops are
+ * not vectorised by it. */
+#define CG_PIPELINE_LEAN \
+    "function(sroa,early-cse<memssa>,loop-mssa(licm),instcombine<no-verify-fixpoint>,simplifycfg)"
+
+enum {
+    CG_KEEP_IR = 1,  /* keep the optimised LLVM IR text (the `llvm` dump stage) */
+    CG_KEEP_ASM = 2, /* keep the host assembly (the `asm` stage); costs a second codegen run */
+};
+
+typedef struct cg_opt {
+    const char *pipeline; /* NULL: CG_PIPELINE_O2; "": no IR passes at all */
+    unsigned keep;        /* CG_KEEP_* flags */
+} cg_opt;
+
+/* Where a unit's compile time went, in milliseconds. */
+typedef struct cg_times {
+    double verify_ms;     /* LLVMVerifyModule */
+    double passes_ms;     /* LLVMRunPasses */
+    double codegen_ms;    /* machine code for the object file */
+    double asm_ms;        /* the assembly text (0 unless CG_KEEP_ASM) */
+    double link_ms;       /* adding the object to the JIT and resolving its symbols */
+} cg_times;
+
+typedef struct cg_unit cg_unit;
+
+/* Verifies, optimises (opts->pipeline), compiles and links `mod`, which the
+ * call consumes together with its context whatever the outcome. `name` names
+ * the unit in messages; opts may be NULL (CG_PIPELINE_O2, nothing kept).
+ * Returns the unit, or NULL with an error: a module that fails verification,
+ * a bad pipeline, a duplicate or unresolved symbol. The JIT is unaffected by
+ * a failed unit. */
+cg_unit *cg_unit_create(LLVMModuleRef mod, const char *name, const cg_opt *opts);
+/* Address of a function or global the unit defines; NULL with an error if it
+ * defines no such name. */
+void *cg_unit_lookup(const cg_unit *u, const char *sym);
+/* The optimised IR and the host assembly, or NULL when not kept. Owned by the unit. */
+const char *cg_unit_ir(const cg_unit *u);
+const char *cg_unit_asm(const cg_unit *u);
+const char *cg_unit_name(const cg_unit *u);
+const cg_times *cg_unit_times(const cg_unit *u);
+/* Removes the unit's code and symbols from the JIT and frees it; none of its
+ * addresses may be used afterwards. NULL is a no-op. A failure to remove the
+ * code (an LLVM error) is recorded with rt_error but the unit is freed anyway. */
+void cg_unit_destroy(cg_unit *u);
+
+#endif /* EMBER_CODEGEN_H */
