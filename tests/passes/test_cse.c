@@ -17,42 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes.h"
+#include "pass_util.h"
 
-#define SH(...) ((int64_t[]){__VA_ARGS__})
-
-static ir_graph *new_graph(void) {
-    ir_graph *g = ir_graph_create("g");
-    cr_assert(g, "%s", em_last_error());
-    return g;
-}
-
-static ir_node *input(ir_graph *g, int arg, int nd, const int64_t *shape) {
-    ir_type t = {.dtype = EM_F32, .ndim = nd};
-    if (nd) memcpy(t.shape, shape, (size_t)nd * sizeof *shape);
-    ir_node *n = ir_graph_add_input(g, &t, arg);
-    cr_assert(n, "%s", em_last_error());
-    return n;
-}
-
-/* A constant the graph holds alone. */
-static ir_node *fixed(ir_graph *g, em_tensor *t) {
-    cr_assert(t, "%s", em_last_error());
-    ir_node *n = ir_graph_add_const(g, t);
-    cr_assert(n, "%s", em_last_error());
-    em_release(t);
-    return n;
-}
-
-static ir_node *op2(ir_graph *g, ir_op o, ir_node *a, ir_node *b) {
-    ir_node *n = ir_graph_add_node(g, o, NULL, (ir_node *[]){a, b}, 2, &(ir_attrs){0}, 0);
-    cr_assert(n, "%s", em_last_error());
-    return n;
-}
-
-static void set_outs(ir_graph *g, ir_node **outs, int n) {
-    cr_assert_eq(ir_graph_set_outputs(g, outs, n), 0, "%s", em_last_error());
-}
+static ir_node *op2(ir_graph *g, ir_op o, ir_node *a, ir_node *b) { return pu_op(g, o, a, b, (ir_attrs){0}); }
 
 static ir_graph *cse(const ir_graph *g) {
     ir_graph *o = pass_cse(g, NULL);
@@ -62,22 +29,6 @@ static ir_graph *cse(const ir_graph *g) {
     cr_assert(d, "%s", em_last_error());
     ir_graph_destroy(o);
     return d;
-}
-
-static char *text(const ir_graph *g) {
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    cr_assert(f);
-    cr_assert_eq(ir_graph_print(g, f), 0);
-    fclose(f);
-    for (char *p = s; (p = strstr(p, "@0x"));) {
-        char *e = p + 3;
-        while (*e && *e != '\n') e++;
-        memmove(p + 2, e, strlen(e) + 1);
-        p[1] = '_';
-    }
-    return s;
 }
 
 static int count_ops(const ir_graph *g) {
@@ -97,13 +48,13 @@ static int count_consts(const ir_graph *g) {
 Test(cse, merges_swapped_operands_of_add_mul_eq_and_ne_and_then_their_users) {
     static const ir_op ops[] = {IR_OP_ADD, IR_OP_MUL, IR_OP_EQ, IR_OP_NE};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        ir_graph *g = new_graph();
-        ir_node *x = input(g, 0, 2, SH(2, 3)), *y = input(g, 1, 1, SH(3));
+        ir_graph *g = pu_new_graph();
+        ir_node *x = pu_input(g, 0, EM_F32, 2, SH(2, 3)), *y = pu_input(g, 1, EM_F32, 1, SH(3));
         ir_node *a = op2(g, ops[i], x, y), *b = op2(g, ops[i], y, x);
         cr_assert_neq(a, b, "hash-consing alone keeps them apart");
         ir_node *u = ir_graph_add_node(g, IR_OP_CAST, NULL, &a, 1, &(ir_attrs){.dtype = EM_F64}, 0);
         ir_node *v = ir_graph_add_node(g, IR_OP_CAST, NULL, &b, 1, &(ir_attrs){.dtype = EM_F64}, 0);
-        set_outs(g, (ir_node *[]){u, v}, 2);
+        pu_set_outs(g, (ir_node *[]){u, v}, 2);
         ir_graph *o = cse(g);
         cr_expect_eq(ir_graph_num_nodes(o), 4, "%s", ir_ops[ops[i]].name);
         cr_expect_eq(ir_graph_output(o, 0), ir_graph_output(o, 1), "%s", ir_ops[ops[i]].name);
@@ -125,9 +76,9 @@ Test(cse, keeps_the_operand_order_of_maximum_and_minimum_because_signed_zeros_te
 
     static const ir_op ops[] = {IR_OP_MAXIMUM, IR_OP_MINIMUM, IR_OP_SUB, IR_OP_DIV, IR_OP_LT, IR_OP_POW};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-        ir_graph *g = new_graph();
-        ir_node *x = input(g, 0, 1, SH(3)), *y = input(g, 1, 1, SH(3));
-        set_outs(g, (ir_node *[]){op2(g, ops[i], y, x), op2(g, ops[i], x, y)}, 2);
+        ir_graph *g = pu_new_graph();
+        ir_node *x = pu_input(g, 0, EM_F32, 1, SH(3)), *y = pu_input(g, 1, EM_F32, 1, SH(3));
+        pu_set_outs(g, (ir_node *[]){op2(g, ops[i], y, x), op2(g, ops[i], x, y)}, 2);
         ir_graph *o = cse(g);
         cr_expect_eq(count_ops(o), 2, "%s", ir_ops[ops[i]].name);
         cr_expect_eq(ir_graph_output(o, 0)->in[0]->arg, 1, "%s keeps its order", ir_ops[ops[i]].name);
@@ -137,13 +88,13 @@ Test(cse, keeps_the_operand_order_of_maximum_and_minimum_because_signed_zeros_te
 }
 
 Test(cse, orders_operands_by_node_id_and_prints_the_result) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 1, SH(4));
-    ir_node *c = fixed(g, em_full(EM_F32, 0, NULL, 0.5));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 1, SH(4));
+    ir_node *c = pu_fixed(g, em_full(EM_F32, 0, NULL, 0.5));
     ir_node *e = ir_graph_add_node(g, IR_OP_EXP, NULL, &x, 1, &(ir_attrs){0}, 0);
-    set_outs(g, (ir_node *[]){op2(g, IR_OP_MUL, e, c), op2(g, IR_OP_MUL, c, e)}, 2);
+    pu_set_outs(g, (ir_node *[]){op2(g, IR_OP_MUL, e, c), op2(g, IR_OP_MUL, c, e)}, 2);
     ir_graph *o = cse(g);
-    char *s = text(o);
+    char *s = pu_text(o);
     cr_expect_str_eq(s, "graph g\n"
                         "  %0 = input 0 : f32[4]\n"
                         "  %1 = const f32[] @_\n"
@@ -158,14 +109,14 @@ Test(cse, orders_operands_by_node_id_and_prints_the_result) {
 /* ---- constants ----------------------------------------------------------------------------- */
 
 Test(cse, merges_equal_small_constants_made_separately_and_their_users) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 2, SH(2, 3));
-    ir_node *a = fixed(g, em_scalar(EM_F32, 0.125)), *b = fixed(g, em_scalar(EM_F32, 0.125));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 2, SH(2, 3));
+    ir_node *a = pu_fixed(g, em_scalar(EM_F32, 0.125)), *b = pu_fixed(g, em_scalar(EM_F32, 0.125));
     cr_assert_neq(a, b, "constants are keyed by tensor");
     ir_node *ya = op2(g, IR_OP_MUL, x, a), *yb = op2(g, IR_OP_MUL, x, b);
-    set_outs(g, (ir_node *[]){op2(g, IR_OP_SUB, ya, yb)}, 1);
+    pu_set_outs(g, (ir_node *[]){op2(g, IR_OP_SUB, ya, yb)}, 1);
     ir_graph *o = cse(g);
-    char *s = text(o);
+    char *s = pu_text(o);
     cr_expect_str_eq(s, "graph g\n"
                         "  %0 = input 0 : f32[2,3]\n"
                         "  %1 = const f32[] @_\n"
@@ -179,17 +130,17 @@ Test(cse, merges_equal_small_constants_made_separately_and_their_users) {
 }
 
 Test(cse, keeps_constants_that_differ_in_bits_dtype_shape_or_strides_apart) {
-    ir_graph *g = new_graph();
+    ir_graph *g = pu_new_graph();
     em_tensor *one = em_full(EM_F32, 1, SH(1), 1.0), *nan = em_scalar(EM_F32, NAN);
     ir_node *c[] = {
-        fixed(g, em_scalar(EM_F32, 0.0)),     fixed(g, em_scalar(EM_F32, -0.0)),
-        fixed(g, em_scalar(EM_F64, 0.0)),     fixed(g, em_full(EM_F32, 1, SH(1), 0.0)),
-        fixed(g, em_full(EM_F32, 1, SH(4), 1.0)), fixed(g, em_expand(one, 1, SH(4))), /* stride 0 */
-        fixed(g, em_scalar(EM_F32, NAN)),     fixed(g, em_neg(nan)), /* -NaN */
+        pu_fixed(g, em_scalar(EM_F32, 0.0)),     pu_fixed(g, em_scalar(EM_F32, -0.0)),
+        pu_fixed(g, em_scalar(EM_F64, 0.0)),     pu_fixed(g, em_full(EM_F32, 1, SH(1), 0.0)),
+        pu_fixed(g, em_full(EM_F32, 1, SH(4), 1.0)), pu_fixed(g, em_expand(one, 1, SH(4))), /* stride 0 */
+        pu_fixed(g, em_scalar(EM_F32, NAN)),     pu_fixed(g, em_neg(nan)), /* -NaN */
     };
     em_release(one), em_release(nan);
     enum { N = sizeof c / sizeof c[0] };
-    set_outs(g, c, N);
+    pu_set_outs(g, c, N);
     ir_graph *o = cse(g);
     cr_expect_eq(count_consts(o), N);
     ir_graph_destroy(o);
@@ -197,10 +148,10 @@ Test(cse, keeps_constants_that_differ_in_bits_dtype_shape_or_strides_apart) {
 }
 
 static ir_graph *two_equal_consts(int64_t n, bool held, em_tensor **keep) {
-    ir_graph *g = new_graph();
+    ir_graph *g = pu_new_graph();
     em_tensor *a = em_full(EM_F32, 1, SH(n), 3.0), *b = em_full(EM_F32, 1, SH(n), 3.0);
     ir_node *ca = ir_graph_add_const(g, a), *cb = ir_graph_add_const(g, b);
-    set_outs(g, (ir_node *[]){ca, cb}, 2);
+    pu_set_outs(g, (ir_node *[]){ca, cb}, 2);
     if (held) keep[0] = a, keep[1] = b;
     else em_release(a), em_release(b);
     return g;
@@ -224,12 +175,12 @@ Test(cse, never_merges_constants_the_caller_still_holds) {
 }
 
 Test(cse, gives_bit_identical_results) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 2, SH(3, 5)), *y = input(g, 1, 1, SH(5));
-    ir_node *h = fixed(g, em_scalar(EM_F32, 0.5)), *h2 = fixed(g, em_scalar(EM_F32, 0.5));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 2, SH(3, 5)), *y = pu_input(g, 1, EM_F32, 1, SH(5));
+    ir_node *h = pu_fixed(g, em_scalar(EM_F32, 0.5)), *h2 = pu_fixed(g, em_scalar(EM_F32, 0.5));
     ir_node *a = op2(g, IR_OP_ADD, op2(g, IR_OP_MUL, x, h), y);
     ir_node *b = op2(g, IR_OP_ADD, y, op2(g, IR_OP_MUL, h2, x));
-    set_outs(g, (ir_node *[]){op2(g, IR_OP_MAXIMUM, a, b), op2(g, IR_OP_EQ, b, a)}, 2);
+    pu_set_outs(g, (ir_node *[]){op2(g, IR_OP_MAXIMUM, a, b), op2(g, IR_OP_EQ, b, a)}, 2);
     pass_consts *k = pass_consts_create(g);
     ir_graph *o = pass_cse(g, k);
     pass_consts_destroy(k);

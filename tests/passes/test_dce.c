@@ -17,52 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes.h"
-
-#define SH(...) ((int64_t[]){__VA_ARGS__})
-
-static ir_graph *new_graph(void) {
-    ir_graph *g = ir_graph_create("g");
-    cr_assert(g, "%s", em_last_error());
-    return g;
-}
-
-static ir_node *input(ir_graph *g, int arg, int nd, const int64_t *shape) {
-    ir_type t = {.dtype = EM_F32, .ndim = nd};
-    if (nd) memcpy(t.shape, shape, (size_t)nd * sizeof *shape);
-    ir_node *n = ir_graph_add_input(g, &t, arg);
-    cr_assert(n, "%s", em_last_error());
-    return n;
-}
-
-static ir_node *op(ir_graph *g, ir_op o, ir_node *a, ir_node *b, ir_attrs attrs) {
-    ir_node *in[2] = {a, b};
-    ir_node *n = ir_graph_add_node(g, o, NULL, in, b ? 2 : 1, &attrs, 0);
-    cr_assert(n, "%s", em_last_error());
-    return n;
-}
-#define OP2(g, o, a, b) op(g, IR_OP_##o, a, b, (ir_attrs){0})
-#define OP1(g, o, a, ...) op(g, IR_OP_##o, a, NULL, (ir_attrs){__VA_ARGS__})
-
-static void set_outs(ir_graph *g, ir_node **outs, int n) {
-    cr_assert_eq(ir_graph_set_outputs(g, outs, n), 0, "%s", em_last_error());
-}
-
-static char *text(const ir_graph *g) {
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    cr_assert(f);
-    cr_assert_eq(ir_graph_print(g, f), 0);
-    fclose(f);
-    for (char *p = s; (p = strstr(p, "@0x"));) { /* constant addresses vary */
-        char *e = p + 3;
-        while (*e && *e != '\n') e++;
-        memmove(p + 2, e, strlen(e) + 1);
-        p[1] = '_';
-    }
-    return s;
-}
+#include "pass_util.h"
 
 static ir_graph *dce(const ir_graph *g) {
     ir_graph *o = pass_dce(g);
@@ -72,17 +27,17 @@ static ir_graph *dce(const ir_graph *g) {
 }
 
 Test(dce, removes_a_dead_branch_and_the_constants_only_it_used) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 2, SH(2, 3));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 2, SH(2, 3));
     em_tensor *w = em_full(EM_F32, 1, SH(3), 2.0), *b = em_full(EM_F32, 1, SH(3), 1.0);
     ir_node *cw = ir_graph_add_const(g, w), *cb = ir_graph_add_const(g, b);
     ir_node *live = OP2(g, ADD, OP1(g, EXP, x), cb);
     ir_node *dead = OP1(g, SUM, OP2(g, MUL, OP1(g, TANH, x), cw), .axis = 1);
     OP2(g, SUB, dead, dead);
-    set_outs(g, &live, 1);
+    pu_set_outs(g, &live, 1);
     cr_assert_eq(ir_graph_num_nodes(g), 9);
     ir_graph *o = dce(g);
-    char *s = text(o);
+    char *s = pu_text(o);
     cr_expect_str_eq(s, "graph g\n"
                         "  %0 = input 0 : f32[2,3]\n"
                         "  %1 = const f32[3] @_\n"
@@ -100,12 +55,12 @@ Test(dce, removes_a_dead_branch_and_the_constants_only_it_used) {
 }
 
 Test(dce, keeps_every_input_so_the_graph_takes_the_same_arguments) {
-    ir_graph *g = new_graph();
-    input(g, 2, 1, SH(4)); /* added out of argument order, and unused */
-    ir_node *x1 = input(g, 1, 1, SH(4));
-    input(g, 0, 0, NULL);
+    ir_graph *g = pu_new_graph();
+    pu_input(g, 2, EM_F32, 1, SH(4)); /* added out of argument order, and unused */
+    ir_node *x1 = pu_input(g, 1, EM_F32, 1, SH(4));
+    pu_input(g, 0, EM_F32, 0, NULL);
     ir_node *y = OP1(g, NEG, x1);
-    set_outs(g, &y, 1);
+    pu_set_outs(g, &y, 1);
     ir_graph *o = dce(g);
     cr_expect_eq(ir_graph_num_inputs(o), 3);
     cr_expect_eq(ir_graph_num_nodes(o), 4);
@@ -113,7 +68,7 @@ Test(dce, keeps_every_input_so_the_graph_takes_the_same_arguments) {
         cr_expect_eq(ir_graph_input(o, i)->arg, i);
         cr_expect_eq(ir_graph_node(o, i)->arg, ir_graph_node(g, i)->arg, "inputs keep their order");
     }
-    char *a = text(g), *b = text(o);
+    char *a = pu_text(g), *b = pu_text(o);
     cr_expect_str_eq(b, a, "nothing was dead");
     free(a), free(b);
     ir_graph_destroy(o);
@@ -121,14 +76,14 @@ Test(dce, keeps_every_input_so_the_graph_takes_the_same_arguments) {
 }
 
 Test(dce, keeps_outputs_that_repeat_or_are_inputs_or_constants) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 1, SH(3));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 1, SH(3));
     em_tensor *t = em_zeros(EM_F32, 1, SH(3));
     ir_node *c = ir_graph_add_const(g, t);
     em_release(t);
     ir_node *e = OP1(g, EXP, x);
     OP1(g, LOG, e); /* dead */
-    set_outs(g, (ir_node *[]){e, x, e, c}, 4);
+    pu_set_outs(g, (ir_node *[]){e, x, e, c}, 4);
     ir_graph *o = dce(g);
     cr_expect_eq(ir_graph_num_nodes(o), 3);
     cr_expect_eq(ir_graph_num_outputs(o), 4);
@@ -141,12 +96,12 @@ Test(dce, keeps_outputs_that_repeat_or_are_inputs_or_constants) {
 }
 
 Test(dce, keeps_a_value_shared_by_a_live_and_a_dead_user) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 1, SH(5));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 1, SH(5));
     ir_node *s = OP1(g, SIGMOID, x);
     ir_node *live = OP2(g, MUL, s, x);
     OP2(g, ADD, s, s); /* dead, but s is not */
-    set_outs(g, &live, 1);
+    pu_set_outs(g, &live, 1);
     ir_graph *o = dce(g);
     cr_expect_eq(ir_graph_num_nodes(o), 3);
     cr_expect_eq(ir_graph_node(o, 1)->op, IR_OP_SIGMOID);
@@ -156,14 +111,14 @@ Test(dce, keeps_a_value_shared_by_a_live_and_a_dead_user) {
 }
 
 Test(dce, gives_the_same_results_and_keeps_call_sites_and_optional_operands) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 2, SH(4, 8));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 2, SH(4, 8));
     em_tensor *w = em_randn(2, SH(3, 8), 1);
     ir_node *in[3] = {x, ir_graph_add_const(g, w), NULL};
     ir_node *l = ir_graph_add_node(g, IR_OP_LINEAR, NULL, in, 3, &(ir_attrs){0}, 0x1234);
     cr_assert(l, "%s", em_last_error());
     OP1(g, SOFTMAX, x, .axis = 1);
-    set_outs(g, &l, 1);
+    pu_set_outs(g, &l, 1);
     ir_graph *o = dce(g);
     ir_node *ol = ir_graph_output(o, 0);
     cr_expect_eq(ol->site, 0x1234);
@@ -188,13 +143,13 @@ static ir_node *wrong_type(pass_rewrite *rw, const ir_node *old, ir_node **in, v
 }
 
 Test(dce, rebuild_rejects_a_replacement_of_another_type_and_names_the_node) {
-    ir_graph *g = new_graph();
+    ir_graph *g = pu_new_graph();
     ir_type t = {.dtype = EM_I32, .ndim = 1, .shape = {4}};
     ir_node *x = ir_graph_add_input(g, &t, 0);
     em_tensor *c = em_zeros(EM_F32, 1, SH(4));
     ir_node *y = OP2(g, ADD, OP1(g, EXP, x), ir_graph_add_const(g, c));
     em_release(c);
-    set_outs(g, &y, 1);
+    pu_set_outs(g, &y, 1);
     em_clear_error();
     cr_expect_null(pass_rewrite_run(g, NULL, wrong_type, NULL));
     cr_expect_str_eq(em_last_error(),
@@ -203,12 +158,12 @@ Test(dce, rebuild_rejects_a_replacement_of_another_type_and_names_the_node) {
 }
 
 Test(dce, fails_cleanly_when_memory_runs_out) {
-    ir_graph *g = new_graph();
-    ir_node *x = input(g, 0, 1, SH(3));
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 1, SH(3));
     em_tensor *c = em_zeros(EM_F32, 1, SH(3));
     ir_node *y = OP2(g, ADD, OP1(g, EXP, x), ir_graph_add_const(g, c));
     em_release(c);
-    set_outs(g, &y, 1);
+    pu_set_outs(g, &y, 1);
     int failed = 0;
     for (long n = 1; n <= 16; n++) {
         rt_alloc_fail_after(n);

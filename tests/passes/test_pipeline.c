@@ -29,42 +29,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "passes.h"
-
-#define SH(...) ((int64_t[]){__VA_ARGS__})
+#include "../util.h"
+#include "pass_util.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
-
-static ir_node *add_op(ir_graph *g, ir_op o, ir_node *a, ir_node *b, ir_attrs attrs) {
-    ir_node *in[2] = {a, b};
-    ir_node *n = ir_graph_add_node(g, o, NULL, in, b ? 2 : 1, &attrs, 0);
-    cr_assert(n, "%s", em_last_error());
-    return n;
-}
-
-static ir_node *fixed(ir_graph *g, em_tensor *t) {
-    ir_node *n = ir_graph_add_const(g, t);
-    cr_assert(n, "%s", em_last_error());
-    em_release(t);
-    return n;
-}
-
-/* The printed graph with constant addresses masked as @_. */
-static char *text(const ir_graph *g) {
-    char *s = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&s, &len);
-    cr_assert(f);
-    cr_assert_eq(ir_graph_print(g, f), 0);
-    fclose(f);
-    for (char *p = s; (p = strstr(p, "@0x"));) {
-        char *e = p + 3;
-        while (*e && *e != '\n') e++;
-        memmove(p + 2, e, strlen(e) + 1);
-        p[1] = '_';
-    }
-    return s;
-}
 
 typedef struct log_rec {
     int n;
@@ -86,13 +54,13 @@ static ir_graph *small_graph(void) {
     ir_graph *g = ir_graph_create("small");
     ir_type t = {.dtype = EM_F32, .ndim = 1, .shape = {4}};
     ir_node *x = ir_graph_add_input(g, &t, 0);
-    ir_node *one = fixed(g, em_scalar(EM_F32, 1.0));
-    ir_node *h1 = fixed(g, em_scalar(EM_F32, 0.5)), *h2 = fixed(g, em_scalar(EM_F32, 0.5));
-    ir_node *e = add_op(g, IR_OP_EXP, x, NULL, (ir_attrs){0});
-    add_op(g, IR_OP_TANH, x, NULL, (ir_attrs){0}); /* dead */
-    ir_node *a = add_op(g, IR_OP_MUL, add_op(g, IR_OP_MUL, e, one, (ir_attrs){0}), h1, (ir_attrs){0});
-    ir_node *b = add_op(g, IR_OP_MUL, h2, e, (ir_attrs){0});
-    ir_node *out = add_op(g, IR_OP_SUB, a, b, (ir_attrs){0});
+    ir_node *one = pu_fixed(g, em_scalar(EM_F32, 1.0));
+    ir_node *h1 = pu_fixed(g, em_scalar(EM_F32, 0.5)), *h2 = pu_fixed(g, em_scalar(EM_F32, 0.5));
+    ir_node *e = pu_op(g, IR_OP_EXP, x, NULL, (ir_attrs){0});
+    pu_op(g, IR_OP_TANH, x, NULL, (ir_attrs){0}); /* dead */
+    ir_node *a = pu_op(g, IR_OP_MUL, pu_op(g, IR_OP_MUL, e, one, (ir_attrs){0}), h1, (ir_attrs){0});
+    ir_node *b = pu_op(g, IR_OP_MUL, h2, e, (ir_attrs){0});
+    ir_node *out = pu_op(g, IR_OP_SUB, a, b, (ir_attrs){0});
     cr_assert_eq(ir_graph_set_outputs(g, &out, 1), 0);
     return g;
 }
@@ -110,7 +78,7 @@ Test(pipeline, runs_dce_fold_cse_dce_and_logs_each_pass_with_a_summary) {
     cr_expect_str_eq(r.lines[1], "fold: 9 -> 8 nodes (ops 5 -> 4, consts 3 -> 3)");
     cr_expect_str_eq(r.lines[2], "cse: 8 -> 6 nodes (ops 4 -> 3, consts 3 -> 2)");
     cr_expect_str_eq(r.lines[3], "dce: 6 -> 5 nodes (ops 3 -> 3, consts 2 -> 1)");
-    char *s = text(o);
+    char *s = pu_text(o);
     cr_expect_str_eq(s, "graph small\n"
                         "  %0 = input 0 : f32[4]\n"
                         "  %1 = const f32[] @_\n"
@@ -321,7 +289,7 @@ static ir_node *compute_op(gen *q, ir_node *x) {
 }
 
 static ir_node *constant(gen *q, em_tensor *t) {
-    ir_node *n = fixed(q->g, t);
+    ir_node *n = pu_fixed(q->g, t);
     push(q, n, false);
     return n;
 }
@@ -464,7 +432,7 @@ Test(pipeline, keeps_the_results_of_200_random_graphs_bit_identical_after_every_
         cr_expect_eq(c.passes, 4);
         ir_graph *again;
         cr_assert_eq(pass_pipeline_run(o, &again, NULL, NULL), 0, "%s", em_last_error());
-        char *t1 = text(o), *t2 = text(again);
+        char *t1 = pu_text(o), *t2 = pu_text(again);
         cr_expect_str_eq(t2, t1, "seed %llu: a second run changes nothing", (unsigned long long)seed);
         free(t1), free(t2);
         ir_graph_destroy(again);
@@ -511,29 +479,13 @@ static int lines(const char *s) {
     return n;
 }
 
-static void expect_identical(em_tensor *got, em_tensor *want) {
-    cr_assert(got && want, "%s", em_last_error());
-    cr_assert_eq(em_type(got), em_type(want));
-    cr_assert_eq(em_ndim(got), em_ndim(want));
-    for (int i = 0; i < em_ndim(got); i++) {
-        cr_expect_eq(em_shape(got)[i], em_shape(want)[i]);
-        cr_expect_eq(em_strides(got)[i], em_strides(want)[i]);
-    }
-    size_t n = (size_t)em_numel(got) * em_dtype_size(em_type(got));
-    char *p = malloc(n + 1), *q = malloc(n + 1);
-    cr_assert_eq(em_read(got, p, n), 0);
-    cr_assert_eq(em_read(want, q, n), 0);
-    cr_expect_eq(memcmp(p, q, n), 0, "compiled and eager results differ");
-    free(p), free(q);
-}
-
 Test(pipeline, compiles_a_model_with_foldable_parts_to_eager_results_and_a_smaller_graph) {
     g_w = em_randn(2, SH(8, 8), 1);
     __typeof__(&foldable) fast = em_compile((void *)foldable, "tensor(tensor)", &(em_options){.name = "foldable"});
     cr_assert(fast, "%s", em_last_error());
     for (int i = 0; i < 2; i++) {
         em_tensor *x = em_randn(2, SH(4, 8), 10 + (uint64_t)i), *want = foldable(x), *got = fast(x);
-        expect_identical(got, want);
+        tu_expect_identical(got, want, "compiled");
         em_release(x), em_release(want), em_release(got);
     }
     char *g = dump((void *)fast, "graph"), *o = dump((void *)fast, "opt");
@@ -627,7 +579,7 @@ Test(pipeline, compiles_a_gpt2_style_block_to_eager_results) {
     cr_assert(fast, "%s", em_last_error());
     for (int i = 0; i < 2; i++) {
         em_tensor *x = em_randn(2, SH(T, C), 20 + (uint64_t)i), *want = block(x), *got = fast(x);
-        expect_identical(got, want);
+        tu_expect_identical(got, want, "compiled");
         em_release(x), em_release(want), em_release(got);
     }
     char *g = dump((void *)fast, "graph"), *o = dump((void *)fast, "opt");
