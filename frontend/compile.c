@@ -75,15 +75,6 @@ static entry *lookup_args(compiled *c, void **args) {
     return NULL;
 }
 
-static entry *lookup(compiled *c, const int64_t *key, int klen) {
-    int n = atomic_load_explicit(&c->n_entries, memory_order_acquire);
-    for (int i = n - 1; i >= 0; i--) {
-        entry *e = c->entries[i];
-        if (e->klen == klen && memcmp(e->key, key, (size_t)klen * sizeof *key) == 0) return e;
-    }
-    return NULL;
-}
-
 /* ---- running an entry ------------------------------------------------------------- */
 
 static void set_results(compiled *c, void *ret, void **args, em_tensor **outs, bool ok) {
@@ -242,7 +233,7 @@ static ir_graph *optimise(const ir_graph *captured) {
  * when it must run eagerly. */
 static entry *compile_entry(compiled *c, void **args, const int64_t *key, int klen, bool *failed) {
     *failed = false;
-    entry *e = lookup(c, key, klen); /* another thread may have compiled it meanwhile */
+    entry *e = lookup_args(c, args); /* another thread may have compiled it meanwhile */
     if (e || atomic_load(&c->eager_only)) return e;
     log_miss(c, key, klen);
     double t0 = now_ms();
