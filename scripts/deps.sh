@@ -12,7 +12,12 @@
 #   pkg-config        finds the flags of the above
 set -u
 need=()
-have_header() { echo "#include <$1>" | ${CC:-cc} -E -x c - $(pkg-config --cflags "$2" 2>/dev/null) >/dev/null 2>&1; }
+# A header alone is not proof: cblas.h also comes with the reference BLAS
+# (libblas-dev), so packages that ship a .pc file must also be known to pkg-config.
+have_header() {
+    pkg-config --exists "$2" 2>/dev/null || [ "$2" = criterion ] || return 1
+    echo "#include <$1>" | ${CC:-cc} -E -x c - $(pkg-config --cflags "$2" 2>/dev/null) >/dev/null 2>&1
+}
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v llvm-config-19 >/dev/null 2>&1 || need+=(llvm-19-dev)
 have_header sleef.h sleef || need+=(libsleef-dev)
