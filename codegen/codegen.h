@@ -47,7 +47,7 @@
 #ifndef EMBER_CODEGEN_H
 #define EMBER_CODEGEN_H
 
-#include "runtime.h"
+#include "passes.h"
 
 #include <llvm-c/Core.h>
 
@@ -137,5 +137,20 @@ const cg_times *cg_unit_times(const cg_unit *u);
  * addresses may be used afterwards. NULL is a no-op. A failure to remove the
  * code (an LLVM error) is recorded with rt_error but the unit is freed anyway. */
 void cg_unit_destroy(cg_unit *u);
+
+/* ---- running a planned program (exec.c) ------------------------------------------- */
+
+/* Runs a pass_program kernel by kernel with the eager adapters, each result
+ * written at its place in the memory plan (an arena per call, kept between
+ * calls). The program must outlive the executor and have a plan made with
+ * internal=true. */
+typedef struct cg_exec cg_exec;
+cg_exec *cg_exec_create(const pass_program *prog);  /* NULL with an error */
+void cg_exec_destroy(cg_exec *e);                   /* NULL-safe; frees the kept arena */
+/* args: the tensor arguments in order (types as the graph's inputs: the caller
+ * checked them); outs receives one new reference per graph output. 0, or -1
+ * with an error and nothing in outs. */
+int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs);
+size_t cg_exec_arena_bytes(const cg_exec *e);
 
 #endif /* EMBER_CODEGEN_H */

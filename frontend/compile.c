@@ -10,21 +10,22 @@
  *      append-only and published with release stores), so concurrent callers
  *      never wait for each other or for a compile;
  *   2. on a miss, take the function's compile lock, trace the user's function
- *      on proxies (trace.c) into a graph, verify it, optimise it with the
- *      pass pipeline (passes/pipeline.c) and publish an entry holding both
- *      graphs (the captured one for the `graph` dump, the optimised one to
- *      run); past max_recompiles entries the function runs eagerly from then
- *      on;
- *   3. run the entry: its optimised graph through the interpreter, or the
- *      original function when the trace hit a graph break.
+ *      on proxies (trace.c) into a graph, verify it, build its program with
+ *      the pass pipeline (passes/pipeline.c: simplify, fuse, plan memory) and
+ *      publish an entry holding both (the captured graph for the `graph`
+ *      dump, the program to run); past max_recompiles entries the function
+ *      runs eagerly from then on;
+ *   3. run the entry: its program (the optimised graph grouped into kernels,
+ *      with a memory plan; codegen/exec.c), or the original function when the
+ *      trace hit a graph break.
  *
  * Results follow the eager contract: they are adopted by the caller's innermost
  * scope, or owned by the caller when none is open. A call made while another
  * function is being traced simply calls the original, so compiled functions
  * compose (the inner one is inlined into the outer trace).
  */
+#include "codegen.h"
 #include "frontend.h"
-#include "passes.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -35,9 +36,9 @@
 typedef struct entry {
     int64_t *key;
     int klen;
-    ir_graph *graph;      /* optimised, what runs; NULL: this guard runs eagerly (graph break) */
-    ir_graph *captured;   /* as traced, for the `graph` dump; NULL with graph */
-    int kernels;          /* in graph */
+    pass_program *prog;   /* optimised graph, kernels, plan; NULL: runs eagerly (graph break) */
+    cg_exec *exec;        /* runs prog; NULL with prog */
+    ir_graph *captured;   /* as traced, for the `graph` dump; NULL with prog */
 } entry;
 
 typedef struct compiled {
@@ -94,7 +95,7 @@ static void run_graph(compiled *c, const entry *e, void *ret, void **args) {
     int nt = 0;
     for (int i = 0; i < c->sig.nargs; i++)
         if (c->sig.args[i] == FE_TENSOR) targs[nt++] = *(em_tensor **)args[i];
-    set_results(c, ret, args, outs, ir_graph_run(e->graph, targs, outs) == 0);
+    set_results(c, ret, args, outs, cg_exec_run(e->exec, targs, outs) == 0);
 }
 
 static void run_eager(compiled *c, void *ret, void **args) {
@@ -184,17 +185,8 @@ static int trace(compiled *c, ir_graph *g, void **args, char *brk, size_t cap) {
 
 /* ---- the cache ------------------------------------------------------------------------ */
 
-static int count_kernels(const ir_graph *g) {
-    int k = 0;
-    for (int i = 0; i < ir_graph_num_nodes(g); i++) {
-        const ir_node *n = ir_graph_node(g, i);
-        k += n->kind == IR_NODE_OP && ir_ops[n->op].kind != IR_KIND_VIEW;
-    }
-    return k;
-}
-
-static void publish(compiled *c, const int64_t *key, int klen, ir_graph *captured, ir_graph *g,
-                    entry **out) {
+static void publish(compiled *c, const int64_t *key, int klen, ir_graph *captured,
+                    pass_program *prog, cg_exec *exec, entry **out) {
     entry *e = rt_malloc(sizeof *e, "em_compile");
     int64_t *k = e ? rt_malloc((size_t)klen * sizeof *k + 1, "em_compile") : NULL;
     if (!k) { /* no memory to cache it: run this once, uncached */
@@ -203,7 +195,7 @@ static void publish(compiled *c, const int64_t *key, int klen, ir_graph *capture
         return;
     }
     memcpy(k, key, (size_t)klen * sizeof *k);
-    *e = (entry){k, klen, g, captured, g ? count_kernels(g) : 0};
+    *e = (entry){k, klen, prog, exec, captured};
     int n = atomic_load(&c->n_entries);
     c->entries[n] = e;
     atomic_store_explicit(&c->n_entries, n + 1, memory_order_release);
@@ -220,12 +212,18 @@ static void log_miss(compiled *c, const int64_t *key, int klen) {
     fe_log(FE_LOG_RECOMPILES, "recompile %s: %s", c->name, why);
 }
 
-/* The optimised graph of a captured one (logged under EMBER_LOG=opt), or NULL
- * with an error naming the pass that failed. */
-static ir_graph *optimise(const ir_graph *captured) {
-    ir_graph *g;
+/* The program of a captured graph: optimised, fused and planned (logged under
+ * EMBER_LOG=opt,kernels,memplan), and its executor; -1 with an error naming
+ * the pass that failed. */
+static int build(const ir_graph *captured, pass_program **prog, cg_exec **exec) {
     bool log = fe_log_on(FE_LOG_OPT);
-    return pass_pipeline_run(captured, &g, log ? fe_log_pass : NULL, NULL) == 0 ? g : NULL;
+    *exec = NULL;
+    if (!(*prog = pass_program_build(captured, true, log ? fe_log_pass : NULL, NULL))) return -1;
+    fe_log_program(*prog);
+    if ((*exec = cg_exec_create(*prog))) return 0;
+    pass_program_destroy(*prog);
+    *prog = NULL;
+    return -1;
 }
 
 /* On a miss: trace under the lock and publish an entry. Returns the entry to
@@ -237,12 +235,14 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     if (e || atomic_load(&c->eager_only)) return e;
     log_miss(c, key, klen);
     double t0 = now_ms();
-    ir_graph *g = ir_graph_create(c->name), *opt = NULL;
+    ir_graph *g = ir_graph_create(c->name);
+    pass_program *prog = NULL;
+    cg_exec *exec = NULL;
     char brk[256] = "";
     int st = g ? trace(c, g, args, brk, sizeof brk) : -1;
     if (st == 0) {
         fe_log_graph(g);
-        if (!(opt = optimise(g))) st = -1;
+        if (build(g, &prog, &exec) != 0) st = -1;
     }
     c->compile_ms += now_ms() - t0;
     if (st < 0 || (st == 1 && c->opts.fullgraph)) {
@@ -259,12 +259,13 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     } else {
         atomic_fetch_add(&c->compiles, 1);
         if (c->dump_dir[0])
-            fe_dump_all(g, opt, c->dump_dir, c->name, (int)atomic_load(&c->compiles));
+            fe_dump_all(g, prog, c->dump_dir, c->name, (int)atomic_load(&c->compiles));
     }
-    publish(c, key, klen, g, opt, &e);
+    publish(c, key, klen, g, prog, exec, &e);
     if (!e) {
         ir_graph_destroy(g);
-        ir_graph_destroy(opt);
+        cg_exec_destroy(exec);
+        pass_program_destroy(prog);
     }
     fe_log(FE_LOG_GUARDS, "guards %s: entry %d of %d %s", c->name, atomic_load(&c->n_entries),
            c->opts.max_recompiles, g ? "compiled" : "runs eagerly");
@@ -298,7 +299,7 @@ static void handler(void *ctx, void *ret, void **args) {
             return;
         }
     }
-    if (e && e->graph) run_graph(c, e, ret, args);
+    if (e && e->prog) run_graph(c, e, ret, args);
     else run_eager(c, ret, args);
 }
 
@@ -307,7 +308,8 @@ static void handler(void *ctx, void *ret, void **args) {
 static void compiled_destroy(compiled *c) {
     int n = atomic_load(&c->n_entries);
     for (int i = 0; i < n; i++) {
-        ir_graph_destroy(c->entries[i]->graph);
+        cg_exec_destroy(c->entries[i]->exec);
+        pass_program_destroy(c->entries[i]->prog);
         ir_graph_destroy(c->entries[i]->captured);
         free(c->entries[i]->key);
         free(c->entries[i]);
@@ -400,11 +402,12 @@ int em_compiled_stats(void *code, em_stats *out) {
     int n = atomic_load(&c->n_entries);
     const entry *newest = NULL;
     for (int i = n - 1; i >= 0 && !newest; i--)
-        if (c->entries[i]->graph) newest = c->entries[i];
+        if (c->entries[i]->prog) newest = c->entries[i];
     *out = (em_stats){
         .calls = atomic_load(&c->calls), .compiles = atomic_load(&c->compiles),
         .guard_misses = atomic_load(&c->misses), .eager_fallbacks = atomic_load(&c->fallbacks),
-        .kernels = newest ? newest->kernels : 0, .compile_ms = c->compile_ms, .arena_bytes = 0,
+        .kernels = newest ? newest->prog->fusion->nkernels : 0, .compile_ms = c->compile_ms,
+        .arena_bytes = newest ? cg_exec_arena_bytes(newest->exec) : 0,
     };
     pthread_mutex_unlock(&c->lock);
     return 0;
@@ -419,8 +422,8 @@ int em_dump(void *code, const char *stage, FILE *out) {
     int n = atomic_load(&c->n_entries), st = 0;
     const entry *e = NULL;
     for (int i = n - 1; i >= 0 && !e; i--)
-        if (c->entries[i]->graph) e = c->entries[i];
-    if (e) st = fe_dump_stage(e->captured, e->graph, stage, out);
+        if (c->entries[i]->prog) e = c->entries[i];
+    if (e) st = fe_dump_stage(e->captured, e->prog, stage, out);
     else fprintf(out, "; %s: no graph compiled yet (call the function first)\n", c->name);
     pthread_mutex_unlock(&c->lock);
     return st;

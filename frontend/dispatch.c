@@ -69,7 +69,7 @@ static em_tensor *dispatch_typed(ir_op op, const char *api, em_tensor *const *in
     }
     ir_type out;
     if (ir_ops[op].shape(op, api, tp, nin, attrs, &out)) return NULL;
-    em_tensor *r = rt_scope_adopt(ir_ops[op].eager(op, in, nin, attrs, &out));
+    em_tensor *r = rt_scope_adopt(ir_ops[op].eager(op, in, nin, attrs, &out, NULL));
     if (r) {
         em_clear_error(); /* so a later NULL argument chains only a real failure */
         return r;

@@ -6,9 +6,11 @@
  * as it happens (EMBER_LOG=graph,guards,recompiles,fallbacks,...), into files
  * (EMBER_DUMP_DIR or em_options.dump_dir: one file per stage per graph), or on
  * demand (em_dump). `graph` and `dot` show the graph as captured, `opt` the
- * graph the passes made of it (the one that runs), and EMBER_LOG=opt shows
- * each pass's result with a one-line summary. Stages the pipeline does not
- * produce yet say so in one line rather than pretending.
+ * graph the passes made of it (the one that runs), `kernels` how fusion
+ * grouped it (and why nodes were left unfused), `memplan` where each value
+ * lives; EMBER_LOG=opt shows each pass's result with a one-line summary.
+ * Stages the pipeline does not produce yet say so in one line rather than
+ * pretending.
  */
 #include "frontend.h"
 
@@ -62,7 +64,7 @@ void fe_log(fe_log_cat cat, const char *fmt, ...) {
     fprintf(stderr, "ember[%s] %s\n", name, line);
 }
 
-int fe_dump_stage(const ir_graph *g, const ir_graph *opt, const char *stage, FILE *out) {
+int fe_dump_stage(const ir_graph *g, const pass_program *prog, const char *stage, FILE *out) {
     if (!stage) return rt_error("em_dump: stage is NULL");
     if (!g) { /* only validate the stage name */
         static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
@@ -73,12 +75,16 @@ int fe_dump_stage(const ir_graph *g, const ir_graph *opt, const char *stage, FIL
     }
     if (strcmp(stage, "graph") == 0) return ir_graph_print(g, out);
     if (strcmp(stage, "dot") == 0) return ir_graph_print_dot(g, out);
-    if (strcmp(stage, "opt") == 0) return ir_graph_print(opt ? opt : g, out);
-    static const char *later[] = {"kernels", "memplan", "llvm", "asm"};
+    if (strcmp(stage, "opt") == 0) return ir_graph_print(prog ? prog->graph : g, out);
+    if (strcmp(stage, "kernels") == 0 || strcmp(stage, "memplan") == 0) {
+        if (!prog) return fprintf(out, "; %s: no program was built for this graph\n", stage), 0;
+        return stage[0] == 'k' ? pass_fusion_print(prog->fusion, out) : pass_memplan_print(prog->plan, out);
+    }
+    static const char *later[] = {"llvm", "asm"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
         if (strcmp(stage, later[i]) == 0) {
-            fprintf(out, "; %s: not produced yet: this build runs the optimised graph with the "
-                         "eager kernels (no fusion, memory planning or code generation)\n", stage);
+            fprintf(out, "; %s: not produced yet: this build runs each kernel's nodes with the eager "
+                         "kernels, into the planned arena (no code generation yet)\n", stage);
             return 0;
         }
     }
@@ -98,7 +104,7 @@ static int mkdirs(const char *dir) {
     return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-int fe_dump_all(const ir_graph *g, const ir_graph *opt, const char *dir, const char *name, int n) {
+int fe_dump_all(const ir_graph *g, const pass_program *prog, const char *dir, const char *name, int n) {
     static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
     if (mkdirs(dir) != 0) {
         fprintf(stderr, "ember: cannot create dump directory %s: %s\n", dir, strerror(errno));
@@ -114,7 +120,7 @@ int fe_dump_all(const ir_graph *g, const ir_graph *opt, const char *dir, const c
             fprintf(stderr, "ember: cannot write %s: %s\n", path, strerror(errno));
             return -1;
         }
-        fe_dump_stage(g, opt, stages[i], f);
+        fe_dump_stage(g, prog, stages[i], f);
         fclose(f);
     }
     return 0;
@@ -127,8 +133,20 @@ void fe_log_graph(const ir_graph *g) {
 }
 
 void fe_log_pass(void *ctx, const char *pass, const ir_graph *g, const char *summary) {
-    (void)ctx, (void)pass;
+    (void)ctx;
     if (!fe_log_on(FE_LOG_OPT)) return;
     fprintf(stderr, "ember[opt] %s\n", summary);
-    ir_graph_print(g, stderr);
+    /* fuse and memplan do not change the graph: their results have categories */
+    if (strcmp(pass, "fuse") != 0 && strcmp(pass, "memplan") != 0) ir_graph_print(g, stderr);
+}
+
+void fe_log_program(const pass_program *prog) {
+    if (fe_log_on(FE_LOG_KERNELS)) {
+        fprintf(stderr, "ember[kernels]\n");
+        pass_fusion_print(prog->fusion, stderr);
+    }
+    if (fe_log_on(FE_LOG_MEMPLAN)) {
+        fprintf(stderr, "ember[memplan]\n");
+        pass_memplan_print(prog->plan, stderr);
+    }
 }

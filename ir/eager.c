@@ -25,7 +25,10 @@ static em_tensor *as_dtype(em_tensor *t, em_dtype dt) {
     return c;
 }
 
-static em_tensor *new_out(const ir_op op, const ir_type *out) {
+/* The result tensor: dst (a new reference) when the caller gave one, else a new
+ * dense tensor of type out. */
+static em_tensor *new_out(const ir_op op, const ir_type *out, em_tensor *dst) {
+    if (dst) return em_retain(dst);
     char api[40];
     snprintf(api, sizeof api, "em_%s", ir_ops[op].name);
     return rt_tensor_new(api, out->dtype, out->ndim, out->shape, false);
@@ -50,11 +53,11 @@ static void release_all(em_tensor **c, int n) {
 /* Allocates out, converts the inputs to dt, runs fn; the shared skeleton. */
 typedef int (*run_fn)(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out);
 static em_tensor *run_converted(ir_op op, em_tensor *const *in, int n, em_dtype dt,
-                                const ir_attrs *a, const ir_type *type, run_fn fn) {
+                                const ir_attrs *a, const ir_type *type, em_tensor *dst, run_fn fn) {
     em_tensor *c[4];
     EM_ASSERT(n <= 4);
     if (!convert_all(in, n, dt, c)) return NULL;
-    em_tensor *out = new_out(op, type);
+    em_tensor *out = new_out(op, type, dst);
     if (out && fn(op, c, n, a, out) != 0) {
         em_release(out);
         out = NULL;
@@ -70,8 +73,8 @@ static int run_unary(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tenso
     return rt_unary_apply((rt_unary)ir_ops[op].kernel, c[0], out);
 }
 em_tensor *ir_eager_unary(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                          const ir_type *out) {
-    return run_converted(op, in, nin, out->dtype, a, out, run_unary);
+                          const ir_type *out, em_tensor *dst) {
+    return run_converted(op, in, nin, out->dtype, a, out, dst, run_unary);
 }
 
 static int run_binary(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out) {
@@ -79,11 +82,11 @@ static int run_binary(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     return rt_binary_apply((rt_binary)ir_ops[op].kernel, c[0], c[1], out);
 }
 em_tensor *ir_eager_binary(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                           const ir_type *out) {
+                           const ir_type *out, em_tensor *dst) {
     /* Comparisons compute in the promoted input dtype; arithmetic in the result's. */
     em_dtype dt = out->dtype == EM_BOOL && ir_ops[op].kernel >= RT_BINARY_EQ
                       ? rt_dtype_promote(in[0]->dtype, in[1]->dtype) : out->dtype;
-    return run_converted(op, in, nin, dt, a, out, run_binary);
+    return run_converted(op, in, nin, dt, a, out, dst, run_binary);
 }
 
 static int run_where(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out) {
@@ -91,12 +94,12 @@ static int run_where(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tenso
     return rt_where_apply(c[0], c[1], c[2], out);
 }
 em_tensor *ir_eager_where(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                          const ir_type *out) {
+                          const ir_type *out, em_tensor *dst) {
     (void)nin;
     em_tensor *c[3] = {in[0], NULL, NULL};
     if (!convert_all(in + 1, 2, out->dtype, c + 1)) return NULL;
     em_retain(c[0]);
-    em_tensor *r = NULL, *o = new_out(op, out);
+    em_tensor *r = NULL, *o = new_out(op, out, dst);
     if (o && run_where(op, c, 3, a, o) == 0) r = o;
     else em_release(o);
     release_all(c, 3);
@@ -104,8 +107,9 @@ em_tensor *ir_eager_where(ir_op op, em_tensor *const *in, int nin, const ir_attr
 }
 
 em_tensor *ir_eager_cast(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                         const ir_type *out) {
+                         const ir_type *out, em_tensor *dst) {
     (void)op, (void)nin, (void)out;
+    if (dst) return rt_cast_apply(in[0], dst) == 0 ? em_retain(dst) : NULL;
     return as_dtype(in[0], a->dtype);
 }
 
@@ -126,9 +130,9 @@ static int run_reduce(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     return r;
 }
 em_tensor *ir_eager_reduce(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                           const ir_type *out) {
+                           const ir_type *out, em_tensor *dst) {
     em_dtype dt = op == IR_OP_MEAN ? out->dtype : in[0]->dtype;
-    return run_converted(op, in, nin, dt, a, out, run_reduce);
+    return run_converted(op, in, nin, dt, a, out, dst, run_reduce);
 }
 
 static int run_softmax(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out) {
@@ -141,8 +145,8 @@ static int run_softmax(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_ten
     return r;
 }
 em_tensor *ir_eager_softmax(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                            const ir_type *out) {
-    return run_converted(op, in, nin, out->dtype, a, out, run_softmax);
+                            const ir_type *out, em_tensor *dst) {
+    return run_converted(op, in, nin, out->dtype, a, out, dst, run_softmax);
 }
 
 static int run_layer_norm(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out) {
@@ -150,8 +154,8 @@ static int run_layer_norm(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_
     return rt_layer_norm_apply(c[0], c[1], c[2], a->eps, out);
 }
 em_tensor *ir_eager_layer_norm(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                               const ir_type *out) {
-    return run_converted(op, in, nin, out->dtype, a, out, run_layer_norm);
+                               const ir_type *out, em_tensor *dst) {
+    return run_converted(op, in, nin, out->dtype, a, out, dst, run_layer_norm);
 }
 
 static int run_rms_norm(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out) {
@@ -159,8 +163,8 @@ static int run_rms_norm(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_te
     return rt_rms_norm_apply(c[0], c[1], a->eps, out);
 }
 em_tensor *ir_eager_rms_norm(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                             const ir_type *out) {
-    return run_converted(op, in, nin, out->dtype, a, out, run_rms_norm);
+                             const ir_type *out, em_tensor *dst) {
+    return run_converted(op, in, nin, out->dtype, a, out, dst, run_rms_norm);
 }
 
 /* ---- contractions and gathers ------------------------------------------------------- */
@@ -170,8 +174,8 @@ static int run_matmul(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     return rt_matmul_apply(c[0], c[1], out);
 }
 em_tensor *ir_eager_matmul(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                           const ir_type *out) {
-    return run_converted(op, in, nin, out->dtype, a, out, run_matmul);
+                           const ir_type *out, em_tensor *dst) {
+    return run_converted(op, in, nin, out->dtype, a, out, dst, run_matmul);
 }
 
 static int run_linear(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tensor *out) {
@@ -179,15 +183,15 @@ static int run_linear(ir_op op, em_tensor **c, int n, const ir_attrs *a, em_tens
     return rt_linear_apply(c[0], c[1], c[2], out);
 }
 em_tensor *ir_eager_linear(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                           const ir_type *out) {
-    return run_converted(op, in, nin, out->dtype, a, out, run_linear);
+                           const ir_type *out, em_tensor *dst) {
+    return run_converted(op, in, nin, out->dtype, a, out, dst, run_linear);
 }
 
 em_tensor *ir_eager_embedding(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                              const ir_type *out) {
+                              const ir_type *out, em_tensor *dst) {
     (void)nin, (void)a;
     if (rt_embedding_check("em_embedding", in[1], in[0]->shape[0])) return NULL;
-    em_tensor *o = new_out(op, out);
+    em_tensor *o = new_out(op, out, dst);
     if (o && rt_embedding_apply(in[0], in[1], o) != 0) {
         em_release(o);
         return NULL;
@@ -196,12 +200,12 @@ em_tensor *ir_eager_embedding(ir_op op, em_tensor *const *in, int nin, const ir_
 }
 
 em_tensor *ir_eager_concat(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                           const ir_type *out) {
+                           const ir_type *out, em_tensor *dst) {
     em_tensor **c = rt_malloc((size_t)nin * sizeof *c, "em_concat");
     if (!c) return NULL;
     em_tensor *o = NULL;
     if (convert_all(in, nin, out->dtype, c)) {
-        o = new_out(op, out);
+        o = new_out(op, out, dst);
         if (o && rt_concat_apply(c, nin, a->axis, o) != 0) {
             em_release(o);
             o = NULL;
@@ -215,10 +219,11 @@ em_tensor *ir_eager_concat(ir_op op, em_tensor *const *in, int nin, const ir_att
 /* ---- shape ops: views --------------------------------------------------------------- */
 
 em_tensor *ir_eager_contiguous(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                               const ir_type *out) {
+                               const ir_type *out, em_tensor *dst) {
     (void)nin, (void)a;
+    if (dst) return rt_tensor_copy_into(dst, in[0]) == 0 ? em_retain(dst) : NULL;
     if (rt_tensor_is_contiguous(in[0])) return em_retain(in[0]);
-    em_tensor *o = new_out(op, out);
+    em_tensor *o = new_out(op, out, NULL);
     if (o) rt_tensor_copy_to(in[0], rt_tensor_data(o));
     return o;
 }
@@ -272,14 +277,21 @@ bool ir_view_layout(ir_op op, const em_tensor *x, const ir_attrs *a, const ir_ty
 /* Every view op: a new header over x's storage; a reshape whose layout cannot
  * be viewed copies to dense data first, as torch.reshape does. */
 em_tensor *ir_eager_view(ir_op op, em_tensor *const *in, int nin, const ir_attrs *a,
-                         const ir_type *out) {
+                         const ir_type *out, em_tensor *dst) {
     int64_t st[EM_MAX_DIMS], off;
     em_tensor *x = in[0];
+    if (dst) { /* a view materialised into a planned buffer: a strided copy */
+        if (!ir_view_layout(op, x, a, out, st, &off)) return ir_eager_contiguous(op, in, nin, a, out, dst);
+        em_tensor *v = rt_tensor_view(x, out->ndim, out->shape, st, off);
+        int r = v ? rt_tensor_copy_into(dst, v) : -1;
+        em_release(v);
+        return r == 0 ? em_retain(dst) : NULL;
+    }
     if (ir_view_layout(op, x, a, out, st, &off))
         return rt_tensor_view(x, out->ndim, out->shape, st, off);
     ir_type dense;
     ir_type_of(x, &dense);
-    em_tensor *c = ir_eager_contiguous(op, in, nin, a, &dense);
+    em_tensor *c = ir_eager_contiguous(op, in, nin, a, &dense, NULL);
     if (!c) return NULL;
     rt_tensor_contig_strides(out->ndim, out->shape, st);
     em_tensor *v = rt_tensor_view(c, out->ndim, out->shape, st, 0);

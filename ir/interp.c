@@ -112,7 +112,7 @@ static int run_node(run_state *s, const ir_node *n, em_tensor *const *args) {
     case IR_NODE_OP: break;
     }
     for (int k = 0; k < n->nin; k++) s->scratch[k] = n->in[k] ? s->val[n->in[k]->id] : NULL;
-    em_tensor *r = ir_ops[n->op].eager(n->op, s->scratch, n->nin, &n->attrs, &n->type);
+    em_tensor *r = ir_ops[n->op].eager(n->op, s->scratch, n->nin, &n->attrs, &n->type, NULL);
     if (!r) return -1;
     s->val[n->id] = r;
     for (int k = 0; k < n->nin; k++)

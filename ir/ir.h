@@ -57,9 +57,12 @@ typedef int (*ir_shape_fn)(ir_op op, const char *api, const ir_type *const *in, 
 
 /* Runs op on real tensors (ir/eager.c): in has nin entries (optional ones may
  * be NULL), attrs are normalised, out is the type the shape rule computed.
- * Returns a new reference (not adopted by any scope) or NULL with an error. */
+ * Writes into dst when it is not NULL (a dense tensor of type out, which may
+ * share storage with an elementwise op's input of the same type and layout),
+ * else into a new tensor (a view op returns a view then). Returns a new
+ * reference (not adopted by any scope) or NULL with an error. */
 typedef em_tensor *(*ir_eager_fn)(ir_op op, em_tensor *const *in, int nin,
-                                  const ir_attrs *attrs, const ir_type *out);
+                                  const ir_attrs *attrs, const ir_type *out, em_tensor *dst);
 
 typedef struct ir_op_info {
     const char *name;   /* "add" */
@@ -80,7 +83,7 @@ extern const ir_op_info ir_ops[IR_OP_COUNT];
 #undef OP
 #define OP(E, name, arity, optional, kind, api, rule, eager, kernel)                               \
     em_tensor *ir_eager_##eager(ir_op op, em_tensor *const *in, int nin,                   \
-                                const ir_attrs *attrs, const ir_type *out);
+                                const ir_attrs *attrs, const ir_type *out, em_tensor *dst);
 #include "ops.def"
 #undef OP
 

@@ -127,7 +127,7 @@ static int fold_consts(fold_state *s, pass_rewrite *rw, const ir_node *old, ir_n
     if (!may_fold(s, old, in, &view_only)) return 0;
     if (old->nin > SMALL && !(vals = rt_malloc((size_t)old->nin * sizeof *vals, "pass_fold"))) return -1;
     for (int k = 0; k < old->nin; k++) vals[k] = in[k] ? in[k]->value : NULL;
-    em_tensor *r = ir_ops[old->op].eager(old->op, vals, old->nin, &old->attrs, &old->type);
+    em_tensor *r = ir_ops[old->op].eager(old->op, vals, old->nin, &old->attrs, &old->type, NULL);
     bool shares = r && vals[0] && r->storage == vals[0]->storage;
     if (vals != small) free(vals);
     if (!r || (view_only && !shares)) {

@@ -20,6 +20,8 @@
 
 #include "ir.h"
 
+#include <stdio.h>
+
 /* ---- constants whose contents are fixed (rewrite.c) -------------------------------- */
 
 /* A set of constant tensors whose data the compiler may read and fold: no one
@@ -101,5 +103,122 @@ typedef void (*pass_log_fn)(void *ctx, const char *pass, const ir_graph *g, cons
 int pass_pipeline_run(const ir_graph *in, ir_graph **out, pass_log_fn log, void *ctx);
 /* The passes pass_pipeline_run runs, in order, NULL-terminated. */
 extern const char *const pass_pipeline_names[];
+
+/* ---- fusion (fuse.c) ------------------------------------------------------------------- */
+
+/* What a kernel computes, by its heaviest op (its anchor). */
+typedef enum pass_kernel_kind {
+    PASS_KERNEL_POINTWISE,   /* elementwise ops only: one pass over one iteration space */
+    PASS_KERNEL_REDUCE,      /* reductions over one axis, elementwise prologue and epilogue */
+    PASS_KERNEL_NORM,        /* softmax, log_softmax, layer_norm, rms_norm, prologue, epilogue */
+    PASS_KERNEL_CONTRACTION, /* matmul or linear with its elementwise epilogue */
+    PASS_KERNEL_GATHER,      /* embedding */
+    PASS_KERNEL_COPY,        /* concat */
+} pass_kernel_kind;
+
+typedef struct pass_kernel {
+    pass_kernel_kind kind;
+    ir_type space;        /* iteration space: the anchor's input (reductions, norms) or the
+                             pointwise/contraction output shape */
+    int nnodes;           /* member op nodes, by id, in graph order */
+    int *nodes;
+    int nouts;            /* members whose value leaves the kernel (read by a later kernel
+                             or a graph output), by id */
+    int *outs;
+    int nloads;           /* values read from outside the kernel (base nodes, views resolved) */
+    int *loads;
+    int anchor;           /* node id of the first reduction/norm/contraction/gather/copy; -1 */
+    char why[160];        /* how it was formed (horizontal merges), or "" */
+} pass_kernel;
+
+/* The fusion of a graph: every op node other than a view belongs to exactly one
+ * kernel; a view belongs to none (its consumers read its base with strides). */
+typedef struct pass_fusion {
+    const ir_graph *g;    /* the graph it describes (not owned) */
+    int nkernels;
+    pass_kernel *k;       /* in an order that runs producers before consumers */
+    int *kernel_of;       /* by node id: its kernel, or -1 (inputs, constants, views) */
+    int *base_of;         /* by node id: the node a view chain starts from (itself otherwise) */
+    char **why;           /* by node id: why it was not fused with a producer, or NULL */
+} pass_fusion;
+
+/* Groups the op nodes of g into kernels (see fuse.c for the rules). NULL with
+ * an error on OOM. g must outlive the result. */
+pass_fusion *pass_fuse(const ir_graph *g);
+void pass_fusion_destroy(pass_fusion *f);                     /* NULL-safe */
+/* Checks that every non-view op node is in exactly one kernel, kernels run
+ * after the kernels they read, and outs and loads are what the members say.
+ * 0, or -1 with an error naming the kernel. */
+int pass_fusion_verify(const pass_fusion *f);
+/* The `kernels` dump: each kernel with its members, loads and outputs, then
+ * every node that was not fused into a producer's kernel and why. */
+int pass_fusion_print(const pass_fusion *f, FILE *out);
+const char *pass_kernel_kind_name(pass_kernel_kind k);
+
+/* ---- memory planning (memplan.c) ------------------------------------------------------ */
+
+enum { PASS_ARENA_ALIGN = 64 };
+
+/* Where a value lives at run time. */
+typedef enum pass_home {
+    PASS_HOME_NONE,     /* not materialised: computed inside its kernel only */
+    PASS_HOME_ARG,      /* a tensor argument (the caller's) */
+    PASS_HOME_CONST,    /* a graph constant */
+    PASS_HOME_ARENA,    /* a buffer at an offset in the arena */
+    PASS_HOME_OUTPUT,   /* storage of its own, returned to the caller */
+    PASS_HOME_VIEW,     /* a view of another value (base_of) */
+} pass_home;
+
+typedef struct pass_buffer {
+    int node;             /* the value */
+    size_t bytes;         /* numel * dtype size */
+    size_t offset;        /* in the arena, a multiple of PASS_ARENA_ALIGN */
+    int first, last;      /* live range, in steps (inclusive) */
+    int inplace_of;       /* node whose dead buffer this one overwrites, or -1 */
+} pass_buffer;
+
+typedef struct pass_memplan {
+    const pass_fusion *f; /* not owned */
+    bool internal;        /* values inside a kernel are materialised too (the interpreter) */
+    int nsteps;
+    int *order;           /* nsteps op node ids: the execution order */
+    int *step_of;         /* by node id: its step, or -1 */
+    pass_home *home;      /* by node id */
+    int *buffer_of;       /* by node id: index into buffers, or -1 */
+    int nbuffers;
+    pass_buffer *buffers; /* arena buffers, in the order of their first step */
+    size_t arena_bytes;   /* the arena's size */
+    size_t peak_bytes;    /* most bytes live at one step: what any plan needs */
+    size_t naive_bytes;   /* sum of all buffers: no reuse at all */
+} pass_memplan;
+
+/* Plans the arena for f. Steps are kernels, or nodes when internal is true
+ * (then every materialised member of a kernel gets a buffer: the interpreter
+ * runs nodes one by one). Graph outputs (and what they view) get homes of their
+ * own; an elementwise result overwrites a same-sized input whose last use it is.
+ * NULL with an error on OOM. */
+pass_memplan *pass_memplan_run(const pass_fusion *f, bool internal);
+void pass_memplan_destroy(pass_memplan *p);                   /* NULL-safe */
+/* Checks that buffers whose live ranges overlap do not overlap in the arena
+ * (except an in-place pair), that every offset is aligned and inside the arena,
+ * and that every value a step reads has a home. 0, or -1 with an error. */
+int pass_memplan_verify(const pass_memplan *p);
+/* The `memplan` dump: one line per buffer (value, bytes, offset, live range,
+ * in place of), then arena, peak and no-reuse totals. */
+int pass_memplan_print(const pass_memplan *p, FILE *out);
+
+/* ---- a compiled program: the optimised graph, its kernels and its plan ---------------- */
+
+typedef struct pass_program {
+    ir_graph *graph;      /* optimised */
+    pass_fusion *fusion;
+    pass_memplan *plan;
+} pass_program;
+
+/* Runs the pipeline, then fuse and memplan (each verified and logged as a
+ * pass), on the captured graph. NULL with an error naming the pass that failed. */
+pass_program *pass_program_build(const ir_graph *captured, bool internal, pass_log_fn log,
+                                 void *ctx);
+void pass_program_destroy(pass_program *p);                   /* NULL-safe */
 
 #endif /* EMBER_PASSES_H */

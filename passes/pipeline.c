@@ -21,6 +21,9 @@
  * tensor, because every later graph shares the same tensors. fold adds the
  * constants it computes.
  *
+ * pass_program_build then groups the optimised graph into kernels (fuse.c)
+ * and plans its memory (memplan.c); both are verified like the graph passes.
+ *
  * Invariants: the graph is verified (ir_graph_verify) after every pass; a
  * pass that produces an invalid graph is an internal error reported with the
  * pass's name, and nothing is returned. The input graph is never changed.
@@ -28,6 +31,7 @@
 #include "passes.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef ir_graph *(*pass_fn)(const ir_graph *g, pass_consts *k);
@@ -106,4 +110,45 @@ int pass_pipeline_run(const ir_graph *in, ir_graph **out, pass_log_fn log, void 
     pass_consts_destroy(k);
     *out = owned;
     return 0;
+}
+
+/* Logs a fusion or plan summary under the pass's name. */
+static void log_line(pass_log_fn log, void *ctx, const char *name, const ir_graph *g, const char *line) {
+    if (log) log(ctx, name, g, line);
+}
+
+pass_program *pass_program_build(const ir_graph *captured, bool internal, pass_log_fn log,
+                                 void *ctx) {
+    pass_program *p = calloc(1, sizeof *p);
+    if (!p) return rt_error("pass_program_build: out of memory"), NULL;
+    char line[200];
+    int st = pass_pipeline_run(captured, &p->graph, log, ctx);
+    if (!st && !(p->fusion = pass_fuse(p->graph))) st = pass_failed("fuse", "");
+    if (!st && pass_fusion_verify(p->fusion) != 0)
+        st = pass_failed("fuse", "internal error: the pass produced an invalid fusion: ");
+    if (!st) {
+        snprintf(line, sizeof line, "fuse: %d kernels", p->fusion->nkernels);
+        log_line(log, ctx, "fuse", p->graph, line);
+    }
+    if (!st && !(p->plan = pass_memplan_run(p->fusion, internal))) st = pass_failed("memplan", "");
+    if (!st && pass_memplan_verify(p->plan) != 0)
+        st = pass_failed("memplan", "internal error: the pass produced an invalid plan: ");
+    if (!st) {
+        snprintf(line, sizeof line, "memplan: %d buffers, arena %zu bytes (peak %zu, no reuse %zu)",
+                 p->plan->nbuffers, p->plan->arena_bytes, p->plan->peak_bytes, p->plan->naive_bytes);
+        log_line(log, ctx, "memplan", p->graph, line);
+    }
+    if (st) {
+        pass_program_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
+void pass_program_destroy(pass_program *p) {
+    if (!p) return;
+    pass_memplan_destroy(p->plan);
+    pass_fusion_destroy(p->fusion);
+    ir_graph_destroy(p->graph);
+    free(p);
 }

@@ -86,6 +86,10 @@ em_tensor *rt_tensor_new(const char *op, em_dtype dt, int ndim, const int64_t *s
 /* A view of base's storage (retains it). Not registered in a scope. */
 em_tensor *rt_tensor_view(const em_tensor *base, int ndim, const int64_t *shape,
                           const int64_t *strides, int64_t offset);
+/* A dense tensor of dtype dt placed byte_offset bytes into s (a planned arena):
+ * retains s; byte_offset is a multiple of dt's size and the tensor fits in s. */
+em_tensor *rt_tensor_at(rt_storage *s, em_dtype dt, int ndim, const int64_t *shape,
+                        size_t byte_offset);
 void rt_tensor_contig_strides(int ndim, const int64_t *shape, int64_t *strides);
 bool rt_tensor_is_contiguous(const em_tensor *t);
 static inline char *rt_tensor_data(const em_tensor *t) {

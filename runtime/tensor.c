@@ -152,6 +152,18 @@ em_tensor *rt_tensor_view(const em_tensor *base, int ndim, const int64_t *shape,
     return t;
 }
 
+em_tensor *rt_tensor_at(rt_storage *s, em_dtype dt, int ndim, const int64_t *shape,
+                       size_t byte_offset) {
+    EM_ASSERT(byte_offset % rt_dtype_size(dt) == 0);
+    em_tensor *t = header_new("arena", dt, ndim, shape);
+    if (!t) return NULL;
+    EM_ASSERT(byte_offset + (size_t)t->numel * rt_dtype_size(dt) <= s->nbytes);
+    t->offset = (int64_t)(byte_offset / rt_dtype_size(dt));
+    t->storage = s;
+    atomic_fetch_add(&s->refs, 1);
+    return t;
+}
+
 em_tensor *em_retain(em_tensor *t) {
     if (t) atomic_fetch_add(&t->refs, 1);
     return t;

@@ -69,6 +69,8 @@ void chain_expect(void *fast, em_tensor *x, const char *what) {
 
 long cu_refs(const em_tensor *t) { return atomic_load(&t->refs); }
 
+size_t cu_arena(void *fn) { return (size_t)cu_stats_of(fn).arena_bytes; }
+
 em_stats cu_stats_of(void *fn) {
     em_stats st;
     memset(&st, 0xff, sizeof st);

@@ -44,6 +44,9 @@ void chain_expect(void *fast, em_tensor *x, const char *what);
 
 /* t's reference count. */
 long cu_refs(const em_tensor *t);
+/* The arena fn keeps between calls (em_compiled_stats' arena_bytes, in bytes the
+ * allocator counts: none for an empty arena). */
+size_t cu_arena(void *fn);
 /* em_compiled_stats of fn, asserted to succeed. */
 em_stats cu_stats_of(void *fn);
 /* What em_dump(fn, stage) writes (malloc'd); *status receives its return value. */

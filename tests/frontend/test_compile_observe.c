@@ -159,7 +159,18 @@ Test(compile, dumps_every_stage_of_the_newest_graph) {
     cr_expect(strncmp(o, "graph tiny\n", 11) == 0, "%s", o);
     cr_expect(strstr(o, " = matmul ") && strstr(o, " = add ") && strstr(o, " = tanh "), "%s", o);
     free(o);
-    static const char *later[] = {"kernels", "memplan", "llvm", "asm"};
+    char *k = cu_dump((void *)fast, "kernels", &status); /* x@w+b then tanh: one kernel */
+    cr_expect_eq(status, 0);
+    cr_expect(strstr(k, "; kernels of tiny: 1 kernel for 3 ops"), "%s", k);
+    cr_expect(strstr(k, "k0 contraction over f32[4,8], anchor %") && strstr(k, " matmul, %") &&
+                  strstr(k, " add, %") && strstr(k, " tanh\n"), "%s", k);
+    free(k);
+    char *m = cu_dump((void *)fast, "memplan", &status);
+    cr_expect_eq(status, 0);
+    cr_expect(strstr(m, "; memplan of tiny: 2 buffers in an arena of 128 bytes"), "%s", m);
+    cr_expect(strstr(m, "in place of %") && strstr(m, "caller-owned output"), "%s", m);
+    free(m);
+    static const char *later[] = {"llvm", "asm"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
         char *t = cu_dump((void *)fast, later[i], &status);
         cr_expect_eq(status, 0, "%s", later[i]);

@@ -1,0 +1,616 @@
+/*
+ * fuse.c — grouping op nodes into kernels.
+ *
+ * A kernel is what codegen turns into one loop nest: values computed inside it
+ * stay in registers, and only the values a later kernel (or the caller) reads
+ * are written to memory. Fusion therefore decides the memory traffic of a
+ * compiled call. The rules, applied in one walk in graph order (inputs before
+ * users), each node joining the kernels of its producers when it may:
+ *
+ *  - elementwise ops (and contiguous, an elementwise copy) join a producer's
+ *    kernel when they read the producer's value directly, at the same shape:
+ *    reading it through a view would compute it at other indices, and reading
+ *    it broadcast would recompute it for each broadcast element, so in those
+ *    cases the producer's value is written to memory and read with strides.
+ *    Operands from outside a kernel (arguments, weights, other kernels' values)
+ *    may be views and broadcasts of any kind: they are loads with strides.
+ *  - a reduction or a norm (softmax, log_softmax, layer_norm, rms_norm) joins
+ *    the elementwise kernel that computes its input: the prologue runs in the
+ *    reduction's pass. Elementwise consumers of the result at the result's
+ *    shape join as an epilogue. A consumer that reads a reduction broadcast
+ *    back over the reduced axis would need a second pass over the rows: not
+ *    fused (the norm ops, which do their passes natively, are the way to get
+ *    one-kernel softmax and layer_norm).
+ *  - a contraction (matmul, linear) takes an elementwise epilogue (bias,
+ *    activation, residual add, scale) but no prologue: its operands are read
+ *    by the GEMM from memory.
+ *  - embedding and concat are kernels of their own.
+ *  - an op whose producers sit in several elementwise kernels of its shape
+ *    merges them all (x*a+b and sigmoid(x) feeding one multiply: one kernel);
+ *    a kernel holds at most one anchor (reduction level, norm or contraction).
+ *  - after the walk, independent kernels over the same iteration space that
+ *    read a common value are merged (horizontal fusion), so that value is read
+ *    once: mean(x) and mean(x*x) become one pass.
+ *  No merge may create a cycle between kernels (checked on every merge), and no
+ *  value is ever computed twice.
+ *
+ * Composite ops are understood natively rather than decomposed: softmax,
+ * log_softmax, layer_norm and rms_norm are row kernels with a known, stable
+ * algorithm (max-shifted exponentials, two-moment statistics), which fusion
+ * extends with a prologue and an epilogue; gelu and silu are elementwise ops;
+ * linear is a contraction whose bias is part of its epilogue. Decomposing them
+ * would make fusion rediscover the same patterns and codegen the same loops,
+ * with more nodes to plan and compile.
+ *
+ * Views belong to no kernel: each consumer reads the view's base (base_of)
+ * with the view's strides.
+ */
+#include "passes.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct group {
+    pass_kernel_kind kind;
+    ir_type space;        /* level-0 shape */
+    int anchor;           /* first anchor node, -1 */
+    int parent;           /* union-find: itself when a representative */
+    int first;            /* smallest member id */
+    char why[160];
+} group;
+
+typedef struct fuse_state {
+    const ir_graph *g;
+    pass_fusion *f;
+    int n;
+    group *gr;
+    int ngroups;
+    int *level;           /* by node: 0 at the kernel's space, 1 after its anchor */
+    int *mark;            /* scratch, by group */
+    int *stack;           /* scratch, by group */
+} fuse_state;
+
+const char *pass_kernel_kind_name(pass_kernel_kind k) {
+    static const char *names[] = {"pointwise", "reduce", "norm", "contraction", "gather", "copy"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
+static bool same_shape(const ir_type *a, const ir_type *b) {
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
+}
+
+static int find(fuse_state *s, int k) {
+    while (s->gr[k].parent != k) k = s->gr[k].parent = s->gr[s->gr[k].parent].parent;
+    return k;
+}
+
+/* The kernel of node id (a representative), or -1. */
+static int group_of(fuse_state *s, int id) {
+    int k = s->f->kernel_of[id];
+    return k < 0 ? -1 : find(s, k);
+}
+
+static void set_why(fuse_state *s, const ir_node *n, const char *fmt, ...) {
+    if (s->f->why[n->id]) return; /* the first reason is the one shown */
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    s->f->why[n->id] = strdup(buf);
+}
+
+static bool is_elementwise(const ir_node *n) {
+    return ir_ops[n->op].kind == IR_KIND_ELEMENTWISE || n->op == IR_OP_CONTIGUOUS;
+}
+
+static pass_kernel_kind kind_of(const ir_node *n) {
+    switch (ir_ops[n->op].kind) {
+    case IR_KIND_REDUCTION: return PASS_KERNEL_REDUCE;
+    case IR_KIND_NORM: return PASS_KERNEL_NORM;
+    case IR_KIND_CONTRACTION: return PASS_KERNEL_CONTRACTION;
+    case IR_KIND_GATHER: return PASS_KERNEL_GATHER;
+    case IR_KIND_COPY: return n->op == IR_OP_CONTIGUOUS ? PASS_KERNEL_POINTWISE : PASS_KERNEL_COPY;
+    default: return PASS_KERNEL_POINTWISE;
+    }
+}
+
+/* ---- kernel graph reachability ------------------------------------------------------ */
+
+/* Whether kernel `to` can be reached from any kernel marked 1 in s->mark through
+ * producer->consumer edges that pass only through kernels not in the merge set
+ * (mark 1 = in the set). Used to refuse merges that would make a cycle: a path
+ * from the set back into the set through an outsider. */
+static bool path_through_outside(fuse_state *s, const int *set, int nset, const int *targets,
+                                 int ntargets) {
+    memset(s->mark, 0, (size_t)s->ngroups * sizeof *s->mark);
+    for (int i = 0; i < nset; i++) s->mark[set[i]] = 1;
+    /* Outsiders directly consuming the set are the start of the search. */
+    int sp = 0;
+    bool changed = true;
+    while (changed) { /* fixed point over node edges: graphs are small */
+        changed = false;
+        for (int id = 0; id < s->n; id++) {
+            int gu = group_of(s, id);
+            if (gu < 0 || s->mark[gu] == 2) continue;
+            const ir_node *u = ir_graph_node(s->g, id);
+            for (int j = 0; j < u->nin; j++) {
+                if (!u->in[j]) continue;
+                int gp = group_of(s, s->f->base_of[u->in[j]->id]);
+                if (gp < 0 || gp == gu || !s->mark[gp]) continue;
+                if (s->mark[gu] == 1) continue; /* inside the set */
+                s->mark[gu] = 2, changed = true, sp++;
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < ntargets; i++)
+        if (targets[i] >= 0 && s->mark[targets[i]] == 2) return true;
+    /* An outsider reached from the set that feeds the set closes a cycle. */
+    for (int id = 0; id < s->n; id++) {
+        int gu = group_of(s, id);
+        if (gu < 0 || s->mark[gu] != 1) continue;
+        const ir_node *u = ir_graph_node(s->g, id);
+        for (int j = 0; j < u->nin; j++) {
+            if (!u->in[j]) continue;
+            int gp = group_of(s, s->f->base_of[u->in[j]->id]);
+            if (gp >= 0 && s->mark[gp] == 2) return true;
+        }
+    }
+    (void)sp;
+    return false;
+}
+
+/* ---- vertical fusion ------------------------------------------------------------------ */
+
+/* Whether n may join kernel G through its input number j (whose base b is in G).
+ * On no, writes the reason. *lvl receives n's level in G. */
+static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, char *why, size_t cap) {
+    const ir_node *x = n->in[j];
+    const ir_node *b = ir_graph_node(s->g, s->f->base_of[x->id]);
+    const group *gr = &s->gr[G];
+    *lvl = 0;
+    if (b != x) {
+        snprintf(why, cap, "reads %%%d through a %s view: %%%d is written to memory and read with strides",
+                 b->id, ir_ops[x->op].name, b->id);
+        return false;
+    }
+    if (is_elementwise(n)) {
+        if (!same_shape(&b->type, &n->type)) {
+            if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] == 1)
+                snprintf(why, cap, "reads %%%d broadcast back over the reduced axis: that needs a "
+                         "second pass over the input, so %%%d is written to memory", b->id, b->id);
+            else
+                snprintf(why, cap, "broadcasts %%%d: fusing would recompute it for each broadcast "
+                         "element, so it is written to memory once", b->id);
+            return false;
+        }
+        if (gr->kind == PASS_KERNEL_GATHER || gr->kind == PASS_KERNEL_COPY) {
+            snprintf(why, cap, "%%%d comes from a %s kernel, which takes no epilogue", b->id,
+                     pass_kernel_kind_name(gr->kind));
+            return false;
+        }
+        *lvl = s->level[b->id];
+        return true;
+    }
+    if (j != 0 || (kind_of(n) != PASS_KERNEL_REDUCE && kind_of(n) != PASS_KERNEL_NORM)) {
+        if (kind_of(n) == PASS_KERNEL_CONTRACTION)
+            snprintf(why, cap, "a contraction reads its operands from memory (no prologue fusion)");
+        else if (kind_of(n) == PASS_KERNEL_GATHER || kind_of(n) == PASS_KERNEL_COPY)
+            snprintf(why, cap, "%s runs as a kernel of its own", ir_ops[n->op].name);
+        else
+            snprintf(why, cap, "only the row input of %s can come from its kernel", ir_ops[n->op].name);
+        return false;
+    }
+    if (gr->kind == PASS_KERNEL_POINTWISE) return *lvl = 1, true;
+    if (gr->kind == PASS_KERNEL_REDUCE && kind_of(n) == PASS_KERNEL_REDUCE && s->level[b->id] == 0) {
+        const ir_node *a = ir_graph_node(s->g, gr->anchor);
+        if (a->attrs.axis == n->attrs.axis && same_shape(&a->type, &n->type)) return *lvl = 1, true;
+    }
+    snprintf(why, cap, "%%%d is in a %s kernel, which already has its %s (%%%d); a kernel holds one",
+             b->id, pass_kernel_kind_name(gr->kind),
+             gr->kind == PASS_KERNEL_CONTRACTION ? "contraction" : "reduction or norm", gr->anchor);
+    return false;
+}
+
+/* Merges groups from[0..n) into into; returns into. */
+static void merge_into(fuse_state *s, int into, const int *from, int n) {
+    for (int i = 0; i < n; i++) {
+        if (from[i] == into) continue;
+        group *a = &s->gr[into], *b = &s->gr[from[i]];
+        b->parent = into;
+        if (b->first < a->first) a->first = b->first;
+        if (a->kind == PASS_KERNEL_POINTWISE && b->kind != PASS_KERNEL_POINTWISE) {
+            a->kind = b->kind, a->anchor = b->anchor, a->space = b->space;
+        }
+    }
+}
+
+static int new_group(fuse_state *s, const ir_node *n) {
+    int k = s->ngroups++;
+    group *gr = &s->gr[k];
+    memset(gr, 0, sizeof *gr);
+    gr->kind = kind_of(n);
+    gr->parent = k;
+    gr->first = n->id;
+    gr->anchor = gr->kind == PASS_KERNEL_POINTWISE ? -1 : n->id;
+    gr->space = n->type;
+    if (gr->kind == PASS_KERNEL_REDUCE || gr->kind == PASS_KERNEL_NORM)
+        gr->space = n->in[0]->type; /* the input's shape: the rows it walks */
+    s->f->kernel_of[n->id] = k;
+    s->level[n->id] = gr->kind == PASS_KERNEL_POINTWISE ? 0 : 1;
+    return k;
+}
+
+/* The kernels n may join and n's level there; returns how many (0: a new kernel). */
+static int join_candidates(fuse_state *s, const ir_node *n, int *cand, int *lvl_out) {
+    int nc = 0, lvl = 0;
+    char why[224];
+    for (int j = 0; j < n->nin; j++) {
+        if (!n->in[j]) continue;
+        int G = group_of(s, s->f->base_of[n->in[j]->id]);
+        if (G < 0) continue;
+        int l;
+        bool ok = edge_ok(s, n, j, G, &l, why, sizeof why);
+        int at = -1;
+        for (int i = 0; i < nc; i++) if (cand[i] == G || cand[i] == ~G) at = i;
+        if (!ok) {
+            set_why(s, n, "not fused with k%d: %s", G, why);
+            if (at >= 0) cand[at] = ~G; else cand[nc++] = ~G; /* refused through this edge */
+            continue;
+        }
+        if (at < 0) cand[nc++] = G;
+        if (l > lvl) lvl = l;
+    }
+    /* Keep the accepted ones; at most one kernel with an anchor. */
+    int kept = 0, anchored = -1;
+    for (int i = 0; i < nc; i++) {
+        int G = cand[i];
+        if (G < 0) continue;
+        bool anchor = s->gr[G].kind != PASS_KERNEL_POINTWISE || kind_of(n) != PASS_KERNEL_POINTWISE;
+        if (s->gr[G].kind != PASS_KERNEL_POINTWISE && anchored >= 0) {
+            set_why(s, n, "not fused with k%d: already joins k%d, and a kernel holds one reduction, "
+                    "norm or contraction", G, anchored);
+            continue;
+        }
+        if (s->gr[G].kind != PASS_KERNEL_POINTWISE) anchored = G;
+        if (s->gr[G].kind == PASS_KERNEL_POINTWISE && kind_of(n) == PASS_KERNEL_POINTWISE &&
+            !same_shape(&s->gr[G].space, &n->type)) {
+            set_why(s, n, "not fused with k%d: it iterates over another shape", G);
+            continue;
+        }
+        (void)anchor;
+        cand[kept++] = G;
+    }
+    *lvl_out = lvl;
+    return kept;
+}
+
+static void fuse_node(fuse_state *s, const ir_node *n) {
+    int cand[16], lvl = 0;
+    int nc = n->nin <= 16 ? join_candidates(s, n, cand, &lvl) : 0;
+    if (nc > 1 && kind_of(n) != PASS_KERNEL_POINTWISE) nc = 1; /* an anchor joins one prologue */
+    /* Refuse a merge that would close a cycle through another kernel. */
+    if (nc > 0) {
+        int inputs[16], ni = 0;
+        for (int j = 0; j < n->nin && ni < 16; j++)
+            if (n->in[j]) inputs[ni++] = group_of(s, s->f->base_of[n->in[j]->id]);
+        while (nc > 0 && path_through_outside(s, cand, nc, inputs, ni)) {
+            set_why(s, n, "not fused with k%d: a kernel between them reads one and feeds the other",
+                    cand[nc - 1]);
+            nc--;
+        }
+    }
+    if (nc == 0) {
+        new_group(s, n);
+        return;
+    }
+    /* The anchored kernel (if any) is the one that survives. */
+    int into = cand[0];
+    for (int i = 0; i < nc; i++) if (s->gr[cand[i]].kind != PASS_KERNEL_POINTWISE) into = cand[i];
+    bool anchored = s->gr[into].kind != PASS_KERNEL_POINTWISE;
+    /* Pointwise members merged at level 1 of an anchored kernel move there. */
+    for (int i = 0; i < nc && anchored; i++) {
+        if (cand[i] == into) continue;
+        for (int id = 0; id < s->n; id++)
+            if (group_of(s, id) == cand[i]) s->level[id] = lvl;
+    }
+    merge_into(s, into, cand, nc);
+    s->f->kernel_of[n->id] = into;
+    s->level[n->id] = lvl;
+    if (kind_of(n) != PASS_KERNEL_POINTWISE) { /* n is the anchor; its producers the prologue */
+        group *gr = &s->gr[into];
+        if (gr->kind == PASS_KERNEL_POINTWISE) {
+            gr->kind = kind_of(n), gr->anchor = n->id, gr->space = n->in[0]->type;
+        }
+        s->level[n->id] = 1;
+    }
+}
+
+/* ---- horizontal fusion ---------------------------------------------------------------- */
+
+/* Whether kernels a and b read a common value that neither computes. */
+static int shared_load(fuse_state *s, int a, int b) {
+    for (int id = 0; id < s->n; id++) {
+        if (group_of(s, id) != a) continue;
+        const ir_node *u = ir_graph_node(s->g, id);
+        for (int j = 0; j < u->nin; j++) {
+            if (!u->in[j]) continue;
+            int x = s->f->base_of[u->in[j]->id];
+            if (group_of(s, x) == a) continue;
+            for (int id2 = 0; id2 < s->n; id2++) {
+                if (group_of(s, id2) != b) continue;
+                const ir_node *v = ir_graph_node(s->g, id2);
+                for (int k = 0; k < v->nin; k++)
+                    if (v->in[k] && s->f->base_of[v->in[k]->id] == x) return x;
+            }
+        }
+    }
+    return -1;
+}
+
+static bool horizontal_ok(fuse_state *s, int a, int b) {
+    const group *A = &s->gr[a], *B = &s->gr[b];
+    if (!same_shape(&A->space, &B->space)) return false;
+    bool pa = A->kind == PASS_KERNEL_POINTWISE, pb = B->kind == PASS_KERNEL_POINTWISE;
+    if (!(pa || A->kind == PASS_KERNEL_REDUCE) || !(pb || B->kind == PASS_KERNEL_REDUCE)) return false;
+    if (!pa && !pb) {
+        const ir_node *x = ir_graph_node(s->g, A->anchor), *y = ir_graph_node(s->g, B->anchor);
+        if (x->attrs.axis != y->attrs.axis || !same_shape(&x->type, &y->type)) return false;
+    }
+    int set[2] = {a, b};
+    return !path_through_outside(s, set, 1, &b, 1) && !path_through_outside(s, set + 1, 1, &a, 1);
+}
+
+static void fuse_horizontal(fuse_state *s) {
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (int a = 0; a < s->ngroups && !changed; a++) {
+            if (find(s, a) != a) continue;
+            for (int b = a + 1; b < s->ngroups && !changed; b++) {
+                if (find(s, b) != b) continue;
+                int x = shared_load(s, a, b);
+                if (x < 0 || !horizontal_ok(s, a, b)) continue;
+                int into = s->gr[a].kind == PASS_KERNEL_POINTWISE ? b : a, from = into == a ? b : a;
+                snprintf(s->gr[into].why, sizeof s->gr[into].why,
+                         "horizontal: k%d and k%d both read %%%d over the same space", a, b, x);
+                merge_into(s, into, &from, 1);
+                changed = true;
+            }
+        }
+    }
+}
+
+/* ---- building the result -------------------------------------------------------------- */
+
+static int push(int **arr, int *n, int v) {
+    for (int i = 0; i < *n; i++) if ((*arr)[i] == v) return 0;
+    int *p = realloc(*arr, (size_t)(*n + 1) * sizeof **arr);
+    if (!p) return rt_error("pass fuse: out of memory");
+    p[(*n)++] = v;
+    *arr = p;
+    return 0;
+}
+
+/* Kernel order: producers first, ties by smallest member (Kahn). */
+static int order_kernels(fuse_state *s, int *rep, int nk, int *order) {
+    int *indeg = calloc((size_t)nk, sizeof *indeg);
+    bool *done = calloc((size_t)nk, sizeof *done);
+    if (!indeg || !done) return free(indeg), free(done), rt_error("pass fuse: out of memory");
+    for (int it = 0; it < nk; it++) {
+        memset(indeg, 0, (size_t)nk * sizeof *indeg);
+        for (int id = 0; id < s->n; id++) {
+            int gu = group_of(s, id);
+            if (gu < 0) continue;
+            const ir_node *u = ir_graph_node(s->g, id);
+            for (int j = 0; j < u->nin; j++) {
+                int gp = u->in[j] ? group_of(s, s->f->base_of[u->in[j]->id]) : -1;
+                if (gp >= 0 && gp != gu && !done[rep[gp]]) indeg[rep[gu]]++;
+            }
+        }
+        int best = -1;
+        for (int k = 0; k < nk; k++) {
+            if (done[k] || indeg[k]) continue;
+            if (best < 0) best = k;
+        }
+        EM_ASSERT(best >= 0); /* merges never close cycles */
+        done[best] = true;
+        order[it] = best;
+    }
+    free(indeg);
+    free(done);
+    return 0;
+}
+
+static int build_kernels(fuse_state *s) {
+    pass_fusion *f = s->f;
+    int *rep = malloc((size_t)(s->ngroups ? s->ngroups : 1) * sizeof *rep);
+    int *order = malloc((size_t)(s->ngroups ? s->ngroups : 1) * sizeof *order);
+    if (!rep || !order) return free(rep), free(order), rt_error("pass fuse: out of memory");
+    /* Representatives numbered by smallest member, so numbering follows the graph. */
+    int nk = 0;
+    for (int id = 0; id < s->n; id++) {
+        int g = group_of(s, id);
+        if (g >= 0 && s->gr[g].first == id) rep[g] = nk++;
+    }
+    int st = order_kernels(s, rep, nk, order);
+    int *pos = malloc((size_t)(nk ? nk : 1) * sizeof *pos);
+    f->k = calloc((size_t)(nk ? nk : 1), sizeof *f->k);
+    if (st || !pos || !f->k) {
+        free(rep), free(order), free(pos);
+        return st ? st : rt_error("pass fuse: out of memory");
+    }
+    for (int i = 0; i < nk; i++) pos[order[i]] = i;
+    f->nkernels = nk;
+    for (int g = 0; g < s->ngroups; g++) {
+        if (find(s, g) != g) continue;
+        pass_kernel *k = &f->k[pos[rep[g]]];
+        k->kind = s->gr[g].kind, k->space = s->gr[g].space, k->anchor = s->gr[g].anchor;
+        memcpy(k->why, s->gr[g].why, sizeof k->why);
+    }
+    int *final = malloc((size_t)(s->n ? s->n : 1) * sizeof *final);
+    if (!final) st = rt_error("pass fuse: out of memory");
+    for (int id = 0; id < s->n && !st; id++) {
+        int g = group_of(s, id);
+        final[id] = g < 0 ? -1 : pos[rep[g]];
+    }
+    for (int id = 0; id < s->n && !st; id++) {
+        f->kernel_of[id] = final[id];
+        if (final[id] >= 0) st = push(&f->k[final[id]].nodes, &f->k[final[id]].nnodes, id);
+    }
+    /* loads and outs: edges that cross a kernel boundary, and graph outputs */
+    for (int id = 0; id < s->n && !st; id++) {
+        const ir_node *u = ir_graph_node(s->g, id);
+        int ku = final[id];
+        for (int j = 0; j < u->nin && !st && ku >= 0; j++) {
+            if (!u->in[j]) continue;
+            int b = f->base_of[u->in[j]->id];
+            if (final[b] == ku) continue;
+            st = push(&f->k[ku].loads, &f->k[ku].nloads, b);
+            if (!st && final[b] >= 0) st = push(&f->k[final[b]].outs, &f->k[final[b]].nouts, b);
+        }
+    }
+    for (int i = 0; i < ir_graph_num_outputs(s->g) && !st; i++) {
+        int b = f->base_of[ir_graph_output(s->g, i)->id];
+        if (final[b] >= 0) st = push(&f->k[final[b]].outs, &f->k[final[b]].nouts, b);
+    }
+    free(final), free(rep), free(order), free(pos);
+    return st;
+}
+
+pass_fusion *pass_fuse(const ir_graph *g) {
+    if (!g) return rt_error("pass_fuse: the graph is NULL"), NULL;
+    int n = ir_graph_num_nodes(g);
+    size_t nn = (size_t)(n ? n : 1);
+    fuse_state s = {.g = g, .n = n};
+    pass_fusion *f = s.f = calloc(1, sizeof *f);
+    if (f) {
+        f->g = g;
+        f->kernel_of = malloc(nn * sizeof *f->kernel_of);
+        f->base_of = malloc(nn * sizeof *f->base_of);
+        f->why = calloc(nn, sizeof *f->why);
+    }
+    s.gr = malloc(nn * sizeof *s.gr);
+    s.level = calloc(nn, sizeof *s.level);
+    s.mark = malloc(nn * sizeof *s.mark);
+    s.stack = malloc(nn * sizeof *s.stack);
+    int st = f && f->kernel_of && f->base_of && f->why && s.gr && s.level && s.mark && s.stack
+                 ? 0 : rt_error("pass_fuse: out of memory");
+    for (int id = 0; id < n && !st; id++) f->kernel_of[id] = -1;
+    for (int id = 0; id < n && !st; id++) {
+        const ir_node *x = ir_graph_node(g, id);
+        f->base_of[id] = x->kind == IR_NODE_OP && ir_ops[x->op].kind == IR_KIND_VIEW
+                             ? f->base_of[x->in[0]->id] : id;
+        if (x->kind != IR_NODE_OP || ir_ops[x->op].kind == IR_KIND_VIEW) continue;
+        fuse_node(&s, x);
+    }
+    if (!st) fuse_horizontal(&s);
+    if (!st) st = build_kernels(&s);
+    free(s.gr), free(s.level), free(s.mark), free(s.stack);
+    if (st) {
+        pass_fusion_destroy(f);
+        return NULL;
+    }
+    return f;
+}
+
+void pass_fusion_destroy(pass_fusion *f) {
+    if (!f) return;
+    for (int i = 0; i < f->nkernels; i++) {
+        free(f->k[i].nodes), free(f->k[i].outs), free(f->k[i].loads);
+    }
+    if (f->why)
+        for (int i = 0; i < ir_graph_num_nodes(f->g); i++) free(f->why[i]);
+    free(f->k), free(f->kernel_of), free(f->base_of), free(f->why);
+    free(f);
+}
+
+/* ---- checking and printing ------------------------------------------------------------ */
+
+static bool contains(const int *a, int n, int v) {
+    for (int i = 0; i < n; i++) if (a[i] == v) return true;
+    return false;
+}
+
+int pass_fusion_verify(const pass_fusion *f) {
+    const ir_graph *g = f->g;
+    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
+        const ir_node *x = ir_graph_node(g, id);
+        bool member = x->kind == IR_NODE_OP && ir_ops[x->op].kind != IR_KIND_VIEW;
+        int k = f->kernel_of[id];
+        if (member != (k >= 0))
+            return rt_error("fuse: %%%d %s", id, member ? "is in no kernel" : "is in a kernel");
+        if (!member) continue;
+        if (k >= f->nkernels || !contains(f->k[k].nodes, f->k[k].nnodes, id))
+            return rt_error("fuse: %%%d is not listed by its kernel k%d", id, k);
+        for (int j = 0; j < x->nin; j++) {
+            if (!x->in[j]) continue;
+            int b = f->base_of[x->in[j]->id], kb = f->kernel_of[b];
+            if (kb == k) continue;
+            if (kb > k) return rt_error("fuse: k%d reads %%%d of k%d, which runs later", k, b, kb);
+            if (!contains(f->k[k].loads, f->k[k].nloads, b))
+                return rt_error("fuse: k%d reads %%%d but does not list it as a load", k, b);
+            if (kb >= 0 && !contains(f->k[kb].outs, f->k[kb].nouts, b))
+                return rt_error("fuse: k%d reads %%%d of k%d, which does not write it", k, b, kb);
+        }
+    }
+    for (int k = 0; k < f->nkernels; k++) {
+        const pass_kernel *K = &f->k[k];
+        if (K->nnodes == 0) return rt_error("fuse: k%d is empty", k);
+        if ((K->kind == PASS_KERNEL_POINTWISE) != (K->anchor < 0))
+            return rt_error("fuse: k%d (%s) has the wrong anchor", k, pass_kernel_kind_name(K->kind));
+        for (int i = 0; i < K->nouts; i++)
+            if (f->kernel_of[K->outs[i]] != k) return rt_error("fuse: k%d writes a value it does not compute", k);
+    }
+    for (int i = 0; i < ir_graph_num_outputs(g); i++) {
+        int b = f->base_of[ir_graph_output(g, i)->id], kb = f->kernel_of[b];
+        if (kb >= 0 && !contains(f->k[kb].outs, f->k[kb].nouts, b))
+            return rt_error("fuse: graph output %%%d is not written by k%d", b, kb);
+    }
+    return 0;
+}
+
+static void print_ids(FILE *out, const char *label, const int *ids, int n) {
+    fprintf(out, "  %s", label);
+    for (int i = 0; i < n; i++) fprintf(out, "%s%%%d", i ? ", " : " ", ids[i]);
+    if (!n) fprintf(out, " -");
+    fprintf(out, "\n");
+}
+
+int pass_fusion_print(const pass_fusion *f, FILE *out) {
+    const ir_graph *g = f->g;
+    int ops = 0, views = 0;
+    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
+        const ir_node *x = ir_graph_node(g, id);
+        if (x->kind != IR_NODE_OP) continue;
+        if (ir_ops[x->op].kind == IR_KIND_VIEW) views++;
+        else ops++;
+    }
+    fprintf(out, "; kernels of %s: %d kernel%s for %d op%s (%d view%s read with strides)\n",
+            ir_graph_name(g), f->nkernels, f->nkernels == 1 ? "" : "s", ops, ops == 1 ? "" : "s",
+            views, views == 1 ? "" : "s");
+    char sh[96];
+    for (int k = 0; k < f->nkernels; k++) {
+        const pass_kernel *K = &f->k[k];
+        fprintf(out, "k%d %s over %s%s", k, pass_kernel_kind_name(K->kind),
+                em_dtype_name(K->space.dtype), rt_shape_str(sh, sizeof sh, K->space.ndim, K->space.shape));
+        if (K->anchor >= 0) fprintf(out, ", anchor %%%d %s", K->anchor, ir_ops[ir_graph_node(g, K->anchor)->op].name);
+        fprintf(out, "\n  nodes");
+        for (int i = 0; i < K->nnodes; i++)
+            fprintf(out, "%s%%%d %s", i ? ", " : " ", K->nodes[i], ir_ops[ir_graph_node(g, K->nodes[i])->op].name);
+        fprintf(out, "\n");
+        print_ids(out, "loads", K->loads, K->nloads);
+        print_ids(out, "writes", K->outs, K->nouts);
+        if (K->why[0]) fprintf(out, "  %s\n", K->why);
+    }
+    bool header = false;
+    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
+        if (!f->why[id]) continue;
+        if (!header) fprintf(out, "; not fused into a producer's kernel:\n"), header = true;
+        fprintf(out, "%%%d %s (k%d): %s\n", id, ir_ops[ir_graph_node(g, id)->op].name, f->kernel_of[id],
+                f->why[id]);
+    }
+    return ferror(out) ? rt_error("em_dump: write failed") : 0;
+}
