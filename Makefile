@@ -50,8 +50,10 @@ ISAFLAGS_sse2 := -DRT_ISA_SSE2
 OBJ := $(SRC:%.c=$(B)/obj/%.o) \
     $(foreach i,$(ISAS),$(SIMD_SRC:%.c=$(B)/obj/%.$(i).o))
 
-TEST_SRC := $(wildcard tests/*.c tests/*/*.c)
+TEST_SRC := $(wildcard tests/*.c tests/*/*.c) bench/models/models.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
+# The model tests (tests/bench) include the benchmark's models.
+$(TEST_OBJ): ALL_CFLAGS += -Ibench/models
 TEST_BIN := $(B)/ember-tests
 
 .PHONY: all test demo install deps clean bench-ops bench-guard
@@ -63,7 +65,7 @@ $(DEPS_STAMP):
 
 deps: $(DEPS_STAMP)
 
-$(B)/obj/%.o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h tests/*/*.h ir/*.def)
+$(B)/obj/%.o: %.c $(DEPS_STAMP) $(wildcard include/*.h */*.h tests/*/*.h bench/*/*.h ir/*.def)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 

@@ -17,10 +17,14 @@
  *  - a reduction or a norm (softmax, log_softmax, layer_norm, rms_norm) joins
  *    the elementwise kernel that computes its input: the prologue runs in the
  *    reduction's pass. Elementwise consumers of the result at the result's
- *    shape join as an epilogue. A consumer that reads a reduction broadcast
- *    back over the reduced axis would need a second pass over the rows: not
- *    fused (the norm ops, which do their passes natively, are the way to get
- *    one-kernel softmax and layer_norm).
+ *    shape join as an epilogue. When the reduction is over the last axis, the
+ *    kernel is a row kernel that may make several passes over each row (at
+ *    most FUSE_MAX_PASSES): an elementwise op that reads a reduced value
+ *    broadcast back over the row, and a further reduction of such values,
+ *    join as later passes. So a softmax or a layer_norm written by hand with
+ *    max, sum, mean, exp and divide is one kernel, like the native ops. Over
+ *    another axis, such a consumer is not fused: the reduced value is written
+ *    to memory and read with a broadcast.
  *  - a contraction (matmul, linear) takes an elementwise epilogue (bias,
  *    activation, residual add, scale) but no prologue: its operands are read
  *    by the GEMM from memory.
@@ -51,6 +55,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Passes over the rows a reduce kernel may make: mean, then variance, then the
+ * normalised output is a hand-written layer_norm; more is unusual and long. */
+enum { FUSE_MAX_PASSES = 3 };
+
 typedef struct group {
     pass_kernel_kind kind;
     ir_type space;        /* level-0 shape */
@@ -66,7 +74,8 @@ typedef struct fuse_state {
     int n;
     group *gr;
     int ngroups;
-    int *level;           /* by node: 0 at the kernel's space, 1 after its anchor */
+    int *level;           /* by node: the pass over the kernel's space that computes it:
+                             0 before any anchor, 1 + the pass of an anchor's input */
     int *mark;            /* scratch, by group */
     int *stack;           /* scratch, by group */
 } fuse_state;
@@ -164,6 +173,21 @@ static bool path_through_outside(fuse_state *s, const int *set, int nset, const 
 
 /* ---- vertical fusion ------------------------------------------------------------------ */
 
+/* Whether b, a reduced value of reduce kernel G, is read by the elementwise n
+ * as one scalar per row of G's space: the rows are G's last axis, b keeps it
+ * as 1, and n iterates over the whole rows. Then n runs in a later pass over
+ * each row (softmax written by hand: max, then exp and sum, then divide). */
+static bool row_scalar(fuse_state *s, int G, const ir_node *b, const ir_node *n) {
+    const group *gr = &s->gr[G];
+    if (gr->kind != PASS_KERNEL_REDUCE || s->level[b->id] < 1 || s->level[b->id] >= FUSE_MAX_PASSES)
+        return false;
+    const ir_node *a = ir_graph_node(s->g, gr->anchor);
+    int last = gr->space.ndim - 1;
+    if (last < 0 || a->attrs.axis != last || !same_shape(&n->type, &gr->space)) return false;
+    if (b->type.ndim != gr->space.ndim || b->type.shape[last] != 1) return false;
+    return memcmp(b->type.shape, gr->space.shape, (size_t)last * sizeof *b->type.shape) == 0;
+}
+
 /* Whether n may join kernel G through its input number j (whose base b is in G).
  * On no, writes the reason. *lvl receives n's level in G. */
 static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, char *why, size_t cap) {
@@ -178,9 +202,11 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
     }
     if (is_elementwise(n)) {
         if (!same_shape(&b->type, &n->type)) {
-            if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] == 1)
-                snprintf(why, cap, "reads %%%d broadcast back over the reduced axis: that needs a "
-                         "second pass over the input, so %%%d is written to memory", b->id, b->id);
+            if (row_scalar(s, G, b, n)) return *lvl = s->level[b->id], true;
+            if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] >= 1)
+                snprintf(why, cap, "reads %%%d broadcast back over the reduced axis, which is not "
+                         "the last axis of k%d's rows (or it would be pass %d): %%%d is written to memory",
+                         b->id, G, s->level[b->id] + 1, b->id);
             else
                 snprintf(why, cap, "broadcasts %%%d: fusing would recompute it for each broadcast "
                          "element, so it is written to memory once", b->id);
@@ -204,9 +230,12 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
         return false;
     }
     if (gr->kind == PASS_KERNEL_POINTWISE) return *lvl = 1, true;
-    if (gr->kind == PASS_KERNEL_REDUCE && kind_of(n) == PASS_KERNEL_REDUCE && s->level[b->id] == 0) {
+    if (gr->kind == PASS_KERNEL_REDUCE && kind_of(n) == PASS_KERNEL_REDUCE &&
+        same_shape(&b->type, &gr->space) && s->level[b->id] + 1 <= FUSE_MAX_PASSES) {
         const ir_node *a = ir_graph_node(s->g, gr->anchor);
-        if (a->attrs.axis == n->attrs.axis && same_shape(&a->type, &n->type)) return *lvl = 1, true;
+        bool rows = s->level[b->id] == 0 || a->attrs.axis == gr->space.ndim - 1;
+        if (rows && a->attrs.axis == n->attrs.axis && same_shape(&a->type, &n->type))
+            return *lvl = s->level[b->id] + 1, true;
     }
     snprintf(why, cap, "%%%d is in a %s kernel, which already has its %s (%%%d); a kernel holds one",
              b->id, pass_kernel_kind_name(gr->kind),
@@ -243,65 +272,95 @@ static int new_group(fuse_state *s, const ir_node *n) {
     return k;
 }
 
-/* The kernels n may join and n's level there; returns how many (0: a new kernel). */
-static int join_candidates(fuse_state *s, const ir_node *n, int *cand, int *lvl_out) {
-    int nc = 0, lvl = 0;
+/* The kernels n may join, each with n's level there; returns how many. Every
+ * edge from a kernel must be acceptable for that kernel to be a candidate. */
+static int join_candidates(fuse_state *s, const ir_node *n, int *cand, int *clvl) {
+    int nc = 0;
     char why[224];
     for (int j = 0; j < n->nin; j++) {
         if (!n->in[j]) continue;
         int G = group_of(s, s->f->base_of[n->in[j]->id]);
         if (G < 0) continue;
-        int l;
+        int l, at = -1;
         bool ok = edge_ok(s, n, j, G, &l, why, sizeof why);
-        int at = -1;
         for (int i = 0; i < nc; i++) if (cand[i] == G || cand[i] == ~G) at = i;
+        if (at < 0) at = nc++, cand[at] = G, clvl[at] = 0;
         if (!ok) {
             set_why(s, n, "not fused with k%d: %s", G, why);
-            if (at >= 0) cand[at] = ~G; else cand[nc++] = ~G; /* refused through this edge */
-            continue;
+            cand[at] = ~G; /* refused through this edge */
+        } else if (l > clvl[at]) {
+            clvl[at] = l;
         }
-        if (at < 0) cand[nc++] = G;
-        if (l > lvl) lvl = l;
     }
-    /* Keep the accepted ones; at most one kernel with an anchor. */
-    int kept = 0, anchored = -1;
+    int kept = 0;
     for (int i = 0; i < nc; i++) {
         int G = cand[i];
         if (G < 0) continue;
-        bool anchor = s->gr[G].kind != PASS_KERNEL_POINTWISE || kind_of(n) != PASS_KERNEL_POINTWISE;
-        if (s->gr[G].kind != PASS_KERNEL_POINTWISE && anchored >= 0) {
-            set_why(s, n, "not fused with k%d: already joins k%d, and a kernel holds one reduction, "
-                    "norm or contraction", G, anchored);
-            continue;
-        }
-        if (s->gr[G].kind != PASS_KERNEL_POINTWISE) anchored = G;
         if (s->gr[G].kind == PASS_KERNEL_POINTWISE && kind_of(n) == PASS_KERNEL_POINTWISE &&
             !same_shape(&s->gr[G].space, &n->type)) {
             set_why(s, n, "not fused with k%d: it iterates over another shape", G);
             continue;
         }
-        (void)anchor;
-        cand[kept++] = G;
+        cand[kept] = G, clvl[kept++] = clvl[i];
     }
-    *lvl_out = lvl;
     return kept;
 }
 
-static void fuse_node(fuse_state *s, const ir_node *n) {
-    int cand[16], lvl = 0;
-    int nc = n->nin <= 16 ? join_candidates(s, n, cand, &lvl) : 0;
-    if (nc > 1 && kind_of(n) != PASS_KERNEL_POINTWISE) nc = 1; /* an anchor joins one prologue */
-    /* Refuse a merge that would close a cycle through another kernel. */
-    if (nc > 0) {
-        int inputs[16], ni = 0;
-        for (int j = 0; j < n->nin && ni < 16; j++)
-            if (n->in[j]) inputs[ni++] = group_of(s, s->f->base_of[n->in[j]->id]);
-        while (nc > 0 && path_through_outside(s, cand, nc, inputs, ni)) {
-            set_why(s, n, "not fused with k%d: a kernel between them reads one and feeds the other",
-                    cand[nc - 1]);
-            nc--;
-        }
+/* Whether merging the kernels in set with n closes no cycle through another kernel. */
+static bool acyclic(fuse_state *s, const ir_node *n, const int *set, int nset) {
+    int inputs[16], ni = 0;
+    for (int j = 0; j < n->nin && ni < 16; j++)
+        if (n->in[j]) inputs[ni++] = group_of(s, s->f->base_of[n->in[j]->id]);
+    return !path_through_outside(s, set, nset, inputs, ni);
+}
+
+/* Chooses what n joins: at most one kernel with an anchor (the most recent
+ * producer first: a residual add joins the GEMM that just ran, not an older
+ * one), then every pointwise kernel that closes no cycle. An anchor (a
+ * reduction or norm) joins one kernel only. Returns how many; *lvl: n's level. */
+static int choose(fuse_state *s, const ir_node *n, int *cand, const int *clvl, int nc, int *lvl) {
+    int chosen[16], nch = 0, anchored = -1;
+    *lvl = 0;
+    for (;;) { /* anchored candidates, latest first */
+        int best = -1;
+        for (int i = 0; i < nc; i++)
+            if (cand[i] >= 0 && s->gr[cand[i]].kind != PASS_KERNEL_POINTWISE &&
+                (best < 0 || s->gr[cand[i]].first > s->gr[cand[best]].first))
+                best = i;
+        if (best < 0) break;
+        int G = cand[best];
+        cand[best] = -1;
+        if (anchored >= 0)
+            set_why(s, n, "not fused with k%d: it joins k%d, and a kernel holds one reduction, norm "
+                    "or contraction", G, anchored);
+        else if (!acyclic(s, n, &G, 1))
+            set_why(s, n, "not fused with k%d: a kernel between them reads one and feeds the other", G);
+        else
+            anchored = chosen[nch++] = G, *lvl = clvl[best];
     }
+    for (int i = 0; i < nc; i++) {
+        if (cand[i] < 0) continue;
+        if (kind_of(n) != PASS_KERNEL_POINTWISE && nch > 0) {
+            set_why(s, n, "not fused with k%d: %s joins one kernel", cand[i], ir_ops[n->op].name);
+            continue;
+        }
+        chosen[nch] = cand[i];
+        if (!acyclic(s, n, chosen, nch + 1)) {
+            set_why(s, n, "not fused with k%d: a kernel between them reads one and feeds the other",
+                    cand[i]);
+            continue;
+        }
+        nch++;
+        if (clvl[i] > *lvl) *lvl = clvl[i];
+    }
+    memcpy(cand, chosen, (size_t)nch * sizeof *cand);
+    return nch;
+}
+
+static void fuse_node(fuse_state *s, const ir_node *n) {
+    int cand[16], clvl[16], lvl = 0;
+    int nc = n->nin <= 16 ? join_candidates(s, n, cand, clvl) : 0;
+    nc = choose(s, n, cand, clvl, nc, &lvl);
     if (nc == 0) {
         new_group(s, n);
         return;
@@ -310,7 +369,7 @@ static void fuse_node(fuse_state *s, const ir_node *n) {
     int into = cand[0];
     for (int i = 0; i < nc; i++) if (s->gr[cand[i]].kind != PASS_KERNEL_POINTWISE) into = cand[i];
     bool anchored = s->gr[into].kind != PASS_KERNEL_POINTWISE;
-    /* Pointwise members merged at level 1 of an anchored kernel move there. */
+    /* Pointwise members merged at a later pass of an anchored kernel move there. */
     for (int i = 0; i < nc && anchored; i++) {
         if (cand[i] == into) continue;
         for (int id = 0; id < s->n; id++)
@@ -321,10 +380,8 @@ static void fuse_node(fuse_state *s, const ir_node *n) {
     s->level[n->id] = lvl;
     if (kind_of(n) != PASS_KERNEL_POINTWISE) { /* n is the anchor; its producers the prologue */
         group *gr = &s->gr[into];
-        if (gr->kind == PASS_KERNEL_POINTWISE) {
+        if (gr->kind == PASS_KERNEL_POINTWISE)
             gr->kind = kind_of(n), gr->anchor = n->id, gr->space = n->in[0]->type;
-        }
-        s->level[n->id] = 1;
     }
 }
 
