@@ -4,6 +4,7 @@
 #   make test            build and run the Criterion suite
 #   make SAN=1 test      the same under ASan+UBSan, in build-san/
 #   make demo            build and run the example in examples/
+#   make bench           ember-bench: workloads eager vs compiled vs PyTorch (BENCHFLAGS=...)
 #   make bench-ops       eager per-op timings beside PyTorch (bench/ops)
 #   make install PREFIX=/usr/local
 #
@@ -56,8 +57,8 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 $(TEST_OBJ): ALL_CFLAGS += -Ibench/models
 TEST_BIN := $(B)/ember-tests
 
-.PHONY: all test demo install deps clean bench-ops bench-guard
-all: $(B)/libember.so $(B)/libember.a
+.PHONY: all test demo install deps clean bench bench-ops bench-guard
+all: $(B)/libember.so $(B)/libember.a $(B)/ember-bench
 
 $(DEPS_STAMP):
 	@scripts/deps.sh
@@ -104,6 +105,15 @@ demo: $(B)/examples/mlp
 $(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \
 	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
+
+BENCH_SRC := bench/main.c bench/limits.c bench/report.c bench/models/models.c
+$(B)/ember-bench: $(BENCH_SRC) bench/bench.h bench/models/models.h $(B)/libember.so
+	$(CC) $(ALL_CFLAGS) -Ibench/models -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $(BENCH_SRC) \
+	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm -lpthread
+
+# BENCHFLAGS: --threads N, --only a,b, --seconds S, --json, --no-peers
+bench: $(B)/ember-bench
+	$(B)/ember-bench $(BENCHFLAGS)
 
 $(B)/bench-guard: bench/guard.c $(B)/libember.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libember.a $(LDLIBS)

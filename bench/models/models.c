@@ -6,7 +6,9 @@
  * Shapes are DESIGN.md's. The attention and block models split heads with
  * reshape and permute views and mask causally with a constant added to the
  * scores; block is a GPT-2 pre-norm block (layer_norm, attention, residual,
- * layer_norm, gelu MLP, residual).
+ * layer_norm, gelu (tanh form) MLP, residual). Each computes what
+ * ../shared/peers/torch_peers.py computes for PyTorch (q, k and v come from one
+ * [3C, C] weight here rather than three [C, C] ones: the same arithmetic).
  */
 #include "models.h"
 
@@ -22,7 +24,7 @@ static struct {
     em_tensor *chain_a, *chain_b;
     em_tensor *ln_w, *ln_b;
     em_tensor *mlp_w1, *mlp_b1, *mlp_w2, *mlp_b2;
-    em_tensor *att_wqkv, *att_bqkv, *att_wo, *att_bo;
+    em_tensor *att_wqkv, *att_wo;
     em_tensor *blk_ln1w, *blk_ln1b, *blk_wqkv, *blk_bqkv, *blk_wo, *blk_bo;
     em_tensor *blk_ln2w, *blk_ln2b, *blk_w1, *blk_b1, *blk_w2, *blk_b2, *blk_mask;
     em_tensor *tiny_w, *tiny_b;
@@ -71,7 +73,7 @@ static em_tensor *attend(em_tensor *x, int H, em_tensor *wqkv, em_tensor *bqkv, 
 
 static em_tensor *attention(em_tensor *x) {
     em_scope_begin();
-    em_tensor *y = em_keep(attend(x, 8, W.att_wqkv, W.att_bqkv, W.att_wo, W.att_bo, NULL));
+    em_tensor *y = em_keep(attend(x, 8, W.att_wqkv, NULL, W.att_wo, NULL, NULL));
     em_scope_end();
     return y;
 }
@@ -81,7 +83,7 @@ static em_tensor *block(em_tensor *x) {
     em_tensor *h = em_layer_norm(x, W.blk_ln1w, W.blk_ln1b, 1e-5);
     x = em_add(x, attend(h, 4, W.blk_wqkv, W.blk_bqkv, W.blk_wo, W.blk_bo, W.blk_mask));
     h = em_layer_norm(x, W.blk_ln2w, W.blk_ln2b, 1e-5);
-    h = em_linear(em_gelu(em_linear(h, W.blk_w1, W.blk_b1)), W.blk_w2, W.blk_b2);
+    h = em_linear(em_gelu_tanh(em_linear(h, W.blk_w1, W.blk_b1)), W.blk_w2, W.blk_b2);
     em_tensor *y = em_keep(em_add(x, h));
     em_scope_end();
     return y;
@@ -125,12 +127,12 @@ static em_tensor *causal(int64_t T) {
 int bm_setup(void) {
     if (W.ready) return 0;
     uint64_t s = 100;
-    W.chain_a = weight(1, SH(1024), s++, 1.0), W.chain_b = weight(1, SH(1024), s++, 1.0);
+    W.chain_a = weight(2, SH(4096, 1024), s++, 1.0), W.chain_b = weight(2, SH(4096, 1024), s++, 1.0);
     W.ln_w = weight(1, SH(1024), s++, 1.0), W.ln_b = weight(1, SH(1024), s++, 1.0);
     W.mlp_w1 = weight(2, SH(4096, 1024), s++, 1 / 32.0), W.mlp_b1 = weight(1, SH(4096), s++, 0.1);
     W.mlp_w2 = weight(2, SH(1024, 4096), s++, 1 / 64.0), W.mlp_b2 = weight(1, SH(1024), s++, 0.1);
-    W.att_wqkv = weight(2, SH(1536, 512), s++, 1 / 22.6), W.att_bqkv = weight(1, SH(1536), s++, 0.1);
-    W.att_wo = weight(2, SH(512, 512), s++, 1 / 22.6), W.att_bo = weight(1, SH(512), s++, 0.1);
+    W.att_wqkv = weight(2, SH(1536, 512), s++, 1 / 22.6);
+    W.att_wo = weight(2, SH(512, 512), s++, 1 / 22.6);
     W.blk_ln1w = weight(1, SH(256), s++, 1.0), W.blk_ln1b = weight(1, SH(256), s++, 0.1);
     W.blk_wqkv = weight(2, SH(768, 256), s++, 1 / 16.0), W.blk_bqkv = weight(1, SH(768), s++, 0.1);
     W.blk_wo = weight(2, SH(256, 256), s++, 1 / 16.0), W.blk_bo = weight(1, SH(256), s++, 0.1);
@@ -157,7 +159,7 @@ void bm_teardown(void) {
 /* flops and bytes per call, f32 */
 #define MM(m, k, n) (2.0 * (m) * (k) * (n))
 const bm_model bm_models[] = {
-    {"chain", "gelu(x*a+b)*sigmoid(x), x [4096,1024]", chain, in_chain, 0, 2.0 * 4 * 4096 * 1024},
+    {"chain", "gelu(x*a+b)*sigmoid(x), x a b [4096,1024]", chain, in_chain, 0, 4.0 * 4 * 4096 * 1024},
     {"softmax", "rows of [4096,1024]", softmax, in_rows, 0, 2.0 * 4 * 4096 * 1024},
     {"layernorm", "rows of [4096,1024]", layernorm, in_rows, 0, 2.0 * 4 * 4096 * 1024},
     {"mlp", "1024->4096->1024, gelu, batch 64", mlp, in_mlp,

@@ -1,0 +1,44 @@
+/*
+ * bench.h — what ember-bench's files share: one result row per workload, the
+ * machine's measured limits, and the report writers.
+ */
+#ifndef EMBER_BENCH_H
+#define EMBER_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "models.h"
+
+typedef struct bench_row {
+    const bm_model *m;
+    int threads;
+    double eager_med, eager_best;       /* ms per call */
+    double comp_med, comp_best;         /* ms per call, compiled */
+    double cold_ms;                     /* em_compile + first call (trace, passes, build) */
+    double warm_ms;                     /* first call of a second em_compile in this process */
+    int kernels;
+    size_t arena, eager_peak, comp_peak; /* bytes */
+    double torch_eager, torchscript;    /* ms, or 0 when not measured */
+    double bound_ms;                    /* the machine's limit for this work, ms */
+    const char *bound_kind;             /* "memory" or "fma" */
+    bool ok;                            /* compiled agreed with eager */
+} bench_row;
+
+typedef struct bench_limits {
+    double triad_gbs;                   /* stream triad, GB/s, with the run's threads */
+    double fma_gflops;                  /* AVX-512 (else AVX2) FMA peak, GFLOP/s */
+    const char *fma_isa;
+} bench_limits;
+
+/* limits.c */
+void bench_measure_limits(int threads, bench_limits *out);
+
+/* report.c */
+void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limits *lim,
+                       bool have_torch);
+void bench_print_json(FILE *out, const bench_row *rows, int n, const bench_limits *lim);
+int bench_write_svg(const char *path, const bench_row *rows, int n, bool have_torch);
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * main.c — ember-bench: eager vs compiled vs PyTorch on DESIGN.md's workloads.
+ *
+ *   ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers]
+ *
+ * For each workload (bench/models): eager and compiled time per call (median
+ * and best over rounds), speedup, cold compile time (em_compile and the first
+ * call), the first call of a second em_compile in the same process, kernels,
+ * arena bytes, and eager vs compiled peak memory. The machine's limits are
+ * measured in the same run (limits.c) and each workload is shown as a
+ * fraction of its bound: bytes over triad bandwidth for memory-bound work,
+ * flops over FMA peak for GEMM-bound work. When /usr/bin/python3 has torch,
+ * ../shared/peers/torch_peers.py runs with the same threads (and
+ * OPENBLAS_NUM_THREADS, so PyTorch's GEMM uses the same cores) and its times
+ * sit beside ember's. Progress goes to stderr, the table to stdout (or JSON
+ * lines with --json); bench/results/latest.json and latest.svg are rewritten.
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#ifndef EMBER_BENCH_DIR
+#define EMBER_BENCH_DIR "bench"
+#endif
+
+typedef struct args {
+    int threads;
+    char only[256];
+    double seconds;
+    bool json, peers;
+} args;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers]\n");
+    return 2;
+}
+
+static int parse(int argc, char **argv, args *a) {
+    *a = (args){.threads = 1, .seconds = 1.0, .peers = true};
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--threads") && v) a->threads = atoi(v), i++;
+        else if (!strcmp(argv[i], "--only") && v) snprintf(a->only, sizeof a->only, "%s", v), i++;
+        else if (!strcmp(argv[i], "--seconds") && v) a->seconds = atof(v), i++;
+        else if (!strcmp(argv[i], "--json")) a->json = true;
+        else if (!strcmp(argv[i], "--no-peers")) a->peers = false;
+        else return -1;
+    }
+    return a->threads >= 1 && a->seconds > 0 ? 0 : -1;
+}
+
+static bool wanted(const args *a, const char *name) {
+    if (!a->only[0]) return true;
+    size_t n = strlen(name);
+    for (const char *p = a->only; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && !strncmp(p, name, n)) return true;
+        p += k + (p[k] == ',');
+    }
+    return false;
+}
+
+/* ---- timing ------------------------------------------------------------------------ */
+
+typedef em_tensor *(*model_fn)(em_tensor *);
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median and best ms per call of fn(x) over rounds filling about `seconds`. */
+static void time_calls(model_fn fn, em_tensor *x, double seconds, double *med, double *best) {
+    double t0 = now_ms();
+    em_release(fn(x));
+    double one = now_ms() - t0;
+    enum { ROUNDS = 9 };
+    long per = (long)(seconds * 1e3 / ROUNDS / (one > 1e-3 ? one : 1e-3));
+    if (per < 1) per = 1;
+    double r[ROUNDS];
+    for (int k = 0; k < ROUNDS; k++) {
+        double t = now_ms();
+        for (long i = 0; i < per; i++) em_release(fn(x));
+        r[k] = (now_ms() - t) / per;
+    }
+    qsort(r, ROUNDS, sizeof *r, cmp_double);
+    *med = r[ROUNDS / 2], *best = r[0];
+}
+
+/* Bytes one call allocates beyond what was live before it. */
+static size_t call_peak(model_fn fn, em_tensor *x, em_tensor **out) {
+    em_memory_stats ms;
+    em_memory_stats_get(&ms);
+    size_t base = ms.live_bytes;
+    em_memory_reset_peak();
+    *out = fn(x);
+    em_memory_stats_get(&ms);
+    return ms.peak_bytes - base;
+}
+
+static bool close_enough(em_tensor *got, em_tensor *want) {
+    int64_t n = got && want ? em_numel(want) : 0;
+    if (!n || em_numel(got) != n) return false;
+    float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+    bool ok = a && b && !em_read(want, a, (size_t)n * 4) && !em_read(got, b, (size_t)n * 4);
+    for (int64_t i = 0; ok && i < n; i++) ok = fabsf(a[i] - b[i]) <= 1e-5f + 1e-4f * fabsf(a[i]);
+    free(a), free(b);
+    return ok;
+}
+
+static void run_workload(const args *a, const bm_model *m, const bench_limits *lim, bench_row *r) {
+    *r = (bench_row){.m = m, .threads = a->threads};
+    em_tensor *x = m->input(1), *want, *got;
+    r->eager_peak = call_peak(m->fn, x, &want);
+    fprintf(stderr, "  %-10s eager...", m->name);
+    time_calls(m->fn, x, a->seconds, &r->eager_med, &r->eager_best);
+    fprintf(stderr, " %.3f ms; compile...", r->eager_med);
+    double t0 = now_ms();
+    model_fn fast = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
+    em_tensor *first = fast ? fast(x) : NULL;
+    r->cold_ms = now_ms() - t0;
+    r->ok = close_enough(first, want);
+    em_release(first);
+    if (!fast || !r->ok) {
+        fprintf(stderr, " FAILED: %s\n", fast ? "compiled result differs from eager" : em_last_error());
+        em_release(want), em_release(x), em_compiled_free((void *)fast);
+        return;
+    }
+    t0 = now_ms();
+    model_fn again = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
+    em_release(again ? again(x) : NULL);
+    r->warm_ms = now_ms() - t0;
+    em_compiled_free((void *)again);
+    fprintf(stderr, " %.1f ms; compiled...", r->cold_ms);
+    time_calls(fast, x, a->seconds, &r->comp_med, &r->comp_best);
+    em_stats st;
+    em_compiled_stats((void *)fast, &st);
+    r->comp_peak = call_peak(fast, x, &got) + (size_t)st.arena_bytes;
+    r->kernels = (int)st.kernels, r->arena = (size_t)st.arena_bytes;
+    fprintf(stderr, " %.3f ms\n", r->comp_med);
+    if (m->flops > 0) r->bound_ms = m->flops / (lim->fma_gflops * 1e9) * 1e3, r->bound_kind = "fma";
+    else r->bound_ms = m->bytes / (lim->triad_gbs * 1e9) * 1e3, r->bound_kind = "memory";
+    em_release(got), em_release(want), em_release(x);
+    em_compiled_free((void *)fast);
+}
+
+/* ---- peers --------------------------------------------------------------------------- */
+
+static bool have_torch(void) {
+    return system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+/* Reads `"key": value` from one JSON line; NAN when absent or null. */
+static double json_num(const char *line, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(line, pat);
+    if (!p || !strncmp(p + strlen(pat), "null", 4)) return NAN;
+    return atof(p + strlen(pat));
+}
+
+static void run_peers(const args *a, bench_row *rows, int n) {
+    char only[512] = "", cmd[1024];
+    for (int i = 0; i < n; i++)
+        snprintf(only + strlen(only), sizeof only - strlen(only), "%s%s", i ? "," : "", rows[i].m->name);
+    snprintf(cmd, sizeof cmd,
+             "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 %s/../../shared/peers/torch_peers.py "
+             "--threads %d --only %s --seconds %g",
+             a->threads, a->threads, EMBER_BENCH_DIR, a->threads, only, a->seconds);
+    fprintf(stderr, "  torch: %s\n", cmd);
+    FILE *p = popen(cmd, "r");
+    char line[1024];
+    while (p && fgets(line, sizeof line, p)) {
+        for (int i = 0; i < n; i++) {
+            char w[64];
+            snprintf(w, sizeof w, "\"workload\": \"%s\"", rows[i].m->name);
+            if (!strstr(line, w)) continue;
+            double ms = json_num(line, "ms");
+            if (strstr(line, "\"torch_eager\"")) rows[i].torch_eager = isnan(ms) ? 0 : ms;
+            if (strstr(line, "\"torchscript\"")) rows[i].torchscript = isnan(ms) ? 0 : ms;
+        }
+    }
+    if (p) pclose(p);
+}
+
+int main(int argc, char **argv) {
+    args a;
+    if (parse(argc, argv, &a) != 0) return usage();
+    if (em_set_threads(a.threads) != 0 || bm_setup() != 0) {
+        fprintf(stderr, "ember-bench: %s\n", em_last_error());
+        return 1;
+    }
+    bench_limits lim;
+    fprintf(stderr, "ember-bench: %d thread(s); measuring the machine's limits...\n", a.threads);
+    bench_measure_limits(a.threads, &lim);
+    fprintf(stderr, "  triad %.1f GB/s, %s FMA peak %.1f GFLOP/s\n", lim.triad_gbs, lim.fma_isa, lim.fma_gflops);
+    bench_row rows[16];
+    int n = 0, failed = 0;
+    for (int i = 0; i < bm_nmodels && n < 16; i++) {
+        if (!wanted(&a, bm_models[i].name)) continue;
+        run_workload(&a, &bm_models[i], &lim, &rows[n]);
+        failed += !rows[n++].ok;
+    }
+    if (n == 0) return fprintf(stderr, "ember-bench: --only matched no workload\n"), 2;
+    bool torch = a.peers && have_torch();
+    if (torch) run_peers(&a, rows, n);
+    else if (a.peers) fprintf(stderr, "  no PyTorch under /usr/bin/python3 (apt-get install python3-torch): "
+                                      "peers skipped\n");
+    if (a.json) bench_print_json(stdout, rows, n, &lim);
+    else bench_print_table(stdout, rows, n, &lim, torch);
+    mkdir(EMBER_BENCH_DIR "/results", 0777);
+    FILE *j = fopen(EMBER_BENCH_DIR "/results/latest.json", "w");
+    if (j) bench_print_json(j, rows, n, &lim), fclose(j);
+    bench_write_svg(EMBER_BENCH_DIR "/results/latest.svg", rows, n, torch);
+    fprintf(stderr, "  wrote %s/results/latest.json and latest.svg\n", EMBER_BENCH_DIR);
+    bm_teardown();
+    return failed ? 1 : 0;
+}
