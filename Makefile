@@ -3,7 +3,7 @@
 #   make                 build/libember.so and build/libember.a
 #   make test            build and run the Criterion suite
 #   make SAN=1 test      the same under ASan+UBSan, in build-san/
-#   make demo            build and run the example in examples/
+#   make demo            build the examples and run examples/gpt2_block.c (dumps in build/demo-dump)
 #   make bench           ember-bench: workloads eager vs compiled vs PyTorch (BENCHFLAGS=...)
 #   make bench-ops       eager per-op timings beside PyTorch (bench/ops)
 #   make install PREFIX=/usr/local
@@ -99,8 +99,9 @@ $(B)/examples/%: examples/%.c $(B)/libember.so
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
 
-demo: $(B)/examples/mlp
-	$(B)/examples/mlp
+# The first impression: a GPT-2 block eager vs compiled, every stage dumped.
+demo: $(B)/examples/gpt2_block $(B)/examples/mlp
+	EMBER_DUMP_DIR=$(B)/demo-dump $(B)/examples/gpt2_block
 
 $(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \

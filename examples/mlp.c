@@ -18,9 +18,9 @@
  *      graph. The output is checked against eager, the graph is printed, and
  *      every stage is written to a dump folder (build/demo-dump under make demo).
  *
- * Today a compiled call runs the captured graph (after the simplification
- * passes, where they exist) with the same eager kernels; fusion and LLVM code
- * generation are still being built, so expect the same speed as eager for now.
+ * Today a compiled call runs the fused, memory-planned graph with the same
+ * eager kernels (each kernel's results written into one arena); LLVM code
+ * generation is still being built, so expect eager speed with less memory.
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <ember.h>

@@ -195,6 +195,15 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
     const ir_node *b = ir_graph_node(s->g, s->f->base_of[x->id]);
     const group *gr = &s->gr[G];
     *lvl = 0;
+    pass_kernel_kind nk = is_elementwise(n) ? PASS_KERNEL_POINTWISE : kind_of(n);
+    if (nk == PASS_KERNEL_CONTRACTION) {
+        snprintf(why, cap, "a contraction reads its operands from memory (no prologue fusion)");
+        return false;
+    }
+    if (nk == PASS_KERNEL_GATHER || nk == PASS_KERNEL_COPY) {
+        snprintf(why, cap, "%s runs as a kernel of its own", ir_ops[n->op].name);
+        return false;
+    }
     if (b != x) {
         snprintf(why, cap, "reads %%%d through a %s view: %%%d is written to memory and read with strides",
                  b->id, ir_ops[x->op].name, b->id);
@@ -220,13 +229,8 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
         *lvl = s->level[b->id];
         return true;
     }
-    if (j != 0 || (kind_of(n) != PASS_KERNEL_REDUCE && kind_of(n) != PASS_KERNEL_NORM)) {
-        if (kind_of(n) == PASS_KERNEL_CONTRACTION)
-            snprintf(why, cap, "a contraction reads its operands from memory (no prologue fusion)");
-        else if (kind_of(n) == PASS_KERNEL_GATHER || kind_of(n) == PASS_KERNEL_COPY)
-            snprintf(why, cap, "%s runs as a kernel of its own", ir_ops[n->op].name);
-        else
-            snprintf(why, cap, "only the row input of %s can come from its kernel", ir_ops[n->op].name);
+    if (j != 0) {
+        snprintf(why, cap, "only the row input of %s can come from its kernel", ir_ops[n->op].name);
         return false;
     }
     if (gr->kind == PASS_KERNEL_POINTWISE) return *lvl = 1, true;
@@ -582,92 +586,4 @@ void pass_fusion_destroy(pass_fusion *f) {
         for (int i = 0; i < ir_graph_num_nodes(f->g); i++) free(f->why[i]);
     free(f->k), free(f->kernel_of), free(f->base_of), free(f->why);
     free(f);
-}
-
-/* ---- checking and printing ------------------------------------------------------------ */
-
-static bool contains(const int *a, int n, int v) {
-    for (int i = 0; i < n; i++) if (a[i] == v) return true;
-    return false;
-}
-
-int pass_fusion_verify(const pass_fusion *f) {
-    const ir_graph *g = f->g;
-    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
-        const ir_node *x = ir_graph_node(g, id);
-        bool member = x->kind == IR_NODE_OP && ir_ops[x->op].kind != IR_KIND_VIEW;
-        int k = f->kernel_of[id];
-        if (member != (k >= 0))
-            return rt_error("fuse: %%%d %s", id, member ? "is in no kernel" : "is in a kernel");
-        if (!member) continue;
-        if (k >= f->nkernels || !contains(f->k[k].nodes, f->k[k].nnodes, id))
-            return rt_error("fuse: %%%d is not listed by its kernel k%d", id, k);
-        for (int j = 0; j < x->nin; j++) {
-            if (!x->in[j]) continue;
-            int b = f->base_of[x->in[j]->id], kb = f->kernel_of[b];
-            if (kb == k) continue;
-            if (kb > k) return rt_error("fuse: k%d reads %%%d of k%d, which runs later", k, b, kb);
-            if (!contains(f->k[k].loads, f->k[k].nloads, b))
-                return rt_error("fuse: k%d reads %%%d but does not list it as a load", k, b);
-            if (kb >= 0 && !contains(f->k[kb].outs, f->k[kb].nouts, b))
-                return rt_error("fuse: k%d reads %%%d of k%d, which does not write it", k, b, kb);
-        }
-    }
-    for (int k = 0; k < f->nkernels; k++) {
-        const pass_kernel *K = &f->k[k];
-        if (K->nnodes == 0) return rt_error("fuse: k%d is empty", k);
-        if ((K->kind == PASS_KERNEL_POINTWISE) != (K->anchor < 0))
-            return rt_error("fuse: k%d (%s) has the wrong anchor", k, pass_kernel_kind_name(K->kind));
-        for (int i = 0; i < K->nouts; i++)
-            if (f->kernel_of[K->outs[i]] != k) return rt_error("fuse: k%d writes a value it does not compute", k);
-    }
-    for (int i = 0; i < ir_graph_num_outputs(g); i++) {
-        int b = f->base_of[ir_graph_output(g, i)->id], kb = f->kernel_of[b];
-        if (kb >= 0 && !contains(f->k[kb].outs, f->k[kb].nouts, b))
-            return rt_error("fuse: graph output %%%d is not written by k%d", b, kb);
-    }
-    return 0;
-}
-
-static void print_ids(FILE *out, const char *label, const int *ids, int n) {
-    fprintf(out, "  %s", label);
-    for (int i = 0; i < n; i++) fprintf(out, "%s%%%d", i ? ", " : " ", ids[i]);
-    if (!n) fprintf(out, " -");
-    fprintf(out, "\n");
-}
-
-int pass_fusion_print(const pass_fusion *f, FILE *out) {
-    const ir_graph *g = f->g;
-    int ops = 0, views = 0;
-    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
-        const ir_node *x = ir_graph_node(g, id);
-        if (x->kind != IR_NODE_OP) continue;
-        if (ir_ops[x->op].kind == IR_KIND_VIEW) views++;
-        else ops++;
-    }
-    fprintf(out, "; kernels of %s: %d kernel%s for %d op%s (%d view%s read with strides)\n",
-            ir_graph_name(g), f->nkernels, f->nkernels == 1 ? "" : "s", ops, ops == 1 ? "" : "s",
-            views, views == 1 ? "" : "s");
-    char sh[96];
-    for (int k = 0; k < f->nkernels; k++) {
-        const pass_kernel *K = &f->k[k];
-        fprintf(out, "k%d %s over %s%s", k, pass_kernel_kind_name(K->kind),
-                em_dtype_name(K->space.dtype), rt_shape_str(sh, sizeof sh, K->space.ndim, K->space.shape));
-        if (K->anchor >= 0) fprintf(out, ", anchor %%%d %s", K->anchor, ir_ops[ir_graph_node(g, K->anchor)->op].name);
-        fprintf(out, "\n  nodes");
-        for (int i = 0; i < K->nnodes; i++)
-            fprintf(out, "%s%%%d %s", i ? ", " : " ", K->nodes[i], ir_ops[ir_graph_node(g, K->nodes[i])->op].name);
-        fprintf(out, "\n");
-        print_ids(out, "loads", K->loads, K->nloads);
-        print_ids(out, "writes", K->outs, K->nouts);
-        if (K->why[0]) fprintf(out, "  %s\n", K->why);
-    }
-    bool header = false;
-    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
-        if (!f->why[id]) continue;
-        if (!header) fprintf(out, "; not fused into a producer's kernel:\n"), header = true;
-        fprintf(out, "%%%d %s (k%d): %s\n", id, ir_ops[ir_graph_node(g, id)->op].name, f->kernel_of[id],
-                f->why[id]);
-    }
-    return ferror(out) ? rt_error("em_dump: write failed") : 0;
 }
