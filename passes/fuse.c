@@ -212,10 +212,12 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
     if (is_elementwise(n)) {
         if (!same_shape(&b->type, &n->type)) {
             if (row_scalar(s, G, b, n)) return *lvl = s->level[b->id], true;
-            if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] >= 1)
+            if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] >= FUSE_MAX_PASSES)
+                snprintf(why, cap, "reads %%%d broadcast back over the rows of k%d, which already makes "
+                         "%d passes over them: %%%d is written to memory", b->id, G, FUSE_MAX_PASSES, b->id);
+            else if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] >= 1)
                 snprintf(why, cap, "reads %%%d broadcast back over the reduced axis, which is not "
-                         "the last axis of k%d's rows (or it would be pass %d): %%%d is written to memory",
-                         b->id, G, s->level[b->id] + 1, b->id);
+                         "the last axis of k%d's rows: %%%d is written to memory", b->id, G, b->id);
             else
                 snprintf(why, cap, "broadcasts %%%d: fusing would recompute it for each broadcast "
                          "element, so it is written to memory once", b->id);
@@ -318,6 +320,17 @@ static bool acyclic(fuse_state *s, const ir_node *n, const int *set, int nset) {
     return !path_through_outside(s, set, nset, inputs, ni);
 }
 
+/* Whether a member of kernel `to` reads a value of kernel `from`. */
+static bool feeds(fuse_state *s, int from, int to) {
+    for (int id = 0; id < s->n; id++) {
+        if (group_of(s, id) != to) continue;
+        const ir_node *u = ir_graph_node(s->g, id);
+        for (int j = 0; j < u->nin; j++)
+            if (u->in[j] && group_of(s, s->f->base_of[u->in[j]->id]) == from) return true;
+    }
+    return false;
+}
+
 /* Chooses what n joins: at most one kernel with an anchor (the most recent
  * producer first: a residual add joins the GEMM that just ran, not an older
  * one), then every pointwise kernel that closes no cycle. An anchor (a
@@ -346,6 +359,11 @@ static int choose(fuse_state *s, const ir_node *n, int *cand, const int *clvl, i
         if (cand[i] < 0) continue;
         if (kind_of(n) != PASS_KERNEL_POINTWISE && nch > 0) {
             set_why(s, n, "not fused with k%d: %s joins one kernel", cand[i], ir_ops[n->op].name);
+            continue;
+        }
+        if (anchored >= 0 && feeds(s, cand[i], anchored)) {
+            set_why(s, n, "not fused with k%d: it computes an input of k%d, which would then run it "
+                    "after its %s", cand[i], anchored, pass_kernel_kind_name(s->gr[anchored].kind));
             continue;
         }
         chosen[nch] = cand[i];
