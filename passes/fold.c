@@ -219,6 +219,12 @@ static ir_node *permute_identity(pass_rewrite *rw, const ir_node *old, ir_node *
     return n;
 }
 
+static bool is_output(const ir_graph *g, const ir_node *n) {
+    for (int i = 0; i < ir_graph_num_outputs(g); i++)
+        if (ir_graph_output(g, i) == n) return true;
+    return false;
+}
+
 static ir_node *view_identity(pass_rewrite *rw, const ir_node *old, ir_node *const *in, bool *err) {
     ir_node *x = in[0];
     switch (old->op) {
@@ -233,8 +239,12 @@ static ir_node *view_identity(pass_rewrite *rw, const ir_node *old, ir_node *con
             return n;
         }
         return NULL;
+    case IR_OP_SLICE: /* the same shape and start 0 (the only start of a full axis); a step
+                       * over a size-1 axis gives that axis another stride, which a caller
+                       * sees (em_strides) when the slice is returned: keep it then */
+        if (old->attrs.step != 1 && is_output(rw->src, old)) return NULL;
+        return same_type(&x->type, &old->type) ? x : NULL;
     case IR_OP_EXPAND:
-    case IR_OP_SLICE: /* the same shape and start 0 (the only start of a full axis) */
     case IR_OP_CAST:
         return same_type(&x->type, &old->type) ? x : NULL;
     case IR_OP_CONTIGUOUS: return pass_node_contiguous(x) ? x : NULL;

@@ -331,6 +331,30 @@ static bool feeds(fuse_state *s, int from, int to) {
     return false;
 }
 
+/* Whether every edge between two different kernels of set is one a kernel may
+ * hold inside: an elementwise op reading the value directly at its own shape,
+ * or an anchor's row input. Merging kernels that read each other through a
+ * view would compute a value at other indices than its own. */
+static bool edges_direct(fuse_state *s, const int *set, int nset) {
+    for (int id = 0; id < s->n; id++) {
+        int gu = group_of(s, id), in_set = 0;
+        for (int i = 0; i < nset; i++) in_set |= set[i] == gu;
+        if (gu < 0 || !in_set) continue;
+        const ir_node *u = ir_graph_node(s->g, id);
+        for (int j = 0; j < u->nin; j++) {
+            if (!u->in[j]) continue;
+            const ir_node *b = ir_graph_node(s->g, s->f->base_of[u->in[j]->id]);
+            int gb = group_of(s, b->id), other = 0;
+            for (int i = 0; i < nset; i++) other |= set[i] == gb;
+            if (!other || gb == gu) continue;
+            bool direct = b == u->in[j] && (!is_elementwise(u) || !memcmp(&b->type.shape, &u->type.shape,
+                                                                          sizeof b->type.shape));
+            if (!direct || b->type.ndim != u->type.ndim) return false;
+        }
+    }
+    return true;
+}
+
 /* Chooses what n joins: at most one kernel with an anchor (the most recent
  * producer first: a residual add joins the GEMM that just ran, not an older
  * one), then every pointwise kernel that closes no cycle. An anchor (a
@@ -367,6 +391,11 @@ static int choose(fuse_state *s, const ir_node *n, int *cand, const int *clvl, i
             continue;
         }
         chosen[nch] = cand[i];
+        if (!edges_direct(s, chosen, nch + 1)) {
+            set_why(s, n, "not fused with k%d: one of the kernels it would merge reads the other "
+                    "through a view or a broadcast", cand[i]);
+            continue;
+        }
         if (!acyclic(s, n, chosen, nch + 1)) {
             set_why(s, n, "not fused with k%d: a kernel between them reads one and feeds the other",
                     cand[i]);
