@@ -138,14 +138,76 @@ const cg_times *cg_unit_times(const cg_unit *u);
  * code (an LLVM error) is recorded with rt_error but the unit is freed anyway. */
 void cg_unit_destroy(cg_unit *u);
 
+/* ---- lowering kernels to loop nests (lower.c) ----------------------------------------- */
+
+enum { CG_MAX_ACCESS = 32 };
+
+/* One tensor a loop nest reads or writes: where its elements are relative to
+ * the data of a value's home (an argument, a constant, an arena buffer or an
+ * output), for each loop. Strides are known at compile time: arguments' are
+ * the ones traced (and guarded), everything else is dense or a constant. */
+typedef struct cg_access {
+    int home;                         /* node whose storage holds the data (a view's base) */
+    int value;                        /* node read (may be a view of home) or written */
+    bool store;
+    int64_t offset;                   /* elements from the home's first element */
+    int64_t strides[EM_MAX_DIMS];     /* elements per step of each loop; 0: broadcast */
+} cg_access;
+
+/* A kernel as codegen sees it: loops over an iteration space, loads and stores
+ * with index expressions, and the kernel's member nodes as the expression
+ * evaluated at every point. Only pointwise f32 kernels are lowered today; any
+ * other kernel keeps compiled = false and why, and runs in the interpreter. */
+typedef struct cg_loopnest {
+    int kernel;                       /* index in the fusion */
+    bool compiled;
+    char why[160];                    /* compiled = false: the reason */
+    int ndim;                         /* loops after merging dims; the last is the inner loop */
+    int64_t shape[EM_MAX_DIMS];
+    int width;                        /* inner loop lanes: the host vector width, or 1 when an
+                                         access is strided in the inner loop */
+    int naccess;
+    cg_access acc[CG_MAX_ACCESS];     /* loads first, then stores */
+} cg_loopnest;
+
+/* Lowers every kernel of prog; args are the traced call's tensor arguments
+ * (their strides are part of the guard). *out receives nkernels loop nests
+ * (free()). width: the vector lanes to use (16, 8; 0 compiles nothing).
+ * 0, or -1 with an error (OOM). */
+int cg_lower(const pass_program *prog, em_tensor *const *args, int width, cg_loopnest **out);
+/* One line per loop nest: loops, width and accesses, or why it is interpreted. */
+int cg_loopnest_print(const pass_program *prog, const cg_loopnest *ln, FILE *out);
+/* The vector width of the host for f32 (16 with AVX-512F, 8 with AVX2 and FMA,
+ * 0 otherwise: nothing is compiled). */
+int cg_host_width(void);
+
+/* ---- emitting LLVM IR for loop nests (emit.c) ------------------------------------------- */
+
+/* Compiles the loop nests marked compiled into one unit named `name`: for
+ * each, a function `<name>_k<kernel>(void **ptrs, int64_t lo, int64_t hi)`
+ * (an rt_range_fn) running rows [lo, hi) of its loops, with ptrs[i] the data
+ * pointer of access i's home. fns receives one pointer per loop nest (NULL
+ * for interpreted ones). NULL with an error. */
+cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
+                 unsigned keep, void **fns);
+
 /* ---- running a planned program (exec.c) ------------------------------------------- */
 
 /* Runs a pass_program kernel by kernel with the eager adapters, each result
  * written at its place in the memory plan (an arena per call, kept between
- * calls). The program must outlive the executor and have a plan made with
- * internal=true. */
+ * calls). The program must outlive the executor. cg_exec_create only
+ * interprets, and needs a plan made with internal=true. */
 typedef struct cg_exec cg_exec;
 cg_exec *cg_exec_create(const pass_program *prog);  /* NULL with an error */
+/* Generates code for the kernels codegen handles (the rest is interpreted),
+ * specialised to the strides of args (the traced call's tensor arguments), and
+ * re-plans prog's memory for that choice (prog->plan is replaced). keep:
+ * CG_KEEP_* for the dumps. EMBER_CODEGEN=0 interprets everything. */
+cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned keep);
+/* The `kernels` dump: the fusion, then each kernel's loop nest or why it is interpreted. */
+int cg_exec_print_kernels(const cg_exec *e, FILE *out);
+int cg_exec_compiled_kernels(const cg_exec *e);
+const cg_unit *cg_exec_unit(const cg_exec *e);     /* NULL when nothing was generated */
 void cg_exec_destroy(cg_exec *e);                   /* NULL-safe; frees the kept arena */
 /* args: the tensor arguments in order (types as the graph's inputs: the caller
  * checked them); outs receives one new reference per graph output. 0, or -1

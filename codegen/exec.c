@@ -1,13 +1,16 @@
 /*
  * exec.c — running a planned program: kernel by kernel, into the arena.
  *
- * This is the executor of compiled graphs until every kernel is generated
- * code, and the fallback for kernels codegen does not generate. It runs the
- * nodes of each kernel in the plan's order with the eager adapters (so a
- * result is the value eager mode computes), but writes each result where the
- * memory plan put it: an arena buffer at its offset (possibly over a dead
- * input, in place), or the storage of a graph output that the caller will
- * own. Views are headers over their base, made when first read.
+ * Kernels run in the fusion's order. A kernel codegen generated (lower.c,
+ * emit.c) is one call of its function over the thread pool, with the data
+ * pointer of each value it reads or writes. Any other kernel is interpreted:
+ * its nodes run with the eager adapters (so a result is the value eager mode
+ * computes), each written where the memory plan put it: an arena buffer at its
+ * offset (possibly over a dead input, in place), or the storage of a graph
+ * output that the caller will own. Views are headers over their base, made
+ * when first read. cg_exec_compile decides which kernels are generated and
+ * re-plans memory for that choice (a generated kernel keeps its intermediate
+ * values in registers, so they need no buffers).
  *
  * One arena per call, of the plan's arena_bytes. The last arena used is kept
  * for the next call (taken with an atomic exchange, so concurrent calls each
@@ -27,13 +30,15 @@ struct cg_exec {
     const pass_program *prog;
     _Atomic(em_tensor *) spare; /* an arena tensor kept between calls, or NULL */
     int maxin;
+    cg_loopnest *ln;            /* per kernel, or NULL (everything interpreted) */
+    void **fns;                 /* per kernel: its generated function, or NULL */
+    cg_unit *unit;              /* the generated code, or NULL */
 };
 
-cg_exec *cg_exec_create(const pass_program *prog) {
-    if (!prog || !prog->plan || !prog->plan->internal)
-        return rt_error("cg_exec_create: the program has no node-level memory plan"), NULL;
+static cg_exec *exec_new(const pass_program *prog) {
     cg_exec *e = rt_malloc(sizeof *e, "em_compile");
     if (!e) return NULL;
+    memset(e, 0, sizeof *e);
     e->prog = prog;
     atomic_init(&e->spare, NULL);
     e->maxin = 1;
@@ -42,10 +47,96 @@ cg_exec *cg_exec_create(const pass_program *prog) {
     return e;
 }
 
+cg_exec *cg_exec_create(const pass_program *prog) {
+    if (!prog || !prog->plan || !prog->plan->internal)
+        return rt_error("cg_exec_create: the program has no node-level memory plan"), NULL;
+    return exec_new(prog);
+}
+
+/* A unique symbol prefix: the graph's name made an identifier, and a counter. */
+static void unit_name(const pass_program *prog, char *buf, size_t cap) {
+    static atomic_uint next;
+    char id[64];
+    snprintf(id, sizeof id, "%s", ir_graph_name(prog->graph));
+    for (char *c = id; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9'))) *c = '_';
+    snprintf(buf, cap, "ember_%s_%u", id, atomic_fetch_add(&next, 1));
+}
+
+/* Generates code for the kernels codegen lowers and plans memory for that
+ * choice. A failure to generate code is not an error: the kernels stay
+ * interpreted and the reason is kept for the `kernels` dump. */
+static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int width, unsigned keep) {
+    int nk = prog->fusion->nkernels;
+    if (cg_lower(prog, args, width, &e->ln) != 0) return -1;
+    e->fns = calloc((size_t)(nk ? nk : 1), sizeof *e->fns);
+    bool *interp = malloc((size_t)(nk ? nk : 1) * sizeof *interp);
+    if (!e->fns || !interp) return free(interp), rt_error("em_compile: out of memory");
+    int ncompiled = 0;
+    for (int k = 0; k < nk; k++) ncompiled += e->ln[k].compiled;
+    if (ncompiled) {
+        char name[96];
+        unit_name(prog, name, sizeof name);
+        if (!(e->unit = cg_emit(name, prog, e->ln, nk, keep, e->fns))) {
+            for (int k = 0; k < nk; k++)
+                if (e->ln[k].compiled)
+                    e->ln[k].compiled = false,
+                    snprintf(e->ln[k].why, sizeof e->ln[k].why, "code generation failed: %s", em_last_error());
+            em_clear_error();
+        }
+    }
+    for (int k = 0; k < nk; k++) interp[k] = !e->ln[k].compiled;
+    pass_memplan *plan = pass_memplan_run_kernels(prog->fusion, interp);
+    free(interp);
+    if (!plan) return -1;
+    if (pass_memplan_verify(plan) != 0) {
+        pass_memplan_destroy(plan);
+        return -1;
+    }
+    pass_memplan_destroy(prog->plan);
+    prog->plan = plan;
+    return 0;
+}
+
+cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned keep) {
+    if (!prog || !prog->plan) return rt_error("cg_exec_compile: no program"), NULL;
+    cg_exec *e = exec_new(prog);
+    if (!e) return NULL;
+    const char *off = getenv("EMBER_CODEGEN");
+    int width = off && !strcmp(off, "0") ? 0 : cg_host_width();
+    if (generate(e, prog, args, width, keep) != 0) {
+        cg_exec_destroy(e);
+        return NULL;
+    }
+    return e;
+}
+
 void cg_exec_destroy(cg_exec *e) {
     if (!e) return;
     em_release(atomic_exchange(&e->spare, NULL));
+    cg_unit_destroy(e->unit);
+    free(e->ln);
+    free(e->fns);
     free(e);
+}
+
+const cg_unit *cg_exec_unit(const cg_exec *e) { return e ? e->unit : NULL; }
+
+int cg_exec_print_kernels(const cg_exec *e, FILE *out) {
+    if (pass_fusion_print(e->prog->fusion, out) != 0) return -1;
+    if (!e->ln) return 0;
+    fprintf(out, "; code generation:\n");
+    for (int k = 0; k < e->prog->fusion->nkernels; k++) {
+        fprintf(out, "k%d%s\n", k, e->ln[k].compiled ? " generated" : "");
+        cg_loopnest_print(e->prog, &e->ln[k], out);
+    }
+    return ferror(out) ? rt_error("em_dump: write failed") : 0;
+}
+
+int cg_exec_compiled_kernels(const cg_exec *e) {
+    int n = 0;
+    for (int k = 0; e->ln && k < e->prog->fusion->nkernels; k++) n += e->ln[k].compiled;
+    return n;
 }
 
 size_t cg_exec_arena_bytes(const cg_exec *e) { return e->prog->plan->arena_bytes; }
@@ -73,6 +164,7 @@ static int place(run *r) {
     const pass_memplan *p = r->prog->plan;
     const ir_graph *g = r->prog->graph;
     for (int id = 0; id < ir_graph_num_nodes(g); id++) {
+        r->val[id] = NULL;
         const ir_node *x = ir_graph_node(g, id);
         if (p->home[id] == PASS_HOME_OUTPUT)
             r->val[id] = rt_tensor_new("compiled call", x->type.dtype, x->type.ndim, x->type.shape, false);
@@ -95,6 +187,24 @@ static int step(run *r, const ir_node *x, em_tensor **in) {
     if (!res) return -1;
     EM_ASSERT(res == dst);
     em_release(res);
+    return 0;
+}
+
+/* A generated kernel: the data pointer of each access's home, then its rows
+ * split over the thread pool. */
+static int run_generated(run *r, const cg_loopnest *ln, rt_range_fn fn) {
+    void *ptrs[CG_MAX_ACCESS];
+    const ir_graph *g = r->prog->graph;
+    for (int a = 0; a < ln->naccess; a++) {
+        em_tensor *t = value(r, ir_graph_node(g, ln->acc[a].home));
+        if (!t) return -1;
+        ptrs[a] = rt_tensor_data(t);
+    }
+    int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
+    for (int d = 0; d < ln->ndim - 1; d++) rows *= ln->shape[d];
+    int64_t grain = inner >= 32768 ? 1 : 32768 / inner;
+    if (rows * inner <= 32768) fn(ptrs, 0, rows); /* one piece: skip the pool */
+    else rt_parallel_for(rows, grain, fn, ptrs);
     return 0;
 }
 
@@ -122,8 +232,13 @@ int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs) {
     int st = r.arena ? 0 : -1;
     if (r.val) memset(r.val, 0, (size_t)(nn ? nn : 1) * sizeof *r.val);
     if (!st) st = place(&r);
-    for (int i = 0; i < prog->plan->nsteps && !st; i++)
-        st = step(&r, ir_graph_node(g, prog->plan->order[i]), in);
+    for (int k = 0, at = 0; k < prog->fusion->nkernels && !st; k++) {
+        const pass_kernel *K = &prog->fusion->k[k];
+        if (e->fns && e->fns[k]) st = run_generated(&r, &e->ln[k], (rt_range_fn)e->fns[k]);
+        else
+            for (int i = 0; i < K->nnodes && !st; i++) st = step(&r, ir_graph_node(g, prog->plan->order[at + i]), in);
+        at += K->nnodes;
+    }
     for (int i = 0; i < nout && !st; i++) {
         em_tensor *v = value(&r, ir_graph_output(g, i));
         if (!v) st = -1;

@@ -215,12 +215,20 @@ static void log_miss(compiled *c, const int64_t *key, int klen) {
 /* The program of a captured graph: optimised, fused and planned (logged under
  * EMBER_LOG=opt,kernels,memplan), and its executor; -1 with an error naming
  * the pass that failed. */
-static int build(const ir_graph *captured, pass_program **prog, cg_exec **exec) {
+static int build(compiled *c, const ir_graph *captured, void **args, pass_program **prog,
+                 cg_exec **exec) {
     bool log = fe_log_on(FE_LOG_OPT);
     *exec = NULL;
     if (!(*prog = pass_program_build(captured, true, log ? fe_log_pass : NULL, NULL))) return -1;
-    fe_log_program(*prog);
-    if ((*exec = cg_exec_create(*prog))) return 0;
+    em_tensor *targs[FE_MAX_ARGS];
+    int nt = 0;
+    for (int i = 0; i < c->sig.nargs; i++)
+        if (c->sig.args[i] == FE_TENSOR) targs[nt++] = *(em_tensor **)args[i];
+    unsigned keep = CG_KEEP_IR | (c->dump_dir[0] || fe_log_on(FE_LOG_ASM) ? CG_KEEP_ASM : 0);
+    if ((*exec = cg_exec_compile(*prog, targs, keep))) {
+        fe_log_program(*prog, *exec);
+        return 0;
+    }
     pass_program_destroy(*prog);
     *prog = NULL;
     return -1;
@@ -242,7 +250,7 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     int st = g ? trace(c, g, args, brk, sizeof brk) : -1;
     if (st == 0) {
         fe_log_graph(g);
-        if (build(g, &prog, &exec) != 0) st = -1;
+        if (build(c, g, args, &prog, &exec) != 0) st = -1;
     }
     c->compile_ms += now_ms() - t0;
     if (st < 0 || (st == 1 && c->opts.fullgraph)) {
@@ -259,7 +267,7 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     } else {
         atomic_fetch_add(&c->compiles, 1);
         if (c->dump_dir[0])
-            fe_dump_all(g, prog, c->dump_dir, c->name, (int)atomic_load(&c->compiles));
+            fe_dump_all(g, prog, exec, c->dump_dir, c->name, (int)atomic_load(&c->compiles));
     }
     publish(c, key, klen, g, prog, exec, &e);
     if (!e) {
@@ -417,13 +425,13 @@ int em_dump(void *code, const char *stage, FILE *out) {
     compiled *c = find_or_error("em_dump", code);
     if (!c) return -1;
     if (!out) return rt_error("em_dump: out is NULL");
-    if (fe_dump_stage(NULL, NULL, stage, NULL) != 0) return -1; /* an unknown stage */
+    if (fe_dump_stage(NULL, NULL, NULL, stage, NULL) != 0) return -1; /* an unknown stage */
     pthread_mutex_lock(&c->lock);
     int n = atomic_load(&c->n_entries), st = 0;
     const entry *e = NULL;
     for (int i = n - 1; i >= 0 && !e; i--)
         if (c->entries[i]->prog) e = c->entries[i];
-    if (e) st = fe_dump_stage(e->captured, e->prog, stage, out);
+    if (e) st = fe_dump_stage(e->captured, e->prog, e->exec, stage, out);
     else fprintf(out, "; %s: no graph compiled yet (call the function first)\n", c->name);
     pthread_mutex_unlock(&c->lock);
     return st;

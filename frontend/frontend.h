@@ -10,7 +10,7 @@
 #ifndef EMBER_FRONTEND_H
 #define EMBER_FRONTEND_H
 
-#include "passes.h"
+#include "codegen.h"
 
 /* Checks, types and runs one op call. `api` is the public name for messages;
  * inputs may be NULL where ops.def says they are optional. Returns the result, adopted by the
@@ -123,15 +123,17 @@ typedef enum fe_log_cat {
 } fe_log_cat;
 bool fe_log_on(fe_log_cat cat);
 void fe_log(fe_log_cat cat, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Writes stage of the captured graph g (prog: its program, NULL: none yet) to
+/* Writes stage of the captured graph g (prog: its program and exec its code, NULL: none yet) to
  * out; -1 with an error for an unknown stage. With g NULL, only checks the
  * stage name. */
-int fe_dump_stage(const ir_graph *g, const pass_program *prog, const char *stage, FILE *out);
+int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *exec, const char *stage,
+                  FILE *out);
 /* Writes every stage as <dir>/<name>.<n>.<stage>.txt (dot: .dot); on an
  * unwritable dir prints one message to stderr and returns -1. */
-int fe_dump_all(const ir_graph *g, const pass_program *prog, const char *dir, const char *name, int n);
-/* Logs a program's kernels and memory plan under EMBER_LOG=kernels,memplan. */
-void fe_log_program(const pass_program *prog);
+int fe_dump_all(const ir_graph *g, const pass_program *prog, const cg_exec *exec, const char *dir,
+                const char *name, int n);
+/* Logs a program's kernels, memory plan and code under EMBER_LOG=kernels,memplan,llvm,asm. */
+void fe_log_program(const pass_program *prog, const cg_exec *exec);
 /* Logs g under the categories that are enabled. */
 void fe_log_graph(const ir_graph *g);
 /* The pipeline's log hook (a pass_log_fn): under EMBER_LOG=opt, each pass's

@@ -64,7 +64,20 @@ void fe_log(fe_log_cat cat, const char *fmt, ...) {
     fprintf(stderr, "ember[%s] %s\n", name, line);
 }
 
-int fe_dump_stage(const ir_graph *g, const pass_program *prog, const char *stage, FILE *out) {
+/* The llvm or asm text of exec's generated code, or a line saying why there is none. */
+static int code_text(const cg_exec *exec, bool asm_text, FILE *out) {
+    const cg_unit *u = exec ? cg_exec_unit(exec) : NULL;
+    const char *t = u ? (asm_text ? cg_unit_asm(u) : cg_unit_ir(u)) : NULL;
+    if (t) return fputs(t, out) < 0 ? rt_error("em_dump: write failed") : 0;
+    if (!u) fprintf(out, "; %s: no kernel of this graph was generated (see the kernels stage for why)\n",
+                    asm_text ? "asm" : "llvm");
+    else fprintf(out, "; asm: not kept: set EMBER_DUMP_DIR (or em_options.dump_dir) or EMBER_LOG=asm "
+                      "before the first call to keep the assembly\n");
+    return 0;
+}
+
+int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *exec, const char *stage,
+                  FILE *out) {
     if (!stage) return rt_error("em_dump: stage is NULL");
     if (!g) { /* only validate the stage name */
         static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
@@ -76,18 +89,12 @@ int fe_dump_stage(const ir_graph *g, const pass_program *prog, const char *stage
     if (strcmp(stage, "graph") == 0) return ir_graph_print(g, out);
     if (strcmp(stage, "dot") == 0) return ir_graph_print_dot(g, out);
     if (strcmp(stage, "opt") == 0) return ir_graph_print(prog ? prog->graph : g, out);
-    if (strcmp(stage, "kernels") == 0 || strcmp(stage, "memplan") == 0) {
-        if (!prog) return fprintf(out, "; %s: no program was built for this graph\n", stage), 0;
-        return stage[0] == 'k' ? pass_fusion_print(prog->fusion, out) : pass_memplan_print(prog->plan, out);
-    }
-    static const char *later[] = {"llvm", "asm"};
-    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
-        if (strcmp(stage, later[i]) == 0) {
-            fprintf(out, "; %s: not produced yet: this build runs each kernel's nodes with the eager "
-                         "kernels, into the planned arena (no code generation yet)\n", stage);
-            return 0;
-        }
-    }
+    bool k = strcmp(stage, "kernels") == 0, m = strcmp(stage, "memplan") == 0;
+    if ((k || m) && !prog) return fprintf(out, "; %s: no program was built for this graph\n", stage), 0;
+    if (k) return exec ? cg_exec_print_kernels(exec, out) : pass_fusion_print(prog->fusion, out);
+    if (m) return pass_memplan_print(prog->plan, out);
+    if (strcmp(stage, "llvm") == 0) return code_text(exec, false, out);
+    if (strcmp(stage, "asm") == 0) return code_text(exec, true, out);
     return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot)",
                     stage);
 }
@@ -104,7 +111,8 @@ static int mkdirs(const char *dir) {
     return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-int fe_dump_all(const ir_graph *g, const pass_program *prog, const char *dir, const char *name, int n) {
+int fe_dump_all(const ir_graph *g, const pass_program *prog, const cg_exec *exec, const char *dir,
+                const char *name, int n) {
     static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
     if (mkdirs(dir) != 0) {
         fprintf(stderr, "ember: cannot create dump directory %s: %s\n", dir, strerror(errno));
@@ -120,7 +128,7 @@ int fe_dump_all(const ir_graph *g, const pass_program *prog, const char *dir, co
             fprintf(stderr, "ember: cannot write %s: %s\n", path, strerror(errno));
             return -1;
         }
-        fe_dump_stage(g, prog, stages[i], f);
+        fe_dump_stage(g, prog, exec, stages[i], f);
         fclose(f);
     }
     return 0;
@@ -140,13 +148,21 @@ void fe_log_pass(void *ctx, const char *pass, const ir_graph *g, const char *sum
     if (strcmp(pass, "fuse") != 0 && strcmp(pass, "memplan") != 0) ir_graph_print(g, stderr);
 }
 
-void fe_log_program(const pass_program *prog) {
+void fe_log_program(const pass_program *prog, const cg_exec *exec) {
     if (fe_log_on(FE_LOG_KERNELS)) {
         fprintf(stderr, "ember[kernels]\n");
-        pass_fusion_print(prog->fusion, stderr);
+        cg_exec_print_kernels(exec, stderr);
     }
     if (fe_log_on(FE_LOG_MEMPLAN)) {
         fprintf(stderr, "ember[memplan]\n");
         pass_memplan_print(prog->plan, stderr);
+    }
+    if (fe_log_on(FE_LOG_LLVM)) {
+        fprintf(stderr, "ember[llvm]\n");
+        code_text(exec, false, stderr);
+    }
+    if (fe_log_on(FE_LOG_ASM)) {
+        fprintf(stderr, "ember[asm]\n");
+        code_text(exec, true, stderr);
     }
 }

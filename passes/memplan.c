@@ -60,16 +60,16 @@ static bool same_type(const ir_type *a, const ir_type *b) {
 
 static void plan_order(plan_state *s) {
     pass_memplan *p = s->p;
-    int at = 0;
+    int at = 0, step = 0;
     for (int k = 0; k < s->f->nkernels; k++) {
         const pass_kernel *K = &s->f->k[k];
         for (int i = 0; i < K->nnodes; i++) {
-            p->order[at] = K->nodes[i];
-            p->step_of[K->nodes[i]] = p->internal ? at : k;
-            at++;
+            p->order[at++] = K->nodes[i];
+            p->step_of[K->nodes[i]] = p->interpreted[k] ? step++ : step;
         }
+        if (!p->interpreted[k]) step++;
     }
-    p->nsteps = p->internal ? at : s->f->nkernels;
+    p->nsteps = step;
 }
 
 static bool is_output_base(const plan_state *s, int id) {
@@ -93,7 +93,7 @@ static void plan_homes(plan_state *s) {
         else if (x->kind == IR_NODE_CONST) p->home[id] = PASS_HOME_CONST;
         else if (ir_ops[x->op].kind == IR_KIND_VIEW) p->home[id] = PASS_HOME_VIEW;
         else if (is_output_base(s, id)) p->home[id] = PASS_HOME_OUTPUT;
-        else if (p->internal || leaves_kernel(s, id)) p->home[id] = PASS_HOME_ARENA;
+        else if (p->interpreted[s->f->kernel_of[id]] || leaves_kernel(s, id)) p->home[id] = PASS_HOME_ARENA;
         else p->home[id] = PASS_HOME_NONE;
     }
 }
@@ -162,13 +162,13 @@ static void plan_inplace(plan_state *s) {
         int k = s->f->kernel_of[b->node];
         /* The writer must be elementwise: the node itself (interpreter) or a
          * pointwise kernel (codegen). */
-        if (p->internal ? ir_ops[n->op].kind != IR_KIND_ELEMENTWISE
-                        : s->f->k[k].kind != PASS_KERNEL_POINTWISE)
+        bool node = p->interpreted[k];
+        if (node ? ir_ops[n->op].kind != IR_KIND_ELEMENTWISE : s->f->k[k].kind != PASS_KERNEL_POINTWISE)
             continue;
-        const int *cand = p->internal ? NULL : s->f->k[k].loads;
-        int ncand = p->internal ? n->nin : s->f->k[k].nloads;
+        const int *cand = node ? NULL : s->f->k[k].loads;
+        int ncand = node ? n->nin : s->f->k[k].nloads;
         for (int i = 0; i < ncand; i++) {
-            int u = p->internal ? (n->in[i] ? n->in[i]->id : -1) : cand[i];
+            int u = node ? (n->in[i] ? n->in[i]->id : -1) : cand[i];
             int ui = u >= 0 ? p->buffer_of[u] : -1;
             if (ui < 0 || s->taken[ui] || p->buffers[ui].last != b->first) continue;
             if (!reads_in_place(s, u, b->node, b->first)) continue;
@@ -241,18 +241,31 @@ static int plan_offsets(plan_state *s) {
 
 pass_memplan *pass_memplan_run(const pass_fusion *f, bool internal) {
     if (!f) return rt_error("pass_memplan_run: the fusion is NULL"), NULL;
+    bool *all = malloc((size_t)(f->nkernels ? f->nkernels : 1) * sizeof *all);
+    if (!all) return rt_error("pass_memplan_run: out of memory"), NULL;
+    for (int k = 0; k < f->nkernels; k++) all[k] = internal;
+    pass_memplan *p = pass_memplan_run_kernels(f, all);
+    free(all);
+    return p;
+}
+
+pass_memplan *pass_memplan_run_kernels(const pass_fusion *f, const bool *interpreted) {
+    if (!f || !interpreted) return rt_error("pass_memplan_run_kernels: NULL argument"), NULL;
     int n = ir_graph_num_nodes(f->g);
     size_t nn = (size_t)(n ? n : 1);
     pass_memplan *p = calloc(1, sizeof *p);
     plan_state s = {.p = p, .f = f, .g = f->g, .n = n};
     if (p) {
-        p->f = f, p->internal = internal;
+        p->f = f, p->internal = true;
+        p->interpreted = malloc((size_t)(f->nkernels ? f->nkernels : 1) * sizeof *p->interpreted);
+        for (int k = 0; k < f->nkernels && p->interpreted; k++)
+            p->interpreted[k] = interpreted[k], p->internal &= interpreted[k];
         p->order = malloc(nn * sizeof *p->order);
         p->step_of = malloc(nn * sizeof *p->step_of);
         p->home = malloc(nn * sizeof *p->home);
         p->buffer_of = malloc(nn * sizeof *p->buffer_of);
     }
-    int st = p && p->order && p->step_of && p->home && p->buffer_of ? 0
+    int st = p && p->order && p->step_of && p->home && p->buffer_of && p->interpreted ? 0
              : rt_error("pass_memplan_run: out of memory");
     if (!st) {
         for (int i = 0; i < n; i++) p->step_of[i] = -1;
@@ -273,6 +286,7 @@ pass_memplan *pass_memplan_run(const pass_fusion *f, bool internal) {
 void pass_memplan_destroy(pass_memplan *p) {
     if (!p) return;
     free(p->order), free(p->step_of), free(p->home), free(p->buffer_of), free(p->buffers);
+    free(p->interpreted);
     free(p);
 }
 
@@ -302,8 +316,11 @@ int pass_memplan_verify(const pass_memplan *p) {
         }
     }
     const ir_graph *g = p->f->g;
-    for (int i = 0; i < p->nsteps && p->internal; i++) {
+    int total = 0;
+    for (int k = 0; k < p->f->nkernels; k++) total += p->f->k[k].nnodes;
+    for (int i = 0; i < total; i++) {
         const ir_node *x = ir_graph_node(g, p->order[i]);
+        if (!p->interpreted[p->f->kernel_of[x->id]]) continue;
         for (int j = 0; j < x->nin; j++)
             if (x->in[j] && p->home[p->f->base_of[x->in[j]->id]] == PASS_HOME_NONE)
                 return rt_error("memplan: %%%d reads %%%d, which has no home", x->id, x->in[j]->id);
@@ -321,7 +338,7 @@ int pass_memplan_print(const pass_memplan *p, FILE *out) {
     fprintf(out, "; memplan of %s: %d buffer%s in an arena of %zu bytes; peak live %zu, no reuse %zu; "
                  "%d steps (%s)\n",
             ir_graph_name(g), p->nbuffers, p->nbuffers == 1 ? "" : "s", p->arena_bytes, p->peak_bytes,
-            p->naive_bytes, p->nsteps, p->internal ? "nodes: the interpreter" : "kernels");
+            p->naive_bytes, p->nsteps, p->internal ? "nodes: the interpreter" : "kernels; nodes of interpreted ones");
     for (int i = 0; i < p->nbuffers; i++) {
         const pass_buffer *b = &p->buffers[i];
         const ir_node *x = ir_graph_node(g, b->node);

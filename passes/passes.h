@@ -179,7 +179,8 @@ typedef struct pass_buffer {
 
 typedef struct pass_memplan {
     const pass_fusion *f; /* not owned */
-    bool internal;        /* values inside a kernel are materialised too (the interpreter) */
+    bool internal;        /* every kernel is interpreted (all values materialised) */
+    bool *interpreted;    /* by kernel: run node by node, each member value materialised */
     int nsteps;
     int *order;           /* nsteps op node ids: the execution order */
     int *step_of;         /* by node id: its step, or -1 */
@@ -198,6 +199,9 @@ typedef struct pass_memplan {
  * own; an elementwise result overwrites a same-sized input whose last use it is.
  * NULL with an error on OOM. */
 pass_memplan *pass_memplan_run(const pass_fusion *f, bool internal);
+/* The same with the choice per kernel: interpreted[k] true for a kernel the
+ * interpreter runs node by node, false for generated code (one step). */
+pass_memplan *pass_memplan_run_kernels(const pass_fusion *f, const bool *interpreted);
 void pass_memplan_destroy(pass_memplan *p);                   /* NULL-safe */
 /* Checks that buffers whose live ranges overlap do not overlap in the arena
  * (except an in-place pair), that every offset is aligned and inside the arena,

@@ -1,0 +1,215 @@
+/*
+ * lower.c — kernels to loop nests: the kernel IR codegen emits from.
+ *
+ * A pointwise kernel computes its member nodes at every point of one
+ * iteration space (the shape of its values). Lowering decides, at compile
+ * time, where each operand's element for a point lives:
+ *
+ *  - the home of a value is an argument (strides as traced: they are part of
+ *    the guard, so they hold for every call that runs this code), a constant
+ *    (its own strides), or an arena buffer / output (dense);
+ *  - a view chain from the home to the value read (permute, slice, expand, a
+ *    reshape that needs no copy) is applied to those strides with the same
+ *    function eager views use (ir_view_layout), so a transpose or a slice is
+ *    an index expression, never a copy;
+ *  - numpy broadcasting of the value to the iteration space gives stride 0.
+ *
+ * Then loops are simplified: size-1 dims are dropped and adjacent dims merged
+ * wherever every access steps through them as one (a contiguous [4096,1024]
+ * elementwise op becomes one loop of 4M). The last loop is the inner loop,
+ * vectorised at the host's width: contiguous operands are vector loads,
+ * broadcast ones (stride 0) a splat per row, strided ones a gather.
+ *
+ * What is not lowered runs in the interpreter (codegen/exec.c), with the
+ * reason kept for the `kernels` dump: non-f32 values, ops without an emitter,
+ * reductions, norms, contractions, gathers and copies (their own lowering is
+ * the next step), a reshape that must copy, an empty space.
+ */
+#include "codegen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Ops the emitter computes on f32 vectors. */
+static bool emittable(ir_op op) {
+    switch (op) {
+    case IR_OP_ADD: case IR_OP_SUB: case IR_OP_MUL: case IR_OP_DIV: case IR_OP_POW:
+    case IR_OP_MAXIMUM: case IR_OP_MINIMUM: case IR_OP_NEG: case IR_OP_ABS: case IR_OP_RELU:
+    case IR_OP_EXP: case IR_OP_LOG: case IR_OP_SQRT: case IR_OP_RSQRT: case IR_OP_RECIPROCAL:
+    case IR_OP_SIN: case IR_OP_COS: case IR_OP_TANH: case IR_OP_ERF: case IR_OP_SIGMOID:
+    case IR_OP_GELU: case IR_OP_GELU_TANH: case IR_OP_SILU: case IR_OP_CONTIGUOUS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+int cg_host_width(void) {
+    const char *f = cg_host_features();
+    if (strstr(f, "+avx512f")) return 16;
+    if (strstr(f, "+avx2") && strstr(f, "+fma")) return 8;
+    return 0;
+}
+
+/* The layout of value x (a view chain over its home) as an em_tensor header
+ * with strides and offset relative to the home's first element; false when a
+ * view in the chain needs a copy. */
+static bool layout_of(const pass_program *prog, em_tensor *const *args, const ir_node *x, em_tensor *t) {
+    const ir_node *chain[64];
+    int n = 0;
+    while (x->kind == IR_NODE_OP && ir_ops[x->op].kind == IR_KIND_VIEW && n < 64) chain[n++] = x, x = x->in[0];
+    if (n == 64) return false;
+    memset(t, 0, sizeof *t);
+    t->dtype = x->type.dtype, t->ndim = x->type.ndim;
+    memcpy(t->shape, x->type.shape, sizeof t->shape);
+    t->numel = 1;
+    for (int d = 0; d < t->ndim; d++) t->numel *= t->shape[d];
+    if (x->kind == IR_NODE_INPUT) memcpy(t->strides, args[x->arg]->strides, sizeof t->strides);
+    else if (x->kind == IR_NODE_CONST) memcpy(t->strides, x->value->strides, sizeof t->strides);
+    else rt_tensor_contig_strides(t->ndim, t->shape, t->strides);
+    (void)prog;
+    while (n-- > 0) {
+        const ir_node *v = chain[n];
+        int64_t st[EM_MAX_DIMS] = {0}, off;
+        if (!ir_view_layout(v->op, t, &v->attrs, &v->type, st, &off)) return false;
+        t->ndim = v->type.ndim;
+        memcpy(t->shape, v->type.shape, sizeof t->shape);
+        memcpy(t->strides, st, sizeof t->strides);
+        t->offset = off;
+        t->numel = 1;
+        for (int d = 0; d < t->ndim; d++) t->numel *= t->shape[d];
+    }
+    return true;
+}
+
+static int refuse(cg_loopnest *ln, const char *why) {
+    ln->compiled = false;
+    snprintf(ln->why, sizeof ln->why, "%s", why);
+    return 0;
+}
+
+/* Adds an access for value x (read) or node x (stored) broadcast to space. */
+static int add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
+                      const ir_type *space, const ir_node *x, bool store) {
+    if (ln->naccess == CG_MAX_ACCESS) return refuse(ln, "more operands than a loop nest holds"), -1;
+    em_tensor t;
+    if (!layout_of(prog, args, x, &t)) return refuse(ln, "reads a reshape that needs a copy"), -1;
+    cg_access *a = &ln->acc[ln->naccess++];
+    memset(a, 0, sizeof *a);
+    a->home = prog->fusion->base_of[x->id], a->value = x->id, a->store = store, a->offset = t.offset;
+    int lead = space->ndim - t.ndim;
+    for (int d = 0; d < space->ndim; d++) {
+        int xd = d - lead;
+        a->strides[d] = xd < 0 || (t.shape[xd] == 1 && space->shape[d] != 1) ? 0 : t.strides[xd];
+    }
+    return 0;
+}
+
+/* Drops size-1 loops and merges loops every access walks as one. */
+static void simplify(cg_loopnest *ln) {
+    int nd = 0;
+    for (int d = 0; d < ln->ndim; d++) {
+        if (ln->shape[d] == 1) continue;
+        ln->shape[nd] = ln->shape[d];
+        for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[nd] = ln->acc[a].strides[d];
+        nd++;
+    }
+    if (nd == 0) { /* a scalar space: one loop of one */
+        ln->shape[0] = 1;
+        for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[0] = 0;
+        nd = 1;
+    }
+    int out = 0;
+    for (int d = 1; d < nd; d++) {
+        bool merge = true;
+        for (int a = 0; a < ln->naccess && merge; a++)
+            merge = ln->acc[a].strides[out] == ln->acc[a].strides[d] * ln->shape[d];
+        if (merge) {
+            ln->shape[out] *= ln->shape[d];
+            for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[out] = ln->acc[a].strides[d];
+        } else {
+            out++;
+            ln->shape[out] = ln->shape[d];
+            for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[out] = ln->acc[a].strides[d];
+        }
+    }
+    ln->ndim = out + 1;
+}
+
+static bool is_load(const cg_loopnest *ln, int value) {
+    for (int a = 0; a < ln->naccess; a++)
+        if (!ln->acc[a].store && ln->acc[a].value == value) return true;
+    return false;
+}
+
+static int lower_kernel(const pass_program *prog, em_tensor *const *args, int k, int width,
+                        cg_loopnest *ln) {
+    const pass_kernel *K = &prog->fusion->k[k];
+    const ir_graph *g = prog->graph;
+    memset(ln, 0, sizeof *ln);
+    ln->kernel = k;
+    if (width == 0) return refuse(ln, "the host has no vector ISA codegen targets (AVX2+FMA or AVX-512)");
+    if (K->kind != PASS_KERNEL_POINTWISE)
+        return refuse(ln, "only pointwise kernels are generated yet: runs in the interpreter");
+    int64_t numel = 1;
+    for (int d = 0; d < K->space.ndim; d++) numel *= K->space.shape[d];
+    if (numel == 0) return refuse(ln, "empty");
+    for (int i = 0; i < K->nnodes; i++) {
+        const ir_node *x = ir_graph_node(g, K->nodes[i]);
+        if (x->type.dtype != EM_F32 || !emittable(x->op)) {
+            snprintf(ln->why, sizeof ln->why, "%%%d %s %s is not generated yet", x->id,
+                     em_dtype_name(x->type.dtype), ir_ops[x->op].name);
+            return 0;
+        }
+        for (int j = 0; j < x->nin; j++) {
+            const ir_node *in = x->in[j];
+            if (prog->fusion->kernel_of[prog->fusion->base_of[in->id]] == k &&
+                prog->fusion->base_of[in->id] == in->id)
+                continue; /* a member: computed, not loaded */
+            if (in->type.dtype != EM_F32) {
+                snprintf(ln->why, sizeof ln->why, "%%%d reads %s %%%d (no conversions generated yet)",
+                         x->id, em_dtype_name(in->type.dtype), in->id);
+                return 0;
+            }
+            if (!is_load(ln, in->id) && add_access(prog, args, ln, &K->space, in, false) != 0) return 0;
+        }
+    }
+    for (int i = 0; i < K->nouts; i++)
+        if (add_access(prog, args, ln, &K->space, ir_graph_node(g, K->outs[i]), true) != 0) return 0;
+    ln->ndim = K->space.ndim;
+    memcpy(ln->shape, K->space.shape, sizeof ln->shape);
+    simplify(ln);
+    ln->width = width;
+    for (int a = 0; a < ln->naccess; a++) {
+        int64_t s = ln->acc[a].strides[ln->ndim - 1];
+        if (ln->acc[a].store && s != 1) ln->width = 1; /* strided loads are gathered */
+    }
+    ln->compiled = true;
+    return 0;
+}
+
+int cg_lower(const pass_program *prog, em_tensor *const *args, int width, cg_loopnest **out) {
+    int n = prog->fusion->nkernels;
+    cg_loopnest *ln = calloc((size_t)(n ? n : 1), sizeof *ln);
+    if (!ln) return rt_error("em_compile: out of memory lowering kernels");
+    for (int k = 0; k < n; k++) lower_kernel(prog, args, k, width, &ln[k]);
+    *out = ln;
+    return 0;
+}
+
+int cg_loopnest_print(const pass_program *prog, const cg_loopnest *ln, FILE *out) {
+    (void)prog;
+    if (!ln->compiled) return fprintf(out, "  interpreted: %s\n", ln->why) < 0 ? -1 : 0;
+    fprintf(out, "  loops [");
+    for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)ln->shape[d]);
+    fprintf(out, "], inner loop %s\n", ln->width > 1 ? "vectorised" : "scalar (a strided store)");
+    for (int a = 0; a < ln->naccess; a++) {
+        const cg_access *c = &ln->acc[a];
+        fprintf(out, "    %s %%%d", c->store ? "store" : "load ", c->value);
+        if (c->home != c->value) fprintf(out, " (view of %%%d)", c->home);
+        fprintf(out, " at %lld + [", (long long)c->offset);
+        for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)c->strides[d]);
+        fprintf(out, "]\n");
+    }
+    return 0;
+}
