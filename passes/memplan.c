@@ -58,18 +58,18 @@ static bool same_type(const ir_type *a, const ir_type *b) {
 
 /* ---- order and homes ---------------------------------------------------------------- */
 
-static void plan_order(plan_state *s) {
+/* The execution order: members by step, then by id (graph order). */
+static void plan_order(plan_state *s, const int *step_of) {
     pass_memplan *p = s->p;
-    int at = 0, step = 0;
-    for (int k = 0; k < s->f->nkernels; k++) {
-        const pass_kernel *K = &s->f->k[k];
-        for (int i = 0; i < K->nnodes; i++) {
-            p->order[at++] = K->nodes[i];
-            p->step_of[K->nodes[i]] = p->interpreted[k] ? step++ : step;
-        }
-        if (!p->interpreted[k]) step++;
+    int at = 0;
+    p->nsteps = 0;
+    for (int id = 0; id < s->n; id++) {
+        p->step_of[id] = s->f->kernel_of[id] >= 0 ? step_of[id] : -1;
+        if (p->step_of[id] >= p->nsteps) p->nsteps = p->step_of[id] + 1;
     }
-    p->nsteps = step;
+    for (int st = 0; st < p->nsteps; st++)
+        for (int id = 0; id < s->n; id++)
+            if (p->step_of[id] == st) p->order[at++] = id;
 }
 
 static bool is_output_base(const plan_state *s, int id) {
@@ -84,7 +84,7 @@ static bool leaves_kernel(const plan_state *s, int id) {
     return false;
 }
 
-static void plan_homes(plan_state *s) {
+static void plan_homes(plan_state *s, const bool *materialize) {
     pass_memplan *p = s->p;
     for (int id = 0; id < s->n; id++) {
         const ir_node *x = ir_graph_node(s->g, id);
@@ -93,7 +93,7 @@ static void plan_homes(plan_state *s) {
         else if (x->kind == IR_NODE_CONST) p->home[id] = PASS_HOME_CONST;
         else if (ir_ops[x->op].kind == IR_KIND_VIEW) p->home[id] = PASS_HOME_VIEW;
         else if (is_output_base(s, id)) p->home[id] = PASS_HOME_OUTPUT;
-        else if (p->interpreted[s->f->kernel_of[id]] || leaves_kernel(s, id)) p->home[id] = PASS_HOME_ARENA;
+        else if (materialize[id] || leaves_kernel(s, id)) p->home[id] = PASS_HOME_ARENA;
         else p->home[id] = PASS_HOME_NONE;
     }
 }
@@ -136,6 +136,17 @@ static int plan_buffers(plan_state *s) {
     return 0;
 }
 
+/* Whether a node at step st reads the value of node u (directly or through a view). */
+static bool read_at(const plan_state *s, int u, int st) {
+    for (int id = 0; id < s->n; id++) {
+        const ir_node *x = ir_graph_node(s->g, id);
+        if (x->kind != IR_NODE_OP || s->p->step_of[id] != st) continue;
+        for (int j = 0; j < x->nin; j++)
+            if (x->in[j] && s->f->base_of[x->in[j]->id] == u) return true;
+    }
+    return false;
+}
+
 /* Whether every read of buffer node `u` at step `st` is at the index written by
  * node `n` (same type, no view), so n's result may overwrite u. */
 static bool reads_in_place(const plan_state *s, int u, int n, int st) {
@@ -159,18 +170,17 @@ static void plan_inplace(plan_state *s) {
     for (int bi = 0; bi < p->nbuffers; bi++) {
         pass_buffer *b = &p->buffers[bi];
         const ir_node *n = ir_graph_node(s->g, b->node);
-        int k = s->f->kernel_of[b->node];
-        /* The writer must be elementwise: the node itself (interpreter) or a
-         * pointwise kernel (codegen). */
-        bool node = p->interpreted[k];
-        if (node ? ir_ops[n->op].kind != IR_KIND_ELEMENTWISE : s->f->k[k].kind != PASS_KERNEL_POINTWISE)
-            continue;
-        const int *cand = node ? NULL : s->f->k[k].loads;
-        int ncand = node ? n->nin : s->f->k[k].nloads;
-        for (int i = 0; i < ncand; i++) {
-            int u = node ? (n->in[i] ? n->in[i]->id : -1) : cand[i];
+        /* The writer must be elementwise (an interpreted node or a member of a
+         * generated loop nest: either reads element i before writing it). */
+        if (ir_ops[n->op].kind != IR_KIND_ELEMENTWISE) continue;
+        /* Candidates: buffers some node of this step reads, directly. */
+        for (int i = 0; i < p->nbuffers; i++) {
+            int u = p->buffers[i].node;
+            if (!read_at(s, u, b->first)) continue;
             int ui = u >= 0 ? p->buffer_of[u] : -1;
-            if (ui < 0 || s->taken[ui] || p->buffers[ui].last != b->first) continue;
+            if (ui < 0 || ui == bi || s->taken[ui] || p->buffers[ui].last != b->first ||
+                p->buffers[ui].first >= b->first)
+                continue; /* a dead input written by an earlier step */
             if (!reads_in_place(s, u, b->node, b->first)) continue;
             s->taken[ui] = true;
             b->inplace_of = u;
@@ -252,25 +262,47 @@ pass_memplan *pass_memplan_run(const pass_fusion *f, bool internal) {
 pass_memplan *pass_memplan_run_kernels(const pass_fusion *f, const bool *interpreted) {
     if (!f || !interpreted) return rt_error("pass_memplan_run_kernels: NULL argument"), NULL;
     int n = ir_graph_num_nodes(f->g);
+    int *step_of = malloc((size_t)(n ? n : 1) * sizeof *step_of);
+    bool *mat = calloc((size_t)(n ? n : 1), sizeof *mat);
+    pass_memplan *p = NULL;
+    if (step_of && mat) {
+        int step = 0;
+        for (int k = 0; k < f->nkernels; k++) {
+            for (int i = 0; i < f->k[k].nnodes; i++) {
+                step_of[f->k[k].nodes[i]] = interpreted[k] ? step++ : step;
+                mat[f->k[k].nodes[i]] = interpreted[k];
+            }
+            if (!interpreted[k]) step++;
+        }
+        p = pass_memplan_run_steps(f, step_of, mat);
+        if (p)
+            for (int k = 0; k < f->nkernels; k++) p->internal &= interpreted[k];
+    } else {
+        rt_error("pass_memplan_run_kernels: out of memory");
+    }
+    free(step_of), free(mat);
+    return p;
+}
+
+pass_memplan *pass_memplan_run_steps(const pass_fusion *f, const int *step_of, const bool *materialize) {
+    if (!f || !step_of || !materialize) return rt_error("pass_memplan_run_steps: NULL argument"), NULL;
+    int n = ir_graph_num_nodes(f->g);
     size_t nn = (size_t)(n ? n : 1);
     pass_memplan *p = calloc(1, sizeof *p);
     plan_state s = {.p = p, .f = f, .g = f->g, .n = n};
     if (p) {
         p->f = f, p->internal = true;
-        p->interpreted = malloc((size_t)(f->nkernels ? f->nkernels : 1) * sizeof *p->interpreted);
-        for (int k = 0; k < f->nkernels && p->interpreted; k++)
-            p->interpreted[k] = interpreted[k], p->internal &= interpreted[k];
         p->order = malloc(nn * sizeof *p->order);
         p->step_of = malloc(nn * sizeof *p->step_of);
         p->home = malloc(nn * sizeof *p->home);
         p->buffer_of = malloc(nn * sizeof *p->buffer_of);
     }
-    int st = p && p->order && p->step_of && p->home && p->buffer_of && p->interpreted ? 0
+    int st = p && p->order && p->step_of && p->home && p->buffer_of ? 0
              : rt_error("pass_memplan_run: out of memory");
     if (!st) {
         for (int i = 0; i < n; i++) p->step_of[i] = -1;
-        plan_order(&s);
-        plan_homes(&s);
+        plan_order(&s, step_of);
+        plan_homes(&s, materialize);
         st = plan_buffers(&s);
     }
     if (!st) plan_inplace(&s);
@@ -286,7 +318,7 @@ pass_memplan *pass_memplan_run_kernels(const pass_fusion *f, const bool *interpr
 void pass_memplan_destroy(pass_memplan *p) {
     if (!p) return;
     free(p->order), free(p->step_of), free(p->home), free(p->buffer_of), free(p->buffers);
-    free(p->interpreted);
+
     free(p);
 }
 
@@ -320,7 +352,10 @@ int pass_memplan_verify(const pass_memplan *p) {
     for (int k = 0; k < p->f->nkernels; k++) total += p->f->k[k].nnodes;
     for (int i = 0; i < total; i++) {
         const ir_node *x = ir_graph_node(g, p->order[i]);
-        if (!p->interpreted[p->f->kernel_of[x->id]]) continue;
+        bool own_step = true; /* alone in its step: interpreted, reads need homes */
+        for (int j = 0; j < total; j++)
+            if (j != i && p->step_of[p->order[j]] == p->step_of[x->id]) own_step = false;
+        if (!own_step) continue;
         for (int j = 0; j < x->nin; j++)
             if (x->in[j] && p->home[p->f->base_of[x->in[j]->id]] == PASS_HOME_NONE)
                 return rt_error("memplan: %%%d reads %%%d, which has no home", x->id, x->in[j]->id);
@@ -338,7 +373,7 @@ int pass_memplan_print(const pass_memplan *p, FILE *out) {
     fprintf(out, "; memplan of %s: %d buffer%s in an arena of %zu bytes; peak live %zu, no reuse %zu; "
                  "%d steps (%s)\n",
             ir_graph_name(g), p->nbuffers, p->nbuffers == 1 ? "" : "s", p->arena_bytes, p->peak_bytes,
-            p->naive_bytes, p->nsteps, p->internal ? "nodes: the interpreter" : "kernels; nodes of interpreted ones");
+            p->naive_bytes, p->nsteps, p->internal ? "nodes: the interpreter" : "kernels and parts of kernels");
     for (int i = 0; i < p->nbuffers; i++) {
         const pass_buffer *b = &p->buffers[i];
         const ir_node *x = ir_graph_node(g, b->node);

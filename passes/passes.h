@@ -180,7 +180,6 @@ typedef struct pass_buffer {
 typedef struct pass_memplan {
     const pass_fusion *f; /* not owned */
     bool internal;        /* every kernel is interpreted (all values materialised) */
-    bool *interpreted;    /* by kernel: run node by node, each member value materialised */
     int nsteps;
     int *order;           /* nsteps op node ids: the execution order */
     int *step_of;         /* by node id: its step, or -1 */
@@ -202,6 +201,12 @@ pass_memplan *pass_memplan_run(const pass_fusion *f, bool internal);
 /* The same with the choice per kernel: interpreted[k] true for a kernel the
  * interpreter runs node by node, false for generated code (one step). */
 pass_memplan *pass_memplan_run_kernels(const pass_fusion *f, const bool *interpreted);
+/* The general form: step_of[id] is the step that computes op node id (nodes of
+ * one step run together: a generated loop nest, or one interpreted node;
+ * steps follow the kernel order), materialize[id] asks for a buffer even when
+ * the value does not leave its kernel (a value one step of a kernel hands to
+ * another). Kernel outputs and graph outputs always get one. */
+pass_memplan *pass_memplan_run_steps(const pass_fusion *f, const int *step_of, const bool *materialize);
 void pass_memplan_destroy(pass_memplan *p);                   /* NULL-safe */
 /* Checks that buffers whose live ranges overlap do not overlap in the arena
  * (except an in-place pair), that every offset is aligned and inside the arena,
