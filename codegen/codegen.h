@@ -140,7 +140,7 @@ void cg_unit_destroy(cg_unit *u);
 
 /* ---- lowering kernels to loop nests (lower.c) ----------------------------------------- */
 
-enum { CG_MAX_ACCESS = 32 };
+enum { CG_MAX_ACCESS = 32, CG_MAX_NEST_NODES = 64 };
 
 /* One tensor a loop nest reads or writes: where its elements are relative to
  * the data of a value's home (an argument, a constant, an arena buffer or an
@@ -154,40 +154,72 @@ typedef struct cg_access {
     int64_t strides[EM_MAX_DIMS];     /* elements per step of each loop; 0: broadcast */
 } cg_access;
 
-/* A kernel as codegen sees it: loops over an iteration space, loads and stores
- * with index expressions, and the kernel's member nodes as the expression
- * evaluated at every point. Only pointwise f32 kernels are lowered today; any
- * other kernel keeps compiled = false and why, and runs in the interpreter. */
+/* Elementwise members of one kernel as codegen emits them: loops over their
+ * iteration space, loads and stores with index expressions, and the members
+ * evaluated at every point. f32 only for now. */
 typedef struct cg_loopnest {
     int kernel;                       /* index in the fusion */
+    int nnodes;
+    int nodes[CG_MAX_NEST_NODES];     /* members computed, in graph order */
     bool compiled;
     char why[160];                    /* compiled = false: the reason */
     int ndim;                         /* loops after merging dims; the last is the inner loop */
     int64_t shape[EM_MAX_DIMS];
-    int width;                        /* inner loop lanes: the host vector width, or 1 when an
-                                         access is strided in the inner loop */
+    int width;                        /* inner loop lanes: the host vector width, or 1 when a
+                                         store is strided in the inner loop */
     int naccess;
     cg_access acc[CG_MAX_ACCESS];     /* loads first, then stores */
 } cg_loopnest;
 
-/* Lowers every kernel of prog; args are the traced call's tensor arguments
- * (their strides are part of the guard). *out receives nkernels loop nests
- * (free()). width: the vector lanes to use (16, 8; 0 compiles nothing).
- * 0, or -1 with an error (OOM). */
-int cg_lower(const pass_program *prog, em_tensor *const *args, int width, cg_loopnest **out);
-/* One line per loop nest: loops, width and accesses, or why it is interpreted. */
-int cg_loopnest_print(const pass_program *prog, const cg_loopnest *ln, FILE *out);
+/* Lowers nodes[0..n) (elementwise members of kernel `kernel`, all of type
+ * space) into ln, storing those marked in stored (by node id). args are the
+ * traced call's tensor arguments (their strides are part of the guard).
+ * width: the vector lanes (16, 8). Returns ln->compiled; on false ln->why says
+ * why the nodes must be interpreted. */
+bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                   const int *nodes, int n, const bool *stored, const ir_type *space, cg_loopnest *ln);
+/* The loop nest's loops, width and accesses, indented. */
+int cg_loopnest_print(const cg_loopnest *ln, FILE *out);
 /* The vector width of the host for f32 (16 with AVX-512F, 8 with AVX2 and FMA,
  * 0 otherwise: nothing is compiled). */
 int cg_host_width(void);
 
+/* ---- what runs how (schedule.c) ------------------------------------------------------ */
+
+/* One step of a compiled call: a generated loop nest, or one node the
+ * interpreter runs with its eager adapter (reductions, norms and matmuls,
+ * whose prologues and epilogues are generated around them; what codegen
+ * cannot emit yet). */
+typedef struct cg_step {
+    int kernel;
+    int node;                         /* >= 0: the interpreted node */
+    int nest;                         /* >= 0: the loop nest */
+} cg_step;
+
+typedef struct cg_schedule {
+    int nsteps;
+    cg_step *steps;                   /* in order */
+    int nnests;
+    cg_loopnest *nests;
+    int *step_of;                     /* by node id: its step, -1 */
+    bool *materialize;                /* by node id: read by another step (needs memory) */
+    char **why;                       /* by kernel: what is interpreted and why, or NULL */
+    int nwhy;                         /* kernels */
+} cg_schedule;
+
+/* Splits every kernel of prog into steps (width 0: everything interpreted).
+ * 0, or -1 with an error (OOM). */
+int cg_schedule_build(const pass_program *prog, em_tensor *const *args, int width, cg_schedule *s);
+void cg_schedule_free(cg_schedule *s);
+/* The codegen part of the `kernels` dump. */
+int cg_schedule_print(const pass_program *prog, const cg_schedule *s, FILE *out);
+
 /* ---- emitting LLVM IR for loop nests (emit.c) ------------------------------------------- */
 
-/* Compiles the loop nests marked compiled into one unit named `name`: for
- * each, a function `<name>_k<kernel>(void **ptrs, int64_t lo, int64_t hi)`
- * (an rt_range_fn) running rows [lo, hi) of its loops, with ptrs[i] the data
- * pointer of access i's home. fns receives one pointer per loop nest (NULL
- * for interpreted ones). NULL with an error. */
+/* Compiles the loop nests into one unit named `name`: for nest i, a function
+ * `<name>_n<i>(void **ptrs, int64_t lo, int64_t hi)` (an rt_range_fn) running
+ * rows [lo, hi) of its loops, with ptrs[a] the data pointer of access a's
+ * home. fns receives one pointer per loop nest. NULL with an error. */
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
                  unsigned keep, void **fns);
 
@@ -206,7 +238,7 @@ cg_exec *cg_exec_create(const pass_program *prog);  /* NULL with an error */
 cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned keep);
 /* The `kernels` dump: the fusion, then each kernel's loop nest or why it is interpreted. */
 int cg_exec_print_kernels(const cg_exec *e, FILE *out);
-int cg_exec_compiled_kernels(const cg_exec *e);
+int cg_exec_generated_nests(const cg_exec *e);  /* loop nests running as generated code */
 const cg_unit *cg_exec_unit(const cg_exec *e);     /* NULL when nothing was generated */
 void cg_exec_destroy(cg_exec *e);                   /* NULL-safe; frees the kept arena */
 /* args: the tensor arguments in order (types as the graph's inputs: the caller

@@ -208,7 +208,6 @@ static LLVMValueRef gather(em_ctx *e, LLVMValueRef p, LLVMValueRef i, int64_t st
 /* The body at inner index i: loads, members, stores; mask NULL for a full step. */
 static void body(em_ctx *e, nest_state *s, LLVMValueRef i, LLVMValueRef mask) {
     const cg_loopnest *ln = s->ln;
-    const pass_kernel *K = &s->prog->fusion->k[ln->kernel];
     int last = ln->ndim - 1;
     LLVMTypeRef over[2] = {e->vt, e->ptr};
     for (int a = 0; a < ln->naccess; a++) {
@@ -227,8 +226,8 @@ static void body(em_ctx *e, nest_state *s, LLVMValueRef i, LLVMValueRef mask) {
         s->val[c->value] = v;
     }
     const ir_graph *g = s->prog->graph;
-    for (int m = 0; m < K->nnodes; m++) {
-        const ir_node *x = ir_graph_node(g, K->nodes[m]);
+    for (int m = 0; m < ln->nnodes; m++) {
+        const ir_node *x = ir_graph_node(g, ln->nodes[m]);
         LLVMValueRef a = s->val[x->in[0]->id], b = x->nin > 1 ? s->val[x->in[1]->id] : NULL;
         s->val[x->id] = op_value(e, x->op, a, b);
     }
@@ -344,7 +343,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
         e.w = ln[k].width;
         e.vt = e.w == 1 ? e.f32 : LLVMVectorType(e.f32, (unsigned)e.w);
         char fname[160];
-        snprintf(fname, sizeof fname, "%s_k%d", name, ln[k].kernel);
+        snprintf(fname, sizeof fname, "%s_n%d", name, k);
         LLVMValueRef fn = LLVMAddFunction(m, fname, fty);
         nest_state s = {.prog = prog, .ln = &ln[k], .val = val};
         emit_nest(&e, &s, fn);
@@ -356,7 +355,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
         fns[k] = NULL;
         if (!ln[k].compiled) continue;
         char fname[160];
-        snprintf(fname, sizeof fname, "%s_k%d", name, ln[k].kernel);
+        snprintf(fname, sizeof fname, "%s_n%d", name, k);
         if (!(fns[k] = cg_unit_lookup(u, fname))) {
             cg_unit_destroy(u);
             return NULL;

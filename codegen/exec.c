@@ -30,8 +30,9 @@ struct cg_exec {
     const pass_program *prog;
     _Atomic(em_tensor *) spare; /* an arena tensor kept between calls, or NULL */
     int maxin;
-    cg_loopnest *ln;            /* per kernel, or NULL (everything interpreted) */
-    void **fns;                 /* per kernel: its generated function, or NULL */
+    bool scheduled;             /* sched is valid (else every node is interpreted) */
+    cg_schedule sched;          /* steps: generated loop nests and interpreted nodes */
+    void **fns;                 /* per loop nest: its generated function */
     cg_unit *unit;              /* the generated code, or NULL */
 };
 
@@ -63,31 +64,29 @@ static void unit_name(const pass_program *prog, char *buf, size_t cap) {
     snprintf(buf, cap, "ember_%s_%u", id, atomic_fetch_add(&next, 1));
 }
 
-/* Generates code for the kernels codegen lowers and plans memory for that
- * choice. A failure to generate code is not an error: the kernels stay
- * interpreted and the reason is kept for the `kernels` dump. */
+/* Schedules every kernel (generated loop nests and interpreted nodes),
+ * generates the loop nests, and plans memory for that schedule. A failure to
+ * generate code is not an error: the kernels are interpreted instead, and
+ * the reason is kept for the `kernels` dump. */
 static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int width, unsigned keep) {
-    int nk = prog->fusion->nkernels;
-    if (cg_lower(prog, args, width, &e->ln) != 0) return -1;
-    e->fns = calloc((size_t)(nk ? nk : 1), sizeof *e->fns);
-    bool *interp = malloc((size_t)(nk ? nk : 1) * sizeof *interp);
-    if (!e->fns || !interp) return free(interp), rt_error("em_compile: out of memory");
-    int ncompiled = 0;
-    for (int k = 0; k < nk; k++) ncompiled += e->ln[k].compiled;
-    if (ncompiled) {
+    if (cg_schedule_build(prog, args, width, &e->sched) != 0) return -1;
+    e->scheduled = true;
+    cg_schedule *s = &e->sched;
+    if (s->nnests) {
         char name[96];
         unit_name(prog, name, sizeof name);
-        if (!(e->unit = cg_emit(name, prog, e->ln, nk, keep, e->fns))) {
-            for (int k = 0; k < nk; k++)
-                if (e->ln[k].compiled)
-                    e->ln[k].compiled = false,
-                    snprintf(e->ln[k].why, sizeof e->ln[k].why, "code generation failed: %s", em_last_error());
+        e->fns = calloc((size_t)s->nnests, sizeof *e->fns);
+        if (!e->fns) return rt_error("em_compile: out of memory");
+        if (!(e->unit = cg_emit(name, prog, s->nests, s->nnests, keep, e->fns))) {
+            char why[300];
+            snprintf(why, sizeof why, "code generation failed: %s", em_last_error());
             em_clear_error();
+            cg_schedule_free(s);
+            if (cg_schedule_build(prog, args, 0, s) != 0) return -1;
+            for (int k = 0; k < s->nwhy; k++) free(s->why[k]), s->why[k] = strdup(why);
         }
     }
-    for (int k = 0; k < nk; k++) interp[k] = !e->ln[k].compiled;
-    pass_memplan *plan = pass_memplan_run_kernels(prog->fusion, interp);
-    free(interp);
+    pass_memplan *plan = pass_memplan_run_steps(prog->fusion, s->step_of, s->materialize);
     if (!plan) return -1;
     if (pass_memplan_verify(plan) != 0) {
         pass_memplan_destroy(plan);
@@ -115,7 +114,7 @@ void cg_exec_destroy(cg_exec *e) {
     if (!e) return;
     em_release(atomic_exchange(&e->spare, NULL));
     cg_unit_destroy(e->unit);
-    free(e->ln);
+    if (e->scheduled) cg_schedule_free(&e->sched);
     free(e->fns);
     free(e);
 }
@@ -124,20 +123,10 @@ const cg_unit *cg_exec_unit(const cg_exec *e) { return e ? e->unit : NULL; }
 
 int cg_exec_print_kernels(const cg_exec *e, FILE *out) {
     if (pass_fusion_print(e->prog->fusion, out) != 0) return -1;
-    if (!e->ln) return 0;
-    fprintf(out, "; code generation:\n");
-    for (int k = 0; k < e->prog->fusion->nkernels; k++) {
-        fprintf(out, "k%d%s\n", k, e->ln[k].compiled ? " generated" : "");
-        cg_loopnest_print(e->prog, &e->ln[k], out);
-    }
-    return ferror(out) ? rt_error("em_dump: write failed") : 0;
+    return e->scheduled ? cg_schedule_print(e->prog, &e->sched, out) : 0;
 }
 
-int cg_exec_compiled_kernels(const cg_exec *e) {
-    int n = 0;
-    for (int k = 0; e->ln && k < e->prog->fusion->nkernels; k++) n += e->ln[k].compiled;
-    return n;
-}
+int cg_exec_generated_nests(const cg_exec *e) { return e->scheduled && e->unit ? e->sched.nnests : 0; }
 
 size_t cg_exec_arena_bytes(const cg_exec *e) { return e->prog->plan->arena_bytes; }
 
@@ -232,12 +221,15 @@ int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs) {
     int st = r.arena ? 0 : -1;
     if (r.val) memset(r.val, 0, (size_t)(nn ? nn : 1) * sizeof *r.val);
     if (!st) st = place(&r);
-    for (int k = 0, at = 0; k < prog->fusion->nkernels && !st; k++) {
-        const pass_kernel *K = &prog->fusion->k[k];
-        if (e->fns && e->fns[k]) st = run_generated(&r, &e->ln[k], (rt_range_fn)e->fns[k]);
-        else
-            for (int i = 0; i < K->nnodes && !st; i++) st = step(&r, ir_graph_node(g, prog->plan->order[at + i]), in);
-        at += K->nnodes;
+    if (e->scheduled) {
+        for (int i = 0; i < e->sched.nsteps && !st; i++) {
+            const cg_step *sp = &e->sched.steps[i];
+            st = sp->nest >= 0 ? run_generated(&r, &e->sched.nests[sp->nest], (rt_range_fn)e->fns[sp->nest])
+                               : step(&r, ir_graph_node(g, sp->node), in);
+        }
+    } else {
+        for (int i = 0; i < prog->plan->nsteps && !st; i++)
+            st = step(&r, ir_graph_node(g, prog->plan->order[i]), in);
     }
     for (int i = 0; i < nout && !st; i++) {
         em_tensor *v = value(&r, ir_graph_output(g, i));

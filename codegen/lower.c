@@ -1,8 +1,8 @@
 /*
  * lower.c — kernels to loop nests: the kernel IR codegen emits from.
  *
- * A pointwise kernel computes its member nodes at every point of one
- * iteration space (the shape of its values). Lowering decides, at compile
+ * A loop nest computes elementwise member nodes of a kernel at every point of
+ * one iteration space (the shape of its values). Lowering decides, at compile
  * time, where each operand's element for a point lives:
  *
  *  - the home of a value is an argument (strides as traced: they are part of
@@ -22,8 +22,8 @@
  *
  * What is not lowered runs in the interpreter (codegen/exec.c), with the
  * reason kept for the `kernels` dump: non-f32 values, ops without an emitter,
- * reductions, norms, contractions, gathers and copies (their own lowering is
- * the next step), a reshape that must copy, an empty space.
+ * a reshape that must copy, an empty space. Which members of a kernel form a
+ * loop nest is schedule.c's decision.
  */
 #include "codegen.h"
 
@@ -142,74 +142,71 @@ static bool is_load(const cg_loopnest *ln, int value) {
     return false;
 }
 
-static int lower_kernel(const pass_program *prog, em_tensor *const *args, int k, int width,
-                        cg_loopnest *ln) {
-    const pass_kernel *K = &prog->fusion->k[k];
+static bool is_member(const cg_loopnest *ln, int id) {
+    for (int i = 0; i < ln->nnodes; i++)
+        if (ln->nodes[i] == id) return true;
+    return false;
+}
+
+static bool same_shape(const ir_type *a, const ir_type *b) {
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
+}
+
+bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                   const int *nodes, int n, const bool *stored, const ir_type *space, cg_loopnest *ln) {
     const ir_graph *g = prog->graph;
     memset(ln, 0, sizeof *ln);
-    ln->kernel = k;
-    if (width == 0) return refuse(ln, "the host has no vector ISA codegen targets (AVX2+FMA or AVX-512)");
-    if (K->kind != PASS_KERNEL_POINTWISE)
-        return refuse(ln, "only pointwise kernels are generated yet: runs in the interpreter");
+    ln->kernel = kernel;
+    if (width == 0) return refuse(ln, "the host has no vector ISA codegen targets (AVX2+FMA or AVX-512)"), false;
+    if (n > CG_MAX_NEST_NODES) return refuse(ln, "more nodes than a loop nest holds"), false;
     int64_t numel = 1;
-    for (int d = 0; d < K->space.ndim; d++) numel *= K->space.shape[d];
-    if (numel == 0) return refuse(ln, "empty");
-    for (int i = 0; i < K->nnodes; i++) {
-        const ir_node *x = ir_graph_node(g, K->nodes[i]);
-        if (x->type.dtype != EM_F32 || !emittable(x->op)) {
+    for (int d = 0; d < space->ndim; d++) numel *= space->shape[d];
+    if (numel == 0) return refuse(ln, "empty"), false;
+    ln->nnodes = n;
+    memcpy(ln->nodes, nodes, (size_t)n * sizeof *nodes);
+    for (int i = 0; i < n; i++) {
+        const ir_node *x = ir_graph_node(g, nodes[i]);
+        if (x->type.dtype != EM_F32 || !emittable(x->op) || !same_shape(&x->type, space)) {
             snprintf(ln->why, sizeof ln->why, "%%%d %s %s is not generated yet", x->id,
                      em_dtype_name(x->type.dtype), ir_ops[x->op].name);
-            return 0;
+            return false;
         }
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
-            if (prog->fusion->kernel_of[prog->fusion->base_of[in->id]] == k &&
-                prog->fusion->base_of[in->id] == in->id)
-                continue; /* a member: computed, not loaded */
+            if (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id)) continue; /* computed */
             if (in->type.dtype != EM_F32) {
                 snprintf(ln->why, sizeof ln->why, "%%%d reads %s %%%d (no conversions generated yet)",
                          x->id, em_dtype_name(in->type.dtype), in->id);
-                return 0;
+                return false;
             }
-            if (!is_load(ln, in->id) && add_access(prog, args, ln, &K->space, in, false) != 0) return 0;
+            if (!is_load(ln, in->id) && add_access(prog, args, ln, space, in, false) != 0) return false;
         }
     }
-    for (int i = 0; i < K->nouts; i++)
-        if (add_access(prog, args, ln, &K->space, ir_graph_node(g, K->outs[i]), true) != 0) return 0;
-    ln->ndim = K->space.ndim;
-    memcpy(ln->shape, K->space.shape, sizeof ln->shape);
+    for (int i = 0; i < n; i++)
+        if (stored[nodes[i]] && add_access(prog, args, ln, space, ir_graph_node(g, nodes[i]), true) != 0)
+            return false;
+    ln->ndim = space->ndim;
+    memcpy(ln->shape, space->shape, sizeof ln->shape);
     simplify(ln);
     ln->width = width;
-    for (int a = 0; a < ln->naccess; a++) {
-        int64_t s = ln->acc[a].strides[ln->ndim - 1];
-        if (ln->acc[a].store && s != 1) ln->width = 1; /* strided loads are gathered */
-    }
-    ln->compiled = true;
-    return 0;
+    for (int a = 0; a < ln->naccess; a++)
+        if (ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] != 1) ln->width = 1; /* loads gather */
+    return ln->compiled = true;
 }
 
-int cg_lower(const pass_program *prog, em_tensor *const *args, int width, cg_loopnest **out) {
-    int n = prog->fusion->nkernels;
-    cg_loopnest *ln = calloc((size_t)(n ? n : 1), sizeof *ln);
-    if (!ln) return rt_error("em_compile: out of memory lowering kernels");
-    for (int k = 0; k < n; k++) lower_kernel(prog, args, k, width, &ln[k]);
-    *out = ln;
-    return 0;
-}
-
-int cg_loopnest_print(const pass_program *prog, const cg_loopnest *ln, FILE *out) {
-    (void)prog;
-    if (!ln->compiled) return fprintf(out, "  interpreted: %s\n", ln->why) < 0 ? -1 : 0;
-    fprintf(out, "  loops [");
+int cg_loopnest_print(const cg_loopnest *ln, FILE *out) {
+    fprintf(out, "    loops [");
     for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)ln->shape[d]);
-    fprintf(out, "], inner loop %s\n", ln->width > 1 ? "vectorised" : "scalar (a strided store)");
+    fprintf(out, "], inner loop %s, nodes", ln->width > 1 ? "vectorised" : "scalar (a strided store)");
+    for (int i = 0; i < ln->nnodes; i++) fprintf(out, " %%%d", ln->nodes[i]);
+    fprintf(out, "\n");
     for (int a = 0; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];
-        fprintf(out, "    %s %%%d", c->store ? "store" : "load ", c->value);
+        fprintf(out, "      %s %%%d", c->store ? "store" : "load ", c->value);
         if (c->home != c->value) fprintf(out, " (view of %%%d)", c->home);
         fprintf(out, " at %lld + [", (long long)c->offset);
         for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)c->strides[d]);
         fprintf(out, "]\n");
     }
-    return 0;
+    return ferror(out) ? -1 : 0;
 }

@@ -302,6 +302,10 @@ pass_memplan *pass_memplan_run_steps(const pass_fusion *f, const int *step_of, c
     if (!st) {
         for (int i = 0; i < n; i++) p->step_of[i] = -1;
         plan_order(&s, step_of);
+        int members = 0;
+        for (int k = 0; k < f->nkernels; k++) members += f->k[k].nnodes;
+        for (int i = 1; i < members; i++) /* node-level: no step holds two nodes */
+            if (p->step_of[p->order[i]] == p->step_of[p->order[i - 1]]) p->internal = false;
         plan_homes(&s, materialize);
         st = plan_buffers(&s);
     }
