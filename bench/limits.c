@@ -34,26 +34,41 @@ static void *triad_part(void *p) {
     return NULL;
 }
 
+/* Twelve independent FMA chains in named registers (an array would live in
+ * memory at -O2 and measure store forwarding instead): enough to cover the FMA
+ * latency (4) times two ports. */
+#define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
 __attribute__((target("avx512f"))) static float fma512(long iters) {
-    __m512 acc[12], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) acc[i] = _mm512_set1_ps((float)i);
-    for (long k = 0; k < iters; k++)
-        for (int i = 0; i < 12; i++) acc[i] = _mm512_fmadd_ps(acc[i], m, a);
-    __m512 s = acc[0];
-    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+    __m512 m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+#define INIT(i) __m512 c##i = _mm512_set1_ps((float)i);
+#define STEP(i) c##i = _mm512_fmadd_ps(c##i, m, a);
+#define SUM(i) s = _mm512_add_ps(s, c##i);
+    CHAINS(INIT)
+    for (long k = 0; k < iters; k++) { CHAINS(STEP) }
+    __m512 s = _mm512_setzero_ps();
+    CHAINS(SUM)
     return _mm512_reduce_add_ps(s);
+#undef INIT
+#undef STEP
+#undef SUM
 }
 
 __attribute__((target("avx2,fma"))) static float fma256(long iters) {
-    __m256 acc[12], m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_ps((float)i);
-    for (long k = 0; k < iters; k++)
-        for (int i = 0; i < 12; i++) acc[i] = _mm256_fmadd_ps(acc[i], m, a);
+    __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+#define INIT(i) __m256 c##i = _mm256_set1_ps((float)i);
+#define STEP(i) c##i = _mm256_fmadd_ps(c##i, m, a);
+#define SUM(i) s = _mm256_add_ps(s, c##i);
+    CHAINS(INIT)
+    for (long k = 0; k < iters; k++) { CHAINS(STEP) }
+    __m256 s = _mm256_setzero_ps();
+    CHAINS(SUM)
     float out[8];
-    __m256 s = acc[0];
-    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, acc[i]);
     _mm256_storeu_ps(out, s);
     return out[0];
+#undef INIT
+#undef STEP
+#undef SUM
 }
 
 static volatile float sink;

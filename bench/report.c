@@ -6,6 +6,7 @@
 #include "bench.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
 
@@ -21,8 +22,10 @@ static void ms(FILE *out, double v) {
 
 void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limits *lim,
                        bool have_torch) {
-    fprintf(out, "ember-bench, %d thread(s); triad %.1f GB/s, %s FMA peak %.1f GFLOP/s%s\n\n",
-            rows[0].threads, lim->triad_gbs, lim->fma_isa, lim->fma_gflops,
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    fprintf(out, "ember-bench, %d thread(s); triad %.1f GB/s, %s FMA peak %.1f GFLOP/s; "
+                 "OPENBLAS_CORETYPE=%s%s\n\n",
+            rows[0].threads, lim->triad_gbs, lim->fma_isa, lim->fma_gflops, ct ? ct : "(unset)",
             have_torch ? "" : "; no PyTorch peers");
     fprintf(out, "| workload | eager ms | compiled ms | speedup | torch ms | torchscript ms | vs torch "
                  "| cold ms | 2nd ms | kernels | arena KiB | peak eager→compiled KiB | bound | of bound |\n");
