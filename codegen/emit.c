@@ -294,14 +294,17 @@ static void emit_nest(em_ctx *e, nest_state *s, LLVMValueRef fn) {
     LLVMBuildBr(b, full > 0 ? inner : tail);
 
     LLVMPositionBuilderAtEnd(b, inner);
-    LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i");
-    body(e, s, i, NULL);
-    LLVMValueRef inext = LLVMBuildAdd(b, i, i64c(e, W), "");
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, i64c(e, full), ""), inner, tail);
-    LLVMValueRef izero = i64c(e, 0);
-    LLVMBasicBlockRef from[2] = {rowhead, inner};
-    LLVMValueRef ivals[2] = {izero, inext};
-    LLVMAddIncoming(i, ivals, from, 2);
+    if (full > 0) {
+        LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i");
+        body(e, s, i, NULL);
+        LLVMValueRef inext = LLVMBuildAdd(b, i, i64c(e, W), "");
+        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, i64c(e, full), ""), inner, tail);
+        LLVMBasicBlockRef from[2] = {rowhead, inner};
+        LLVMValueRef ivals[2] = {i64c(e, 0), inext};
+        LLVMAddIncoming(i, ivals, from, 2);
+    } else {
+        LLVMBuildUnreachable(b); /* a row shorter than a vector: only the masked step */
+    }
 
     LLVMPositionBuilderAtEnd(b, tail);
     if (full < L) {

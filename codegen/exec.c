@@ -26,9 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct frame;
+static void frame_free(const pass_program *prog, struct frame *f);
+
 struct cg_exec {
     const pass_program *prog;
-    _Atomic(em_tensor *) spare; /* an arena tensor kept between calls, or NULL */
+    _Atomic(struct frame *) spare; /* the arena and its headers kept between calls, or NULL */
     int maxin;
     bool scheduled;             /* sched is valid (else every node is interpreted) */
     cg_schedule sched;          /* steps: generated loop nests and interpreted nodes */
@@ -112,7 +115,7 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
 
 void cg_exec_destroy(cg_exec *e) {
     if (!e) return;
-    em_release(atomic_exchange(&e->spare, NULL));
+    frame_free(e->prog, atomic_exchange(&e->spare, NULL));
     cg_unit_destroy(e->unit);
     if (e->scheduled) cg_schedule_free(&e->sched);
     free(e->fns);
@@ -130,11 +133,20 @@ int cg_exec_generated_nests(const cg_exec *e) { return e->scheduled && e->unit ?
 
 size_t cg_exec_arena_bytes(const cg_exec *e) { return e->prog->plan->arena_bytes; }
 
+/* What one call runs with, kept between calls: the arena and a header over
+ * each of its buffers (made once), and the per-node value table. */
+typedef struct frame {
+    em_tensor *arena;     /* storage of every arena buffer */
+    em_tensor **hdr;      /* by node: a header over its arena buffer, or NULL */
+    em_tensor **val;      /* by node: this call's values */
+    em_tensor **in;       /* operands of one interpreted node */
+} frame;
+
 typedef struct run {
     const pass_program *prog;
     em_tensor *const *args;
     em_tensor **val;      /* per node; owned for op nodes */
-    em_tensor *arena;
+    frame *f;
 } run;
 
 /* The value of node x: argument, constant, planned buffer, or a view made now. */
@@ -148,20 +160,49 @@ static em_tensor *value(run *r, const ir_node *x) {
     return r->val[x->id] = ir_ops[x->op].eager(x->op, &base, 1, &x->attrs, &x->type, NULL);
 }
 
-/* Headers for every arena buffer and fresh storage for every output. */
+static void frame_free(const pass_program *prog, frame *f) {
+    if (!f) return;
+    for (int id = 0; f->hdr && id < ir_graph_num_nodes(prog->graph); id++) em_release(f->hdr[id]);
+    em_release(f->arena);
+    free(f->hdr);
+    free(f);
+}
+
+static frame *frame_new(const cg_exec *e) {
+    const pass_program *prog = e->prog;
+    const pass_memplan *p = prog->plan;
+    const ir_graph *g = prog->graph;
+    size_t nn = (size_t)ir_graph_num_nodes(g) + 1;
+    frame *f = rt_malloc(sizeof *f, "compiled call");
+    if (!f) return NULL;
+    memset(f, 0, sizeof *f);
+    f->hdr = rt_malloc((2 * nn + (size_t)e->maxin) * sizeof *f->hdr, "compiled call");
+    int64_t words = (int64_t)(p->arena_bytes / sizeof(float));
+    f->arena = f->hdr ? rt_tensor_new("compiled call", EM_F32, 1, &words, false) : NULL;
+    if (!f->arena) return frame_free(prog, f), NULL;
+    memset(f->hdr, 0, (2 * nn + (size_t)e->maxin) * sizeof *f->hdr);
+    f->val = f->hdr + nn, f->in = f->val + nn;
+    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
+        if (p->home[id] != PASS_HOME_ARENA) continue;
+        const ir_node *x = ir_graph_node(g, id);
+        f->hdr[id] = rt_tensor_at(f->arena->storage, x->type.dtype, x->type.ndim, x->type.shape,
+                                  p->buffers[p->buffer_of[id]].offset);
+        if (!f->hdr[id]) return frame_free(prog, f), NULL;
+    }
+    return f;
+}
+
+/* This call's values: the frame's arena headers and fresh storage for every output. */
 static int place(run *r) {
     const pass_memplan *p = r->prog->plan;
     const ir_graph *g = r->prog->graph;
-    for (int id = 0; id < ir_graph_num_nodes(g); id++) {
-        r->val[id] = NULL;
+    int nn = ir_graph_num_nodes(g);
+    memcpy(r->val, r->f->hdr, (size_t)nn * sizeof *r->val);
+    for (int id = 0; id < nn; id++) {
+        if (p->home[id] != PASS_HOME_OUTPUT) continue;
         const ir_node *x = ir_graph_node(g, id);
-        if (p->home[id] == PASS_HOME_OUTPUT)
-            r->val[id] = rt_tensor_new("compiled call", x->type.dtype, x->type.ndim, x->type.shape, false);
-        else if (p->home[id] == PASS_HOME_ARENA)
-            r->val[id] = rt_tensor_at(r->arena->storage, x->type.dtype, x->type.ndim, x->type.shape,
-                                      p->buffers[p->buffer_of[id]].offset);
-        else continue;
-        if (!r->val[id]) return -1;
+        if (!(r->val[id] = rt_tensor_new("compiled call", x->type.dtype, x->type.ndim, x->type.shape, false)))
+            return -1;
     }
     return 0;
 }
@@ -197,39 +238,34 @@ static int run_generated(run *r, const cg_loopnest *ln, rt_range_fn fn) {
     return 0;
 }
 
-static em_tensor *take_arena(cg_exec *e) {
-    em_tensor *a = atomic_exchange(&e->spare, NULL);
-    if (a) return a;
-    int64_t n = (int64_t)(e->prog->plan->arena_bytes / sizeof(float));
-    return rt_tensor_new("compiled call", EM_F32, 1, &n, false);
+static frame *take_frame(cg_exec *e) {
+    frame *f = atomic_exchange(&e->spare, NULL);
+    return f ? f : frame_new(e);
 }
 
-static void give_arena(cg_exec *e, em_tensor *a) {
-    em_tensor *none = NULL;
-    if (a && !atomic_compare_exchange_strong(&e->spare, &none, a)) em_release(a);
+static void give_frame(cg_exec *e, frame *f) {
+    frame *none = NULL;
+    if (f && !atomic_compare_exchange_strong(&e->spare, &none, f)) frame_free(e->prog, f);
 }
 
 int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs) {
     const pass_program *prog = e->prog;
     const ir_graph *g = prog->graph;
     int nn = ir_graph_num_nodes(g), nout = ir_graph_num_outputs(g);
-    run r = {.prog = prog, .args = args};
     for (int i = 0; i < nout; i++) outs[i] = NULL;
-    r.val = rt_malloc((size_t)(nn ? nn : 1) * sizeof *r.val, "compiled call");
-    em_tensor **in = rt_malloc((size_t)e->maxin * sizeof *in, "compiled call");
-    r.arena = in && r.val ? take_arena(e) : NULL;
-    int st = r.arena ? 0 : -1;
-    if (r.val) memset(r.val, 0, (size_t)(nn ? nn : 1) * sizeof *r.val);
-    if (!st) st = place(&r);
+    run r = {.prog = prog, .args = args, .f = take_frame(e)};
+    if (!r.f) return -1;
+    r.val = r.f->val;
+    int st = place(&r);
     if (e->scheduled) {
         for (int i = 0; i < e->sched.nsteps && !st; i++) {
             const cg_step *sp = &e->sched.steps[i];
             st = sp->nest >= 0 ? run_generated(&r, &e->sched.nests[sp->nest], (rt_range_fn)e->fns[sp->nest])
-                               : step(&r, ir_graph_node(g, sp->node), in);
+                               : step(&r, ir_graph_node(g, sp->node), r.f->in);
         }
     } else {
         for (int i = 0; i < prog->plan->nsteps && !st; i++)
-            st = step(&r, ir_graph_node(g, prog->plan->order[i]), in);
+            st = step(&r, ir_graph_node(g, prog->plan->order[i]), r.f->in);
     }
     for (int i = 0; i < nout && !st; i++) {
         em_tensor *v = value(&r, ir_graph_output(g, i));
@@ -238,10 +274,8 @@ int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs) {
     }
     if (st)
         for (int i = 0; i < nout; i++) em_release(outs[i]), outs[i] = NULL;
-    if (r.val)
-        for (int id = 0; id < nn; id++) em_release(r.val[id]);
-    give_arena(e, r.arena);
-    free(r.val);
-    free(in);
+    for (int id = 0; id < nn; id++) /* views and outputs made by this call */
+        if (r.val[id] != r.f->hdr[id]) em_release(r.val[id]);
+    give_frame(e, r.f);
     return st;
 }

@@ -114,9 +114,9 @@ static void simplify(cg_loopnest *ln) {
         for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[nd] = ln->acc[a].strides[d];
         nd++;
     }
-    if (nd == 0) { /* a scalar space: one loop of one */
+    if (nd == 0) { /* a scalar space: one loop of one (stores dense, so it is vectorised) */
         ln->shape[0] = 1;
-        for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[0] = 0;
+        for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[0] = ln->acc[a].store ? 1 : 0;
         nd = 1;
     }
     int out = 0;
