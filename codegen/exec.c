@@ -177,10 +177,10 @@ static frame *frame_new(const cg_exec *e) {
     if (!f) return NULL;
     memset(f, 0, sizeof *f);
     f->hdr = rt_malloc((2 * nn + (size_t)e->maxin) * sizeof *f->hdr, "compiled call");
+    if (f->hdr) memset(f->hdr, 0, (2 * nn + (size_t)e->maxin) * sizeof *f->hdr);
     int64_t words = (int64_t)(p->arena_bytes / sizeof(float));
     f->arena = f->hdr ? rt_tensor_new("compiled call", EM_F32, 1, &words, false) : NULL;
     if (!f->arena) return frame_free(prog, f), NULL;
-    memset(f->hdr, 0, (2 * nn + (size_t)e->maxin) * sizeof *f->hdr);
     f->val = f->hdr + nn, f->in = f->val + nn;
     for (int id = 0; id < ir_graph_num_nodes(g); id++) {
         if (p->home[id] != PASS_HOME_ARENA) continue;
