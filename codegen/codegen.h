@@ -216,12 +216,49 @@ int cg_schedule_print(const pass_program *prog, const cg_schedule *s, FILE *out)
 
 /* ---- emitting LLVM IR for loop nests (emit.c) ------------------------------------------- */
 
-/* Compiles the loop nests into one unit named `name`: for nest i, a function
- * `<name>_n<i>(void **ptrs, int64_t lo, int64_t hi)` (an rt_range_fn) running
- * rows [lo, hi) of its loops, with ptrs[a] the data pointer of access a's
- * home. fns receives one pointer per loop nest. NULL with an error. */
+/* Compiles the loop nests into one unit (`name` labels it in messages): for
+ * nest i, a function `ember_<hash>_n<i>(void **ptrs, int64_t lo, int64_t hi)`
+ * (an rt_range_fn; <hash> is the IR's) running rows [lo, hi) of its loops,
+ * with ptrs[a] the data pointer of access a's home. fns receives one pointer
+ * per loop nest; *cached whether the code came from the object cache (the
+ * unit is shared with any live unit of the same code). NULL with an error. */
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
-                 unsigned keep, void **fns);
+                 unsigned keep, void **fns, bool *cached);
+
+/* ---- the object cache (cache.c) -------------------------------------------------------- */
+
+/* A compiled unit as the cache stores it. */
+typedef struct cg_blob {
+    char **syms;          /* exported names */
+    int nsym;
+    char *obj;            /* the object file */
+    size_t nobj;
+    char *ir, *asm_text;  /* optimised IR and assembly, or NULL */
+} cg_blob;
+
+/* FNV-1a, continuing from h (start with 0xcbf29ce484222325). */
+uint64_t cg_hash(const void *data, size_t n, uint64_t h);
+/* EMBER_CACHE_DIR, or ~/.cache/ember; NULL when the cache is off ("" or "off"). */
+const char *cg_cache_dir(void);
+/* 0 and *out filled when a valid entry for key exists; -1 when it is absent,
+ * truncated, corrupt or made for another key (never an error). */
+int cg_cache_load(const char *key, cg_blob *out);
+/* Writes the entry (atomically: a temporary file renamed). A failure only
+ * prints one message per process. */
+void cg_cache_store(const char *key, const cg_blob *b);
+void cg_blob_free(cg_blob *b);
+
+typedef struct cg_cache_stats {
+    long hits, misses, rejected, stores, store_failures;
+} cg_cache_stats;
+void cg_cache_stats_get(cg_cache_stats *out);
+
+/* Like cg_unit_create, for a module whose exported names are unique to its
+ * contents (emit.c names them by a hash of the IR): a live unit built from the
+ * same key is shared (reference counted; cg_unit_destroy drops one), and the
+ * object cache is consulted before compiling and written after. *cached says
+ * whether the code came from the cache. */
+cg_unit *cg_unit_create_keyed(LLVMModuleRef mod, const char *key, const cg_opt *opts, bool *cached);
 
 /* ---- running a planned program (exec.c) ------------------------------------------- */
 
@@ -240,6 +277,7 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
 int cg_exec_print_kernels(const cg_exec *e, FILE *out);
 int cg_exec_generated_nests(const cg_exec *e);  /* loop nests running as generated code */
 const cg_unit *cg_exec_unit(const cg_exec *e);     /* NULL when nothing was generated */
+bool cg_exec_cached(const cg_exec *e);             /* its code came from the object cache */
 void cg_exec_destroy(cg_exec *e);                   /* NULL-safe; frees the kept arena */
 /* args: the tensor arguments in order (types as the graph's inputs: the caller
  * checked them); outs receives one new reference per graph output. 0, or -1

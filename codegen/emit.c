@@ -325,14 +325,29 @@ static void emit_nest(em_ctx *e, nest_state *s, LLVMValueRef fn) {
     LLVMBuildRetVoid(b);
 }
 
+/* The cache key of a module: everything its machine code depends on. */
+static void module_key(LLVMModuleRef m, char *key, size_t cap, uint64_t *ir_hash) {
+    char *text = LLVMPrintModuleToString(m);
+    /* the module's name is the caller's label, not part of what the code does */
+    const char *body = text ? strstr(text, "target datalayout") : NULL;
+    *ir_hash = body ? cg_hash(body, strlen(body), 0xcbf29ce484222325ull) : 0;
+    if (text) LLVMDisposeMessage(text);
+    unsigned major, minor, patch;
+    LLVMGetVersion(&major, &minor, &patch);
+    snprintf(key, cap, "ember %s | llvm %u.%u.%u | %s %s | ir %016llx", em_version(), major, minor, patch,
+             cg_host_cpu(), cg_host_features(), (unsigned long long)*ir_hash);
+}
+
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
-                 unsigned keep, void **fns) {
+                 unsigned keep, void **fns, bool *cached) {
     LLVMContextRef c;
     LLVMModuleRef m;
     if (cg_module_begin(name, &c, &m) != 0) return NULL;
     int nn = ir_graph_num_nodes(prog->graph);
     LLVMValueRef *val = calloc((size_t)(nn ? nn : 1), sizeof *val);
-    if (!val) {
+    LLVMValueRef *fn = calloc((size_t)(n ? n : 1), sizeof *fn);
+    if (!val || !fn) {
+        free(val), free(fn);
         cg_module_discard(m);
         return rt_error("em_compile: out of memory emitting code"), NULL;
     }
@@ -342,23 +357,31 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
     LLVMTypeRef params[3] = {e.ptr, e.i64, e.i64};
     LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c), params, 3, 0);
     for (int k = 0; k < n; k++) {
-        if (!ln[k].compiled) continue;
         e.w = ln[k].width;
         e.vt = e.w == 1 ? e.f32 : LLVMVectorType(e.f32, (unsigned)e.w);
-        char fname[160];
-        snprintf(fname, sizeof fname, "%s_n%d", name, k);
-        LLVMValueRef fn = LLVMAddFunction(m, fname, fty);
+        char fname[64];
+        snprintf(fname, sizeof fname, "ember_n%d", k); /* renamed below, by content */
+        fn[k] = LLVMAddFunction(m, fname, fty);
         nest_state s = {.prog = prog, .ln = &ln[k], .val = val};
-        emit_nest(&e, &s, fn);
+        emit_nest(&e, &s, fn[k]);
     }
     LLVMDisposeBuilder(e.b);
     free(val);
-    cg_unit *u = cg_unit_create(m, name, &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep});
+    /* Names from the code's hash: the same program compiled twice (or by another
+     * process) has the same names, so the JIT shares it and the cache finds it. */
+    char key[1024];
+    uint64_t h;
+    module_key(m, key, sizeof key, &h);
+    for (int k = 0; k < n; k++) {
+        char fname[64];
+        snprintf(fname, sizeof fname, "ember_%016llx_n%d", (unsigned long long)h, k);
+        LLVMSetValueName2(fn[k], fname, strlen(fname));
+    }
+    free(fn);
+    cg_unit *u = cg_unit_create_keyed(m, key, &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep}, cached);
     for (int k = 0; k < n && u; k++) {
-        fns[k] = NULL;
-        if (!ln[k].compiled) continue;
-        char fname[160];
-        snprintf(fname, sizeof fname, "%s_n%d", name, k);
+        char fname[64];
+        snprintf(fname, sizeof fname, "ember_%016llx_n%d", (unsigned long long)h, k);
         if (!(fns[k] = cg_unit_lookup(u, fname))) {
             cg_unit_destroy(u);
             return NULL;

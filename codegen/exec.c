@@ -37,6 +37,7 @@ struct cg_exec {
     cg_schedule sched;          /* steps: generated loop nests and interpreted nodes */
     void **fns;                 /* per loop nest: its generated function */
     cg_unit *unit;              /* the generated code, or NULL */
+    bool cached;                /* it came from the object cache */
 };
 
 static cg_exec *exec_new(const pass_program *prog) {
@@ -80,7 +81,7 @@ static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int 
         unit_name(prog, name, sizeof name);
         e->fns = calloc((size_t)s->nnests, sizeof *e->fns);
         if (!e->fns) return rt_error("em_compile: out of memory");
-        if (!(e->unit = cg_emit(name, prog, s->nests, s->nnests, keep, e->fns))) {
+        if (!(e->unit = cg_emit(name, prog, s->nests, s->nnests, keep, e->fns, &e->cached))) {
             char why[300];
             snprintf(why, sizeof why, "code generation failed: %s", em_last_error());
             em_clear_error();
@@ -123,6 +124,8 @@ void cg_exec_destroy(cg_exec *e) {
 }
 
 const cg_unit *cg_exec_unit(const cg_exec *e) { return e ? e->unit : NULL; }
+
+bool cg_exec_cached(const cg_exec *e) { return e && e->cached; }
 
 int cg_exec_print_kernels(const cg_exec *e, FILE *out) {
     if (pass_fusion_print(e->prog->fusion, out) != 0) return -1;

@@ -68,11 +68,14 @@ static _Thread_local char session_note[256];
 
 struct cg_unit {
     char *name;                     /* for messages */
+    char *key;                      /* cg_unit_create_keyed: shared by key, else NULL */
+    int refs;                       /* keyed units: owners (guarded by keyed.lock) */
+    struct cg_unit *next;           /* keyed units: the live list */
     LLVMOrcResourceTrackerRef rt;   /* owns the unit's code in the JIT; NULL until linked */
     int nsym;
     char **syms;                    /* exported definitions, nsym */
     void **addrs;                   /* their addresses */
-    char *ir;                       /* optimised IR (LLVM message) or NULL */
+    char *ir;                       /* optimised IR or NULL */
     char *asm_text;                 /* host assembly or NULL */
     cg_times times;
 };
@@ -369,8 +372,12 @@ static int unit_compile(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
     LLVMTargetMachineRef tm = tm_acquire();
     if (!tm) return -1;
     int rc = run_passes(u, mod, tm, opts->pipeline ? opts->pipeline : CG_PIPELINE_O2);
-    if (rc == 0 && (opts->keep & CG_KEEP_IR) && !(u->ir = LLVMPrintModuleToString(mod)))
-        rc = rt_error("codegen %s: cannot print the module", u->name);
+    if (rc == 0 && (opts->keep & CG_KEEP_IR)) {
+        char *text = LLVMPrintModuleToString(mod);
+        u->ir = text ? str_dup(text, "codegen") : NULL;
+        if (text) LLVMDisposeMessage(text);
+        if (!u->ir) rc = rt_error("codegen %s: cannot print the module", u->name);
+    }
     if (rc == 0 && (opts->keep & CG_KEEP_ASM)) rc = keep_asm(u, tm, mod);
     if (rc == 0) rc = collect_symbols(u, mod);
     if (rc == 0) {
@@ -432,6 +439,116 @@ cg_unit *cg_unit_create(LLVMModuleRef mod, const char *name, const cg_opt *opts)
     return u;
 }
 
+/* ---- units shared by key, and the object cache ---------------------------------------- */
+
+static struct {
+    pthread_mutex_t lock;        /* the list, and every keyed create: one symbol set at a time */
+    cg_unit *live;
+} keyed = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Drops one owner of a keyed unit; returns the owners left (0: unlinked, free it). */
+static int unit_release(cg_unit *u) {
+    pthread_mutex_lock(&keyed.lock);
+    int left = --u->refs;
+    if (left == 0)
+        for (cg_unit **p = &keyed.live; *p; p = &(*p)->next)
+            if (*p == u) {
+                *p = u->next;
+                break;
+            }
+    pthread_mutex_unlock(&keyed.lock);
+    return left;
+}
+
+/* A unit from a cached object: its symbols, texts, and the object linked. */
+static cg_unit *unit_from_blob(const char *name, cg_blob *b) {
+    cg_unit *u = rt_malloc(sizeof *u, "codegen");
+    if (!u) return NULL;
+    *u = (cg_unit){0};
+    u->name = str_dup(name, "codegen");
+    u->addrs = calloc((size_t)(b->nsym ? b->nsym : 1), sizeof *u->addrs);
+    if (!u->name || !u->addrs) {
+        cg_unit_destroy(u);
+        return NULL;
+    }
+    u->syms = b->syms, u->nsym = b->nsym, u->ir = b->ir, u->asm_text = b->asm_text;
+    b->syms = NULL, b->nsym = 0, b->ir = b->asm_text = NULL;
+    LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(b->obj, b->nobj, name);
+    if (unit_link(u, obj) != 0) {
+        cg_unit_destroy(u);
+        return NULL;
+    }
+    return u;
+}
+
+/* Compiles mod (not consumed) and links it; the object, names and texts go to blob. */
+static cg_unit *unit_compiled(LLVMModuleRef mod, const char *name, const cg_opt *opts, cg_blob *blob) {
+    cg_unit *u = rt_malloc(sizeof *u, "codegen");
+    if (!u) return NULL;
+    *u = (cg_unit){0};
+    LLVMMemoryBufferRef obj = NULL;
+    int rc = (u->name = str_dup(name, "codegen")) ? 0 : -1;
+    if (rc == 0) rc = unit_compile(u, mod, opts, &obj);
+    if (rc == 0) {
+        blob->nobj = LLVMGetBufferSize(obj);
+        blob->obj = malloc(blob->nobj ? blob->nobj : 1);
+        blob->syms = calloc((size_t)(u->nsym ? u->nsym : 1), sizeof *blob->syms);
+        if (blob->obj) memcpy(blob->obj, LLVMGetBufferStart(obj), blob->nobj);
+        for (int i = 0; blob->syms && i < u->nsym; i++) blob->syms[blob->nsym++] = strdup(u->syms[i]);
+        blob->ir = u->ir ? strdup(u->ir) : NULL;
+        blob->asm_text = u->asm_text ? strdup(u->asm_text) : NULL;
+        rc = unit_link(u, obj);
+    }
+    if (rc != 0) {
+        char saved[512];
+        snprintf(saved, sizeof saved, "%s", em_last_error());
+        cg_unit_destroy(u);
+        rt_error("%s", saved);
+        return NULL;
+    }
+    return u;
+}
+
+cg_unit *cg_unit_create_keyed(LLVMModuleRef mod, const char *key, const cg_opt *opts, bool *cached) {
+    static const cg_opt defaults = {0};
+    if (!opts) opts = &defaults;
+    *cached = false;
+    if (!mod || !key) return cg_module_discard(mod), rt_error("cg_unit_create_keyed: NULL argument"), NULL;
+    if (cg_jit_init() != 0) return cg_module_discard(mod), NULL;
+    size_t len;
+    const char *name = LLVMGetModuleIdentifier(mod, &len);
+    char uname[128];
+    snprintf(uname, sizeof uname, "%.*s", (int)len, name);
+    pthread_mutex_lock(&keyed.lock);
+    cg_unit *u = keyed.live;
+    while (u && strcmp(u->key, key)) u = u->next;
+    if (u) { /* the same code is live: share it */
+        u->refs++;
+        pthread_mutex_unlock(&keyed.lock);
+        cg_module_discard(mod);
+        return u;
+    }
+    cg_blob blob;
+    if (cg_cache_load(key, &blob) == 0 && (blob.asm_text || !(opts->keep & CG_KEEP_ASM)) &&
+        (blob.ir || !(opts->keep & CG_KEEP_IR)))
+        u = unit_from_blob(uname, &blob), *cached = u != NULL;
+    cg_blob_free(&blob);
+    if (!u && (u = unit_compiled(mod, uname, opts, &blob)) != NULL) cg_cache_store(key, &blob);
+    cg_blob_free(&blob);
+    cg_module_discard(mod);
+    if (u && !(u->key = str_dup(key, "codegen"))) {
+        cg_unit_destroy(u);
+        u = NULL;
+    }
+    if (u) {
+        u->refs = 1;
+        u->next = keyed.live;
+        keyed.live = u;
+    }
+    pthread_mutex_unlock(&keyed.lock);
+    return u;
+}
+
 void *cg_unit_lookup(const cg_unit *u, const char *sym) {
     if (!u || !sym) return rt_error("cg_unit_lookup: NULL argument"), NULL;
     for (int i = 0; i < u->nsym; i++)
@@ -449,6 +566,7 @@ const cg_times *cg_unit_times(const cg_unit *u) { return u ? &u->times : NULL; }
 
 void cg_unit_destroy(cg_unit *u) {
     if (!u) return;
+    if (u->key && unit_release(u) > 0) return; /* shared: others still run it */
     if (u->rt) {
         LLVMErrorRef err = LLVMOrcResourceTrackerRemove(u->rt);
         if (err) {
@@ -464,7 +582,8 @@ void cg_unit_destroy(cg_unit *u) {
     for (int i = 0; i < u->nsym; i++) free(u->syms[i]);
     free(u->syms);
     free(u->addrs);
-    if (u->ir) LLVMDisposeMessage(u->ir);
+    free(u->ir);
+    free(u->key);
     free(u->asm_text);
     free(u->name);
     free(u);

@@ -8,6 +8,12 @@ set -uo pipefail
 bin=$1
 shift
 log=$bin.log
+# Compiled code goes to a fresh object cache, not the user's ~/.cache/ember.
+if [ -z "${EMBER_CACHE_DIR+x}" ]; then
+    EMBER_CACHE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ember-cache.XXXXXX")
+    export EMBER_CACHE_DIR
+    trap 'rm -rf "$EMBER_CACHE_DIR"' EXIT
+fi
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     "$bin" "$@" 2>&1 | tee "$log"

@@ -1,0 +1,236 @@
+/*
+ * cache.c — the persistent object cache: compiled code kept across processes.
+ *
+ * A unit's object file is stored under EMBER_CACHE_DIR (default
+ * ~/.cache/ember; empty or "off" disables the cache), in a file named by a
+ * hash of its key. The key names everything the machine code depends on:
+ * ember's version, LLVM's, the host CPU name and features, and a hash of the
+ * module's IR before optimisation (which holds the shapes, strides and
+ * constants' layouts the code was specialised to). A new process that builds
+ * the same module loads the object (LLVMOrcLLJITAddObjectFile) instead of
+ * running passes and the backend.
+ *
+ * File layout, little-endian:
+ *   "EMBEROBJ" | u32 format | u32 key length, key | u32 symbols, each u32 length + name |
+ *   u64 object length, object | u64 IR length, IR | u64 asm length, asm | u64 checksum
+ * The checksum (FNV-1a over everything before it) and the full key are
+ * checked on load: a truncated, corrupt or mismatched file (another version,
+ * CPU or key colliding on the name) is ignored and rewritten by the next store.
+ * Stores write a temporary file and rename it, so readers never see half a
+ * file. A directory that cannot be created or written costs speed only: one
+ * message on stderr per process, and compiles go on uncached.
+ */
+#include "codegen.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { CACHE_FORMAT = 1 };
+static const char magic[8] = {'E', 'M', 'B', 'E', 'R', 'O', 'B', 'J'};
+
+static struct {
+    atomic_long hits, misses, rejected, stores, store_failures;
+    atomic_bool warned;
+} stats;
+
+uint64_t cg_hash(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+const char *cg_cache_dir(void) {
+    static _Thread_local char dir[1024];
+    const char *env = getenv("EMBER_CACHE_DIR");
+    if (env) {
+        if (!*env || !strcmp(env, "off")) return NULL;
+        snprintf(dir, sizeof dir, "%s", env);
+        return dir;
+    }
+    const char *home = getenv("HOME");
+    if (!home || !*home) return NULL;
+    snprintf(dir, sizeof dir, "%s/.cache/ember", home);
+    return dir;
+}
+
+static void path_of(const char *dir, const char *key, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/%016llx.o", dir, (unsigned long long)cg_hash(key, strlen(key), 0xcbf29ce484222325ull));
+}
+
+void cg_blob_free(cg_blob *b) {
+    for (int i = 0; i < b->nsym; i++) free(b->syms[i]);
+    free(b->syms), free(b->obj), free(b->ir), free(b->asm_text);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+typedef struct reader {
+    const unsigned char *p, *end;
+    bool bad;
+} reader;
+
+static bool take(reader *r, void *dst, size_t n) {
+    if (r->bad || (size_t)(r->end - r->p) < n) return r->bad = true, false;
+    memcpy(dst, r->p, n);
+    r->p += n;
+    return true;
+}
+
+/* A length-prefixed byte string (u32 or u64 length), copied and NUL-terminated;
+ * NULL (and bad) on a short file. */
+static char *take_bytes(reader *r, bool wide, size_t *len) {
+    uint64_t n = 0;
+    if (wide) take(r, &n, 8);
+    else {
+        uint32_t n32 = 0;
+        take(r, &n32, 4);
+        n = n32;
+    }
+    if (r->bad || (uint64_t)(r->end - r->p) < n) return r->bad = true, NULL;
+    char *s = malloc(n + 1);
+    if (!s) return r->bad = true, NULL;
+    memcpy(s, r->p, n);
+    s[n] = '\0';
+    r->p += n;
+    if (len) *len = n;
+    return s;
+}
+
+static bool parse(const unsigned char *data, size_t n, const char *key, cg_blob *b) {
+    if (n < sizeof magic + 8) return false;
+    uint64_t sum;
+    memcpy(&sum, data + n - 8, 8);
+    if (cg_hash(data, n - 8, 0xcbf29ce484222325ull) != sum) return false;
+    reader r = {data, data + n - 8, false};
+    char m[8];
+    uint32_t format = 0, nsym = 0;
+    if (!take(&r, m, 8) || memcmp(m, magic, 8) || !take(&r, &format, 4) || format != CACHE_FORMAT) return false;
+    char *k = take_bytes(&r, false, NULL);
+    bool same = k && !strcmp(k, key);
+    free(k);
+    if (!same || !take(&r, &nsym, 4) || nsym > 100000) return false;
+    b->syms = calloc(nsym ? nsym : 1, sizeof *b->syms);
+    if (!b->syms) return false;
+    for (uint32_t i = 0; i < nsym && !r.bad; i++) b->syms[b->nsym++] = take_bytes(&r, false, NULL);
+    b->obj = take_bytes(&r, true, &b->nobj);
+    b->ir = take_bytes(&r, true, NULL);
+    b->asm_text = take_bytes(&r, true, NULL);
+    if (b->ir && !*b->ir) free(b->ir), b->ir = NULL;
+    if (b->asm_text && !*b->asm_text) free(b->asm_text), b->asm_text = NULL;
+    return !r.bad && r.p == r.end;
+}
+
+int cg_cache_load(const char *key, cg_blob *out) {
+    memset(out, 0, sizeof *out);
+    const char *dir = cg_cache_dir();
+    if (!dir) return -1;
+    char path[1200];
+    path_of(dir, key, path, sizeof path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return atomic_fetch_add(&stats.misses, 1), -1;
+    unsigned char *data = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (data = malloc((size_t)n)) && fread(data, 1, (size_t)n, f) != (size_t)n) {
+        free(data);
+        data = NULL;
+    }
+    fclose(f);
+    bool ok = data && parse(data, (size_t)n, key, out);
+    free(data);
+    if (!ok) {
+        cg_blob_free(out);
+        atomic_fetch_add(&stats.rejected, 1);
+        return -1;
+    }
+    atomic_fetch_add(&stats.hits, 1);
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+typedef struct writer {
+    FILE *f;
+    uint64_t sum;
+    bool bad;
+} writer;
+
+static void put(writer *w, const void *p, size_t n) {
+    if (w->bad) return;
+    w->sum = cg_hash(p, n, w->sum);
+    w->bad = fwrite(p, 1, n, w->f) != n;
+}
+
+static void put_bytes(writer *w, const void *p, size_t n, bool wide) {
+    if (wide) {
+        uint64_t n64 = n;
+        put(w, &n64, 8);
+    } else {
+        uint32_t n32 = (uint32_t)n;
+        put(w, &n32, 4);
+    }
+    put(w, p, n);
+}
+
+static int mkdirs(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void store_failed(const char *dir, const char *what) {
+    atomic_fetch_add(&stats.store_failures, 1);
+    if (!atomic_exchange(&stats.warned, true))
+        fprintf(stderr, "ember: cannot write the object cache in %s (%s: %s); compiled code will not be "
+                        "cached (set EMBER_CACHE_DIR to a writable folder, or to off)\n",
+                dir, what, strerror(errno));
+}
+
+void cg_cache_store(const char *key, const cg_blob *b) {
+    const char *dir = cg_cache_dir();
+    if (!dir) return;
+    char path[1200], tmp[1300];
+    if (mkdirs(dir) != 0) return store_failed(dir, "mkdir");
+    path_of(dir, key, path, sizeof path);
+    static atomic_uint seq;
+    snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", path, (int)getpid(), atomic_fetch_add(&seq, 1));
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return store_failed(dir, "open");
+    writer w = {f, 0xcbf29ce484222325ull, false};
+    uint32_t format = CACHE_FORMAT, nsym = (uint32_t)b->nsym;
+    put(&w, magic, sizeof magic);
+    put(&w, &format, 4);
+    put_bytes(&w, key, strlen(key), false);
+    put(&w, &nsym, 4);
+    for (int i = 0; i < b->nsym; i++) put_bytes(&w, b->syms[i], strlen(b->syms[i]), false);
+    put_bytes(&w, b->obj, b->nobj, true);
+    put_bytes(&w, b->ir ? b->ir : "", b->ir ? strlen(b->ir) : 0, true);
+    put_bytes(&w, b->asm_text ? b->asm_text : "", b->asm_text ? strlen(b->asm_text) : 0, true);
+    uint64_t sum = w.sum;
+    if (!w.bad) w.bad = fwrite(&sum, 1, 8, f) != 8;
+    bool bad = fclose(f) != 0 || w.bad;
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return store_failed(dir, bad ? "write" : "rename");
+    }
+    atomic_fetch_add(&stats.stores, 1);
+}
+
+void cg_cache_stats_get(cg_cache_stats *out) {
+    out->hits = atomic_load(&stats.hits), out->misses = atomic_load(&stats.misses);
+    out->rejected = atomic_load(&stats.rejected), out->stores = atomic_load(&stats.stores);
+    out->store_failures = atomic_load(&stats.store_failures);
+}
