@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { CG_ROW_BLOCK = 16384 }; /* elements per row when one long loop is cut for threads */
+
 /* Ops the emitter computes on f32 vectors. */
 static bool emittable(ir_op op) {
     switch (op) {
@@ -134,6 +136,22 @@ static void simplify(cg_loopnest *ln) {
         }
     }
     ln->ndim = out + 1;
+    /* One long loop (a contiguous elementwise op) gives the thread pool one row
+     * to split: cut it into rows of a block that divides it (a multiple of the
+     * vector width, so no row has a tail). */
+    int64_t L = ln->shape[ln->ndim - 1], rows = 1;
+    for (int d = 0; d < ln->ndim - 1; d++) rows *= ln->shape[d];
+    if (rows < 64 && ln->ndim < EM_MAX_DIMS && L >= 2 * CG_ROW_BLOCK) {
+        int64_t B = CG_ROW_BLOCK;
+        while (B >= 1024 && L % B) B /= 2;
+        if (L % B == 0) {
+            int last = ln->ndim - 1;
+            ln->shape[last] = L / B, ln->shape[last + 1] = B;
+            for (int a = 0; a < ln->naccess; a++)
+                ln->acc[a].strides[last + 1] = ln->acc[a].strides[last], ln->acc[a].strides[last] *= B;
+            ln->ndim++;
+        }
+    }
 }
 
 static bool is_load(const cg_loopnest *ln, int value) {
