@@ -830,7 +830,7 @@ Test(codegen, a_short_kernel_does_not_stop_another_kernel_of_the_graph_from_bein
     expect_same(got, want, NULL, NULL, "big and narrow");
     char *sec = codegen_section(fast, "big and narrow");
     cr_expect(!strstr(sec, "code generation failed"), "%s", sec);
-    cr_expect(strstr(sec, "loops [65536]") || strstr(sec, "loops [64, 1024]"), "the tanh over [64,1024] is generated:\n%s", sec);
+    cr_expect(strstr(sec, "loops [65536]") || strstr(sec, "loops [64, 1024]") || strstr(sec, "loops [4, 16384]"), "the tanh over [64,1024] is generated:\n%s", sec);
     free(sec);
     em_release(got), em_release(want), em_release(x), em_release(v);
     em_compiled_free(fast);
