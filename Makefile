@@ -3,6 +3,7 @@
 #   make                 build/libember.so and build/libember.a
 #   make test            build and run the Criterion suite
 #   make SAN=1 test      the same under ASan+UBSan, in build-san/
+#   make TSAN=1 test     the tests that run threads under ThreadSanitizer, in build-tsan/
 #   make demo            build the examples and run examples/gpt2_block.c (dumps in build/demo-dump)
 #   make bench           ember-bench: workloads eager vs compiled vs PyTorch (BENCHFLAGS=...)
 #   make bench-ops       eager per-op timings beside PyTorch (bench/ops)
@@ -19,6 +20,11 @@ endif
 ifeq ($(SAN),1)
 B := build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(TSAN),1)
+# ThreadSanitizer: the concurrency tests (tests/tsan/), a program of their own:
+# Criterion's forking runner and shared arena do not run under TSan.
+B := build-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else
 B := build
 SANFLAGS :=
@@ -51,7 +57,7 @@ ISAFLAGS_sse2 := -DRT_ISA_SSE2
 OBJ := $(SRC:%.c=$(B)/obj/%.o) \
     $(foreach i,$(ISAS),$(SIMD_SRC:%.c=$(B)/obj/%.$(i).o))
 
-TEST_SRC := $(wildcard tests/*.c tests/*/*.c) bench/models/models.c
+TEST_SRC := $(filter-out tests/tsan/%,$(wildcard tests/*.c tests/*/*.c)) bench/models/models.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 # The model tests (tests/bench) include the benchmark's models.
 $(TEST_OBJ): ALL_CFLAGS += -Ibench/models
@@ -92,8 +98,17 @@ $(TEST_BIN): $(TEST_OBJ) $(B)/libember.a
 
 # ASan's leak checker runs at exit of each test process; UBSan aborts on the first
 # report; run-tests.sh fails the run on any sanitizer report Criterion let pass.
+ifeq ($(TSAN),1)
+TSAN_BIN := $(B)/ember-tsan-tests
+$(TSAN_BIN): $(wildcard tests/tsan/*.c tests/tsan/*.h) $(B)/libember.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(wildcard tests/tsan/*.c) $(B)/libember.a $(LDLIBS)
+
+test: $(TSAN_BIN)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" $(TSAN_BIN)
+else
 test: $(TEST_BIN)
 	scripts/run-tests.sh $(TEST_BIN) --jobs 2 $(TESTFLAGS)
+endif
 
 $(B)/examples/%: examples/%.c $(B)/libember.so
 	@mkdir -p $(dir $@)
@@ -141,4 +156,4 @@ install: all $(B)/ember.pc
 FORCE:
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan

@@ -224,6 +224,9 @@ int cg_schedule_print(const pass_program *prog, const cg_schedule *s, FILE *out)
  * unit is shared with any live unit of the same code). NULL with an error. */
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
                  unsigned keep, void **fns, bool *cached);
+/* Makes the next n calls of cg_emit fail as an LLVM failure would (for tests of
+ * the fallback: the kernels are interpreted and say why). */
+void cg_emit_fail_next(int n);
 
 /* ---- the object cache (cache.c) -------------------------------------------------------- */
 

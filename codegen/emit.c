@@ -28,6 +28,7 @@
  */
 #include "codegen.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,8 +339,14 @@ static void module_key(LLVMModuleRef m, char *key, size_t cap, uint64_t *ir_hash
              cg_host_cpu(), cg_host_features(), (unsigned long long)*ir_hash);
 }
 
+static atomic_int fail_next; /* cg_emit_fail_next: failures to inject */
+
+void cg_emit_fail_next(int n) { atomic_store(&fail_next, n); }
+
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
                  unsigned keep, void **fns, bool *cached) {
+    if (atomic_load(&fail_next) > 0 && atomic_fetch_sub(&fail_next, 1) > 0)
+        return rt_error("codegen %s: injected failure (cg_emit_fail_next)", name), NULL;
     LLVMContextRef c;
     LLVMModuleRef m;
     if (cg_module_begin(name, &c, &m) != 0) return NULL;
