@@ -23,6 +23,7 @@
 #include "codegen.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 enum { CACHE_FORMAT = 1 };
+#define CACHE_MAX_BYTES (1L << 30) /* no entry is near this: anything bigger is not ours */
 static const char magic[8] = {'E', 'M', 'B', 'E', 'R', 'O', 'B', 'J'};
 
 static struct {
@@ -133,16 +135,21 @@ int cg_cache_load(const char *key, cg_blob *out) {
     if (!dir) return -1;
     char path[1200];
     path_of(dir, key, path, sizeof path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return atomic_fetch_add(&stats.misses, 1), -1;
+    /* Non-blocking, so a FIFO at the name cannot hang us; only a regular file of
+     * a sane size is read (a folder at the name reports an absurd size). */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return atomic_fetch_add(&stats.misses, 1), -1;
+    struct stat st;
     unsigned char *data = NULL;
     long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (data = malloc((size_t)n)) && fread(data, 1, (size_t)n, f) != (size_t)n) {
-        free(data);
-        data = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= CACHE_MAX_BYTES) {
+        n = (long)st.st_size;
+        data = malloc((size_t)n);
+        ssize_t got = 0, r = 0;
+        while (data && got < n && (r = read(fd, data + got, (size_t)(n - got))) > 0) got += r;
+        if (data && got != n) free(data), data = NULL;
     }
-    fclose(f);
+    close(fd);
     bool ok = data && parse(data, (size_t)n, key, out);
     free(data);
     if (!ok) {
