@@ -3,10 +3,12 @@
 #   make                 build/libember.so and build/libember.a
 #   make test            build and run the Criterion suite
 #   make SAN=1 test      the same under ASan+UBSan, in build-san/
-#   make TSAN=1 test     the tests that run threads under ThreadSanitizer, in build-tsan/
+#   make TSAN=1 test     the concurrency tests under ThreadSanitizer, in build-tsan/
+#   make FUZZ=1 libfuzz  libFuzzer targets (clang-14) for FUZZ_SECONDS each, in build-fuzz/
 #   make demo            build the examples and run examples/gpt2_block.c (dumps in build/demo-dump)
 #   make bench           ember-bench: workloads eager vs compiled vs PyTorch (BENCHFLAGS=...)
 #   make bench-ops       eager per-op timings beside PyTorch (bench/ops)
+#   make fuzz N=1000 SEED=1   ember-fuzz: N random programs, compiled vs eager (tests/fuzz)
 #   make install PREFIX=/usr/local
 #
 # Missing Debian packages are installed (or named) by scripts/deps.sh first.
@@ -20,6 +22,12 @@ endif
 ifeq ($(SAN),1)
 B := build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(FUZZ),1)
+# libFuzzer targets (tests/libfuzz/): the library built by clang with coverage
+# for the fuzzer, ASan and UBSan, in build-fuzz/.
+B := build-fuzz
+CC := clang-14
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else ifeq ($(TSAN),1)
 # ThreadSanitizer: the concurrency tests (tests/tsan/), a program of their own:
 # Criterion's forking runner and shared arena do not run under TSan.
@@ -57,13 +65,13 @@ ISAFLAGS_sse2 := -DRT_ISA_SSE2
 OBJ := $(SRC:%.c=$(B)/obj/%.o) \
     $(foreach i,$(ISAS),$(SIMD_SRC:%.c=$(B)/obj/%.$(i).o))
 
-TEST_SRC := $(filter-out tests/tsan/%,$(wildcard tests/*.c tests/*/*.c)) bench/models/models.c
+TEST_SRC := $(filter-out tests/tsan/% tests/libfuzz/% tests/fuzz/main.c,$(wildcard tests/*.c tests/*/*.c)) bench/models/models.c
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/obj/%.o)
 # The model tests (tests/bench) include the benchmark's models.
 $(TEST_OBJ): ALL_CFLAGS += -Ibench/models
 TEST_BIN := $(B)/ember-tests
 
-.PHONY: all test demo install deps clean bench bench-ops bench-guard
+.PHONY: all test demo install deps clean bench bench-ops bench-guard fuzz libfuzz
 all: $(B)/libember.so $(B)/libember.a $(B)/ember-bench
 
 $(DEPS_STAMP):
@@ -137,8 +145,31 @@ $(B)/bench-guard: bench/guard.c $(B)/libember.a
 bench-guard: $(B)/bench-guard
 	$(B)/bench-guard
 
+# The differential fuzzer: random programs eagerly and compiled (FUZZFLAGS: -t THREADS).
+N ?= 1000
+SEED ?= 1
+FUZZ_SRC := tests/fuzz/main.c tests/fuzz/gen.c tests/fuzz/check.c
+$(B)/ember-fuzz: $(FUZZ_SRC) tests/fuzz/gen.h $(B)/libember.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(FUZZ_SRC) $(B)/libember.a $(LDLIBS)
+
+fuzz: $(B)/ember-fuzz
+	$(B)/ember-fuzz -n $(N) -s $(SEED) $(FUZZFLAGS)
+
 bench-ops: $(B)/ember-bench-ops
 	$(B)/ember-bench-ops $(BENCHFLAGS)
+
+# make FUZZ=1 libfuzz: each libFuzzer target for FUZZ_SECONDS from its seed corpus.
+FUZZ_SECONDS ?= 30
+LIBFUZZ := $(patsubst tests/libfuzz/fuzz_%.c,$(B)/fuzz-%,$(wildcard tests/libfuzz/fuzz_*.c))
+$(B)/fuzz-%: tests/libfuzz/fuzz_%.c $(B)/libember.a
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libember.a $(LDLIBS)
+
+libfuzz: $(LIBFUZZ)
+	@for t in $(LIBFUZZ); do name=$${t##*/fuzz-}; mkdir -p $(B)/corpus/$$name; \
+	    echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(B)/corpus/$$name tests/libfuzz/corpus/$$name \
+	        > $$t.log 2>&1; rc=$$?; grep -E '^(Done|stat::number_of|==[0-9]+==ERROR|SUMMARY)' $$t.log; \
+	    [ $$rc -eq 0 ] || { echo "$$t failed: see $$t.log"; exit 1; }; done
 
 # Rewritten on every install, so that it always names this run's PREFIX.
 $(B)/ember.pc: FORCE
@@ -156,4 +187,4 @@ install: all $(B)/ember.pc
 FORCE:
 
 clean:
-	rm -rf build build-san build-tsan
+	rm -rf build build-san build-tsan build-fuzz
