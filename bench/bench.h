@@ -17,7 +17,7 @@ typedef struct bench_row {
     double eager_med, eager_best;       /* ms per call */
     double comp_med, comp_best;         /* ms per call, compiled */
     double cold_ms;                     /* em_compile + first call (trace, passes, build) */
-    double warm_ms;                     /* first call of a second em_compile in this process */
+    double warm_ms;                     /* the same once freed: code from the object cache */
     int kernels;
     size_t arena, eager_peak, comp_peak; /* bytes */
     double torch_eager, torchscript;    /* ms, or 0 when not measured */

@@ -28,7 +28,7 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limi
             rows[0].threads, lim->triad_gbs, lim->fma_isa, lim->fma_gflops, ct ? ct : "(unset)",
             have_torch ? "" : "; no PyTorch peers");
     fprintf(out, "| workload | eager ms | compiled ms | speedup | torch ms | torchscript ms | vs torch "
-                 "| cold ms | 2nd ms | kernels | arena KiB | peak eager→compiled KiB | bound | of bound |\n");
+                 "| cold ms | warm ms | kernels | arena KiB | peak eager→compiled KiB | bound | of bound |\n");
     fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
@@ -53,7 +53,7 @@ static void json_mode(FILE *out, const bench_row *r, const char *mode, double me
                  "\"median_ms\": %.6g, \"best_ms\": %.6g",
             r->m->name, mode, r->threads, r->m->shape, med, best);
     if (!strcmp(mode, "compiled"))
-        fprintf(out, ", \"speedup\": %.4g, \"cold_compile_ms\": %.4g, \"second_compile_ms\": %.4g, "
+        fprintf(out, ", \"speedup\": %.4g, \"cold_compile_ms\": %.4g, \"warm_compile_ms\": %.4g, "
                      "\"kernels\": %d, \"arena_bytes\": %zu, \"peak_bytes\": %zu, \"bound\": \"%s\", "
                      "\"bound_ms\": %.6g, \"correct\": %s",
                 r->eager_med / r->comp_med, r->cold_ms, r->warm_ms, r->kernels, r->arena, r->comp_peak,
