@@ -169,7 +169,14 @@ typedef struct cg_loopnest {
                                          store is strided in the inner loop */
     int naccess;
     cg_access acc[CG_MAX_ACCESS];     /* loads first, then stores */
+    bool row;                         /* a row nest: reductions or a norm along the last loop */
+    unsigned char role[CG_MAX_NEST_NODES]; /* row nests, per node: CG_ROLE_* */
 } cg_loopnest;
+
+/* What a member of a row nest is: computed along the row before the anchors
+ * (prologue), an anchor (a reduction or a norm over the last loop), or after
+ * them (epilogue: one value per row after reductions, along the row after a norm). */
+enum { CG_ROLE_PRE, CG_ROLE_ANCHOR, CG_ROLE_POST };
 
 /* Lowers nodes[0..n) (elementwise members of kernel `kernel`, all of type
  * space) into ln, storing those marked in stored (by node id). args are the
@@ -178,6 +185,11 @@ typedef struct cg_loopnest {
  * why the nodes must be interpreted. */
 bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, int kernel,
                    const int *nodes, int n, const bool *stored, const ir_type *space, cg_loopnest *ln);
+/* Lowers a whole reduce or norm kernel as one row nest (its anchors along the
+ * last axis of its space, f32, no anchor reading another): prologue, anchors
+ * and epilogue in one pass structure per row. false with ln->why otherwise. */
+bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                  const bool *stored, cg_loopnest *ln);
 /* The loop nest's loops, width and accesses, indented. */
 int cg_loopnest_print(const cg_loopnest *ln, FILE *out);
 /* The vector width of the host for f32 (16 with AVX-512F, 8 with AVX2 and FMA,
@@ -213,6 +225,35 @@ int cg_schedule_build(const pass_program *prog, em_tensor *const *args, int widt
 void cg_schedule_free(cg_schedule *s);
 /* The codegen part of the `kernels` dump. */
 int cg_schedule_print(const pass_program *prog, const cg_schedule *s, FILE *out);
+
+/* ---- the arithmetic of generated code (emit_ops.c) ------------------------------------ */
+
+/* What the builders need: the module being built, its builder, the lane count
+ * and the types. */
+typedef struct cg_emitter {
+    LLVMContextRef c;
+    LLVMModuleRef m;
+    LLVMBuilderRef b;
+    int w;                            /* lanes: 16, 8 or 1 */
+    LLVMTypeRef f32, vt, i64, i32, ptr, mask;
+} cg_emitter;
+
+LLVMValueRef cg_splat(cg_emitter *e, float v);              /* a constant in every lane */
+LLVMValueRef cg_splat_value(cg_emitter *e, LLVMValueRef s); /* a scalar in every lane */
+LLVMValueRef cg_i64c(cg_emitter *e, int64_t v);
+LLVMValueRef cg_call_fn(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
+LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
+/* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10. b may be NULL. */
+LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r); /* isnan(a) ? a : r */
+/* The value of elementwise op on its operands (c NULL for unary ops). */
+LLVMValueRef cg_op_value(cg_emitter *e, ir_op op, LLVMValueRef a, LLVMValueRef c);
+LLVMValueRef cg_elem_ptr(cg_emitter *e, LLVMValueRef p, LLVMValueRef idx); /* &((float *)p)[idx] */
+/* llvm.masked.load/store/gather with overloads `over` (value type, pointer type). */
+LLVMValueRef cg_masked(cg_emitter *e, const char *name, LLVMTypeRef *over, LLVMValueRef *args, int n);
+/* Lanes p[i*stride .. (i+W-1)*stride] (mask NULL: all lanes). */
+LLVMValueRef cg_gather(cg_emitter *e, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask);
 
 /* ---- emitting LLVM IR for loop nests (emit.c) ------------------------------------------- */
 

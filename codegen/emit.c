@@ -4,14 +4,24 @@
  * Each compiled loop nest becomes one function, an rt_range_fn, so the thread
  * pool can split its rows:
  *
- *     void <name>_k<k>(void **ptrs, int64_t lo, int64_t hi)
+ *     void ember_<hash>_n<k>(void **ptrs, int64_t lo, int64_t hi)
  *       for row in [lo, hi):                      -- all loops but the last
  *         p[a] = ptrs[a] + offset[a] + sum(index_d(row) * stride[a][d])
  *         broadcast loads of the row, splatted once
- *         for i in 0 .. L - L % W step W:         -- the inner loop, W lanes
- *           the kernel's members on <W x float>, loads at p[a] + i
- *           stores of the kernel's outputs
- *         one masked iteration for the last L % W elements
+ *         one or more passes along the row:
+ *           for i in 0 .. L - L % W step W:       -- W lanes
+ *             the members on <W x float>, loads at p[a] + i (each value
+ *             computed once per step, on first use), accumulators, stores
+ *           one masked step for the last L % W elements
+ *
+ * A pointwise nest is one pass that stores. A row nest (reductions or a norm
+ * along the last loop) makes the passes its anchors need, with vector
+ * accumulators combined across lanes at the end of a pass: reductions one pass
+ * and then their epilogue once per row; softmax a max pass, a sum-of-exp pass
+ * and the output pass; layer_norm a mean pass, a variance pass and the output
+ * pass; rms_norm a mean-square pass and the output pass. The prologue is
+ * recomputed in each pass from its loads (cheaper than a round trip through
+ * memory for elementwise chains); the epilogue runs in the output pass.
  *
  * The width is explicit (<16 x float> with AVX-512) rather than left to LLVM's
  * loop vectoriser: it is what we want on this CPU (the vectoriser prefers 256
@@ -22,308 +32,372 @@
  * Results are dense, so stores are contiguous; a loop nest whose inner loop
  * would store with a stride gets W = 1: the same code on scalars.
  *
- * The math mirrors runtime/ew_simd.c op for op (the same Sleef functions and
- * the same GELU and sigmoid formulas), so compiled results match eager ones
- * to within rounding of fused multiply-adds.
+ * The math mirrors runtime/ew_simd.c op for op (emit_ops.c), so a pointwise
+ * nest gives eager's bits; row nests sum in another order than the runtime's
+ * row kernels, so they agree with eager within rounding (the contract's
+ * tolerance), not bit for bit.
  */
 #include "codegen.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct em_ctx {
-    LLVMContextRef c;
-    LLVMModuleRef m;
-    LLVMBuilderRef b;
-    int w;                  /* lanes: 16, 8 or 1 */
-    LLVMTypeRef f32, vt, i64, i32, ptr, mask;
-} em_ctx;
-
-/* ---- small builders ------------------------------------------------------------- */
-
-static LLVMValueRef splat(em_ctx *e, float v) {
-    LLVMValueRef s = LLVMConstReal(e->f32, v);
-    if (e->w == 1) return s;
-    LLVMValueRef el[16];
-    for (int i = 0; i < e->w; i++) el[i] = s;
-    return LLVMConstVector(el, (unsigned)e->w);
-}
-
-static LLVMValueRef splat_value(em_ctx *e, LLVMValueRef s) {
-    if (e->w == 1) return s;
-    LLVMValueRef undef = LLVMGetUndef(e->vt);
-    LLVMValueRef ins = LLVMBuildInsertElement(e->b, undef, s, LLVMConstInt(e->i32, 0, 0), "");
-    LLVMValueRef zero[16];
-    for (int i = 0; i < e->w; i++) zero[i] = LLVMConstInt(e->i32, 0, 0);
-    return LLVMBuildShuffleVector(e->b, ins, undef, LLVMConstVector(zero, (unsigned)e->w), "");
-}
-
-static LLVMValueRef i64c(em_ctx *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
-
-static LLVMValueRef call_fn(em_ctx *e, const char *name, LLVMValueRef *args, int n) {
-    LLVMTypeRef params[2] = {e->vt, e->vt};
-    LLVMTypeRef fty = LLVMFunctionType(e->vt, params, (unsigned)n, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(e->m, name);
-    if (!f) f = LLVMAddFunction(e->m, name, fty);
-    return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
-}
-
-static LLVMValueRef intrinsic(em_ctx *e, const char *name, LLVMValueRef *args, int n) {
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMTypeRef over[1] = {e->vt};
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, over, 1);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(e->c, id, over, 1);
-    return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
-}
-
-/* Sleef's function for this width: expf16_u10avx512f, expf8_u10avx2, expf_u10. */
-static LLVMValueRef sleef(em_ctx *e, const char *f, LLVMValueRef a, LLVMValueRef b) {
-    char name[64];
-    if (e->w == 16) snprintf(name, sizeof name, "Sleef_%sf16_u10avx512f", f);
-    else if (e->w == 8) snprintf(name, sizeof name, "Sleef_%sf8_u10avx2", f);
-    else snprintf(name, sizeof name, "Sleef_%sf_u10", f);
-    LLVMValueRef args[2] = {a, b};
-    return call_fn(e, name, args, b ? 2 : 1);
-}
-
-static LLVMValueRef fma3(em_ctx *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-    LLVMValueRef args[3] = {a, b, c};
-    return intrinsic(e, "llvm.fma", args, 3);
-}
-
-static LLVMValueRef select_nan(em_ctx *e, LLVMValueRef a, LLVMValueRef r) {
-    return LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealUNO, a, a, ""), a, r, "");
-}
-
-static LLVMValueRef sigmoid(em_ctx *e, LLVMValueRef x) {
-    LLVMValueRef ex = sleef(e, "exp", LLVMBuildFNeg(e->b, x, ""), NULL);
-    return LLVMBuildFDiv(e->b, splat(e, 1.0f), LLVMBuildFAdd(e->b, splat(e, 1.0f), ex, ""), "");
-}
-
-/* runtime/ew_simd.c's v_gelu: erfc by the Numerical Recipes fit, through exp. */
-static LLVMValueRef gelu(em_ctx *e, LLVMValueRef x) {
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef ax = intrinsic(e, "llvm.fabs", &x, 1);
-    LLVMValueRef z = LLVMBuildFMul(b, ax, splat(e, 0.70710678118654752f), "");
-    LLVMValueRef t = LLVMBuildFDiv(b, splat(e, 1.0f), fma3(e, splat(e, 0.5f), z, splat(e, 1.0f)), "");
-    static const float c[] = {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f,
-                              0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
-    LLVMValueRef p = fma3(e, t, splat(e, 0.17087277f), splat(e, c[0]));
-    for (int i = 1; i < 9; i++) p = fma3(e, p, t, splat(e, c[i]));
-    LLVMValueRef ex = sleef(e, "exp", LLVMBuildFSub(b, p, LLVMBuildFMul(b, z, z, ""), ""), NULL);
-    LLVMValueRef half_c = LLVMBuildFMul(b, LLVMBuildFMul(b, splat(e, 0.5f), t, ""), ex, "");
-    LLVMValueRef pos = LLVMBuildFMul(b, x, LLVMBuildFSub(b, splat(e, 1.0f), half_c, ""), "");
-    LLVMValueRef ge = LLVMBuildFCmp(b, LLVMRealOGE, x, splat(e, 0.0f), "");
-    return LLVMBuildSelect(b, ge, pos, LLVMBuildFMul(b, x, half_c, ""), "");
-}
-
-static LLVMValueRef gelu_tanh(em_ctx *e, LLVMValueRef x) {
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef inner = fma3(e, LLVMBuildFMul(b, splat(e, 0.044715f), x, ""), LLVMBuildFMul(b, x, x, ""), x);
-    LLVMValueRef th = sleef(e, "tanh", LLVMBuildFMul(b, splat(e, 0.79788456080286536f), inner, ""), NULL);
-    return LLVMBuildFMul(b, LLVMBuildFMul(b, splat(e, 0.5f), x, ""), LLVMBuildFAdd(b, splat(e, 1.0f), th, ""), "");
-}
-
-/* One member node on its operands' values. */
-static LLVMValueRef op_value(em_ctx *e, ir_op op, LLVMValueRef a, LLVMValueRef c) {
-    LLVMBuilderRef b = e->b;
-    switch (op) {
-    case IR_OP_ADD: return LLVMBuildFAdd(b, a, c, "");
-    case IR_OP_SUB: return LLVMBuildFSub(b, a, c, "");
-    case IR_OP_MUL: return LLVMBuildFMul(b, a, c, "");
-    case IR_OP_DIV: return LLVMBuildFDiv(b, a, c, "");
-    case IR_OP_POW: return sleef(e, "pow", a, c);
-    case IR_OP_MAXIMUM:
-        return select_nan(e, a, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, a, c, ""), a, c, ""));
-    case IR_OP_MINIMUM:
-        return select_nan(e, a, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, c, ""), a, c, ""));
-    case IR_OP_NEG: return LLVMBuildFNeg(b, a, "");
-    case IR_OP_ABS: return intrinsic(e, "llvm.fabs", &a, 1);
-    case IR_OP_RELU: /* maxps(0, x): x unless 0 > x, so NaN stays NaN */
-        return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, splat(e, 0.0f), a, ""), splat(e, 0.0f), a, "");
-    case IR_OP_EXP: return sleef(e, "exp", a, NULL);
-    case IR_OP_LOG: return sleef(e, "log", a, NULL);
-    case IR_OP_SIN: return sleef(e, "sin", a, NULL);
-    case IR_OP_COS: return sleef(e, "cos", a, NULL);
-    case IR_OP_TANH: return sleef(e, "tanh", a, NULL);
-    case IR_OP_ERF: return sleef(e, "erf", a, NULL);
-    case IR_OP_SQRT: return intrinsic(e, "llvm.sqrt", &a, 1);
-    case IR_OP_RSQRT: return LLVMBuildFDiv(b, splat(e, 1.0f), intrinsic(e, "llvm.sqrt", &a, 1), "");
-    case IR_OP_RECIPROCAL: return LLVMBuildFDiv(b, splat(e, 1.0f), a, "");
-    case IR_OP_SIGMOID: return sigmoid(e, a);
-    case IR_OP_SILU: return LLVMBuildFMul(b, a, sigmoid(e, a), "");
-    case IR_OP_GELU: return gelu(e, a);
-    case IR_OP_GELU_TANH: return gelu_tanh(e, a);
-    case IR_OP_CONTIGUOUS: return a;
-    default: EM_ASSERT(!"cg_lower let through an op emit.c cannot compute"); return NULL;
-    }
-}
-
-/* ---- one loop nest ------------------------------------------------------------------ */
-
 typedef struct nest_state {
     const pass_program *prog;
     const cg_loopnest *ln;
+    LLVMValueRef fn;
     LLVMValueRef p[CG_MAX_ACCESS];     /* per access: the row's element pointer */
-    LLVMValueRef row[CG_MAX_ACCESS];   /* per access: its broadcast value (inner stride 0) */
-    LLVMValueRef *val;                 /* by node id, within one inner step */
+    LLVMValueRef row[CG_MAX_ACCESS];   /* per access: its value splatted (stride 0 along the row) */
+    LLVMValueRef *val;                 /* by node id: its value at the current step */
+    unsigned *gen;                     /* by node id: the step val belongs to */
+    unsigned cur;                      /* the current step */
+    LLVMValueRef *rowval;              /* by node id: one value per row (reduced), or NULL */
+    LLVMValueRef i, mask;              /* the current step's first element and lanes */
+    const ir_node *norm;               /* the norm whose output pass is being built, or NULL */
+    LLVMValueRef nshift, nscale, nlsum; /* its row statistics, splatted */
 } nest_state;
 
-static LLVMValueRef elem_ptr(em_ctx *e, LLVMValueRef p, LLVMValueRef idx) {
-    return LLVMBuildGEP2(e->b, e->f32, p, &idx, 1, "");
+static LLVMValueRef norm_value(cg_emitter *e, nest_state *s);
+
+static void begin_step(nest_state *s, LLVMValueRef i, LLVMValueRef mask) {
+    s->cur++, s->i = i, s->mask = mask;
 }
 
-
-static LLVMValueRef masked(em_ctx *e, const char *name, LLVMTypeRef *over, LLVMValueRef *args, int n) {
-    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, over, 2);
-    LLVMTypeRef fty = LLVMIntrinsicGetType(e->c, id, over, 2);
-    return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
+static int load_of(const cg_loopnest *ln, int value) {
+    for (int a = 0; a < ln->naccess; a++)
+        if (!ln->acc[a].store && ln->acc[a].value == value) return a;
+    return -1;
 }
 
-/* Lanes i .. i+W-1 of a strided row: a gather (the same vector math then runs
- * on them, so a transposed operand gives the bits a contiguous one would). */
-static LLVMValueRef gather(em_ctx *e, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask) {
-    LLVMTypeRef vi64 = LLVMVectorType(e->i64, (unsigned)e->w);
-    LLVMValueRef lanes[16], ones[16];
-    for (int k = 0; k < e->w; k++) {
-        lanes[k] = i64c(e, k * stride);
-        ones[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), 1, 0);
+static bool member(const cg_loopnest *ln, int id) {
+    for (int k = 0; k < ln->nnodes; k++)
+        if (ln->nodes[k] == id) return true;
+    return false;
+}
+
+static LLVMValueRef load(cg_emitter *e, nest_state *s, int a) {
+    const cg_access *c = &s->ln->acc[a];
+    int64_t st = c->strides[s->ln->ndim - 1];
+    LLVMTypeRef over[2] = {e->vt, e->ptr};
+    LLVMValueRef v;
+    if (st == 0) return s->row[a];
+    if (e->w == 1) v = LLVMBuildLoad2(e->b, e->f32, cg_elem_ptr(e, s->p[a], LLVMBuildMul(e->b, s->i, cg_i64c(e, st), "")), "");
+    else if (st != 1) return cg_gather(e, s->p[a], s->i, st, s->mask);
+    else if (!s->mask) v = LLVMBuildLoad2(e->b, e->vt, cg_elem_ptr(e, s->p[a], s->i), "");
+    else {
+        LLVMValueRef args[4] = {cg_elem_ptr(e, s->p[a], s->i), LLVMConstInt(e->i32, 4, 0), s->mask, cg_splat(e, 0.0f)};
+        return cg_masked(e, "llvm.masked.load", over, args, 4);
     }
-    LLVMValueRef first = LLVMBuildMul(e->b, i, i64c(e, stride), "");
-    LLVMValueRef idx = LLVMBuildAdd(e->b, LLVMBuildInsertElement(e->b, LLVMGetUndef(vi64), first,
-                                                                LLVMConstInt(e->i32, 0, 0), ""),
-                                    LLVMConstNull(vi64), "");
-    LLVMValueRef zero[16];
-    for (int k = 0; k < e->w; k++) zero[k] = LLVMConstInt(e->i32, 0, 0);
-    idx = LLVMBuildShuffleVector(e->b, idx, LLVMGetUndef(vi64), LLVMConstVector(zero, (unsigned)e->w), "");
-    idx = LLVMBuildAdd(e->b, idx, LLVMConstVector(lanes, (unsigned)e->w), "");
-    LLVMValueRef ptrs = LLVMBuildGEP2(e->b, e->f32, p, &idx, 1, "");
-    LLVMTypeRef over[2] = {e->vt, LLVMVectorType(e->ptr, (unsigned)e->w)};
-    LLVMValueRef args[4] = {ptrs, LLVMConstInt(e->i32, 4, 0), mask ? mask : LLVMConstVector(ones, (unsigned)e->w),
-                            splat(e, 0.0f)};
-    return masked(e, "llvm.masked.gather", over, args, 4);
+    LLVMSetAlignment(v, 4);
+    return v;
 }
 
-/* The body at inner index i: loads, members, stores; mask NULL for a full step. */
-static void body(em_ctx *e, nest_state *s, LLVMValueRef i, LLVMValueRef mask) {
+/* The value of node id at the current step: a per-row value, a member computed
+ * from its operands, or a load (each at most once per step). */
+static LLVMValueRef eval(cg_emitter *e, nest_state *s, int id) {
+    if (s->rowval[id]) return s->rowval[id];
+    if (s->gen[id] == s->cur) return s->val[id];
+    const ir_node *x = ir_graph_node(s->prog->graph, id);
+    LLVMValueRef v;
+    if (s->norm && id == s->norm->id) {
+        v = norm_value(e, s);
+    } else if (member(s->ln, id) && s->prog->fusion->base_of[id] == id) {
+        EM_ASSERT(ir_ops[x->op].kind == IR_KIND_ELEMENTWISE || x->op == IR_OP_CONTIGUOUS);
+        LLVMValueRef a = eval(e, s, x->in[0]->id), b = x->nin > 1 ? eval(e, s, x->in[1]->id) : NULL;
+        v = cg_op_value(e, x->op, a, b);
+    } else {
+        int a = load_of(s->ln, id);
+        EM_ASSERT(a >= 0);
+        v = load(e, s, a);
+    }
+    s->gen[id] = s->cur, s->val[id] = v;
+    return v;
+}
+
+/* Stores the accesses that `row_shaped` selects: along the row (at the step's
+ * lanes), or one value per row (lane 0, at the row's pointer). */
+static void store_all(cg_emitter *e, nest_state *s, bool row_shaped) {
     const cg_loopnest *ln = s->ln;
-    int last = ln->ndim - 1;
     LLVMTypeRef over[2] = {e->vt, e->ptr};
     for (int a = 0; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];
-        if (c->store) continue;
-        LLVMValueRef v;
-        if (c->strides[last] == 0) v = s->row[a];
-        else if (e->w == 1) v = LLVMBuildLoad2(e->b, e->f32, elem_ptr(e, s->p[a], LLVMBuildMul(e->b, i, i64c(e, c->strides[last]), "")), "");
-        else if (c->strides[last] != 1) v = gather(e, s->p[a], i, c->strides[last], mask);
-        else if (!mask) v = LLVMBuildLoad2(e->b, e->vt, elem_ptr(e, s->p[a], i), "");
-        else {
-            LLVMValueRef args[4] = {elem_ptr(e, s->p[a], i), LLVMConstInt(e->i32, 4, 0), mask, splat(e, 0.0f)};
-            v = masked(e, "llvm.masked.load", over, args, 4);
-        }
-        if (LLVMIsALoadInst(v)) LLVMSetAlignment(v, 4);
-        s->val[c->value] = v;
-    }
-    const ir_graph *g = s->prog->graph;
-    for (int m = 0; m < ln->nnodes; m++) {
-        const ir_node *x = ir_graph_node(g, ln->nodes[m]);
-        LLVMValueRef a = s->val[x->in[0]->id], b = x->nin > 1 ? s->val[x->in[1]->id] : NULL;
-        s->val[x->id] = op_value(e, x->op, a, b);
-    }
-    for (int a = 0; a < ln->naccess; a++) {
-        const cg_access *c = &ln->acc[a];
-        if (!c->store) continue;
-        LLVMValueRef v = s->val[c->value];
-        if (e->w == 1) {
-            LLVMValueRef st = LLVMBuildStore(e->b, v, elem_ptr(e, s->p[a], LLVMBuildMul(e->b, i, i64c(e, c->strides[last]), "")));
-            LLVMSetAlignment(st, 4);
-        } else if (!mask) {
-            LLVMSetAlignment(LLVMBuildStore(e->b, v, elem_ptr(e, s->p[a], i)), 4);
+        int64_t st = c->strides[ln->ndim - 1];
+        if (!c->store || (st != 0) != row_shaped) continue;
+        LLVMValueRef v = eval(e, s, c->value);
+        if (!row_shaped) {
+            if (e->w > 1) v = LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "");
+            LLVMSetAlignment(LLVMBuildStore(e->b, v, s->p[a]), 4);
+        } else if (e->w == 1) {
+            LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], LLVMBuildMul(e->b, s->i, cg_i64c(e, st), ""))), 4);
+        } else if (!s->mask) {
+            LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], s->i)), 4);
         } else {
-            LLVMValueRef args[4] = {v, elem_ptr(e, s->p[a], i), LLVMConstInt(e->i32, 4, 0), mask};
-            masked(e, "llvm.masked.store", over, args, 4);
+            LLVMValueRef args[4] = {v, cg_elem_ptr(e, s->p[a], s->i), LLVMConstInt(e->i32, 4, 0), s->mask};
+            cg_masked(e, "llvm.masked.store", over, args, 4);
         }
     }
 }
 
 /* Row pointers: decompose the row number into the outer loop indices. */
-static void row_pointers(em_ctx *e, nest_state *s, LLVMValueRef fn, LLVMValueRef r) {
+static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
     const cg_loopnest *ln = s->ln;
-    LLVMValueRef ctx = LLVMGetParam(fn, 0);
+    LLVMValueRef ctx = LLVMGetParam(s->fn, 0);
     LLVMValueRef off[CG_MAX_ACCESS];
-    for (int a = 0; a < ln->naccess; a++) off[a] = i64c(e, ln->acc[a].offset);
+    for (int a = 0; a < ln->naccess; a++) off[a] = cg_i64c(e, ln->acc[a].offset);
     LLVMValueRef rem = r;
     for (int d = ln->ndim - 2; d >= 0; d--) {
-        LLVMValueRef idx = d > 0 ? LLVMBuildURem(e->b, rem, i64c(e, ln->shape[d]), "") : rem;
-        if (d > 0) rem = LLVMBuildUDiv(e->b, rem, i64c(e, ln->shape[d]), "");
+        LLVMValueRef idx = d > 0 ? LLVMBuildURem(e->b, rem, cg_i64c(e, ln->shape[d]), "") : rem;
+        if (d > 0) rem = LLVMBuildUDiv(e->b, rem, cg_i64c(e, ln->shape[d]), "");
         for (int a = 0; a < ln->naccess; a++)
             if (ln->acc[a].strides[d])
-                off[a] = LLVMBuildAdd(e->b, off[a], LLVMBuildMul(e->b, idx, i64c(e, ln->acc[a].strides[d]), ""), "");
+                off[a] = LLVMBuildAdd(e->b, off[a], LLVMBuildMul(e->b, idx, cg_i64c(e, ln->acc[a].strides[d]), ""), "");
     }
     for (int a = 0; a < ln->naccess; a++) {
-        LLVMValueRef slot = LLVMBuildGEP2(e->b, e->ptr, ctx, (LLVMValueRef[]){i64c(e, a)}, 1, "");
+        LLVMValueRef slot = LLVMBuildGEP2(e->b, e->ptr, ctx, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
         LLVMValueRef base = LLVMBuildLoad2(e->b, e->ptr, slot, "");
-        s->p[a] = elem_ptr(e, base, off[a]);
+        s->p[a] = cg_elem_ptr(e, base, off[a]);
         s->row[a] = NULL;
         if (!ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] == 0) {
             LLVMValueRef l = LLVMBuildLoad2(e->b, e->f32, s->p[a], "");
             LLVMSetAlignment(l, 4);
-            s->row[a] = splat_value(e, l);
+            s->row[a] = cg_splat_value(e, l);
         }
     }
 }
 
-static void emit_nest(em_ctx *e, nest_state *s, LLVMValueRef fn) {
-    const cg_loopnest *ln = s->ln;
+/* ---- one pass along the row ----------------------------------------------------------- */
+
+enum { RED_NONE, RED_SUM, RED_MAX, RED_MIN };
+
+typedef struct pass {
+    int n;                          /* accumulators */
+    int kind[4];                    /* RED_* per accumulator */
+    LLVMValueRef (*value)(cg_emitter *e, nest_state *s, void *ctx, int k); /* what accumulator k takes */
+    void *ctx;
+    bool store;                     /* store the row-shaped accesses at each step */
+    LLVMValueRef acc[4];            /* out: the vector accumulators after the pass */
+} pass;
+
+static float identity(int kind) { return kind == RED_MAX ? -INFINITY : kind == RED_MIN ? INFINITY : 0.0f; }
+
+/* acc op v, as eager's reductions: NaN propagates (a NaN v is taken; a NaN acc stays). */
+static LLVMValueRef combine(cg_emitter *e, int kind, LLVMValueRef acc, LLVMValueRef v) {
     LLVMBuilderRef b = e->b;
-    int64_t L = ln->shape[ln->ndim - 1], W = e->w, full = L / W * W;
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->c, fn, "entry");
-    LLVMBasicBlockRef rowhead = LLVMAppendBasicBlockInContext(e->c, fn, "row");
-    LLVMBasicBlockRef inner = LLVMAppendBasicBlockInContext(e->c, fn, "inner");
-    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(e->c, fn, "tail");
-    LLVMBasicBlockRef latch = LLVMAppendBasicBlockInContext(e->c, fn, "latch");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->c, fn, "done");
-    LLVMValueRef lo = LLVMGetParam(fn, 1), hi = LLVMGetParam(fn, 2);
-    LLVMPositionBuilderAtEnd(b, entry);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, lo, hi, ""), rowhead, done);
+    if (kind == RED_SUM) return LLVMBuildFAdd(b, acc, v, "");
+    LLVMValueRef better = LLVMBuildFCmp(b, kind == RED_MAX ? LLVMRealOGT : LLVMRealOLT, v, acc, "");
+    LLVMValueRef m = LLVMBuildSelect(b, better, v, acc, "");
+    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, v, v, ""), v, m, "");
+}
 
-    LLVMPositionBuilderAtEnd(b, rowhead);
-    LLVMValueRef r = LLVMBuildPhi(b, e->i64, "r");
-    row_pointers(e, s, fn, r);
-    LLVMBuildBr(b, full > 0 ? inner : tail);
-
-    LLVMPositionBuilderAtEnd(b, inner);
-    if (full > 0) {
-        LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i");
-        body(e, s, i, NULL);
-        LLVMValueRef inext = LLVMBuildAdd(b, i, i64c(e, W), "");
-        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, i64c(e, full), ""), inner, tail);
-        LLVMBasicBlockRef from[2] = {rowhead, inner};
-        LLVMValueRef ivals[2] = {i64c(e, 0), inext};
-        LLVMAddIncoming(i, ivals, from, 2);
-    } else {
-        LLVMBuildUnreachable(b); /* a row shorter than a vector: only the masked step */
+/* The lanes of v combined into one scalar, by halving. */
+static LLVMValueRef hreduce(cg_emitter *e, int kind, LLVMValueRef v) {
+    for (int w = e->w; w > 1; w /= 2) {
+        LLVMValueRef lo[16], hi[16];
+        for (int k = 0; k < w / 2; k++) lo[k] = LLVMConstInt(e->i32, k, 0), hi[k] = LLVMConstInt(e->i32, k + w / 2, 0);
+        LLVMValueRef a = LLVMBuildShuffleVector(e->b, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(lo, w / 2), "");
+        LLVMValueRef c = LLVMBuildShuffleVector(e->b, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(hi, w / 2), "");
+        v = combine(e, kind, a, c);
     }
+    return e->w > 1 ? LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "") : v;
+}
 
-    LLVMPositionBuilderAtEnd(b, tail);
+static void step_accumulate(cg_emitter *e, nest_state *s, pass *ps, LLVMValueRef *acc) {
+    for (int k = 0; k < ps->n; k++) {
+        LLVMValueRef v = ps->value(e, s, ps->ctx, k);
+        if (s->mask) v = LLVMBuildSelect(e->b, s->mask, v, cg_splat(e, identity(ps->kind[k])), "");
+        acc[k] = combine(e, ps->kind[k], acc[k], v);
+    }
+    if (ps->store) store_all(e, s, true);
+}
+
+/* for i in 0 .. L step W (then one masked step): the accumulators and stores of ps.
+ * Builds from the current block and leaves the builder at the pass's end. */
+static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
+    LLVMBuilderRef b = e->b;
+    const cg_loopnest *ln = s->ln;
+    int64_t L = ln->shape[ln->ndim - 1], W = e->w, full = L / W * W;
+    LLVMValueRef acc[4];
+    for (int k = 0; k < ps->n; k++) acc[k] = cg_splat(e, identity(ps->kind[k]));
+    if (full > 0) {
+        LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+        LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass");
+        LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass.end");
+        LLVMBuildBr(b, loop);
+        LLVMPositionBuilderAtEnd(b, loop);
+        LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i"), phi[4], init[4];
+        for (int k = 0; k < ps->n; k++) init[k] = acc[k], phi[k] = acc[k] = LLVMBuildPhi(b, e->vt, "acc");
+        begin_step(s, i, NULL);
+        step_accumulate(e, s, ps, acc);
+        LLVMValueRef inext = LLVMBuildAdd(b, i, cg_i64c(e, W), "");
+        LLVMBasicBlockRef end = LLVMGetInsertBlock(b);
+        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, cg_i64c(e, full), ""), loop, after);
+        LLVMValueRef iv[2] = {cg_i64c(e, 0), inext};
+        LLVMBasicBlockRef from[2] = {pre, end};
+        LLVMAddIncoming(i, iv, from, 2);
+        for (int k = 0; k < ps->n; k++) {
+            LLVMValueRef av[2] = {init[k], acc[k]};
+            LLVMAddIncoming(phi[k], av, from, 2);
+        }
+        LLVMPositionBuilderAtEnd(b, after);
+    }
     if (full < L) {
         LLVMValueRef lanes[16];
         for (int k = 0; k < W; k++) lanes[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), full + k < L, 0);
-        body(e, s, i64c(e, full), LLVMConstVector(lanes, (unsigned)W));
+        begin_step(s, cg_i64c(e, full), W > 1 ? LLVMConstVector(lanes, (unsigned)W) : NULL);
+        step_accumulate(e, s, ps, acc);
     }
-    LLVMBuildBr(b, latch);
+    for (int k = 0; k < ps->n; k++) ps->acc[k] = acc[k];
+}
 
-    LLVMPositionBuilderAtEnd(b, latch);
-    LLVMValueRef rnext = LLVMBuildAdd(b, r, i64c(e, 1), "");
+/* ---- pointwise and row nests ----------------------------------------------------------- */
+
+static LLVMValueRef no_value(cg_emitter *e, nest_state *s, void *ctx, int k) {
+    (void)e, (void)s, (void)ctx, (void)k;
+    return NULL;
+}
+
+typedef struct row_ctx {
+    const ir_node *anchor[4];       /* reductions, or the one norm */
+    LLVMValueRef shift;             /* softmax: the row max; layer_norm: the mean (splat) */
+} row_ctx;
+
+/* reductions: their inputs */
+static LLVMValueRef reduce_input(cg_emitter *e, nest_state *s, void *ctx, int k) {
+    return eval(e, s, ((row_ctx *)ctx)->anchor[k]->in[0]->id);
+}
+/* softmax: x (for the max), then exp(x - max) (for the sum) */
+static LLVMValueRef norm_x(cg_emitter *e, nest_state *s, void *ctx, int k) {
+    (void)k;
+    return eval(e, s, ((row_ctx *)ctx)->anchor[0]->in[0]->id);
+}
+static LLVMValueRef exp_shifted(cg_emitter *e, nest_state *s, void *ctx, int k) {
+    row_ctx *c = ctx;
+    (void)k;
+    return cg_sleef(e, "exp", LLVMBuildFSub(e->b, eval(e, s, c->anchor[0]->in[0]->id), c->shift, ""), NULL);
+}
+/* layer_norm: (x - mean)^2; rms_norm: x^2 */
+static LLVMValueRef squared_dev(cg_emitter *e, nest_state *s, void *ctx, int k) {
+    row_ctx *c = ctx;
+    (void)k;
+    LLVMValueRef d = eval(e, s, c->anchor[0]->in[0]->id);
+    if (c->shift) d = LLVMBuildFSub(e->b, d, c->shift, "");
+    return LLVMBuildFMul(e->b, d, d, "");
+}
+
+/* The reductions of a row, their epilogue per row, and the stores of both. */
+static void emit_reduce_row(cg_emitter *e, nest_state *s, row_ctx *c, int n) {
+    pass ps = {.n = n, .value = reduce_input, .ctx = c, .store = true};
+    for (int k = 0; k < n; k++)
+        ps.kind[k] = c->anchor[k]->op == IR_OP_MAX ? RED_MAX : c->anchor[k]->op == IR_OP_MIN ? RED_MIN : RED_SUM;
+    run_pass(e, s, &ps);
+    float L = (float)s->ln->shape[s->ln->ndim - 1];
+    for (int k = 0; k < n; k++) {
+        LLVMValueRef r = hreduce(e, ps.kind[k], ps.acc[k]);
+        if (c->anchor[k]->op == IR_OP_MEAN) r = LLVMBuildFDiv(e->b, r, LLVMConstReal(e->f32, L), "");
+        s->rowval[c->anchor[k]->id] = cg_splat_value(e, r);
+    }
+    begin_step(s, NULL, NULL);
+    store_all(e, s, false);
+}
+
+/* A norm: its statistics in one or two passes, then the output pass with the
+ * epilogue and every store. */
+static void emit_norm_row(cg_emitter *e, nest_state *s, row_ctx *c) {
+    const ir_node *a = c->anchor[0];
+    LLVMBuilderRef b = e->b;
+    float L = (float)s->ln->shape[s->ln->ndim - 1];
+    LLVMValueRef scale = NULL, lsum = NULL;
+    if (a->op == IR_OP_SOFTMAX || a->op == IR_OP_LOG_SOFTMAX) {
+        pass mx = {.n = 1, .kind = {RED_MAX}, .value = norm_x, .ctx = c};
+        run_pass(e, s, &mx);
+        c->shift = cg_splat_value(e, hreduce(e, RED_MAX, mx.acc[0]));
+        pass sum = {.n = 1, .kind = {RED_SUM}, .value = exp_shifted, .ctx = c};
+        run_pass(e, s, &sum);
+        LLVMValueRef total = hreduce(e, RED_SUM, sum.acc[0]);
+        if (a->op == IR_OP_SOFTMAX) scale = cg_splat_value(e, LLVMBuildFDiv(b, LLVMConstReal(e->f32, 1.0), total, ""));
+        else lsum = cg_splat_value(e, cg_call_fn(e, "logf", &total, 1));
+    } else {
+        if (a->op == IR_OP_LAYER_NORM) {
+            pass mean = {.n = 1, .kind = {RED_SUM}, .value = norm_x, .ctx = c};
+            run_pass(e, s, &mean);
+            c->shift = cg_splat_value(e, LLVMBuildFDiv(b, hreduce(e, RED_SUM, mean.acc[0]), LLVMConstReal(e->f32, L), ""));
+        }
+        pass var = {.n = 1, .kind = {RED_SUM}, .value = squared_dev, .ctx = c};
+        run_pass(e, s, &var);
+        LLVMValueRef v = LLVMBuildFDiv(b, hreduce(e, RED_SUM, var.acc[0]), LLVMConstReal(e->f32, L), "");
+        v = LLVMBuildFAdd(b, v, LLVMConstReal(e->f32, a->attrs.eps), "");
+        LLVMValueRef sq = LLVMBuildCall2(b, LLVMFunctionType(e->f32, &e->f32, 1, 0),
+                                         LLVMGetNamedFunction(e->m, "sqrtf") ? LLVMGetNamedFunction(e->m, "sqrtf")
+                                         : LLVMAddFunction(e->m, "sqrtf", LLVMFunctionType(e->f32, &e->f32, 1, 0)),
+                                         &v, 1, "");
+        scale = cg_splat_value(e, LLVMBuildFDiv(b, LLVMConstReal(e->f32, 1.0), sq, ""));
+    }
+    /* The output pass: eval computes the norm's value at each step (below). */
+    s->norm = a, s->nshift = c->shift, s->nscale = scale, s->nlsum = lsum;
+    pass out = {.n = 0, .value = no_value, .store = true};
+    run_pass(e, s, &out);
+    s->norm = NULL;
+}
+
+/* The norm's output at the current step, from x and the row's statistics. */
+static LLVMValueRef norm_value(cg_emitter *e, nest_state *s) {
+    const ir_node *a = s->norm;
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef x = eval(e, s, a->in[0]->id), y;
+    switch (a->op) {
+    case IR_OP_SOFTMAX:
+        return LLVMBuildFMul(b, cg_sleef(e, "exp", LLVMBuildFSub(b, x, s->nshift, ""), NULL), s->nscale, "");
+    case IR_OP_LOG_SOFTMAX: return LLVMBuildFSub(b, LLVMBuildFSub(b, x, s->nshift, ""), s->nlsum, "");
+    case IR_OP_LAYER_NORM: y = LLVMBuildFMul(b, LLVMBuildFSub(b, x, s->nshift, ""), s->nscale, ""); break;
+    default: y = LLVMBuildFMul(b, x, s->nscale, ""); break; /* rms_norm */
+    }
+    if (a->nin > 1 && a->in[1]) y = LLVMBuildFMul(b, y, eval(e, s, a->in[1]->id), "");
+    if (a->nin > 2 && a->in[2]) y = LLVMBuildFAdd(b, y, eval(e, s, a->in[2]->id), "");
+    return y;
+}
+
+/* Builds fn: for each row in [lo, hi), `body` between the row's pointers and the latch. */
+static void emit_rows(cg_emitter *e, nest_state *s, void (*body)(cg_emitter *, nest_state *, void *), void *ctx) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef fn = s->fn, lo = LLVMGetParam(fn, 1), hi = LLVMGetParam(fn, 2);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->c, fn, "entry");
+    LLVMBasicBlockRef rowhead = LLVMAppendBasicBlockInContext(e->c, fn, "row");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->c, fn, "done");
+    LLVMPositionBuilderAtEnd(b, entry);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, lo, hi, ""), rowhead, done);
+    LLVMPositionBuilderAtEnd(b, rowhead);
+    LLVMValueRef r = LLVMBuildPhi(b, e->i64, "r");
+    row_pointers(e, s, r);
+    body(e, s, ctx);
+    LLVMValueRef rnext = LLVMBuildAdd(b, r, cg_i64c(e, 1), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
     LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, rnext, hi, ""), rowhead, done);
     LLVMBasicBlockRef rfrom[2] = {entry, latch};
     LLVMValueRef rvals[2] = {lo, rnext};
     LLVMAddIncoming(r, rvals, rfrom, 2);
-
     LLVMPositionBuilderAtEnd(b, done);
     LLVMBuildRetVoid(b);
+}
+
+static void pointwise_body(cg_emitter *e, nest_state *s, void *ctx) {
+    (void)ctx;
+    pass ps = {.n = 0, .value = no_value, .store = true};
+    run_pass(e, s, &ps);
+}
+
+static void row_body(cg_emitter *e, nest_state *s, void *ctx) {
+    (void)ctx;
+    const cg_loopnest *ln = s->ln;
+    row_ctx c = {0};
+    int n = 0;
+    for (int k = 0; k < ln->nnodes; k++) {
+        for (int m = 0; m < ir_graph_num_nodes(s->prog->graph); m++) s->rowval[m] = NULL;
+        if (ln->role[k] == CG_ROLE_ANCHOR && n < 4) c.anchor[n++] = ir_graph_node(s->prog->graph, ln->nodes[k]);
+    }
+    if (ir_ops[c.anchor[0]->op].kind == IR_KIND_NORM) emit_norm_row(e, s, &c);
+    else emit_reduce_row(e, s, &c, n);
 }
 
 /* The cache key of a module: everything its machine code depends on. */
@@ -351,29 +425,35 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
     LLVMModuleRef m;
     if (cg_module_begin(name, &c, &m) != 0) return NULL;
     int nn = ir_graph_num_nodes(prog->graph);
-    LLVMValueRef *val = calloc((size_t)(nn ? nn : 1), sizeof *val);
+    size_t nz = (size_t)(nn ? nn : 1);
+    LLVMValueRef *val = calloc(nz, sizeof *val), *rowval = calloc(nz, sizeof *rowval);
+    unsigned *gen = calloc(nz, sizeof *gen);
     LLVMValueRef *fn = calloc((size_t)(n ? n : 1), sizeof *fn);
-    if (!val || !fn) {
-        free(val), free(fn);
+    if (!val || !fn || !rowval || !gen) {
+        free(val), free(fn), free(rowval), free(gen);
         cg_module_discard(m);
         return rt_error("em_compile: out of memory emitting code"), NULL;
     }
-    em_ctx e = {.c = c, .m = m, .b = LLVMCreateBuilderInContext(c)};
+    cg_emitter e = {.c = c, .m = m, .b = LLVMCreateBuilderInContext(c)};
     e.f32 = LLVMFloatTypeInContext(c), e.i64 = LLVMInt64TypeInContext(c), e.i32 = LLVMInt32TypeInContext(c);
     e.ptr = LLVMPointerTypeInContext(c, 0);
     LLVMTypeRef params[3] = {e.ptr, e.i64, e.i64};
     LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c), params, 3, 0);
+    unsigned step = 0;
     for (int k = 0; k < n; k++) {
         e.w = ln[k].width;
         e.vt = e.w == 1 ? e.f32 : LLVMVectorType(e.f32, (unsigned)e.w);
         char fname[64];
         snprintf(fname, sizeof fname, "ember_n%d", k); /* renamed below, by content */
         fn[k] = LLVMAddFunction(m, fname, fty);
-        nest_state s = {.prog = prog, .ln = &ln[k], .val = val};
-        emit_nest(&e, &s, fn[k]);
+        memset(rowval, 0, nz * sizeof *rowval);
+        nest_state s = {.prog = prog, .ln = &ln[k], .fn = fn[k], .val = val, .gen = gen, .rowval = rowval,
+                        .cur = step};
+        emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
+        step = s.cur + 1; /* generations stay distinct across nests */
     }
     LLVMDisposeBuilder(e.b);
-    free(val);
+    free(val), free(rowval), free(gen);
     /* Names from the code's hash: the same program compiled twice (or by another
      * process) has the same names, so the JIT shares it and the cache finds it. */
     char key[1024];

@@ -84,13 +84,32 @@ static bool layout_of(const pass_program *prog, em_tensor *const *args, const ir
     return true;
 }
 
+static int add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
+                      const ir_type *space, const ir_node *x, bool store);
+
 static int refuse(cg_loopnest *ln, const char *why) {
     ln->compiled = false;
     snprintf(ln->why, sizeof ln->why, "%s", why);
     return 0;
 }
 
-/* Adds an access for value x (read) or node x (stored) broadcast to space. */
+/* Adds an access for value x (read) or node x (stored) broadcast to space;
+ * with `reduced` (a reduction's result without its kept axis), x is first
+ * broadcast to reduced, which then maps onto space with the last axis dropped. */
+static int add_access_via(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
+                          const ir_type *space, const ir_type *reduced, const ir_node *x, bool store) {
+    if (!reduced) return add_access(prog, args, ln, space, x, store);
+    ir_type r1 = *reduced; /* reduced as space's shape with the axis kept as 1 */
+    r1.ndim = space->ndim;
+    for (int d = 0; d < reduced->ndim; d++) r1.shape[d] = reduced->shape[d];
+    r1.shape[space->ndim - 1] = 1;
+    if (add_access(prog, args, ln, reduced, x, store) != 0) return -1;
+    cg_access *a = &ln->acc[ln->naccess - 1];
+    a->strides[space->ndim - 1] = 0;
+    (void)r1;
+    return 0;
+}
+
 static int add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
                       const ir_type *space, const ir_node *x, bool store) {
     if (ln->naccess == CG_MAX_ACCESS) return refuse(ln, "more operands than a loop nest holds"), -1;
@@ -212,11 +231,117 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
     return ln->compiled = true;
 }
 
+/* Row nests keep the last loop (the reduced axis) apart: only outer loops
+ * are dropped (size 1) or merged. */
+static void simplify_rows(cg_loopnest *ln) {
+    int last = ln->ndim - 1, nd = 0;
+    for (int d = 0; d < last; d++) {
+        if (ln->shape[d] == 1) continue;
+        bool merge = nd > 0;
+        for (int a = 0; a < ln->naccess && merge; a++)
+            merge = ln->acc[a].strides[nd - 1] == ln->acc[a].strides[d] * ln->shape[d];
+        if (merge) {
+            ln->shape[nd - 1] *= ln->shape[d];
+            for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[nd - 1] = ln->acc[a].strides[d];
+            continue;
+        }
+        ln->shape[nd] = ln->shape[d];
+        for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[nd] = ln->acc[a].strides[d];
+        nd++;
+    }
+    ln->shape[nd] = ln->shape[last];
+    for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[nd] = ln->acc[a].strides[last];
+    ln->ndim = nd + 1;
+}
+
+static bool row_anchor(const ir_node *x, int last) {
+    switch (x->op) {
+    case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: return x->attrs.axis == last;
+    case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: return x->attrs.axis == last;
+    case IR_OP_LAYER_NORM: case IR_OP_RMS_NORM: return true;
+    default: return false;
+    }
+}
+
+/* Whether member id of the nest depends (inside it) on an anchor. */
+static bool after(const pass_program *prog, const cg_loopnest *ln, int id) {
+    const ir_node *x = ir_graph_node(prog->graph, id);
+    for (int j = 0; j < x->nin; j++) {
+        if (!x->in[j] || prog->fusion->base_of[x->in[j]->id] != x->in[j]->id) continue;
+        for (int i = 0; i < ln->nnodes; i++)
+            if (ln->nodes[i] == x->in[j]->id && (ln->role[i] == CG_ROLE_ANCHOR || after(prog, ln, ln->nodes[i])))
+                return true;
+    }
+    return false;
+}
+
+bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                  const bool *stored, cg_loopnest *ln) {
+    const pass_kernel *K = &prog->fusion->k[kernel];
+    const ir_graph *g = prog->graph;
+    const ir_type *space = &K->space;
+    memset(ln, 0, sizeof *ln);
+    ln->kernel = kernel, ln->row = true;
+    int last = space->ndim - 1;
+    if (width == 0 || last < 0 || K->nnodes > CG_MAX_NEST_NODES || space->shape[last] == 0)
+        return refuse(ln, "not a row kernel codegen handles"), false;
+    ln->nnodes = K->nnodes;
+    memcpy(ln->nodes, K->nodes, (size_t)K->nnodes * sizeof *K->nodes);
+    int anchors = 0, norms = 0;
+    const ir_type *reduced = NULL;
+    for (int i = 0; i < ln->nnodes; i++) {
+        const ir_node *x = ir_graph_node(g, ln->nodes[i]);
+        bool anchor = ir_ops[x->op].kind == IR_KIND_REDUCTION || ir_ops[x->op].kind == IR_KIND_NORM;
+        if (x->type.dtype != EM_F32 || (anchor ? !row_anchor(x, last) : !emittable(x->op))) {
+            snprintf(ln->why, sizeof ln->why, "%%%d %s %s is not generated as a row kernel yet", x->id,
+                     em_dtype_name(x->type.dtype), ir_ops[x->op].name);
+            return false;
+        }
+        ln->role[i] = anchor ? CG_ROLE_ANCHOR : after(prog, ln, x->id) ? CG_ROLE_POST : CG_ROLE_PRE;
+        if (anchor && after(prog, ln, x->id)) return refuse(ln, "a reduction of a reduction (several passes)"), false;
+        anchors += anchor, norms += anchor && ir_ops[x->op].kind == IR_KIND_NORM;
+        if (anchor && ir_ops[x->op].kind == IR_KIND_REDUCTION && !x->attrs.keepdim) reduced = &x->type;
+        for (int j = 0; j < x->nin; j++)
+            if (x->in[j] && x->in[j]->type.dtype != EM_F32)
+                return refuse(ln, "reads a value that is not f32"), false;
+    }
+    if (!anchors || (norms && anchors > 1)) return refuse(ln, "not one norm or a set of reductions"), false;
+    /* Loads: operands from outside; a post member after reductions reads at the reduced shape. */
+    for (int i = 0; i < ln->nnodes; i++) {
+        const ir_node *x = ir_graph_node(g, ln->nodes[i]);
+        bool at_reduced = !norms && ln->role[i] == CG_ROLE_POST;
+        if (at_reduced && !reduced && x->type.shape[last] != 1) return refuse(ln, "an epilogue along the rows after a reduction"), false;
+        for (int j = 0; j < x->nin; j++) {
+            const ir_node *in = x->in[j];
+            if (!in || (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id)) || is_load(ln, in->id))
+                continue;
+            if (add_access_via(prog, args, ln, space, at_reduced ? reduced : NULL, in, false) != 0) return false;
+        }
+    }
+    for (int i = 0; i < ln->nnodes; i++) {
+        if (!stored[ln->nodes[i]]) continue;
+        const ir_node *x = ir_graph_node(g, ln->nodes[i]);
+        bool at_reduced = !norms && ln->role[i] != CG_ROLE_PRE;
+        if (add_access_via(prog, args, ln, space, at_reduced ? reduced : NULL, x, true) != 0) return false;
+    }
+    ln->ndim = space->ndim;
+    memcpy(ln->shape, space->shape, sizeof ln->shape);
+    simplify_rows(ln);
+    ln->width = width;
+    for (int a = 0; a < ln->naccess; a++) {
+        int64_t st = ln->acc[a].strides[ln->ndim - 1];
+        if (ln->acc[a].store && st != 0 && st != 1) return refuse(ln, "a strided store along the row"), false;
+    }
+    return ln->compiled = true;
+}
+
 int cg_loopnest_print(const cg_loopnest *ln, FILE *out) {
     fprintf(out, "    loops [");
     for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)ln->shape[d]);
-    fprintf(out, "], inner loop %s, nodes", ln->width > 1 ? "vectorised" : "scalar (a strided store)");
-    for (int i = 0; i < ln->nnodes; i++) fprintf(out, " %%%d", ln->nodes[i]);
+    fprintf(out, "], inner loop %s%s, nodes", ln->width > 1 ? "vectorised" : "scalar (a strided store)",
+            ln->row ? ", a row kernel (passes along the last loop)" : "");
+    for (int i = 0; i < ln->nnodes; i++)
+        fprintf(out, " %%%d%s", ln->nodes[i], !ln->row ? "" : ln->role[i] == CG_ROLE_ANCHOR ? "*" : "");
     fprintf(out, "\n");
     for (int a = 0; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];

@@ -1,0 +1,173 @@
+/*
+ * emit_ops.c — the arithmetic of generated kernels, as LLVM IR builders.
+ *
+ * Every op a loop nest computes, on <W x float> values (or scalars when W is
+ * 1): the same Sleef functions runtime/ew_simd.c calls for the ISA (expf16_u10
+ * avx512f, expf8_u10avx2), and the same formulas for GELU (the erfc fit),
+ * sigmoid and the tanh GELU, operation for operation, so a generated kernel
+ * gives eager's bits. Also the memory helpers the nests share: element
+ * pointers, masked loads and stores, gathers.
+ */
+#include "codegen.h"
+
+#include <string.h>
+
+/* ---- small builders ------------------------------------------------------------- */
+
+LLVMValueRef cg_splat(cg_emitter *e, float v) {
+    LLVMValueRef s = LLVMConstReal(e->f32, v);
+    if (e->w == 1) return s;
+    LLVMValueRef el[16];
+    for (int i = 0; i < e->w; i++) el[i] = s;
+    return LLVMConstVector(el, (unsigned)e->w);
+}
+
+LLVMValueRef cg_splat_value(cg_emitter *e, LLVMValueRef s) {
+    if (e->w == 1) return s;
+    LLVMValueRef undef = LLVMGetUndef(e->vt);
+    LLVMValueRef ins = LLVMBuildInsertElement(e->b, undef, s, LLVMConstInt(e->i32, 0, 0), "");
+    LLVMValueRef zero[16];
+    for (int i = 0; i < e->w; i++) zero[i] = LLVMConstInt(e->i32, 0, 0);
+    return LLVMBuildShuffleVector(e->b, ins, undef, LLVMConstVector(zero, (unsigned)e->w), "");
+}
+
+LLVMValueRef cg_i64c(cg_emitter *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
+
+LLVMValueRef cg_call_fn(cg_emitter *e, const char *name, LLVMValueRef *args, int n) {
+    LLVMTypeRef params[2] = {e->vt, e->vt};
+    LLVMTypeRef fty = LLVMFunctionType(e->vt, params, (unsigned)n, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(e->m, name);
+    if (!f) f = LLVMAddFunction(e->m, name, fty);
+    return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
+}
+
+LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, int n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef over[1] = {e->vt};
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, over, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(e->c, id, over, 1);
+    return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
+}
+
+/* Sleef's function for this width: expf16_u10avx512f, expf8_u10avx2, expf_u10. */
+LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b) {
+    char name[64];
+    if (e->w == 16) snprintf(name, sizeof name, "Sleef_%sf16_u10avx512f", f);
+    else if (e->w == 8) snprintf(name, sizeof name, "Sleef_%sf8_u10avx2", f);
+    else snprintf(name, sizeof name, "Sleef_%sf_u10", f);
+    LLVMValueRef args[2] = {a, b};
+    return cg_call_fn(e, name, args, b ? 2 : 1);
+}
+
+LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+    LLVMValueRef args[3] = {a, b, c};
+    return cg_intrinsic(e, "llvm.fma", args, 3);
+}
+
+LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r) {
+    return LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealUNO, a, a, ""), a, r, "");
+}
+
+LLVMValueRef cg_sigmoid(cg_emitter *e, LLVMValueRef x) {
+    LLVMValueRef ex = cg_sleef(e, "exp", LLVMBuildFNeg(e->b, x, ""), NULL);
+    return LLVMBuildFDiv(e->b, cg_splat(e, 1.0f), LLVMBuildFAdd(e->b, cg_splat(e, 1.0f), ex, ""), "");
+}
+
+/* runtime/ew_simd.c's v_gelu: erfc by the Numerical Recipes fit, through exp. */
+LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
+    LLVMValueRef z = LLVMBuildFMul(b, ax, cg_splat(e, 0.70710678118654752f), "");
+    LLVMValueRef t = LLVMBuildFDiv(b, cg_splat(e, 1.0f), cg_fma3(e, cg_splat(e, 0.5f), z, cg_splat(e, 1.0f)), "");
+    static const float c[] = {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f,
+                              0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
+    LLVMValueRef p = cg_fma3(e, t, cg_splat(e, 0.17087277f), cg_splat(e, c[0]));
+    for (int i = 1; i < 9; i++) p = cg_fma3(e, p, t, cg_splat(e, c[i]));
+    LLVMValueRef ex = cg_sleef(e, "exp", LLVMBuildFSub(b, p, LLVMBuildFMul(b, z, z, ""), ""), NULL);
+    LLVMValueRef half_c = LLVMBuildFMul(b, LLVMBuildFMul(b, cg_splat(e, 0.5f), t, ""), ex, "");
+    LLVMValueRef pos = LLVMBuildFMul(b, x, LLVMBuildFSub(b, cg_splat(e, 1.0f), half_c, ""), "");
+    LLVMValueRef ge = LLVMBuildFCmp(b, LLVMRealOGE, x, cg_splat(e, 0.0f), "");
+    return LLVMBuildSelect(b, ge, pos, LLVMBuildFMul(b, x, half_c, ""), "");
+}
+
+LLVMValueRef cg_gelu_tanh(cg_emitter *e, LLVMValueRef x) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef inner = cg_fma3(e, LLVMBuildFMul(b, cg_splat(e, 0.044715f), x, ""), LLVMBuildFMul(b, x, x, ""), x);
+    LLVMValueRef th = cg_sleef(e, "tanh", LLVMBuildFMul(b, cg_splat(e, 0.79788456080286536f), inner, ""), NULL);
+    return LLVMBuildFMul(b, LLVMBuildFMul(b, cg_splat(e, 0.5f), x, ""), LLVMBuildFAdd(b, cg_splat(e, 1.0f), th, ""), "");
+}
+
+/* One member node on its operands' values. */
+LLVMValueRef cg_op_value(cg_emitter *e, ir_op op, LLVMValueRef a, LLVMValueRef c) {
+    LLVMBuilderRef b = e->b;
+    switch (op) {
+    case IR_OP_ADD: return LLVMBuildFAdd(b, a, c, "");
+    case IR_OP_SUB: return LLVMBuildFSub(b, a, c, "");
+    case IR_OP_MUL: return LLVMBuildFMul(b, a, c, "");
+    case IR_OP_DIV: return LLVMBuildFDiv(b, a, c, "");
+    case IR_OP_POW: return cg_sleef(e, "pow", a, c);
+    case IR_OP_MAXIMUM:
+        return cg_select_nan(e, a, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, a, c, ""), a, c, ""));
+    case IR_OP_MINIMUM:
+        return cg_select_nan(e, a, LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, c, ""), a, c, ""));
+    case IR_OP_NEG: return LLVMBuildFNeg(b, a, "");
+    case IR_OP_ABS: return cg_intrinsic(e, "llvm.fabs", &a, 1);
+    case IR_OP_RELU: /* maxps(0, x): x unless 0 > x, so NaN stays NaN */
+        return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, cg_splat(e, 0.0f), a, ""), cg_splat(e, 0.0f), a, "");
+    case IR_OP_EXP: return cg_sleef(e, "exp", a, NULL);
+    case IR_OP_LOG: return cg_sleef(e, "log", a, NULL);
+    case IR_OP_SIN: return cg_sleef(e, "sin", a, NULL);
+    case IR_OP_COS: return cg_sleef(e, "cos", a, NULL);
+    case IR_OP_TANH: return cg_sleef(e, "tanh", a, NULL);
+    case IR_OP_ERF: return cg_sleef(e, "erf", a, NULL);
+    case IR_OP_SQRT: return cg_intrinsic(e, "llvm.sqrt", &a, 1);
+    case IR_OP_RSQRT: return LLVMBuildFDiv(b, cg_splat(e, 1.0f), cg_intrinsic(e, "llvm.sqrt", &a, 1), "");
+    case IR_OP_RECIPROCAL: return LLVMBuildFDiv(b, cg_splat(e, 1.0f), a, "");
+    case IR_OP_SIGMOID: return cg_sigmoid(e, a);
+    case IR_OP_SILU: return LLVMBuildFMul(b, a, cg_sigmoid(e, a), "");
+    case IR_OP_GELU: return cg_gelu(e, a);
+    case IR_OP_GELU_TANH: return cg_gelu_tanh(e, a);
+    case IR_OP_CONTIGUOUS: return a;
+    default: EM_ASSERT(!"cg_lower let through an op emit.c cannot compute"); return NULL;
+    }
+}
+
+/* ---- one loop nest ------------------------------------------------------------------ */
+
+
+LLVMValueRef cg_elem_ptr(cg_emitter *e, LLVMValueRef p, LLVMValueRef idx) {
+    return LLVMBuildGEP2(e->b, e->f32, p, &idx, 1, "");
+}
+
+
+LLVMValueRef cg_masked(cg_emitter *e, const char *name, LLVMTypeRef *over, LLVMValueRef *args, int n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, over, 2);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(e->c, id, over, 2);
+    return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
+}
+
+/* Lanes i .. i+W-1 of a strided row: a gather (the same vector math then runs
+ * on them, so a transposed operand gives the bits a contiguous one would). */
+LLVMValueRef cg_gather(cg_emitter *e, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask) {
+    LLVMTypeRef vi64 = LLVMVectorType(e->i64, (unsigned)e->w);
+    LLVMValueRef lanes[16], ones[16];
+    for (int k = 0; k < e->w; k++) {
+        lanes[k] = cg_i64c(e, k * stride);
+        ones[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), 1, 0);
+    }
+    LLVMValueRef first = LLVMBuildMul(e->b, i, cg_i64c(e, stride), "");
+    LLVMValueRef idx = LLVMBuildAdd(e->b, LLVMBuildInsertElement(e->b, LLVMGetUndef(vi64), first,
+                                                                LLVMConstInt(e->i32, 0, 0), ""),
+                                    LLVMConstNull(vi64), "");
+    LLVMValueRef zero[16];
+    for (int k = 0; k < e->w; k++) zero[k] = LLVMConstInt(e->i32, 0, 0);
+    idx = LLVMBuildShuffleVector(e->b, idx, LLVMGetUndef(vi64), LLVMConstVector(zero, (unsigned)e->w), "");
+    idx = LLVMBuildAdd(e->b, idx, LLVMConstVector(lanes, (unsigned)e->w), "");
+    LLVMValueRef ptrs = LLVMBuildGEP2(e->b, e->f32, p, &idx, 1, "");
+    LLVMTypeRef over[2] = {e->vt, LLVMVectorType(e->ptr, (unsigned)e->w)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(e->i32, 4, 0), mask ? mask : LLVMConstVector(ones, (unsigned)e->w),
+                            cg_splat(e, 0.0f)};
+    return cg_masked(e, "llvm.masked.gather", over, args, 4);
+}
+
