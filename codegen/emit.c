@@ -56,7 +56,9 @@ typedef struct nest_state {
     LLVMValueRef *rowval;              /* by node id: one value per row (reduced), or NULL */
     LLVMValueRef i, mask;              /* the current step's first element and lanes */
     const ir_node *norm;               /* the norm whose output pass is being built, or NULL */
-    LLVMValueRef nshift, nscale, nlsum; /* its row statistics, splatted */
+    LLVMValueRef nshift, nscale, nlsum, nk; /* its row statistics, splatted */
+    int exp_at;                        /* softmax: the store access its exps go to in this pass, or -1 */
+    int nexp;                          /* softmax: where the output pass finds them, or -1 */
 } nest_state;
 
 static LLVMValueRef norm_value(cg_emitter *e, nest_state *s);
@@ -116,26 +118,61 @@ static LLVMValueRef eval(cg_emitter *e, nest_state *s, int id) {
     return v;
 }
 
-/* Stores the accesses that `row_shaped` selects: along the row (at the step's
- * lanes), or one value per row (lane 0, at the row's pointer). */
+/* Stores v along the row at access a's pointer, at the step's lanes. */
+static void store_at(cg_emitter *e, nest_state *s, int a, LLVMValueRef v) {
+    LLVMTypeRef over[2] = {e->vt, e->ptr};
+    if (e->w == 1) {
+        int64_t st = s->ln->acc[a].strides[s->ln->ndim - 1];
+        LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], LLVMBuildMul(e->b, s->i, cg_i64c(e, st), ""))), 4);
+    } else if (!s->mask) {
+        LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], s->i)), 4);
+    } else {
+        LLVMValueRef args[4] = {v, cg_elem_ptr(e, s->p[a], s->i), LLVMConstInt(e->i32, 4, 0), s->mask};
+        cg_masked(e, "llvm.masked.store", over, args, 4);
+    }
+}
+
+/* Loads back what store_at wrote at the step's lanes. */
+static LLVMValueRef load_back(cg_emitter *e, nest_state *s, int a) {
+    LLVMTypeRef over[2] = {e->vt, e->ptr};
+    if (e->w > 1 && s->mask) {
+        LLVMValueRef args[4] = {cg_elem_ptr(e, s->p[a], s->i), LLVMConstInt(e->i32, 4, 0), s->mask, cg_splat(e, 0.0f)};
+        return cg_masked(e, "llvm.masked.load", over, args, 4);
+    }
+    LLVMValueRef l = LLVMBuildLoad2(e->b, e->vt, cg_elem_ptr(e, s->p[a], s->i), "");
+    LLVMSetAlignment(l, 4);
+    return l;
+}
+
+/* The role of node id in a row nest (pointwise nests: everything is along the row). */
+static int role_of(const cg_loopnest *ln, int id) {
+    for (int k = 0; k < ln->nnodes; k++)
+        if (ln->nodes[k] == id) return ln->role[k];
+    return CG_ROLE_PRE;
+}
+
+/* Stores the stored values computed along the row (row_shaped: at the step's
+ * lanes) or once per row after reductions (lane 0, at the row's pointer). In a
+ * norm nest everything is along the row. */
 static void store_all(cg_emitter *e, nest_state *s, bool row_shaped) {
     const cg_loopnest *ln = s->ln;
-    LLVMTypeRef over[2] = {e->vt, e->ptr};
+    bool norm = s->norm != NULL;
+    LLVMValueRef vals[CG_MAX_ACCESS] = {0};
+    /* Every value first, then every store: a result may be stored over an input
+     * (memplan's in place), which must be read before it is written. */
     for (int a = 0; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];
-        int64_t st = c->strides[ln->ndim - 1];
-        if (!c->store || (st != 0) != row_shaped) continue;
-        LLVMValueRef v = eval(e, s, c->value);
+        bool along = !ln->row || norm || role_of(ln, c->value) == CG_ROLE_PRE;
+        if (c->store && along == row_shaped) vals[a] = eval(e, s, c->value);
+    }
+    for (int a = 0; a < ln->naccess; a++) {
+        if (!vals[a]) continue;
+        LLVMValueRef v = vals[a];
         if (!row_shaped) {
             if (e->w > 1) v = LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "");
             LLVMSetAlignment(LLVMBuildStore(e->b, v, s->p[a]), 4);
-        } else if (e->w == 1) {
-            LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], LLVMBuildMul(e->b, s->i, cg_i64c(e, st), ""))), 4);
-        } else if (!s->mask) {
-            LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], s->i)), 4);
         } else {
-            LLVMValueRef args[4] = {v, cg_elem_ptr(e, s->p[a], s->i), LLVMConstInt(e->i32, 4, 0), s->mask};
-            cg_masked(e, "llvm.masked.store", over, args, 4);
+            store_at(e, s, a, v);
         }
     }
 }
@@ -169,7 +206,7 @@ static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
 
 /* ---- one pass along the row ----------------------------------------------------------- */
 
-enum { RED_NONE, RED_SUM, RED_MAX, RED_MIN };
+enum { RED_NONE, RED_SUM, RED_MAX, RED_MIN, RED_SQ }; /* RED_SQ: sum of v*v, by FMA */
 
 typedef struct pass {
     int n;                          /* accumulators */
@@ -186,6 +223,7 @@ static float identity(int kind) { return kind == RED_MAX ? -INFINITY : kind == R
 static LLVMValueRef combine(cg_emitter *e, int kind, LLVMValueRef acc, LLVMValueRef v) {
     LLVMBuilderRef b = e->b;
     if (kind == RED_SUM) return LLVMBuildFAdd(b, acc, v, "");
+    if (kind == RED_SQ) return cg_fma3(e, v, v, acc);
     LLVMValueRef better = LLVMBuildFCmp(b, kind == RED_MAX ? LLVMRealOGT : LLVMRealOLT, v, acc, "");
     LLVMValueRef m = LLVMBuildSelect(b, better, v, acc, "");
     return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, v, v, ""), v, m, "");
@@ -198,7 +236,7 @@ static LLVMValueRef hreduce(cg_emitter *e, int kind, LLVMValueRef v) {
         for (int k = 0; k < w / 2; k++) lo[k] = LLVMConstInt(e->i32, k, 0), hi[k] = LLVMConstInt(e->i32, k + w / 2, 0);
         LLVMValueRef a = LLVMBuildShuffleVector(e->b, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(lo, w / 2), "");
         LLVMValueRef c = LLVMBuildShuffleVector(e->b, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(hi, w / 2), "");
-        v = combine(e, kind, a, c);
+        v = combine(e, kind == RED_SQ ? RED_SUM : kind, a, c);
     }
     return e->w > 1 ? LLVMBuildExtractElement(e->b, v, LLVMConstInt(e->i32, 0, 0), "") : v;
 }
@@ -260,7 +298,8 @@ static LLVMValueRef no_value(cg_emitter *e, nest_state *s, void *ctx, int k) {
 
 typedef struct row_ctx {
     const ir_node *anchor[4];       /* reductions, or the one norm */
-    LLVMValueRef shift;             /* softmax: the row max; layer_norm: the mean (splat) */
+    LLVMValueRef shift;             /* softmax: the row max; layer_norm: the mean of x - k (splat) */
+    LLVMValueRef k;                 /* layer_norm: the row's first element (0 if not finite) */
 } row_ctx;
 
 /* reductions: their inputs */
@@ -275,15 +314,23 @@ static LLVMValueRef norm_x(cg_emitter *e, nest_state *s, void *ctx, int k) {
 static LLVMValueRef exp_shifted(cg_emitter *e, nest_state *s, void *ctx, int k) {
     row_ctx *c = ctx;
     (void)k;
-    return cg_sleef(e, "exp", LLVMBuildFSub(e->b, eval(e, s, c->anchor[0]->in[0]->id), c->shift, ""), NULL);
+    LLVMValueRef v = cg_sleef(e, "exp", LLVMBuildFSub(e->b, eval(e, s, c->anchor[0]->in[0]->id), c->shift, ""), NULL);
+    if (s->exp_at >= 0) store_at(e, s, s->exp_at, v); /* kept for the output pass, as eager does */
+    return v;
 }
-/* layer_norm: (x - mean)^2; rms_norm: x^2 */
-static LLVMValueRef squared_dev(cg_emitter *e, nest_state *s, void *ctx, int k) {
+/* layer_norm: x - k (the row shifted by its first element, as eager sums it) */
+static LLVMValueRef shifted_x(cg_emitter *e, nest_state *s, void *ctx, int k) {
+    row_ctx *c = ctx;
+    (void)k;
+    return LLVMBuildFSub(e->b, eval(e, s, c->anchor[0]->in[0]->id), c->k, "");
+}
+/* layer_norm: (x - k) - mean, squared by the RED_SQ accumulator; rms_norm: x */
+static LLVMValueRef deviation(cg_emitter *e, nest_state *s, void *ctx, int k) {
     row_ctx *c = ctx;
     (void)k;
     LLVMValueRef d = eval(e, s, c->anchor[0]->in[0]->id);
-    if (c->shift) d = LLVMBuildFSub(e->b, d, c->shift, "");
-    return LLVMBuildFMul(e->b, d, d, "");
+    if (c->k) d = LLVMBuildFSub(e->b, LLVMBuildFSub(e->b, d, c->k, ""), c->shift, "");
+    return d;
 }
 
 /* The reductions of a row, their epilogue per row, and the stores of both. */
@@ -309,33 +356,55 @@ static void emit_norm_row(cg_emitter *e, nest_state *s, row_ctx *c) {
     LLVMBuilderRef b = e->b;
     float L = (float)s->ln->shape[s->ln->ndim - 1];
     LLVMValueRef scale = NULL, lsum = NULL;
+    s->exp_at = -1;
+    if (a->op == IR_OP_SOFTMAX) { /* a stored softmax without an epilogue keeps exp(x - max) */
+        bool post = false;
+        for (int k = 0; k < s->ln->nnodes; k++) post |= s->ln->role[k] == CG_ROLE_POST;
+        for (int k = 0; k < s->ln->naccess && !post; k++)
+            if (s->ln->acc[k].store && s->ln->acc[k].value == a->id) s->exp_at = k;
+    }
     if (a->op == IR_OP_SOFTMAX || a->op == IR_OP_LOG_SOFTMAX) {
         pass mx = {.n = 1, .kind = {RED_MAX}, .value = norm_x, .ctx = c};
         run_pass(e, s, &mx);
         c->shift = cg_splat_value(e, hreduce(e, RED_MAX, mx.acc[0]));
         pass sum = {.n = 1, .kind = {RED_SUM}, .value = exp_shifted, .ctx = c};
         run_pass(e, s, &sum);
+        s->nexp = s->exp_at, s->exp_at = -1;
         LLVMValueRef total = hreduce(e, RED_SUM, sum.acc[0]);
         if (a->op == IR_OP_SOFTMAX) scale = cg_splat_value(e, LLVMBuildFDiv(b, LLVMConstReal(e->f32, 1.0), total, ""));
         else lsum = cg_splat_value(e, cg_call_fn(e, "logf", &total, 1));
-    } else {
+    } else { /* runtime/norm_simd.c's layer_norm_row and rms_norm_row, step for step */
         if (a->op == IR_OP_LAYER_NORM) {
-            pass mean = {.n = 1, .kind = {RED_SUM}, .value = norm_x, .ctx = c};
+            LLVMValueRef first[16];
+            for (int k = 0; k < e->w; k++) first[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), k == 0, 0);
+            begin_step(s, cg_i64c(e, 0), e->w > 1 ? LLVMConstVector(first, (unsigned)e->w) : NULL);
+            LLVMValueRef x0 = eval(e, s, a->in[0]->id);
+            if (e->w > 1) x0 = LLVMBuildExtractElement(b, x0, LLVMConstInt(e->i32, 0, 0), "");
+            LLVMValueRef ax = LLVMBuildCall2(b, LLVMFunctionType(e->f32, &e->f32, 1, 0),
+                                             LLVMGetNamedFunction(e->m, "fabsf") ? LLVMGetNamedFunction(e->m, "fabsf")
+                                             : LLVMAddFunction(e->m, "fabsf", LLVMFunctionType(e->f32, &e->f32, 1, 0)),
+                                             &x0, 1, "");
+            LLVMValueRef finite = LLVMBuildFCmp(b, LLVMRealONE, ax, LLVMConstReal(e->f32, INFINITY), "");
+            c->k = cg_splat_value(e, LLVMBuildSelect(b, finite, x0, LLVMConstReal(e->f32, 0.0), ""));
+            pass mean = {.n = 1, .kind = {RED_SUM}, .value = shifted_x, .ctx = c};
             run_pass(e, s, &mean);
             c->shift = cg_splat_value(e, LLVMBuildFDiv(b, hreduce(e, RED_SUM, mean.acc[0]), LLVMConstReal(e->f32, L), ""));
         }
-        pass var = {.n = 1, .kind = {RED_SUM}, .value = squared_dev, .ctx = c};
+        pass var = {.n = 1, .kind = {RED_SQ}, .value = deviation, .ctx = c};
         run_pass(e, s, &var);
-        LLVMValueRef v = LLVMBuildFDiv(b, hreduce(e, RED_SUM, var.acc[0]), LLVMConstReal(e->f32, L), "");
-        v = LLVMBuildFAdd(b, v, LLVMConstReal(e->f32, a->attrs.eps), "");
-        LLVMValueRef sq = LLVMBuildCall2(b, LLVMFunctionType(e->f32, &e->f32, 1, 0),
-                                         LLVMGetNamedFunction(e->m, "sqrtf") ? LLVMGetNamedFunction(e->m, "sqrtf")
-                                         : LLVMAddFunction(e->m, "sqrtf", LLVMFunctionType(e->f32, &e->f32, 1, 0)),
-                                         &v, 1, "");
-        scale = cg_splat_value(e, LLVMBuildFDiv(b, LLVMConstReal(e->f32, 1.0), sq, ""));
+        LLVMValueRef v = LLVMBuildFDiv(b, hreduce(e, RED_SQ, var.acc[0]), LLVMConstReal(e->f32, L), "");
+        /* rstd = (float)(1.0 / sqrt((double)var + (double)eps)) */
+        LLVMTypeRef f64 = LLVMDoubleTypeInContext(e->c);
+        LLVMValueRef vd = LLVMBuildFAdd(b, LLVMBuildFPExt(b, v, f64, ""), LLVMConstReal(f64, a->attrs.eps), "");
+        unsigned id = LLVMLookupIntrinsicID("llvm.sqrt", 9);
+        LLVMValueRef sq = LLVMBuildCall2(b, LLVMIntrinsicGetType(e->c, id, &f64, 1),
+                                         LLVMGetIntrinsicDeclaration(e->m, id, &f64, 1), &vd, 1, "");
+        LLVMValueRef r = LLVMBuildFPTrunc(b, LLVMBuildFDiv(b, LLVMConstReal(f64, 1.0), sq, ""), e->f32, "");
+        scale = cg_splat_value(e, r);
+        if (!c->k) c->k = cg_splat(e, 0.0f), c->shift = cg_splat(e, 0.0f);
     }
     /* The output pass: eval computes the norm's value at each step (below). */
-    s->norm = a, s->nshift = c->shift, s->nscale = scale, s->nlsum = lsum;
+    s->norm = a, s->nshift = c->shift, s->nscale = scale, s->nlsum = lsum, s->nk = c->k;
     pass out = {.n = 0, .value = no_value, .store = true};
     run_pass(e, s, &out);
     s->norm = NULL;
@@ -345,16 +414,18 @@ static void emit_norm_row(cg_emitter *e, nest_state *s, row_ctx *c) {
 static LLVMValueRef norm_value(cg_emitter *e, nest_state *s) {
     const ir_node *a = s->norm;
     LLVMBuilderRef b = e->b;
-    LLVMValueRef x = eval(e, s, a->in[0]->id), y;
+    LLVMValueRef x = a->op == IR_OP_SOFTMAX && s->nexp >= 0 ? NULL : eval(e, s, a->in[0]->id), y;
     switch (a->op) {
     case IR_OP_SOFTMAX:
+        if (s->nexp >= 0) return LLVMBuildFMul(b, load_back(e, s, s->nexp), s->nscale, "");
         return LLVMBuildFMul(b, cg_sleef(e, "exp", LLVMBuildFSub(b, x, s->nshift, ""), NULL), s->nscale, "");
     case IR_OP_LOG_SOFTMAX: return LLVMBuildFSub(b, LLVMBuildFSub(b, x, s->nshift, ""), s->nlsum, "");
-    case IR_OP_LAYER_NORM: y = LLVMBuildFMul(b, LLVMBuildFSub(b, x, s->nshift, ""), s->nscale, ""); break;
-    default: y = LLVMBuildFMul(b, x, s->nscale, ""); break; /* rms_norm */
+    default: break;
     }
-    if (a->nin > 1 && a->in[1]) y = LLVMBuildFMul(b, y, eval(e, s, a->in[1]->id), "");
-    if (a->nin > 2 && a->in[2]) y = LLVMBuildFAdd(b, y, eval(e, s, a->in[2]->id), "");
+    /* layer_norm, rms_norm (k = mean = 0): fma((x - k) - mean, scale * w, b) */
+    LLVMValueRef d = LLVMBuildFSub(b, LLVMBuildFSub(b, x, s->nk, ""), s->nshift, "");
+    LLVMValueRef sw = a->nin > 1 && a->in[1] ? LLVMBuildFMul(b, s->nscale, eval(e, s, a->in[1]->id), "") : s->nscale;
+    y = cg_fma3(e, d, sw, a->nin > 2 && a->in[2] ? eval(e, s, a->in[2]->id) : cg_splat(e, 0.0f));
     return y;
 }
 
@@ -448,7 +519,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
         fn[k] = LLVMAddFunction(m, fname, fty);
         memset(rowval, 0, nz * sizeof *rowval);
         nest_state s = {.prog = prog, .ln = &ln[k], .fn = fn[k], .val = val, .gen = gen, .rowval = rowval,
-                        .cur = step};
+                        .cur = step, .exp_at = -1, .nexp = -1};
         emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
         step = s.cur + 1; /* generations stay distinct across nests */
     }

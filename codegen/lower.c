@@ -306,6 +306,17 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
                 return refuse(ln, "reads a value that is not f32"), false;
     }
     if (!anchors || (norms && anchors > 1)) return refuse(ln, "not one norm or a set of reductions"), false;
+    if (!norms && space->shape[last] == 1) return refuse(ln, "reductions over an axis of size 1"), false;
+    /* After reductions, the epilogue is one value per row: it may read the
+     * reductions and other epilogue members, not the prologue's values along the row. */
+    for (int i = 0; i < ln->nnodes && !norms; i++) {
+        if (ln->role[i] != CG_ROLE_POST) continue;
+        const ir_node *x = ir_graph_node(g, ln->nodes[i]);
+        for (int j = 0; j < x->nin; j++)
+            for (int m = 0; m < ln->nnodes; m++)
+                if (x->in[j] && ln->nodes[m] == x->in[j]->id && ln->role[m] == CG_ROLE_PRE)
+                    return refuse(ln, "an epilogue reads a value along the row"), false;
+    }
     /* Loads: operands from outside; a post member after reductions reads at the reduced shape. */
     for (int i = 0; i < ln->nnodes; i++) {
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
@@ -331,6 +342,13 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     for (int a = 0; a < ln->naccess; a++) {
         int64_t st = ln->acc[a].strides[ln->ndim - 1];
         if (ln->acc[a].store && st != 0 && st != 1) return refuse(ln, "a strided store along the row"), false;
+        /* a value loaded by the epilogue of reductions must be one per row */
+        for (int i = 0; i < ln->nnodes && !norms && !ln->acc[a].store && st != 0; i++) {
+            const ir_node *x = ir_graph_node(g, ln->nodes[i]);
+            for (int j = 0; j < x->nin && ln->role[i] == CG_ROLE_POST; j++)
+                if (x->in[j] && x->in[j]->id == ln->acc[a].value)
+                    return refuse(ln, "an epilogue reads a value along the row"), false;
+        }
     }
     return ln->compiled = true;
 }

@@ -7,10 +7,13 @@
  *   contraction   the matmul/linear (OpenBLAS through its eager adapter, until
  *                 the JIT GEMM exists), then its epilogue as one generated
  *                 loop nest over the product, in place where it can be;
- *   norm, reduce  the prologue (elementwise members the anchors depend on,
- *                 and other members of the input's shape) as one loop nest,
- *                 each anchor (softmax, layer_norm, a reduction) by its
- *                 runtime row kernel, then the epilogue as one loop nest;
+ *   norm, reduce  one row nest (lower.c's cg_lower_row) when the anchors work
+ *                 along the last axis: prologue, reductions or the norm, and
+ *                 epilogue in one generated function; otherwise the prologue
+ *                 (elementwise members the anchors depend on, and other
+ *                 members of the input's shape) as one loop nest, each anchor
+ *                 (softmax, layer_norm, a reduction) by its runtime row
+ *                 kernel, then the epilogue as one loop nest;
  *   gather, copy  interpreted node by node.
  *
  * A value one step hands to another is materialised (memplan gives it a
@@ -90,6 +93,28 @@ static int part(sched *c, int kernel, const int *nodes, int n, const ir_type *sp
     return add_step(c, kernel, -1, s->nnests - 1);
 }
 
+/* The whole kernel k as one row nest, when it lowers as one (cg_lower_row);
+ * then one step. */
+static bool row_nest(sched *c, int k) {
+    cg_schedule *s = c->s;
+    const pass_kernel *K = &c->prog->fusion->k[k];
+    if (s->nnests == c->cap_nests) {
+        c->cap_nests = c->cap_nests ? 2 * c->cap_nests : 8;
+        cg_loopnest *p = realloc(s->nests, (size_t)c->cap_nests * sizeof *p);
+        if (!p) return false;
+        s->nests = p;
+    }
+    bool *all = calloc((size_t)ir_graph_num_nodes(c->prog->graph), sizeof *all);
+    if (!all) return false;
+    for (int i = 0; i < K->nnodes; i++) all[K->nodes[i]] = true;
+    bool ok = cg_lower_row(c->prog, c->args, c->width, k, all, &s->nests[s->nnests]);
+    free(all);
+    if (!ok) return false;
+    for (int i = 0; i < K->nnodes; i++) s->step_of[K->nodes[i]] = s->nsteps;
+    s->nnests++;
+    return add_step(c, k, -1, s->nnests - 1) == 0;
+}
+
 /* Whether member x depends (within kernel k) on a node in `anchor`. */
 static bool after_anchor(const pass_program *prog, const ir_node *x, int k, const bool *anchor, bool *memo,
                          bool *seen) {
@@ -145,6 +170,10 @@ static int schedule_kernel(sched *c, int k, bool *anchor, bool *memo, bool *seen
         }
     }
     int st = 0;
+    if (!multipass && row_nest(c, k)) { /* prologue, anchors and epilogue in one generated nest */
+        free(pre), free(post), free(anchors);
+        return 0;
+    }
     if (multipass) {
         note(c, k, "interpreted: %s", "a row kernel of several passes is not generated yet");
         st = interpret(c, k, K->nodes, K->nnodes);
@@ -201,7 +230,9 @@ int cg_schedule_build(const pass_program *prog, em_tensor *const *args, int widt
             const ir_type *space = &ir_graph_node(prog->graph, ln->nodes[0])->type;
             int nodes[CG_MAX_NEST_NODES], nn2 = ln->nnodes, kernel = ln->kernel;
             memcpy(nodes, ln->nodes, (size_t)nn2 * sizeof *nodes);
-            EM_ASSERT(cg_lower_nest(prog, args, width, kernel, nodes, nn2, s->materialize, space, ln));
+            bool ok = ln->row ? cg_lower_row(prog, args, width, kernel, s->materialize, ln)
+                              : cg_lower_nest(prog, args, width, kernel, nodes, nn2, s->materialize, space, ln);
+            EM_ASSERT(ok);
         }
     }
     if (st) cg_schedule_free(s);

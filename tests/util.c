@@ -174,6 +174,36 @@ void tu_expect_shape(const em_tensor *t, int nd, const int64_t *shape, const cha
                      (long long)em_shape(t)[i], (long long)shape[i]);
 }
 
+void tu_expect_compiled(const em_tensor *got, const em_tensor *want, const char *what) {
+    cr_assert(want, "%s: the eager call failed: %s", what, em_last_error());
+    cr_assert(got, "%s: the compiled call failed: %s", what, em_last_error());
+    cr_assert_eq(em_type(got), em_type(want), "%s: dtype %s, eager %s", what,
+                 em_dtype_name(em_type(got)), em_dtype_name(em_type(want)));
+    cr_assert_eq(em_ndim(got), em_ndim(want), "%s: ndim %d, eager %d", what, em_ndim(got), em_ndim(want));
+    for (int i = 0; i < em_ndim(got); i++)
+        cr_assert_eq(em_shape(got)[i], em_shape(want)[i], "%s: dim %d", what, i);
+    if (!rt_dtype_is_float(em_type(want))) {
+        size_t n, m;
+        unsigned char *a = tu_bytes_of(got, &n), *b = tu_bytes_of(want, &m);
+        cr_assert_eq(n, m);
+        cr_expect_eq(memcmp(a, b, n), 0, "%s: values differ from eager", what);
+        free(a), free(b);
+        return;
+    }
+    double *g = tu_values_of(got), *w = tu_values_of(want);
+    int64_t n = em_numel(want), bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++) {
+        bool same = (isnan(g[i]) && isnan(w[i])) || g[i] == w[i] ||
+                    fabs(g[i] - w[i]) <= 1e-5 + 1e-4 * fabs(w[i]);
+        if (!same && first < 0) first = i;
+        bad += !same;
+    }
+    cr_expect_eq(bad, 0, "%s: %lld of %lld values differ from eager beyond rtol 1e-4, atol 1e-5; first at %lld: "
+                 "%.9g, eager %.9g", what, (long long)bad, (long long)n, (long long)first,
+                 first >= 0 ? g[first] : 0.0, first >= 0 ? w[first] : 0.0);
+    free(g), free(w);
+}
+
 void tu_expect_identical(const em_tensor *got, const em_tensor *want, const char *what) {
     cr_assert(want, "%s: the eager call failed: %s", what, em_last_error());
     cr_assert(got, "%s: the call under test failed: %s", what, em_last_error());

@@ -78,6 +78,10 @@ void tu_expect_shape(const em_tensor *t, int nd, const int64_t *shape, const cha
 /* got (what a compiled or interpreted call gave) must equal want (what the eager
  * call gave) in dtype, shape, strides and every byte. */
 void tu_expect_identical(const em_tensor *got, const em_tensor *want, const char *what);
+/* A compiled result against eager's, as the contract states: the same dtype and
+ * shape; floats within rtol 1e-4, atol 1e-5 (NaN matches NaN), other dtypes
+ * identical. Generated row kernels sum in another order than the runtime's. */
+void tu_expect_compiled(const em_tensor *got, const em_tensor *want, const char *what);
 
 /* ---- the allocator's counters -------------------------------------------------------------- */
 

@@ -89,8 +89,8 @@ Test(compile, returns_several_outputs_through_out_parameters) {
         em_tensor *wm = NULL, *wc = NULL, *gm = NULL, *gc = NULL;
         moments(x, &wm, &wc);
         fast(x, &gm, &gc);
-        tu_expect_identical(gm, wm, "mean");
-        tu_expect_identical(gc, wc, "centered");
+        tu_expect_compiled(gm, wm, "mean");
+        tu_expect_compiled(gc, wc, "centered");
         cr_expect_eq(cu_refs(gm), 1);
         cr_expect_eq(cu_refs(gc), 1);
         em_release(wm), em_release(wc), em_release(gm), em_release(gc), em_release(x);
@@ -122,7 +122,7 @@ Test(compile, returns_the_same_tensor_twice_and_an_argument_as_outputs) {
         em_tensor *wa, *wb, *wc, *ga = NULL, *gb = NULL, *gc = NULL;
         three_outs(x, &wa, &wb, &wc);
         fast(x, &ga, &gb, &gc);
-        tu_expect_identical(ga, wa, "a");
+        tu_expect_compiled(ga, wa, "a");
         cr_expect_eq(ga, gb, "one value written to two out-parameters is one tensor, as eagerly");
         cr_expect_eq(gc, x, "an argument returned as is is the argument, as eagerly");
         cr_expect_eq(cu_refs(ga), 2);
@@ -174,7 +174,7 @@ Test(compile, guards_scalar_arguments_of_every_type_by_value) {
         snprintf(what, sizeof what, "call %zu", k);
         em_tensor *want = scaled(x, calls[k].i, calls[k].l, calls[k].f, calls[k].d);
         em_tensor *got = fast(x, calls[k].i, calls[k].l, calls[k].f, calls[k].d);
-        tu_expect_identical(got, want, what);
+        tu_expect_compiled(got, want, what);
         if (prev && k >= 2 && k <= 5)
             cr_expect(!same_bytes(got, prev), "%s: the new scalar value was not used", what);
         em_release(prev);
@@ -206,8 +206,8 @@ Test(compile, keeps_out_parameters_and_scalars_in_their_places) {
         em_tensor *wt, *ws, *gt = NULL, *gs = NULL;
         interleaved(x, calls[i].k, &wt, calls[i].s, &ws);
         fast(x, calls[i].k, &gt, calls[i].s, &gs);
-        tu_expect_identical(gt, wt, "top");
-        tu_expect_identical(gs, ws, "scaled");
+        tu_expect_compiled(gt, wt, "top");
+        tu_expect_compiled(gs, ws, "scaled");
         em_release(wt), em_release(ws), em_release(gt), em_release(gs);
     }
     EXPECT_STATS(fast, 4, 3, 3, 0);
@@ -240,7 +240,7 @@ Test(compile, captures_helpers_that_call_helpers_into_one_graph) {
     for (int i = 0; i < 2; i++) {
         em_tensor *x = tu_randn(2, SH(6, 12), 3 + (uint64_t)i);
         em_tensor *want = helpers(x, w, b), *got = fast(x, w, b);
-        tu_expect_identical(got, want, "helpers");
+        tu_expect_compiled(got, want, "helpers");
         em_release(want), em_release(got), em_release(x);
     }
     EXPECT_STATS(fast, 2, 1, 1, 0);
@@ -282,7 +282,7 @@ Test(compile, inlines_a_compiled_function_called_while_tracing_another) {
         em_tensor *want = outer(x);
         inner_used = inner_fast;
         em_tensor *got = fast(x);
-        tu_expect_identical(got, want, "outer");
+        tu_expect_compiled(got, want, "outer");
         em_release(want), em_release(got), em_release(x);
     }
     EXPECT_STATS(fast, 3, 1, 1, 0);
@@ -299,7 +299,7 @@ Test(compile, inlines_a_compiled_function_called_while_tracing_another) {
     /* Called on its own, inner compiles as usual. */
     em_tensor *x = tu_uniform_tensor(2, SH(4, 10), -3, 3, 9);
     em_tensor *want = inner(x), *got = inner_fast(x);
-    tu_expect_identical(got, want, "inner");
+    tu_expect_compiled(got, want, "inner");
     EXPECT_STATS(inner_fast, 2, 1, 1, 0);
     em_release(want), em_release(got), em_release(x);
     em_compiled_free((void *)fast);
@@ -321,7 +321,7 @@ Test(compile, keeps_a_global_weight_alive_after_the_global_releases_it) {
     __typeof__(&linear_global) fast = EM_COMPILE(linear_global, "tensor(tensor)");
     cr_assert(fast, "%s", em_last_error());
     em_tensor *want = linear_global(x), *got = fast(x);
-    tu_expect_identical(got, want, "first call");
+    tu_expect_compiled(got, want, "first call");
     em_release(got);
     /* The captured graph (for em_dump's `graph`) and the optimised one share it. */
     cr_expect_eq(cu_refs(g_w), 3, "the graphs hold a reference to the weight");
@@ -335,7 +335,7 @@ Test(compile, keeps_a_global_weight_alive_after_the_global_releases_it) {
     cr_expect_eq(tu_live_bytes(), start + w_bytes + b_bytes + x_bytes + y_bytes,
                  "the weights' storage is still alive");
     got = fast(x);
-    tu_expect_identical(got, want, "after the global released the weight");
+    tu_expect_compiled(got, want, "after the global released the weight");
     em_release(got);
     EXPECT_STATS(fast, 2, 1, 1, 0);
 
@@ -369,7 +369,7 @@ Test(compile, compiles_a_function_of_no_arguments_over_globals) {
     cr_assert(fast, "%s", em_last_error());
     for (int i = 0; i < 2; i++) {
         em_tensor *want = const_only(), *got = fast();
-        tu_expect_identical(got, want, "no arguments");
+        tu_expect_compiled(got, want, "no arguments");
         em_release(want), em_release(got);
     }
     EXPECT_STATS(fast, 2, 1, 1, 0);
@@ -394,7 +394,7 @@ Test(compile, gives_results_to_the_callers_open_scope) {
     for (int i = 0; i < 3; i++) { /* the first call traces inside the scope */
         em_scope_begin();
         em_tensor *want = tanh_mm(x), *got = fast(x);
-        tu_expect_identical(got, want, "in a scope");
+        tu_expect_compiled(got, want, "in a scope");
         cr_expect_eq(cu_refs(got), 1, "the scope holds the one reference");
         em_scope_end(); /* releases both; nothing released by hand */
         cr_expect_eq(tu_live_bytes(), base + cu_arena((void *)fast), "call %d left tensors behind "
@@ -467,7 +467,7 @@ Test(compile, sees_the_layout_of_a_view_while_tracing_as_eager_code_does) {
     __typeof__(&layout_branch) fast = EM_COMPILE(layout_branch, "tensor(tensor)");
     em_tensor *x = tu_uniform_tensor(2, SH(3, 4), -2, 2, 1);
     em_tensor *want = layout_branch(x), *got = fast(x);
-    tu_expect_identical(got, want, "a branch on em_is_contiguous of a transpose");
+    tu_expect_compiled(got, want, "a branch on em_is_contiguous of a transpose");
     em_release(want), em_release(got), em_release(x);
     em_compiled_free((void *)fast);
 }
@@ -508,7 +508,7 @@ Test(compile, sees_the_strides_of_every_view_while_tracing_as_eager_code_does) {
     memcpy(eager_nd, seen_nd, sizeof eager_nd);
     __typeof__(&views) fast = EM_COMPILE(views, "tensor(tensor)");
     em_tensor *got = fast(x); /* traces: the model runs on proxies */
-    tu_expect_identical(got, want, "views");
+    tu_expect_compiled(got, want, "views");
     for (int k = 0; k < NVIEWS; k++) {
         char e[128], t[128];
         cr_assert_eq(seen_nd[k], eager_nd[k], "%s", names[k]);
@@ -548,7 +548,7 @@ static void expect_recovery(em_tensor *(*model)(em_tensor *), em_tensor *ok, em_
     cr_assert(fast, "%s", em_last_error());
     for (int i = 0; i < 2; i++) {
         em_tensor *want = model(ok), *got = fast(ok);
-        tu_expect_identical(got, want, "the op succeeds");
+        tu_expect_compiled(got, want, "the op succeeds");
         em_release(want), em_release(got);
         want = model(odd);
         cr_assert(want, "eagerly the model recovers: %s", em_last_error());
@@ -556,7 +556,7 @@ static void expect_recovery(em_tensor *(*model)(em_tensor *), em_tensor *ok, em_
         got = fast(odd);
         cr_expect(got, "the model returned a tensor, yet the compiled call failed: %s",
                   em_last_error());
-        if (got) tu_expect_identical(got, want, "the op fails and the model recovers");
+        if (got) tu_expect_compiled(got, want, "the op fails and the model recovers");
         em_release(want), em_release(got);
     }
     EXPECT_STATS(fast, 4, 2, 2, 0);
