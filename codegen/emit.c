@@ -255,38 +255,56 @@ static void step_accumulate(cg_emitter *e, nest_state *s, pass *ps, LLVMValueRef
 static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
     LLVMBuilderRef b = e->b;
     const cg_loopnest *ln = s->ln;
-    int64_t L = ln->shape[ln->ndim - 1], W = e->w, full = L / W * W;
-    LLVMValueRef acc[4];
-    for (int k = 0; k < ps->n; k++) acc[k] = cg_splat(e, identity(ps->kind[k]));
-    if (full > 0) {
+    /* A pass that accumulates takes U steps per iteration into U sets of
+     * accumulators (the adds of one set wait on each other; U sets overlap),
+     * as the runtime's row kernels do; the leftover full steps follow
+     * unrolled, then the masked step, then the sets are combined. */
+    int64_t L = ln->shape[ln->ndim - 1], W = e->w, U = ps->n ? 4 : 1;
+    int64_t full = L / W * W, looped = L / (U * W) * (U * W);
+    LLVMValueRef acc[4][4];
+    for (int u = 0; u < U; u++)
+        for (int k = 0; k < ps->n; k++) acc[u][k] = cg_splat(e, identity(ps->kind[k]));
+    if (looped > 0) {
         LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
         LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass");
         LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass.end");
         LLVMBuildBr(b, loop);
         LLVMPositionBuilderAtEnd(b, loop);
-        LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i"), phi[4], init[4];
-        for (int k = 0; k < ps->n; k++) init[k] = acc[k], phi[k] = acc[k] = LLVMBuildPhi(b, e->vt, "acc");
-        begin_step(s, i, NULL);
-        step_accumulate(e, s, ps, acc);
-        LLVMValueRef inext = LLVMBuildAdd(b, i, cg_i64c(e, W), "");
+        LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i"), phi[4][4], init[4][4];
+        for (int u = 0; u < U; u++)
+            for (int k = 0; k < ps->n; k++)
+                init[u][k] = acc[u][k], phi[u][k] = acc[u][k] = LLVMBuildPhi(b, e->vt, "acc");
+        for (int u = 0; u < U; u++) {
+            begin_step(s, u ? LLVMBuildAdd(b, i, cg_i64c(e, u * W), "") : i, NULL);
+            step_accumulate(e, s, ps, acc[u]);
+        }
+        LLVMValueRef inext = LLVMBuildAdd(b, i, cg_i64c(e, U * W), "");
         LLVMBasicBlockRef end = LLVMGetInsertBlock(b);
-        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, cg_i64c(e, full), ""), loop, after);
+        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, cg_i64c(e, looped), ""), loop, after);
         LLVMValueRef iv[2] = {cg_i64c(e, 0), inext};
         LLVMBasicBlockRef from[2] = {pre, end};
         LLVMAddIncoming(i, iv, from, 2);
-        for (int k = 0; k < ps->n; k++) {
-            LLVMValueRef av[2] = {init[k], acc[k]};
-            LLVMAddIncoming(phi[k], av, from, 2);
-        }
+        for (int u = 0; u < U; u++)
+            for (int k = 0; k < ps->n; k++) {
+                LLVMValueRef av[2] = {init[u][k], acc[u][k]};
+                LLVMAddIncoming(phi[u][k], av, from, 2);
+            }
         LLVMPositionBuilderAtEnd(b, after);
+    }
+    for (int64_t at = looped, u = 0; at < full; at += W, u++) { /* at most U - 1 steps */
+        begin_step(s, cg_i64c(e, at), NULL);
+        step_accumulate(e, s, ps, acc[u % U]);
     }
     if (full < L) {
         LLVMValueRef lanes[16];
         for (int k = 0; k < W; k++) lanes[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), full + k < L, 0);
         begin_step(s, cg_i64c(e, full), W > 1 ? LLVMConstVector(lanes, (unsigned)W) : NULL);
-        step_accumulate(e, s, ps, acc);
+        step_accumulate(e, s, ps, acc[0]);
     }
-    for (int k = 0; k < ps->n; k++) ps->acc[k] = acc[k];
+    for (int k = 0; k < ps->n; k++) {
+        int kind = ps->kind[k] == RED_SQ ? RED_SUM : ps->kind[k];
+        ps->acc[k] = combine(e, kind, combine(e, kind, acc[0][k], acc[1][k]), combine(e, kind, acc[2][k], acc[3][k]));
+    }
 }
 
 /* ---- pointwise and row nests ----------------------------------------------------------- */
