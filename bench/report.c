@@ -16,7 +16,8 @@ static void ratio(FILE *out, double num, double den) {
 }
 
 static void ms(FILE *out, double v) {
-    if (v > 0) fprintf(out, " %9.3f |", v);
+    if (v > 0 && v < 0.1) fprintf(out, " %9.5f |", v); /* microsecond calls keep their digits */
+    else if (v > 0) fprintf(out, " %9.3f |", v);
     else fprintf(out, "         - |");
 }
 
