@@ -186,18 +186,6 @@ static void put_bytes(writer *w, const void *p, size_t n, bool wide) {
     put(w, p, n);
 }
 
-static int mkdirs(const char *dir) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static void store_failed(const char *dir, const char *what) {
     atomic_fetch_add(&stats.store_failures, 1);
     if (!atomic_exchange(&stats.warned, true))
@@ -210,7 +198,7 @@ void cg_cache_store(const char *key, const cg_blob *b) {
     const char *dir = cg_cache_dir();
     if (!dir) return;
     char path[1200], tmp[1300];
-    if (mkdirs(dir) != 0) return store_failed(dir, "mkdir");
+    if (rt_mkdirs(dir) != 0) return store_failed(dir, "mkdir");
     path_of(dir, key, path, sizeof path);
     static atomic_uint seq;
     snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", path, (int)getpid(), atomic_fetch_add(&seq, 1));

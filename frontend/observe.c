@@ -99,22 +99,10 @@ int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *ex
                     stage);
 }
 
-static int mkdirs(const char *dir) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int fe_dump_all(const ir_graph *g, const pass_program *prog, const cg_exec *exec, const char *dir,
                 const char *name, int n) {
     static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
-    if (mkdirs(dir) != 0) {
+    if (rt_mkdirs(dir) != 0) {
         fprintf(stderr, "ember: cannot create dump directory %s: %s\n", dir, strerror(errno));
         return -1;
     }

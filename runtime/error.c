@@ -7,7 +7,13 @@
  * user can find the failing call. The slot is per thread so concurrent callers
  * never see each other's errors. Bugs in ember itself are not errors: they go to
  * EM_ASSERT, which aborts with the file and line.
+ *
+ * Also rt_mkdirs, the one file-system helper (the IR dumps and the object cache
+ * create their folders with it), here because its failures are the errno kind
+ * that callers turn into their own messages.
  */
+#include <sys/stat.h>
+#include <errno.h>
 #include "runtime.h"
 
 #include <stdio.h>
@@ -47,4 +53,16 @@ char *rt_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
 _Noreturn void rt_assert_fail(const char *what, const char *file, int line) {
     fprintf(stderr, "ember: internal error: %s failed at %s:%d\n", what, file, line);
     abort();
+}
+
+int rt_mkdirs(const char *dir) {
+    char path[1024];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return errno = ENAMETOOLONG, -1;
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }

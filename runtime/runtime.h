@@ -36,6 +36,9 @@ _Noreturn void rt_assert_fail(const char *what, const char *file, int line);
 /* Sets this thread's message (printf-style) and returns -1. The one place errors
  * are recorded; every other layer calls this. */
 int rt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* mkdir -p: creates dir and its missing parents (0777 before umask). 0, or -1
+ * with errno set (no ember error: callers word their own message). */
+int rt_mkdirs(const char *dir);
 int rt_error_v(const char *fmt, va_list ap);
 /* "[2,3]" into buf (always NUL-terminated); returns buf. */
 char *rt_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime.h"
 #include "util.h"
@@ -314,4 +315,28 @@ void tu_fail_every_allocation(const char *op, int (*call)(void *), void *ctx) {
                   "allocation %d: '%s'", n, em_last_error());
     }
     cr_assert_gt(n, 1, "%s allocated nothing", op);
+}
+
+void tu_capture_begin(tu_capture *c) {
+    fflush(stderr);
+    c->tmp = tmpfile();
+    cr_assert(c->tmp);
+    c->saved = dup(2);
+    cr_assert_geq(c->saved, 0);
+    cr_assert_geq(dup2(fileno(c->tmp), 2), 0);
+}
+
+char *tu_capture_end(tu_capture *c) {
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    long n = ftell(c->tmp);
+    if (n < 0) n = 0;
+    rewind(c->tmp);
+    char *s = calloc((size_t)n + 1, 1);
+    cr_assert(s);
+    size_t got = fread(s, 1, (size_t)n, c->tmp);
+    s[got] = '\0';
+    fclose(c->tmp);
+    return s;
 }

@@ -14,6 +14,7 @@
 #ifndef EMBER_TESTS_UTIL_H
 #define EMBER_TESTS_UTIL_H
 
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +83,15 @@ void tu_expect_identical(const em_tensor *got, const em_tensor *want, const char
  * shape; floats within rtol 1e-4, atol 1e-5 (NaN matches NaN), other dtypes
  * identical. Generated row kernels sum in another order than the runtime's. */
 void tu_expect_compiled(const em_tensor *got, const em_tensor *want, const char *what);
+
+/* stderr redirected into a temporary file between tu_capture_begin and
+ * tu_capture_end, which restores it and returns what was written (malloc'd). */
+typedef struct tu_capture {
+    FILE *tmp;
+    int saved;
+} tu_capture;
+void tu_capture_begin(tu_capture *c);
+char *tu_capture_end(tu_capture *c);
 
 /* ---- the allocator's counters -------------------------------------------------------------- */
 

@@ -270,37 +270,6 @@ static void compile_run_free(const inputs *in, const char *what) {
     em_compiled_free((void *)fast);
 }
 
-/* ---- stderr capture --------------------------------------------------------------------------- */
-
-typedef struct capture {
-    FILE *tmp;
-    int saved;
-} capture;
-
-static void capture_begin(capture *c) {
-    fflush(stderr);
-    c->tmp = tmpfile();
-    cr_assert(c->tmp);
-    c->saved = dup(2);
-    cr_assert_geq(c->saved, 0);
-    cr_assert_geq(dup2(fileno(c->tmp), 2), 0);
-}
-
-/* What was written to stderr since capture_begin (malloc'd); stderr restored. */
-static char *capture_end(capture *c) {
-    fflush(stderr);
-    dup2(c->saved, 2);
-    close(c->saved);
-    long n = ftell(c->tmp);
-    if (n < 0) n = 0;
-    rewind(c->tmp);
-    char *s = calloc((size_t)n + 1, 1);
-    cr_assert(s);
-    size_t got = fread(s, 1, (size_t)n, c->tmp);
-    s[got] = '\0';
-    fclose(c->tmp);
-    return s;
-}
 
 /* ---- a miss, then a hit ----------------------------------------------------------------------- */
 
@@ -637,14 +606,14 @@ Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
 
 /* Compiles (fresh each time, so each stores) `times` times with EMBER_CACHE_DIR
  * at dir and stderr captured; the results must match eager, every store fail,
- * and the capture is returned (malloc'd). */
+ * and the tu_capture is returned (malloc'd). */
 static char *compile_unwritable(const char *dir, int times, const inputs *in) {
     cr_assert_eq(setenv("EMBER_CACHE_DIR", dir, 1), 0);
     cg_cache_stats s0 = stats_now();
-    capture cap;
-    capture_begin(&cap);
+    tu_capture cap;
+    tu_capture_begin(&cap);
     for (int i = 0; i < times; i++) compile_run_free(in, dir);
-    char *err = capture_end(&cap);
+    char *err = tu_capture_end(&cap);
     EXPECT_DELTA(s0, 0, times, 0, 0, times, dir);
     return err;
 }
@@ -876,10 +845,10 @@ Test(cache, a_folder_at_the_entrys_name_is_rejected_and_the_compile_goes_on) {
     free(key);
 
     s0 = stats_now();
-    capture cap;
-    capture_begin(&cap);
+    tu_capture cap;
+    tu_capture_begin(&cap);
     compile_run_free(&in, "a folder in the entry's place");
-    char *err = capture_end(&cap);
+    char *err = tu_capture_end(&cap);
     EXPECT_DELTA(s0, 0, 0, 1, 0, 1, "a folder in the entry's place");
     cr_expect_eq(cu_count_of(err, "ember: cannot write the object cache"), 1, "stderr:\n%s", err);
     free(err);

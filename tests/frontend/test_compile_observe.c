@@ -37,35 +37,6 @@ static int count_lines(const char *s) {
 }
 
 
-/* stderr redirected into a temporary file between capture_begin and capture_end. */
-typedef struct capture {
-    FILE *tmp;
-    int saved;
-} capture;
-
-static void capture_begin(capture *c) {
-    fflush(stderr);
-    c->tmp = tmpfile();
-    cr_assert(c->tmp);
-    c->saved = dup(2);
-    cr_assert(c->saved >= 0);
-    cr_assert(dup2(fileno(c->tmp), 2) >= 0);
-}
-
-/* Restores stderr; returns what was written meanwhile (malloc'd). */
-static char *capture_end(capture *c) {
-    fflush(stderr);
-    dup2(c->saved, 2);
-    close(c->saved);
-    fseek(c->tmp, 0, SEEK_END);
-    long n = ftell(c->tmp);
-    char *text = malloc((size_t)n + 1);
-    fseek(c->tmp, 0, SEEK_SET);
-    size_t got = fread(text, 1, (size_t)n, c->tmp);
-    text[got] = '\0';
-    fclose(c->tmp);
-    return text;
-}
 
 static char *read_file(const char *path) {
     FILE *f = fopen(path, "r");
@@ -299,12 +270,12 @@ Test(compile, logs_why_it_recompiles) {
     __typeof__(&mlp) fast = em_compile((void *)mlp, "tensor(tensor, float)", &(em_options){.name = "mlp"});
     em_tensor *a = tu_randn(2, SH(4, 16), 3), *b = tu_randn(2, SH(6, 16), 4);
     em_tensor *c = tu_cast(tu_randn(2, SH(6, 16), 5), EM_F64), *d = tu_transposed(tu_randn(2, SH(16, 6), 6), 0, 1);
-    capture cap;
-    capture_begin(&cap);
+    tu_capture cap;
+    tu_capture_begin(&cap);
     /* Each line compares with the newest graph: a, then b, b at 2.5, d, c. */
     em_tensor *r[6] = {fast(a, 1.0f), fast(a, 1.0f), fast(b, 1.0f), fast(b, 2.5f), fast(d, 2.5f),
                        fast(c, 2.5f)};
-    char *log = capture_end(&cap);
+    char *log = tu_capture_end(&cap);
     for (int i = 0; i < 6; i++) {
         cr_expect(r[i], "call %d: %s", i, em_last_error());
         em_release(r[i]);
@@ -331,10 +302,10 @@ Test(compile, logs_a_fallback_once_per_graph_break_and_once_at_the_recompile_lim
                                         &(em_options){.name = "chain", .max_recompiles = 1});
     em_tensor *x = tu_uniform_tensor(2, SH(2, 3), 0, 1, 1), *y = tu_uniform_tensor(2, SH(3, 3), 0, 1, 2),
               *z = tu_uniform_tensor(2, SH(4, 3), 0, 1, 3);
-    capture cap;
-    capture_begin(&cap);
+    tu_capture cap;
+    tu_capture_begin(&cap);
     em_tensor *r[7] = {brk(x), brk(x), brk(x), lim(x), lim(y), lim(z), lim(y)};
-    char *log = capture_end(&cap);
+    char *log = tu_capture_end(&cap);
     for (int i = 0; i < 7; i++) {
         cr_expect(r[i], "call %d: %s", i, em_last_error());
         em_release(r[i]);
@@ -356,10 +327,10 @@ Test(compile, logs_the_captured_graph) {
     setenv("EMBER_LOG", "graph", 1);
     __typeof__(&chain) fast = em_compile((void *)chain, "tensor(tensor)", &(em_options){.name = "chain"});
     em_tensor *x = tu_uniform_tensor(2, SH(2, 3), 0, 1, 1);
-    capture cap;
-    capture_begin(&cap);
+    tu_capture cap;
+    tu_capture_begin(&cap);
     em_tensor *r[2] = {fast(x), fast(x)};
-    char *log = capture_end(&cap);
+    char *log = tu_capture_end(&cap);
     cr_expect(strstr(log, "graph chain\n") && strstr(log, " = gelu ") && strstr(log, " = sigmoid "),
               "log:\n%s", log);
     cr_expect_eq(cu_count_of(log, "graph chain\n"), 1, "printed once, at the trace:\n%s", log);

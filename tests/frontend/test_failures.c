@@ -110,36 +110,6 @@ static void cache_end(cache_env *c) {
     free(c->saved);
 }
 
-/* stderr redirected into a temporary file between capture_begin and capture_end. */
-typedef struct capture {
-    FILE *tmp;
-    int saved;
-} capture;
-
-static void capture_begin(capture *c) {
-    fflush(stderr);
-    c->tmp = tmpfile();
-    cr_assert(c->tmp);
-    c->saved = dup(2);
-    cr_assert_geq(c->saved, 0);
-    cr_assert_geq(dup2(fileno(c->tmp), 2), 0);
-}
-
-/* What was written meanwhile (malloc'd); stderr restored. */
-static char *capture_end(capture *c) {
-    fflush(stderr);
-    dup2(c->saved, 2);
-    close(c->saved);
-    long n = ftell(c->tmp);
-    if (n < 0) n = 0;
-    rewind(c->tmp);
-    char *s = calloc((size_t)n + 1, 1);
-    cr_assert(s);
-    size_t got = fread(s, 1, (size_t)n, c->tmp);
-    s[got] = '\0';
-    fclose(c->tmp);
-    return s;
-}
 
 static model1 compile_chain(const char *name, int max_recompiles) {
     model1 f = (model1)em_compile((void *)chain, "tensor(tensor)",
@@ -258,11 +228,11 @@ Test(failures, a_storm_of_fifty_shapes_compiles_four_runs_the_rest_eagerly_and_l
         x[i] = tu_uniform_tensor(2, SH(i + 1, 8), -2, 2, (uint64_t)i);
         want[i] = chain(x[i]);
     }
-    capture cap;
-    capture_begin(&cap);
+    tu_capture cap;
+    tu_capture_begin(&cap);
     em_tensor *got[SHAPES];
     for (int i = 0; i < SHAPES; i++) got[i] = fast(x[i]);
-    char *log = capture_end(&cap);
+    char *log = tu_capture_end(&cap);
     for (int i = 0; i < SHAPES; i++) {
         char what[32];
         snprintf(what, sizeof what, "shape %d", i);
