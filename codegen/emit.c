@@ -144,13 +144,6 @@ static LLVMValueRef load_back(cg_emitter *e, nest_state *s, int a) {
     return l;
 }
 
-/* The role of node id in a row nest (pointwise nests: everything is along the row). */
-static int role_of(const cg_loopnest *ln, int id) {
-    for (int k = 0; k < ln->nnodes; k++)
-        if (ln->nodes[k] == id) return ln->role[k];
-    return CG_ROLE_PRE;
-}
-
 /* Stores the stored values computed along the row (row_shaped: at the step's
  * lanes) or once per row after reductions (lane 0, at the row's pointer). In a
  * norm nest everything is along the row. */
@@ -162,7 +155,7 @@ static void store_all(cg_emitter *e, nest_state *s, bool row_shaped) {
      * (memplan's in place), which must be read before it is written. */
     for (int a = 0; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];
-        bool along = !ln->row || norm || role_of(ln, c->value) == CG_ROLE_PRE;
+        bool along = !ln->row || norm || c->strides[ln->ndim - 1] != 0;
         if (c->store && along == row_shaped) vals[a] = eval(e, s, c->value);
     }
     for (int a = 0; a < ln->naccess; a++) {
@@ -352,16 +345,56 @@ static LLVMValueRef deviation(cg_emitter *e, nest_state *s, void *ctx, int k) {
 }
 
 /* The reductions of a row, their epilogue per row, and the stores of both. */
+/* Whether member `from` of the nest depends on node `target` (through members). */
+static bool reaches(const nest_state *s, int from, int target) {
+    if (from == target) return true;
+    if (!member(s->ln, from) || s->prog->fusion->base_of[from] != from) return false;
+    const ir_node *x = ir_graph_node(s->prog->graph, from);
+    for (int j = 0; j < x->nin; j++)
+        if (x->in[j] && reaches(s, x->in[j]->id, target)) return true;
+    return false;
+}
+
+/* The reductions of a row: each pass takes the reductions whose inputs need
+ * only reductions already done (a softmax written by hand: the max, then the
+ * sum of exp(x - max)); values along the row that are stored are stored in the
+ * first pass when they need no reduction, else in a last pass; values per row
+ * (the reductions, their epilogue) are stored once per row at the end. */
 static void emit_reduce_row(cg_emitter *e, nest_state *s, row_ctx *c, int n) {
-    pass ps = {.n = n, .value = reduce_input, .ctx = c, .store = true};
-    for (int k = 0; k < n; k++)
-        ps.kind[k] = c->anchor[k]->op == IR_OP_MAX ? RED_MAX : c->anchor[k]->op == IR_OP_MIN ? RED_MIN : RED_SUM;
-    run_pass(e, s, &ps);
-    float L = (float)s->ln->shape[s->ln->ndim - 1];
-    for (int k = 0; k < n; k++) {
-        LLVMValueRef r = hreduce(e, ps.kind[k], ps.acc[k]);
-        if (c->anchor[k]->op == IR_OP_MEAN) r = LLVMBuildFDiv(e->b, r, LLVMConstReal(e->f32, L), "");
-        s->rowval[c->anchor[k]->id] = cg_splat_value(e, r);
+    bool done[4] = {0}, early = true;
+    const cg_loopnest *ln = s->ln;
+    for (int a = 0; a < ln->naccess; a++) /* can every value along the row be stored in pass 1? */
+        if (ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] != 0)
+            for (int k = 0; k < n; k++) early &= !reaches(s, ln->acc[a].value, c->anchor[k]->id);
+    float L = (float)ln->shape[ln->ndim - 1];
+    bool first = true, stored = false;
+    for (int left = n; left > 0;) {
+        row_ctx ready = {0};
+        int m = 0, idx[4];
+        for (int k = 0; k < n; k++) {
+            bool ok = !done[k];
+            for (int o = 0; o < n && ok; o++)
+                if (o != k && !done[o] && reaches(s, c->anchor[k]->in[0]->id, c->anchor[o]->id)) ok = false;
+            if (ok) ready.anchor[m] = c->anchor[k], idx[m++] = k;
+        }
+        EM_ASSERT(m > 0); /* lowering admits no cycle */
+        pass ps = {.n = m, .value = reduce_input, .ctx = &ready, .store = first && early};
+        for (int k = 0; k < m; k++)
+            ps.kind[k] = ready.anchor[k]->op == IR_OP_MAX ? RED_MAX : ready.anchor[k]->op == IR_OP_MIN ? RED_MIN : RED_SUM;
+        run_pass(e, s, &ps);
+        stored |= ps.store, first = false;
+        for (int k = 0; k < m; k++) {
+            LLVMValueRef r = hreduce(e, ps.kind[k], ps.acc[k]);
+            if (ready.anchor[k]->op == IR_OP_MEAN) r = LLVMBuildFDiv(e->b, r, LLVMConstReal(e->f32, L), "");
+            s->rowval[ready.anchor[k]->id] = cg_splat_value(e, r);
+            done[idx[k]] = true, left--;
+        }
+    }
+    if (!stored) { /* values along the row that needed the reductions */
+        pass out = {.n = 0, .value = no_value, .store = true};
+        bool any = false;
+        for (int a = 0; a < ln->naccess; a++) any |= ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] != 0;
+        if (any) run_pass(e, s, &out);
     }
     begin_step(s, NULL, NULL);
     store_all(e, s, false);

@@ -287,8 +287,8 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
         return refuse(ln, "not a row kernel codegen handles"), false;
     ln->nnodes = K->nnodes;
     memcpy(ln->nodes, K->nodes, (size_t)K->nnodes * sizeof *K->nodes);
-    int anchors = 0, norms = 0;
-    const ir_type *reduced = NULL;
+    int anchors = 0, norms = 0, keep0 = 0, keep1 = 0;
+    const ir_type *reduced = NULL; /* the result of reductions that drop the axis */
     for (int i = 0; i < ln->nnodes; i++) {
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
         bool anchor = ir_ops[x->op].kind == IR_KIND_REDUCTION || ir_ops[x->op].kind == IR_KIND_NORM;
@@ -298,42 +298,36 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
             return false;
         }
         ln->role[i] = anchor ? CG_ROLE_ANCHOR : after(prog, ln, x->id) ? CG_ROLE_POST : CG_ROLE_PRE;
-        if (anchor && after(prog, ln, x->id)) return refuse(ln, "a reduction of a reduction (several passes)"), false;
         anchors += anchor, norms += anchor && ir_ops[x->op].kind == IR_KIND_NORM;
-        if (anchor && ir_ops[x->op].kind == IR_KIND_REDUCTION && !x->attrs.keepdim) reduced = &x->type;
+        if (anchor && ir_ops[x->op].kind == IR_KIND_REDUCTION) {
+            if (x->attrs.keepdim) keep1++;
+            else keep0++, reduced = &x->type;
+        }
         for (int j = 0; j < x->nin; j++)
             if (x->in[j] && x->in[j]->type.dtype != EM_F32)
                 return refuse(ln, "reads a value that is not f32"), false;
     }
     if (!anchors || (norms && anchors > 1)) return refuse(ln, "not one norm or a set of reductions"), false;
+    if (norms && (keep0 || keep1)) return refuse(ln, "a norm and reductions in one kernel"), false;
+    if (keep0 && keep1) return refuse(ln, "reductions that keep the axis and reductions that drop it"), false;
     if (!norms && space->shape[last] == 1) return refuse(ln, "reductions over an axis of size 1"), false;
-    /* After reductions, the epilogue is one value per row: it may read the
-     * reductions and other epilogue members, not the prologue's values along the row. */
-    for (int i = 0; i < ln->nnodes && !norms; i++) {
-        if (ln->role[i] != CG_ROLE_POST) continue;
-        const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-        for (int j = 0; j < x->nin; j++)
-            for (int m = 0; m < ln->nnodes; m++)
-                if (x->in[j] && ln->nodes[m] == x->in[j]->id && ln->role[m] == CG_ROLE_PRE)
-                    return refuse(ln, "an epilogue reads a value along the row"), false;
-    }
-    /* Loads: operands from outside; a post member after reductions reads at the reduced shape. */
+    /* Values of a reduce nest are along the row (the space's shape) or one per
+     * row (a reduction's shape): those read and write at the reduced shape. */
     for (int i = 0; i < ln->nnodes; i++) {
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-        bool at_reduced = !norms && ln->role[i] == CG_ROLE_POST;
-        if (at_reduced && !reduced && x->type.shape[last] != 1) return refuse(ln, "an epilogue along the rows after a reduction"), false;
+        bool per_row = !norms && ln->role[i] != CG_ROLE_ANCHOR && !same_shape(&x->type, space);
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
             if (!in || (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id)) || is_load(ln, in->id))
                 continue;
-            if (add_access_via(prog, args, ln, space, at_reduced ? reduced : NULL, in, false) != 0) return false;
+            if (add_access_via(prog, args, ln, space, per_row ? reduced : NULL, in, false) != 0) return false;
         }
     }
     for (int i = 0; i < ln->nnodes; i++) {
         if (!stored[ln->nodes[i]]) continue;
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-        bool at_reduced = !norms && ln->role[i] != CG_ROLE_PRE;
-        if (add_access_via(prog, args, ln, space, at_reduced ? reduced : NULL, x, true) != 0) return false;
+        bool per_row = !norms && !same_shape(&x->type, space);
+        if (add_access_via(prog, args, ln, space, per_row ? reduced : NULL, x, true) != 0) return false;
     }
     ln->ndim = space->ndim;
     memcpy(ln->shape, space->shape, sizeof ln->shape);
@@ -342,12 +336,12 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     for (int a = 0; a < ln->naccess; a++) {
         int64_t st = ln->acc[a].strides[ln->ndim - 1];
         if (ln->acc[a].store && st != 0 && st != 1) return refuse(ln, "a strided store along the row"), false;
-        /* a value loaded by the epilogue of reductions must be one per row */
+        /* a value read by a member that is one per row must be one per row */
         for (int i = 0; i < ln->nnodes && !norms && !ln->acc[a].store && st != 0; i++) {
             const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-            for (int j = 0; j < x->nin && ln->role[i] == CG_ROLE_POST; j++)
+            for (int j = 0; j < x->nin && !same_shape(&x->type, space) && ln->role[i] != CG_ROLE_ANCHOR; j++)
                 if (x->in[j] && x->in[j]->id == ln->acc[a].value)
-                    return refuse(ln, "an epilogue reads a value along the row"), false;
+                    return refuse(ln, "a value per row reads one along the row"), false;
         }
     }
     return ln->compiled = true;

@@ -36,6 +36,7 @@ typedef struct sched {
     int width;
     cg_schedule *s;
     int cap_steps, cap_nests;
+    char row_why[160];    /* why the last kernel did not lower as one row nest */
 } sched;
 
 static int add_step(sched *c, int kernel, int node, int nest) {
@@ -109,7 +110,10 @@ static bool row_nest(sched *c, int k) {
     for (int i = 0; i < K->nnodes; i++) all[K->nodes[i]] = true;
     bool ok = cg_lower_row(c->prog, c->args, c->width, k, all, &s->nests[s->nnests]);
     free(all);
-    if (!ok) return false;
+    if (!ok) {
+        snprintf(c->row_why, sizeof c->row_why, "%s", s->nests[s->nnests].why);
+        return false;
+    }
     for (int i = 0; i < K->nnodes; i++) s->step_of[K->nodes[i]] = s->nsteps;
     s->nnests++;
     return add_step(c, k, -1, s->nnests - 1) == 0;
@@ -170,12 +174,12 @@ static int schedule_kernel(sched *c, int k, bool *anchor, bool *memo, bool *seen
         }
     }
     int st = 0;
-    if (!multipass && row_nest(c, k)) { /* prologue, anchors and epilogue in one generated nest */
+    if (row_nest(c, k)) { /* prologue, anchors and epilogue in one generated nest */
         free(pre), free(post), free(anchors);
         return 0;
     }
     if (multipass) {
-        note(c, k, "interpreted: %s", "a row kernel of several passes is not generated yet");
+        note(c, k, "interpreted: a row kernel of several passes (%s)", c->row_why);
         st = interpret(c, k, K->nodes, K->nnodes);
     } else {
         st = part(c, k, pre, npre, &K->space);

@@ -904,3 +904,47 @@ Test(codegen, nan_results_stay_nan) {
     }
     em_compiled_free(fast);
 }
+
+/* softmax and layer_norm written by hand: fusion makes each one row kernel of
+ * several passes (max, then sum of exp, then divide; mean, then variance, then
+ * normalise), and codegen generates it as one row nest. */
+static em_tensor *softmax_by_hand(em_tensor *x) {
+    em_scope_begin();
+    em_tensor *e = em_exp(em_sub(x, em_max(x, -1, 1)));
+    em_tensor *y = em_keep(em_div(e, em_sum(e, -1, 1)));
+    em_scope_end();
+    return y;
+}
+
+static em_tensor *layer_norm_by_hand(em_tensor *x) {
+    em_scope_begin();
+    em_tensor *d = em_sub(x, em_mean(x, -1, 1));
+    em_tensor *var = em_mean(em_mul(d, d), -1, 1);
+    em_tensor *y = em_keep(em_mul(d, em_rsqrt(em_add(var, em_scalar(EM_F32, 1e-5)))));
+    em_scope_end();
+    return y;
+}
+
+Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_kernel) {
+    em_tensor *(*models[])(em_tensor *) = {softmax_by_hand, layer_norm_by_hand};
+    const char *names[] = {"softmax by hand", "layer_norm by hand"};
+    int64_t widths[] = {1, 15, 16, 129, 1024};
+    for (int m = 0; m < 2; m++) {
+        for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+            em_tensor *(*fast)(em_tensor *) = em_compile((void *)models[m], "tensor(tensor)", NULL);
+            cr_assert(fast, "%s", em_last_error());
+            em_tensor *x = tu_uniform_tensor(2, SH(37, widths[w]), -4, 4, 10 + (uint64_t)w);
+            em_tensor *want = models[m](x), *got = fast(x);
+            char what[96];
+            snprintf(what, sizeof what, "%s, rows of %lld", names[m], (long long)widths[w]);
+            tu_expect_compiled(got, want, what);
+            char *sec = codegen_section(fast, what);
+            if (widths[w] > 1) /* over an axis of size 1 a reduction is interpreted */
+                cr_expect(strstr(sec, "1 steps, 1 generated loop nests") && strstr(sec, "a row kernel"), "%s:\n%s",
+                          what, sec);
+            free(sec);
+            em_release(got), em_release(want), em_release(x);
+            em_compiled_free((void *)fast);
+        }
+    }
+}
