@@ -239,3 +239,17 @@ Test(fuzz, a_min_over_a_squared_rms_norm_compiles_right) {
     expect_n_2(2, (void *)rms_norm_squared_and_its_min, "void(tensor, tensor, tensor *, tensor *)",
                fz_leaf(1, SH(2), 23907, 0), fz_leaf(1, SH(2), 80667, 0), "seed 202428");
 }
+
+/* Seeds of the fuzzer (this generator) that found bugs while row kernels were
+ * written: 43 crashed the emitter (a reduction over an axis of size 1 stored
+ * its result along the row), 58 gave wrong values (a generated step stored a
+ * result over an input, in place, before a later value of the step loaded
+ * that input), 668 drifted beyond the tolerance (a generated layer_norm summed
+ * without eager's shift by the row's first element). */
+Test(fuzz, the_seeds_that_found_row_kernel_and_in_place_bugs_compile_right) {
+    static const uint64_t seeds[] = {43, 58, 668};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        long ops = 0;
+        cr_expect_eq(fz_run_batch(seeds[i], 1, 1, stderr, &ops), 0, "seed %llu", (unsigned long long)seeds[i]);
+    }
+}
