@@ -140,7 +140,7 @@ void cg_unit_destroy(cg_unit *u);
 
 /* ---- lowering kernels to loop nests (lower.c) ----------------------------------------- */
 
-enum { CG_MAX_ACCESS = 32, CG_MAX_NEST_NODES = 64 };
+enum { CG_MAX_ACCESS = 32, CG_MAX_NEST_NODES = 64, CG_MAX_ROW_ANCHORS = 4 };
 
 /* One tensor a loop nest reads or writes: where its elements are relative to
  * the data of a value's home (an argument, a constant, an arena buffer or an

@@ -345,14 +345,22 @@ static LLVMValueRef deviation(cg_emitter *e, nest_state *s, void *ctx, int k) {
 }
 
 /* The reductions of a row, their epilogue per row, and the stores of both. */
-/* Whether member `from` of the nest depends on node `target` (through members). */
-static bool reaches(const nest_state *s, int from, int target) {
-    if (from == target) return true;
-    if (!member(s->ln, from) || s->prog->fusion->base_of[from] != from) return false;
-    const ir_node *x = ir_graph_node(s->prog->graph, from);
-    for (int j = 0; j < x->nin; j++)
-        if (x->in[j] && reaches(s, x->in[j]->id, target)) return true;
-    return false;
+/* Bit k set: member id depends (through members) on anchor k. Filled in graph
+ * order, so each member looks at its inputs once (linear time). */
+static void anchor_masks(const nest_state *s, const row_ctx *c, int n, unsigned char *mask) {
+    const cg_loopnest *ln = s->ln;
+    for (int i = 0; i < ln->nnodes; i++) {
+        int id = ln->nodes[i];
+        const ir_node *x = ir_graph_node(s->prog->graph, id);
+        mask[id] = 0;
+        for (int j = 0; j < x->nin; j++) {
+            if (!x->in[j] || !member(ln, x->in[j]->id) || s->prog->fusion->base_of[x->in[j]->id] != x->in[j]->id)
+                continue;
+            mask[id] |= mask[x->in[j]->id];
+            for (int k = 0; k < n; k++)
+                if (c->anchor[k]->id == x->in[j]->id) mask[id] |= (unsigned char)(1u << k);
+        }
+    }
 }
 
 /* The reductions of a row: each pass takes the reductions whose inputs need
@@ -361,11 +369,14 @@ static bool reaches(const nest_state *s, int from, int target) {
  * first pass when they need no reduction, else in a last pass; values per row
  * (the reductions, their epilogue) are stored once per row at the end. */
 static void emit_reduce_row(cg_emitter *e, nest_state *s, row_ctx *c, int n) {
-    bool done[4] = {0}, early = true;
+    bool done[CG_MAX_ROW_ANCHORS] = {0}, early = true;
     const cg_loopnest *ln = s->ln;
+    int nn = ir_graph_num_nodes(s->prog->graph);
+    unsigned char *mask = calloc((size_t)(nn ? nn : 1), 1);
+    EM_ASSERT(mask); /* a few bytes per node, at compile time */
+    anchor_masks(s, c, n, mask);
     for (int a = 0; a < ln->naccess; a++) /* can every value along the row be stored in pass 1? */
-        if (ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] != 0)
-            for (int k = 0; k < n; k++) early &= !reaches(s, ln->acc[a].value, c->anchor[k]->id);
+        if (ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] != 0) early &= mask[ln->acc[a].value] == 0;
     float L = (float)ln->shape[ln->ndim - 1];
     bool first = true, stored = false;
     for (int left = n; left > 0;) {
@@ -373,8 +384,9 @@ static void emit_reduce_row(cg_emitter *e, nest_state *s, row_ctx *c, int n) {
         int m = 0, idx[4];
         for (int k = 0; k < n; k++) {
             bool ok = !done[k];
+            int in = c->anchor[k]->in[0]->id;
             for (int o = 0; o < n && ok; o++)
-                if (o != k && !done[o] && reaches(s, c->anchor[k]->in[0]->id, c->anchor[o]->id)) ok = false;
+                if (o != k && !done[o] && (in == c->anchor[o]->id || (mask[in] & (1u << o)))) ok = false;
             if (ok) ready.anchor[m] = c->anchor[k], idx[m++] = k;
         }
         EM_ASSERT(m > 0); /* lowering admits no cycle */
@@ -398,6 +410,7 @@ static void emit_reduce_row(cg_emitter *e, nest_state *s, row_ctx *c, int n) {
     }
     begin_step(s, NULL, NULL);
     store_all(e, s, false);
+    free(mask);
 }
 
 /* A norm: its statistics in one or two passes, then the output pass with the
@@ -423,7 +436,12 @@ static void emit_norm_row(cg_emitter *e, nest_state *s, row_ctx *c) {
         s->nexp = s->exp_at, s->exp_at = -1;
         LLVMValueRef total = hreduce(e, RED_SUM, sum.acc[0]);
         if (a->op == IR_OP_SOFTMAX) scale = cg_splat_value(e, LLVMBuildFDiv(b, LLVMConstReal(e->f32, 1.0), total, ""));
-        else lsum = cg_splat_value(e, cg_call_fn(e, "logf", &total, 1));
+        else {
+            LLVMTypeRef fty = LLVMFunctionType(e->f32, &e->f32, 1, 0);
+            LLVMValueRef logf_fn = LLVMGetNamedFunction(e->m, "logf");
+            if (!logf_fn) logf_fn = LLVMAddFunction(e->m, "logf", fty);
+            lsum = cg_splat_value(e, LLVMBuildCall2(b, fty, logf_fn, &total, 1, ""));
+        }
     } else { /* runtime/norm_simd.c's layer_norm_row and rms_norm_row, step for step */
         if (a->op == IR_OP_LAYER_NORM) {
             LLVMValueRef first[16];
@@ -516,7 +534,10 @@ static void row_body(cg_emitter *e, nest_state *s, void *ctx) {
     int n = 0;
     for (int k = 0; k < ln->nnodes; k++) {
         for (int m = 0; m < ir_graph_num_nodes(s->prog->graph); m++) s->rowval[m] = NULL;
-        if (ln->role[k] == CG_ROLE_ANCHOR && n < 4) c.anchor[n++] = ir_graph_node(s->prog->graph, ln->nodes[k]);
+        if (ln->role[k] == CG_ROLE_ANCHOR) {
+            EM_ASSERT(n < CG_MAX_ROW_ANCHORS); /* cg_lower_row refuses more */
+            c.anchor[n++] = ir_graph_node(s->prog->graph, ln->nodes[k]);
+        }
     }
     if (ir_ops[c.anchor[0]->op].kind == IR_KIND_NORM) emit_norm_row(e, s, &c);
     else emit_reduce_row(e, s, &c, n);

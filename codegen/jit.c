@@ -446,9 +446,11 @@ static struct {
     cg_unit *live;
 } keyed = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* Drops one owner of a keyed unit; returns the owners left (0: unlinked, free it). */
-static int unit_release(cg_unit *u) {
-    pthread_mutex_lock(&keyed.lock);
+/* Drops one owner of a keyed unit, with keyed.lock held; returns the owners
+ * left. At 0 the unit is unlinked, and the caller removes its code before it
+ * unlocks, so a new unit of the same key (the same symbol names) can only be
+ * linked once the old one is gone. */
+static int unit_release_locked(cg_unit *u) {
     int left = --u->refs;
     if (left == 0)
         for (cg_unit **p = &keyed.live; *p; p = &(*p)->next)
@@ -456,7 +458,6 @@ static int unit_release(cg_unit *u) {
                 *p = u->next;
                 break;
             }
-    pthread_mutex_unlock(&keyed.lock);
     return left;
 }
 
@@ -493,10 +494,14 @@ static cg_unit *unit_compiled(LLVMModuleRef mod, const char *name, const cg_opt 
         blob->nobj = LLVMGetBufferSize(obj);
         blob->obj = malloc(blob->nobj ? blob->nobj : 1);
         blob->syms = calloc((size_t)(u->nsym ? u->nsym : 1), sizeof *blob->syms);
+        bool whole = blob->obj && blob->syms;
         if (blob->obj) memcpy(blob->obj, LLVMGetBufferStart(obj), blob->nobj);
-        for (int i = 0; blob->syms && i < u->nsym; i++) blob->syms[blob->nsym++] = strdup(u->syms[i]);
+        for (int i = 0; blob->syms && i < u->nsym; i++)
+            whole &= (blob->syms[blob->nsym++] = strdup(u->syms[i])) != NULL;
         blob->ir = u->ir ? strdup(u->ir) : NULL;
         blob->asm_text = u->asm_text ? strdup(u->asm_text) : NULL;
+        whole &= (!u->ir || blob->ir) && (!u->asm_text || blob->asm_text);
+        if (!whole) cg_blob_free(blob); /* out of memory: the unit is fine, only not cached */
         rc = unit_link(u, obj);
     }
     if (rc != 0) {
@@ -523,6 +528,18 @@ cg_unit *cg_unit_create_keyed(LLVMModuleRef mod, const char *key, const cg_opt *
     cg_unit *u = keyed.live;
     while (u && strcmp(u->key, key)) u = u->next;
     if (u) { /* the same code is live: share it */
+        bool want_ir = (opts->keep & CG_KEEP_IR) && !u->ir, want_asm = (opts->keep & CG_KEEP_ASM) && !u->asm_text;
+        if (want_ir || want_asm) { /* the dumps asked for texts its first owner did not keep */
+            cg_unit t = {.name = uname};
+            LLVMMemoryBufferRef obj = NULL;
+            if (unit_compile(&t, mod, opts, &obj) == 0) {
+                if (want_ir) u->ir = t.ir, t.ir = NULL;
+                if (want_asm) u->asm_text = t.asm_text, t.asm_text = NULL;
+                LLVMDisposeMemoryBuffer(obj);
+            }
+            for (int i = 0; i < t.nsym; i++) free(t.syms[i]);
+            free(t.syms), free(t.addrs), free(t.ir), free(t.asm_text);
+        }
         u->refs++;
         pthread_mutex_unlock(&keyed.lock);
         cg_module_discard(mod);
@@ -533,7 +550,7 @@ cg_unit *cg_unit_create_keyed(LLVMModuleRef mod, const char *key, const cg_opt *
         (blob.ir || !(opts->keep & CG_KEEP_IR)))
         u = unit_from_blob(uname, &blob), *cached = u != NULL;
     cg_blob_free(&blob);
-    if (!u && (u = unit_compiled(mod, uname, opts, &blob)) != NULL) cg_cache_store(key, &blob);
+    if (!u && (u = unit_compiled(mod, uname, opts, &blob)) != NULL && blob.obj) cg_cache_store(key, &blob);
     cg_blob_free(&blob);
     cg_module_discard(mod);
     if (u && !(u->key = str_dup(key, "codegen"))) {
@@ -566,7 +583,14 @@ const cg_times *cg_unit_times(const cg_unit *u) { return u ? &u->times : NULL; }
 
 void cg_unit_destroy(cg_unit *u) {
     if (!u) return;
-    if (u->key && unit_release(u) > 0) return; /* shared: others still run it */
+    bool locked = u->key != NULL;
+    if (locked) {
+        pthread_mutex_lock(&keyed.lock);
+        if (unit_release_locked(u) > 0) { /* shared: others still run it */
+            pthread_mutex_unlock(&keyed.lock);
+            return;
+        }
+    }
     if (u->rt) {
         LLVMErrorRef err = LLVMOrcResourceTrackerRemove(u->rt);
         if (err) {
@@ -587,4 +611,5 @@ void cg_unit_destroy(cg_unit *u) {
     free(u->asm_text);
     free(u->name);
     free(u);
+    if (locked) pthread_mutex_unlock(&keyed.lock);
 }

@@ -264,13 +264,16 @@ static bool row_anchor(const ir_node *x, int last) {
 }
 
 /* Whether member id of the nest depends (inside it) on an anchor. */
-static bool after(const pass_program *prog, const cg_loopnest *ln, int id) {
+/* Whether member id of the nest depends (inside it) on an anchor. Members are
+ * in graph order, so the roles of its inputs are already known: it is after an
+ * anchor when an input is an anchor or is itself after one (linear time; a
+ * recursion through every path was exponential in diamond-shaped prologues). */
+static bool after(const pass_program *prog, const cg_loopnest *ln, int upto, int id) {
     const ir_node *x = ir_graph_node(prog->graph, id);
     for (int j = 0; j < x->nin; j++) {
         if (!x->in[j] || prog->fusion->base_of[x->in[j]->id] != x->in[j]->id) continue;
-        for (int i = 0; i < ln->nnodes; i++)
-            if (ln->nodes[i] == x->in[j]->id && (ln->role[i] == CG_ROLE_ANCHOR || after(prog, ln, ln->nodes[i])))
-                return true;
+        for (int i = 0; i < upto; i++)
+            if (ln->nodes[i] == x->in[j]->id && ln->role[i] != CG_ROLE_PRE) return true;
     }
     return false;
 }
@@ -297,7 +300,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
                      em_dtype_name(x->type.dtype), ir_ops[x->op].name);
             return false;
         }
-        ln->role[i] = anchor ? CG_ROLE_ANCHOR : after(prog, ln, x->id) ? CG_ROLE_POST : CG_ROLE_PRE;
+        ln->role[i] = anchor ? CG_ROLE_ANCHOR : after(prog, ln, i, x->id) ? CG_ROLE_POST : CG_ROLE_PRE;
         anchors += anchor, norms += anchor && ir_ops[x->op].kind == IR_KIND_NORM;
         if (anchor && ir_ops[x->op].kind == IR_KIND_REDUCTION) {
             if (x->attrs.keepdim) keep1++;
@@ -308,19 +311,29 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
                 return refuse(ln, "reads a value that is not f32"), false;
     }
     if (!anchors || (norms && anchors > 1)) return refuse(ln, "not one norm or a set of reductions"), false;
+    if (anchors > CG_MAX_ROW_ANCHORS) return refuse(ln, "more reductions than a row nest holds"), false;
     if (norms && (keep0 || keep1)) return refuse(ln, "a norm and reductions in one kernel"), false;
     if (keep0 && keep1) return refuse(ln, "reductions that keep the axis and reductions that drop it"), false;
     if (!norms && space->shape[last] == 1) return refuse(ln, "reductions over an axis of size 1"), false;
     /* Values of a reduce nest are along the row (the space's shape) or one per
      * row (a reduction's shape): those read and write at the reduced shape. */
+    bool load_per_row[CG_MAX_ACCESS] = {0}; /* how each load was laid out */
     for (int i = 0; i < ln->nnodes; i++) {
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
         bool per_row = !norms && ln->role[i] != CG_ROLE_ANCHOR && !same_shape(&x->type, space);
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
-            if (!in || (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id)) || is_load(ln, in->id))
-                continue;
+            if (!in || (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id))) continue;
+            bool found = false;
+            for (int a = 0; a < ln->naccess; a++) {
+                if (ln->acc[a].store || ln->acc[a].value != in->id) continue;
+                found = true;
+                if (load_per_row[a] != per_row) /* one load serves one layout */
+                    return refuse(ln, "a value read both once per row and along the row"), false;
+            }
+            if (found) continue;
             if (add_access_via(prog, args, ln, space, per_row ? reduced : NULL, in, false) != 0) return false;
+            load_per_row[ln->naccess - 1] = per_row;
         }
     }
     for (int i = 0; i < ln->nnodes; i++) {

@@ -156,6 +156,14 @@ static bool reads_in_place(const plan_state *s, int u, int n, int st) {
     for (int id = 0; id < s->n; id++) {
         const ir_node *x = ir_graph_node(s->g, id);
         if (x->kind != IR_NODE_OP || p->step_of[id] != st) continue;
+        /* A step with a reduction or a norm makes several passes, each reading
+         * its inputs again: nothing it reads may be overwritten during it. */
+        if (ir_ops[x->op].kind == IR_KIND_REDUCTION || ir_ops[x->op].kind == IR_KIND_NORM) {
+            bool alone = true; /* an interpreted node alone in its step reads all before writing */
+            for (int o = 0; o < s->n && alone; o++)
+                alone = o == id || p->step_of[o] != st || ir_graph_node(s->g, o)->kind != IR_NODE_OP;
+            if (!alone) return false;
+        }
         for (int j = 0; j < x->nin; j++) {
             if (!x->in[j] || s->f->base_of[x->in[j]->id] != u) continue;
             bool elementwise = ir_ops[x->op].kind == IR_KIND_ELEMENTWISE;

@@ -948,3 +948,118 @@ Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_
         }
     }
 }
+
+/* ---- regressions found in review ---------------------------------------------------------- */
+
+static em_tensor *g_w48;
+
+static em_tensor *log_softmax_of_square(em_tensor *x) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_log_softmax(em_mul(x, x), -1));
+    em_scope_end();
+    return y;
+}
+
+/* log_softmax's log of the row sum was declared as a vector function: the
+ * module failed verification and the whole graph ran interpreted. */
+Test(codegen, a_log_softmax_row_kernel_is_generated_and_close_to_eager) {
+    __typeof__(&log_softmax_of_square) fast = EM_COMPILE(log_softmax_of_square, "tensor(tensor)");
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *x = tu_uniform_tensor(2, SH(64, 100), -2, 2, 3);
+    em_tensor *want = log_softmax_of_square(x), *got = fast(x);
+    tu_expect_compiled(got, want, "log_softmax");
+    char *sec = codegen_section(fast, "log_softmax");
+    cr_expect(!strstr(sec, "code generation failed") && strstr(sec, "a row kernel"), "%s", sec);
+    free(sec);
+    em_release(got), em_release(want), em_release(x);
+    em_compiled_free(fast);
+}
+
+static em_tensor *five_reductions(em_tensor *x) {
+    em_scope_begin();
+    em_tensor *e = em_exp(x);
+    em_tensor *r = em_add(em_add(em_sum(e, -1, 0), em_max(e, -1, 0)), em_add(em_min(e, -1, 0), em_mean(e, -1, 0)));
+    em_tensor *y = em_keep(em_add(r, em_sum(em_mul(e, e), -1, 0)));
+    em_scope_end();
+    return y;
+}
+
+/* Five reductions of one input in one kernel: a row nest holds four, so the
+ * fifth used to be left uncomputed (an assertion in the emitter). */
+Test(codegen, five_reductions_of_one_input_compile_and_match_eager) {
+    __typeof__(&five_reductions) fast = EM_COMPILE(five_reductions, "tensor(tensor)");
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *x = tu_uniform_tensor(2, SH(64, 100), -1, 1, 4);
+    em_tensor *want = five_reductions(x), *got = fast(x);
+    tu_expect_compiled(got, want, "five reductions");
+    em_release(got), em_release(want), em_release(x);
+    em_compiled_free(fast);
+}
+
+static em_tensor *diamonds(em_tensor *x) {
+    em_scope_begin();
+    em_tensor *y = x;
+    for (int i = 0; i < 28; i++) y = em_add(y, em_sin(y));
+    em_tensor *r = em_keep(em_sum(y, -1, 0));
+    em_scope_end();
+    return r;
+}
+
+/* A prologue of 28 diamonds (y = y + sin(y)): finding which members come after
+ * the reduction used to walk every path, 2^28 of them. */
+Test(codegen, a_prologue_of_many_diamonds_compiles_in_linear_time, .timeout = 20) {
+    __typeof__(&diamonds) fast = EM_COMPILE(diamonds, "tensor(tensor)");
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *x = tu_uniform_tensor(2, SH(8, 32), -1, 1, 5);
+    em_tensor *want = diamonds(x), *got = fast(x);
+    tu_expect_compiled(got, want, "diamonds");
+    em_release(got), em_release(want), em_release(x);
+    em_compiled_free(fast);
+}
+
+static em_tensor *two_pass_in_place(em_tensor *a, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *u = em_concat((em_tensor *[]){a, b}, 2, 1); /* an arena buffer */
+    em_tensor *y = em_mul(u, u);
+    em_tensor *m = em_max(y, -1, 1);
+    em_tensor *s = em_sum(em_exp(em_sub(y, m)), -1, 1);
+    em_tensor *r = em_keep(em_add(em_log(s), em_sum(em_matmul(y, g_w48), -1, 1)));
+    em_scope_end();
+    return r;
+}
+
+/* A row kernel of two passes stored y in pass 1 over its dead input u (in
+ * place), and pass 2 recomputed y from the overwritten u. */
+Test(codegen, a_value_stored_in_pass_one_does_not_overwrite_what_pass_two_reads) {
+    g_w48 = tu_uniform_tensor(2, SH(128, 4), -1, 1, 6);
+    __typeof__(&two_pass_in_place) fast = EM_COMPILE(two_pass_in_place, "tensor(tensor, tensor)");
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *a = tu_uniform_tensor(2, SH(64, 64), -2, 2, 7), *b = tu_uniform_tensor(2, SH(64, 64), -2, 2, 8);
+    em_tensor *want = two_pass_in_place(a, b), *got = fast(a, b);
+    tu_expect_compiled(got, want, "two passes after an in-place store");
+    em_release(got), em_release(want), em_release(a), em_release(b), em_release(g_w48);
+    em_compiled_free(fast);
+}
+
+static void per_row_and_along(em_tensor *x, em_tensor *c, em_tensor **o1, em_tensor **o2) {
+    em_scope_begin();
+    *o1 = em_keep(em_add(em_sum(x, -1, 0), c)); /* c once per row */
+    *o2 = em_keep(em_mul(x, c));                /* c along the row */
+    em_scope_end();
+}
+
+/* On a square space one value can be read once per row and along the row; one
+ * load served both layouts and o2 was wrong. */
+Test(codegen, a_value_read_per_row_and_along_the_row_of_a_square_space_matches_eager) {
+    void (*fast)(em_tensor *, em_tensor *, em_tensor **, em_tensor **) =
+        em_compile((void *)per_row_and_along, "void(tensor, tensor, tensor *, tensor *)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *x = tu_uniform_tensor(2, SH(48, 48), -2, 2, 9), *c = tu_uniform_tensor(1, SH(48), -2, 2, 10);
+    em_tensor *w1, *w2, *g1, *g2;
+    per_row_and_along(x, c, &w1, &w2);
+    fast(x, c, &g1, &g2);
+    tu_expect_compiled(g1, w1, "per row");
+    tu_expect_compiled(g2, w2, "along the row");
+    em_release(w1), em_release(w2), em_release(g1), em_release(g2), em_release(x), em_release(c);
+    em_compiled_free((void *)fast);
+}
