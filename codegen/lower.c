@@ -185,10 +185,6 @@ static bool is_member(const cg_loopnest *ln, int id) {
     return false;
 }
 
-static bool same_shape(const ir_type *a, const ir_type *b) {
-    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
 bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, int kernel,
                    const int *nodes, int n, const bool *stored, const ir_type *space, cg_loopnest *ln) {
     const ir_graph *g = prog->graph;
@@ -203,7 +199,7 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
     memcpy(ln->nodes, nodes, (size_t)n * sizeof *nodes);
     for (int i = 0; i < n; i++) {
         const ir_node *x = ir_graph_node(g, nodes[i]);
-        if (x->type.dtype != EM_F32 || !emittable(x->op) || !same_shape(&x->type, space)) {
+        if (x->type.dtype != EM_F32 || !emittable(x->op) || !ir_type_same_shape(&x->type, space)) {
             snprintf(ln->why, sizeof ln->why, "%%%d %s %s is not generated yet", x->id,
                      em_dtype_name(x->type.dtype), ir_ops[x->op].name);
             return false;
@@ -320,7 +316,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     bool load_per_row[CG_MAX_ACCESS] = {0}; /* how each load was laid out */
     for (int i = 0; i < ln->nnodes; i++) {
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-        bool per_row = !norms && ln->role[i] != CG_ROLE_ANCHOR && !same_shape(&x->type, space);
+        bool per_row = !norms && ln->role[i] != CG_ROLE_ANCHOR && !ir_type_same_shape(&x->type, space);
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
             if (!in || (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id))) continue;
@@ -339,7 +335,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     for (int i = 0; i < ln->nnodes; i++) {
         if (!stored[ln->nodes[i]]) continue;
         const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-        bool per_row = !norms && !same_shape(&x->type, space);
+        bool per_row = !norms && !ir_type_same_shape(&x->type, space);
         if (add_access_via(prog, args, ln, space, per_row ? reduced : NULL, x, true) != 0) return false;
     }
     ln->ndim = space->ndim;
@@ -352,7 +348,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
         /* a value read by a member that is one per row must be one per row */
         for (int i = 0; i < ln->nnodes && !norms && !ln->acc[a].store && st != 0; i++) {
             const ir_node *x = ir_graph_node(g, ln->nodes[i]);
-            for (int j = 0; j < x->nin && !same_shape(&x->type, space) && ln->role[i] != CG_ROLE_ANCHOR; j++)
+            for (int j = 0; j < x->nin && !ir_type_same_shape(&x->type, space) && ln->role[i] != CG_ROLE_ANCHOR; j++)
                 if (x->in[j] && x->in[j]->id == ln->acc[a].value)
                     return refuse(ln, "a value per row reads one along the row"), false;
         }

@@ -167,8 +167,7 @@ static int schedule_kernel(sched *c, int k, bool *anchor, bool *memo, bool *seen
         } else if (after) {
             post[npost++] = x->id;
             if (!post_space) post_space = &x->type;
-            multipass |= memcmp(&post_space->shape, &x->type.shape, sizeof x->type.shape) ||
-                         post_space->ndim != x->type.ndim;
+            multipass |= !ir_type_same_shape(post_space, &x->type);
         } else {
             pre[npre++] = x->id;
         }

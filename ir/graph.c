@@ -238,11 +238,6 @@ void ir_graph_destroy(ir_graph *g) {
 
 const char *ir_graph_name(const ir_graph *g) { return g->name; }
 
-static bool type_equal(const ir_type *a, const ir_type *b) {
-    return a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
 static int grow_args(ir_graph *g, int arg) {
     if (arg < g->cap_args) return 0;
     int cap = g->cap_args ? g->cap_args : 8;
@@ -265,7 +260,7 @@ ir_node *ir_graph_add_input(ir_graph *g, const ir_type *t, int arg) {
     if (rt_shape_check("ir_graph_add_input", t->ndim, t->shape) < 0) return NULL;
     if (arg < g->nargs && g->args[arg]) {
         ir_node *n = g->args[arg];
-        if (type_equal(&n->type, t)) return n;
+        if (ir_type_same(&n->type, t)) return n;
         char a[96], b[96];
         rt_error("ir_graph_add_input: argument %d of graph %s is %s%s, not %s%s", arg, g->name,
                  em_dtype_name(n->type.dtype), rt_shape_str(a, sizeof a, n->type.ndim, n->type.shape),

@@ -41,8 +41,7 @@ static int check_args(const ir_graph *g, em_tensor *const *args) {
         if (!a) return rt_error("ir_graph_run: graph %s: argument %d is NULL", ir_graph_name(g), i);
         ir_type t;
         ir_type_of(a, &t);
-        bool same = t.dtype == n->type.dtype && t.ndim == n->type.ndim &&
-                    memcmp(t.shape, n->type.shape, (size_t)t.ndim * sizeof *t.shape) == 0;
+        bool same = ir_type_same(&t, &n->type);
         if (!same) {
             char want[96], got[96];
             return rt_error("ir_graph_run: graph %s: argument %d is %s%s; the graph takes %s%s",

@@ -12,6 +12,8 @@
 
 #include "runtime.h"
 
+#include <string.h>
+
 typedef enum ir_op {
 #define OP(E, name, arity, optional, kind, api, rule, eager, kernel) IR_OP_##E,
 #include "ops.def"
@@ -88,6 +90,18 @@ extern const ir_op_info ir_ops[IR_OP_COUNT];
 #undef OP
 
 void ir_type_of(const em_tensor *t, ir_type *out);
+/* Same shape (dims and sizes); same type (dtype too); bytes of a dense value. */
+static inline bool ir_type_same_shape(const ir_type *a, const ir_type *b) {
+    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
+}
+static inline bool ir_type_same(const ir_type *a, const ir_type *b) {
+    return a->dtype == b->dtype && ir_type_same_shape(a, b);
+}
+static inline size_t ir_type_bytes(const ir_type *t) {
+    size_t n = rt_dtype_size(t->dtype);
+    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    return n;
+}
 /* The strides and offset eager execution gives the result of a view op (reshape,
  * permute, slice, expand) of x; false for a reshape whose layout needs a copy
  * (and for other ops). Tracing uses it so proxies see what eager code sees. */

@@ -56,11 +56,6 @@ static int fail(const ir_graph *g, const ir_node *n, const char *fmt, ...) {
     return rt_error("ir_graph_verify: graph %s: %s", ir_graph_name(g), msg);
 }
 
-static bool type_equal(const ir_type *a, const ir_type *b) {
-    return a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
 static bool type_valid(const ir_type *t) {
     if (!rt_dtype_valid((int)t->dtype) || t->ndim < 0 || t->ndim > EM_MAX_DIMS) return false;
     for (int i = 0; i < t->ndim; i++)
@@ -78,7 +73,7 @@ static int check_leaf(const ir_graph *g, const ir_node *n) {
     if (!n->value) return fail(g, n, "constant has no tensor");
     ir_type t;
     ir_type_of(n->value, &t);
-    if (!type_equal(&t, &n->type))
+    if (!ir_type_same(&t, &n->type))
         return fail(g, n, "type is %s but its tensor is %s", TYPE_STR(&n->type), TYPE_STR(&t));
     return 0;
 }
@@ -122,7 +117,7 @@ static int check_op(const ir_graph *g, const ir_node *n) {
             char why[400];
             snprintf(why, sizeof why, "%s", em_last_error());
             r = fail(g, n, "shape rule fails: %s", why);
-        } else if (!type_equal(&t, &n->type)) {
+        } else if (!ir_type_same(&t, &n->type)) {
             r = fail(g, n, "type is %s but the shape rule gives %s", TYPE_STR(&n->type), TYPE_STR(&t));
         } else if (memcmp(&a, &n->attrs, sizeof a) != 0) {
             r = fail(g, n, "attributes are not normalised");

@@ -63,17 +63,6 @@ typedef struct fold_state {
     pass_consts *k;
 } fold_state;
 
-static bool same_type(const ir_type *a, const ir_type *b) {
-    return a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
-static size_t type_bytes(const ir_type *t) {
-    size_t n = rt_dtype_size(t->dtype);
-    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
-    return n;
-}
-
 bool pass_node_contiguous(const ir_node *x) {
     switch (x->kind) {
     case IR_NODE_INPUT: return false; /* its strides are the caller's */
@@ -104,10 +93,10 @@ static bool may_fold(const fold_state *s, const ir_node *old, ir_node *const *in
         if (!in[k]) continue;
         if (in[k]->kind != IR_NODE_CONST) return false;
         all_fixed &= fixed(s, in[k]);
-        size_t b = type_bytes(&in[k]->type);
+        size_t b = ir_type_bytes(&in[k]->type);
         if (b > largest) largest = b;
     }
-    size_t out = type_bytes(&old->type);
+    size_t out = ir_type_bytes(&old->type);
     if (out > PASS_FOLD_MAX_BYTES && out / PASS_FOLD_MAX_GROWTH > largest) return false;
     *view_only = !all_fixed;
     if (all_fixed) return true;
@@ -169,7 +158,7 @@ static bool all_values(const fold_state *s, const ir_node *c, em_dtype as, bool 
  * when it is contiguous too, else a contiguous copy; NULL when x's type is
  * not old's. *err on OOM. */
 static ir_node *dense(pass_rewrite *rw, const ir_node *old, ir_node *x, bool *err) {
-    if (!same_type(&x->type, &old->type)) return NULL;
+    if (!ir_type_same(&x->type, &old->type)) return NULL;
     if (pass_node_contiguous(x)) return x;
     ir_node *c = ir_graph_add_node(rw->dst, IR_OP_CONTIGUOUS, NULL, &x, 1, &(ir_attrs){0}, old->site);
     *err = !c;
@@ -230,10 +219,10 @@ static ir_node *view_identity(pass_rewrite *rw, const ir_node *old, ir_node *con
     switch (old->op) {
     case IR_OP_PERMUTE: return permute_identity(rw, old, x, err);
     case IR_OP_RESHAPE:
-        if (same_type(&x->type, &old->type)) return x;
+        if (ir_type_same(&x->type, &old->type)) return x;
         if (x->kind == IR_NODE_OP && x->op == IR_OP_RESHAPE && pass_node_contiguous(x->in[0])) {
             ir_node *base = x->in[0];
-            if (same_type(&base->type, &old->type)) return base;
+            if (ir_type_same(&base->type, &old->type)) return base;
             ir_node *n = ir_graph_add_node(rw->dst, IR_OP_RESHAPE, NULL, &base, 1, &old->attrs, old->site);
             *err = !n;
             return n;
@@ -243,10 +232,10 @@ static ir_node *view_identity(pass_rewrite *rw, const ir_node *old, ir_node *con
                        * over a size-1 axis gives that axis another stride, which a caller
                        * sees (em_strides) when the slice is returned: keep it then */
         if (old->attrs.step != 1 && is_output(rw->src, old)) return NULL;
-        return same_type(&x->type, &old->type) ? x : NULL;
+        return ir_type_same(&x->type, &old->type) ? x : NULL;
     case IR_OP_EXPAND:
     case IR_OP_CAST:
-        return same_type(&x->type, &old->type) ? x : NULL;
+        return ir_type_same(&x->type, &old->type) ? x : NULL;
     case IR_OP_CONTIGUOUS: return pass_node_contiguous(x) ? x : NULL;
     default: return NULL;
     }

@@ -85,10 +85,6 @@ const char *pass_kernel_kind_name(pass_kernel_kind k) {
     return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
 }
 
-static bool same_shape(const ir_type *a, const ir_type *b) {
-    return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
 static int find(fuse_state *s, int k) {
     while (s->gr[k].parent != k) k = s->gr[k].parent = s->gr[s->gr[k].parent].parent;
     return k;
@@ -183,7 +179,7 @@ static bool row_scalar(fuse_state *s, int G, const ir_node *b, const ir_node *n)
         return false;
     const ir_node *a = ir_graph_node(s->g, gr->anchor);
     int last = gr->space.ndim - 1;
-    if (last < 0 || a->attrs.axis != last || !same_shape(&n->type, &gr->space)) return false;
+    if (last < 0 || a->attrs.axis != last || !ir_type_same_shape(&n->type, &gr->space)) return false;
     if (b->type.ndim != gr->space.ndim || b->type.shape[last] != 1) return false;
     return memcmp(b->type.shape, gr->space.shape, (size_t)last * sizeof *b->type.shape) == 0;
 }
@@ -210,7 +206,7 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
         return false;
     }
     if (is_elementwise(n)) {
-        if (!same_shape(&b->type, &n->type)) {
+        if (!ir_type_same_shape(&b->type, &n->type)) {
             if (row_scalar(s, G, b, n)) return *lvl = s->level[b->id], true;
             if (gr->kind == PASS_KERNEL_REDUCE && s->level[b->id] >= FUSE_MAX_PASSES)
                 snprintf(why, cap, "reads %%%d broadcast back over the rows of k%d, which already makes "
@@ -237,10 +233,10 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
     }
     if (gr->kind == PASS_KERNEL_POINTWISE) return *lvl = 1, true;
     if (gr->kind == PASS_KERNEL_REDUCE && kind_of(n) == PASS_KERNEL_REDUCE &&
-        same_shape(&b->type, &gr->space) && s->level[b->id] + 1 <= FUSE_MAX_PASSES) {
+        ir_type_same_shape(&b->type, &gr->space) && s->level[b->id] + 1 <= FUSE_MAX_PASSES) {
         const ir_node *a = ir_graph_node(s->g, gr->anchor);
         bool rows = s->level[b->id] == 0 || a->attrs.axis == gr->space.ndim - 1;
-        if (rows && a->attrs.axis == n->attrs.axis && same_shape(&a->type, &n->type))
+        if (rows && a->attrs.axis == n->attrs.axis && ir_type_same_shape(&a->type, &n->type))
             return *lvl = s->level[b->id] + 1, true;
     }
     snprintf(why, cap, "%%%d is in a %s kernel, which already has its %s (%%%d); a kernel holds one",
@@ -303,7 +299,7 @@ static int join_candidates(fuse_state *s, const ir_node *n, int *cand, int *clvl
         int G = cand[i];
         if (G < 0) continue;
         if (s->gr[G].kind == PASS_KERNEL_POINTWISE && kind_of(n) == PASS_KERNEL_POINTWISE &&
-            !same_shape(&s->gr[G].space, &n->type)) {
+            !ir_type_same_shape(&s->gr[G].space, &n->type)) {
             set_why(s, n, "not fused with k%d: it iterates over another shape", G);
             continue;
         }
@@ -347,8 +343,7 @@ static bool edges_direct(fuse_state *s, const int *set, int nset) {
             int gb = group_of(s, b->id), other = 0;
             for (int i = 0; i < nset; i++) other |= set[i] == gb;
             if (!other || gb == gu) continue;
-            bool direct = b == u->in[j] && (!is_elementwise(u) || !memcmp(&b->type.shape, &u->type.shape,
-                                                                          sizeof b->type.shape));
+            bool direct = b == u->in[j] && (!is_elementwise(u) || ir_type_same_shape(&b->type, &u->type));
             if (!direct || b->type.ndim != u->type.ndim) return false;
         }
     }
@@ -460,12 +455,12 @@ static int shared_load(fuse_state *s, int a, int b) {
 
 static bool horizontal_ok(fuse_state *s, int a, int b) {
     const group *A = &s->gr[a], *B = &s->gr[b];
-    if (!same_shape(&A->space, &B->space)) return false;
+    if (!ir_type_same_shape(&A->space, &B->space)) return false;
     bool pa = A->kind == PASS_KERNEL_POINTWISE, pb = B->kind == PASS_KERNEL_POINTWISE;
     if (!(pa || A->kind == PASS_KERNEL_REDUCE) || !(pb || B->kind == PASS_KERNEL_REDUCE)) return false;
     if (!pa && !pb) {
         const ir_node *x = ir_graph_node(s->g, A->anchor), *y = ir_graph_node(s->g, B->anchor);
-        if (x->attrs.axis != y->attrs.axis || !same_shape(&x->type, &y->type)) return false;
+        if (x->attrs.axis != y->attrs.axis || !ir_type_same_shape(&x->type, &y->type)) return false;
     }
     int set[2] = {a, b};
     return !path_through_outside(s, set, 1, &b, 1) && !path_through_outside(s, set + 1, 1, &a, 1);

@@ -45,17 +45,6 @@ typedef struct plan_state {
 
 static size_t round_up(size_t b) { return (b + PASS_ARENA_ALIGN - 1) / PASS_ARENA_ALIGN * PASS_ARENA_ALIGN; }
 
-static size_t value_bytes(const ir_node *x) {
-    size_t b = rt_dtype_size(x->type.dtype);
-    for (int i = 0; i < x->type.ndim; i++) b *= (size_t)x->type.shape[i];
-    return b;
-}
-
-static bool same_type(const ir_type *a, const ir_type *b) {
-    return a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
 /* ---- order and homes ---------------------------------------------------------------- */
 
 /* The execution order: members by step, then by id (graph order). */
@@ -116,7 +105,7 @@ static int plan_buffers(plan_state *s) {
         if (p->home[id] != PASS_HOME_ARENA) continue;
         pass_buffer *b = &p->buffers[p->nbuffers];
         b->node = id;
-        b->bytes = value_bytes(ir_graph_node(s->g, id));
+        b->bytes = ir_type_bytes(&ir_graph_node(s->g, id)->type);
         b->first = b->last = p->step_of[id];
         b->inplace_of = -1;
         s->slot[p->nbuffers] = p->nbuffers;
@@ -152,7 +141,7 @@ static bool read_at(const plan_state *s, int u, int st) {
 static bool reads_in_place(const plan_state *s, int u, int n, int st) {
     const pass_memplan *p = s->p;
     const ir_node *w = ir_graph_node(s->g, n), *src = ir_graph_node(s->g, u);
-    if (!same_type(&w->type, &src->type)) return false;
+    if (!ir_type_same(&w->type, &src->type)) return false;
     for (int id = 0; id < s->n; id++) {
         const ir_node *x = ir_graph_node(s->g, id);
         if (x->kind != IR_NODE_OP || p->step_of[id] != st) continue;
@@ -167,7 +156,7 @@ static bool reads_in_place(const plan_state *s, int u, int n, int st) {
         for (int j = 0; j < x->nin; j++) {
             if (!x->in[j] || s->f->base_of[x->in[j]->id] != u) continue;
             bool elementwise = ir_ops[x->op].kind == IR_KIND_ELEMENTWISE;
-            if (x->in[j]->id != u || !elementwise || !same_type(&x->type, &w->type)) return false;
+            if (x->in[j]->id != u || !elementwise || !ir_type_same(&x->type, &w->type)) return false;
         }
     }
     return true;
@@ -401,8 +390,8 @@ int pass_memplan_print(const pass_memplan *p, FILE *out) {
         const ir_node *x = ir_graph_node(g, id);
         fprintf(out, "%%%-4d %-12s %s%-16s %10zu B  caller-owned output\n", id, ir_ops[x->op].name,
                 em_dtype_name(x->type.dtype), rt_shape_str(sh, sizeof sh, x->type.ndim, x->type.shape),
-                value_bytes(x));
-        obytes += value_bytes(x);
+                ir_type_bytes(&x->type));
+        obytes += ir_type_bytes(&x->type);
     }
     fprintf(out, "; arena %zu B + outputs %zu B per call\n", p->arena_bytes, obytes);
     return ferror(out) ? rt_error("em_dump: write failed") : 0;

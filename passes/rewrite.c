@@ -129,11 +129,6 @@ bool *pass_live_nodes(const ir_graph *g) {
 
 /* ---- the rebuild ----------------------------------------------------------------------- */
 
-static bool same_type(const ir_type *a, const ir_type *b) {
-    return a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
-}
-
 ir_node *pass_rewrite_copy(pass_rewrite *rw, const ir_node *old, ir_node *const *in) {
     switch (old->kind) {
     case IR_NODE_INPUT: return ir_graph_add_input(rw->dst, &old->type, old->arg);
@@ -152,7 +147,7 @@ static ir_node *rewrite_node(pass_rewrite *rw, const ir_node *old, ir_node **in,
         EM_ASSERT(!old->in[k] || in[k]); /* inputs precede users, and live inputs are live */
     }
     ir_node *n = fn ? fn(rw, old, in, ctx) : pass_rewrite_copy(rw, old, in);
-    if (n && !same_type(&n->type, &old->type)) {
+    if (n && !ir_type_same(&n->type, &old->type)) {
         char a[96], b[96];
         rt_error("pass_rewrite: %%%d (%s) of graph %s was replaced by a %s%s value, not %s%s", old->id,
                  old->kind == IR_NODE_OP ? ir_ops[old->op].name : "const", ir_graph_name(rw->src),
