@@ -190,6 +190,10 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
  * and epilogue in one pass structure per row. false with ln->why otherwise. */
 bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, int kernel,
                   const bool *stored, cg_loopnest *ln);
+/* Whether the nest computes node id (a member, read directly, not as a view). */
+bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int id);
+/* The load access of value in the nest, or -1. */
+int cg_loopnest_load(const cg_loopnest *ln, int value);
 /* The loop nest's loops, width and accesses, indented. */
 int cg_loopnest_print(const cg_loopnest *ln, FILE *out);
 /* The vector width of the host for f32 (16 with AVX-512F, 8 with AVX2 and FMA,
@@ -241,7 +245,8 @@ typedef struct cg_emitter {
 LLVMValueRef cg_splat(cg_emitter *e, float v);              /* a constant in every lane */
 LLVMValueRef cg_splat_value(cg_emitter *e, LLVMValueRef s); /* a scalar in every lane */
 LLVMValueRef cg_i64c(cg_emitter *e, int64_t v);
-LLVMValueRef cg_call_fn(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
+/* name, a function of n (1 or 2) arguments of type t returning t, declared on first use. */
+LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n);
 LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
 /* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10. b may be NULL. */
 LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b);

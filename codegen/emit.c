@@ -67,18 +67,6 @@ static void begin_step(nest_state *s, LLVMValueRef i, LLVMValueRef mask) {
     s->cur++, s->i = i, s->mask = mask;
 }
 
-static int load_of(const cg_loopnest *ln, int value) {
-    for (int a = 0; a < ln->naccess; a++)
-        if (!ln->acc[a].store && ln->acc[a].value == value) return a;
-    return -1;
-}
-
-static bool member(const cg_loopnest *ln, int id) {
-    for (int k = 0; k < ln->nnodes; k++)
-        if (ln->nodes[k] == id) return true;
-    return false;
-}
-
 static LLVMValueRef load(cg_emitter *e, nest_state *s, int a) {
     const cg_access *c = &s->ln->acc[a];
     int64_t st = c->strides[s->ln->ndim - 1];
@@ -105,12 +93,12 @@ static LLVMValueRef eval(cg_emitter *e, nest_state *s, int id) {
     LLVMValueRef v;
     if (s->norm && id == s->norm->id) {
         v = norm_value(e, s);
-    } else if (member(s->ln, id) && s->prog->fusion->base_of[id] == id) {
+    } else if (cg_loopnest_computes(s->prog, s->ln, id)) {
         EM_ASSERT(ir_ops[x->op].kind == IR_KIND_ELEMENTWISE || x->op == IR_OP_CONTIGUOUS);
         LLVMValueRef a = eval(e, s, x->in[0]->id), b = x->nin > 1 ? eval(e, s, x->in[1]->id) : NULL;
         v = cg_op_value(e, x->op, a, b);
     } else {
-        int a = load_of(s->ln, id);
+        int a = cg_loopnest_load(s->ln, id);
         EM_ASSERT(a >= 0);
         v = load(e, s, a);
     }
@@ -354,7 +342,7 @@ static void anchor_masks(const nest_state *s, const row_ctx *c, int n, unsigned 
         const ir_node *x = ir_graph_node(s->prog->graph, id);
         mask[id] = 0;
         for (int j = 0; j < x->nin; j++) {
-            if (!x->in[j] || !member(ln, x->in[j]->id) || s->prog->fusion->base_of[x->in[j]->id] != x->in[j]->id)
+            if (!x->in[j] || !cg_loopnest_computes(s->prog, ln, x->in[j]->id))
                 continue;
             mask[id] |= mask[x->in[j]->id];
             for (int k = 0; k < n; k++)
@@ -436,12 +424,7 @@ static void emit_norm_row(cg_emitter *e, nest_state *s, row_ctx *c) {
         s->nexp = s->exp_at, s->exp_at = -1;
         LLVMValueRef total = hreduce(e, RED_SUM, sum.acc[0]);
         if (a->op == IR_OP_SOFTMAX) scale = cg_splat_value(e, LLVMBuildFDiv(b, LLVMConstReal(e->f32, 1.0), total, ""));
-        else {
-            LLVMTypeRef fty = LLVMFunctionType(e->f32, &e->f32, 1, 0);
-            LLVMValueRef logf_fn = LLVMGetNamedFunction(e->m, "logf");
-            if (!logf_fn) logf_fn = LLVMAddFunction(e->m, "logf", fty);
-            lsum = cg_splat_value(e, LLVMBuildCall2(b, fty, logf_fn, &total, 1, ""));
-        }
+        else lsum = cg_splat_value(e, cg_call_fn(e, e->f32, "logf", &total, 1));
     } else { /* runtime/norm_simd.c's layer_norm_row and rms_norm_row, step for step */
         if (a->op == IR_OP_LAYER_NORM) {
             LLVMValueRef first[16];
@@ -449,10 +432,7 @@ static void emit_norm_row(cg_emitter *e, nest_state *s, row_ctx *c) {
             begin_step(s, cg_i64c(e, 0), e->w > 1 ? LLVMConstVector(first, (unsigned)e->w) : NULL);
             LLVMValueRef x0 = eval(e, s, a->in[0]->id);
             if (e->w > 1) x0 = LLVMBuildExtractElement(b, x0, LLVMConstInt(e->i32, 0, 0), "");
-            LLVMValueRef ax = LLVMBuildCall2(b, LLVMFunctionType(e->f32, &e->f32, 1, 0),
-                                             LLVMGetNamedFunction(e->m, "fabsf") ? LLVMGetNamedFunction(e->m, "fabsf")
-                                             : LLVMAddFunction(e->m, "fabsf", LLVMFunctionType(e->f32, &e->f32, 1, 0)),
-                                             &x0, 1, "");
+            LLVMValueRef ax = cg_call_fn(e, e->f32, "fabsf", &x0, 1);
             LLVMValueRef finite = LLVMBuildFCmp(b, LLVMRealONE, ax, LLVMConstReal(e->f32, INFINITY), "");
             c->k = cg_splat_value(e, LLVMBuildSelect(b, finite, x0, LLVMConstReal(e->f32, 0.0), ""));
             pass mean = {.n = 1, .kind = {RED_SUM}, .value = shifted_x, .ctx = c};

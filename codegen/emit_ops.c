@@ -33,9 +33,9 @@ LLVMValueRef cg_splat_value(cg_emitter *e, LLVMValueRef s) {
 
 LLVMValueRef cg_i64c(cg_emitter *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
 
-LLVMValueRef cg_call_fn(cg_emitter *e, const char *name, LLVMValueRef *args, int n) {
-    LLVMTypeRef params[2] = {e->vt, e->vt};
-    LLVMTypeRef fty = LLVMFunctionType(e->vt, params, (unsigned)n, 0);
+LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n) {
+    LLVMTypeRef params[2] = {t, t};
+    LLVMTypeRef fty = LLVMFunctionType(t, params, (unsigned)n, 0);
     LLVMValueRef f = LLVMGetNamedFunction(e->m, name);
     if (!f) f = LLVMAddFunction(e->m, name, fty);
     return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
@@ -56,7 +56,7 @@ LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef
     else if (e->w == 8) snprintf(name, sizeof name, "Sleef_%sf8_u10avx2", f);
     else snprintf(name, sizeof name, "Sleef_%sf_u10", f);
     LLVMValueRef args[2] = {a, b};
-    return cg_call_fn(e, name, args, b ? 2 : 1);
+    return cg_call_fn(e, e->vt, name, args, b ? 2 : 1);
 }
 
 LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {

@@ -99,14 +99,8 @@ static int refuse(cg_loopnest *ln, const char *why) {
 static int add_access_via(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
                           const ir_type *space, const ir_type *reduced, const ir_node *x, bool store) {
     if (!reduced) return add_access(prog, args, ln, space, x, store);
-    ir_type r1 = *reduced; /* reduced as space's shape with the axis kept as 1 */
-    r1.ndim = space->ndim;
-    for (int d = 0; d < reduced->ndim; d++) r1.shape[d] = reduced->shape[d];
-    r1.shape[space->ndim - 1] = 1;
     if (add_access(prog, args, ln, reduced, x, store) != 0) return -1;
-    cg_access *a = &ln->acc[ln->naccess - 1];
-    a->strides[space->ndim - 1] = 0;
-    (void)r1;
+    ln->acc[ln->naccess - 1].strides[space->ndim - 1] = 0; /* reduced's dims are space's but the last */
     return 0;
 }
 
@@ -173,13 +167,14 @@ static void simplify(cg_loopnest *ln) {
     }
 }
 
-static bool is_load(const cg_loopnest *ln, int value) {
+int cg_loopnest_load(const cg_loopnest *ln, int value) {
     for (int a = 0; a < ln->naccess; a++)
-        if (!ln->acc[a].store && ln->acc[a].value == value) return true;
-    return false;
+        if (!ln->acc[a].store && ln->acc[a].value == value) return a;
+    return -1;
 }
 
-static bool is_member(const cg_loopnest *ln, int id) {
+bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int id) {
+    if (prog->fusion->base_of[id] != id) return false; /* a view is read from memory */
     for (int i = 0; i < ln->nnodes; i++)
         if (ln->nodes[i] == id) return true;
     return false;
@@ -206,13 +201,13 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
         }
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
-            if (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id)) continue; /* computed */
+            if (cg_loopnest_computes(prog, ln, in->id)) continue;
             if (in->type.dtype != EM_F32) {
                 snprintf(ln->why, sizeof ln->why, "%%%d reads %s %%%d (no conversions generated yet)",
                          x->id, em_dtype_name(in->type.dtype), in->id);
                 return false;
             }
-            if (!is_load(ln, in->id) && add_access(prog, args, ln, space, in, false) != 0) return false;
+            if (cg_loopnest_load(ln, in->id) < 0 && add_access(prog, args, ln, space, in, false) != 0) return false;
         }
     }
     for (int i = 0; i < n; i++)
@@ -319,7 +314,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
         bool per_row = !norms && ln->role[i] != CG_ROLE_ANCHOR && !ir_type_same_shape(&x->type, space);
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
-            if (!in || (prog->fusion->base_of[in->id] == in->id && is_member(ln, in->id))) continue;
+            if (!in || cg_loopnest_computes(prog, ln, in->id)) continue;
             bool found = false;
             for (int a = 0; a < ln->naccess; a++) {
                 if (ln->acc[a].store || ln->acc[a].value != in->id) continue;

@@ -39,6 +39,17 @@ typedef struct sched {
     char row_why[160];    /* why the last kernel did not lower as one row nest */
 } sched;
 
+/* Room for one more loop nest at s->nests[s->nnests]; false on OOM. */
+static bool nest_room(sched *c) {
+    cg_schedule *s = c->s;
+    if (s->nnests < c->cap_nests) return true;
+    int cap = c->cap_nests ? 2 * c->cap_nests : 8;
+    cg_loopnest *p = realloc(s->nests, (size_t)cap * sizeof *p);
+    if (!p) return false;
+    s->nests = p, c->cap_nests = cap;
+    return true;
+}
+
 static int add_step(sched *c, int kernel, int node, int nest) {
     cg_schedule *s = c->s;
     if (s->nsteps == c->cap_steps) {
@@ -72,12 +83,7 @@ static void note(sched *c, int kernel, const char *fmt, const char *what) {
 static int part(sched *c, int kernel, const int *nodes, int n, const ir_type *space) {
     if (n == 0) return 0;
     cg_schedule *s = c->s;
-    if (s->nnests == c->cap_nests) {
-        c->cap_nests = c->cap_nests ? 2 * c->cap_nests : 8;
-        cg_loopnest *p = realloc(s->nests, (size_t)c->cap_nests * sizeof *p);
-        if (!p) return rt_error("em_compile: out of memory scheduling kernels");
-        s->nests = p;
-    }
+    if (!nest_room(c)) return rt_error("em_compile: out of memory scheduling kernels");
     /* A trial lowering with every member stored: checks ops, dtypes, views. */
     cg_loopnest *ln = &s->nests[s->nnests];
     bool *all = calloc((size_t)ir_graph_num_nodes(c->prog->graph), sizeof *all);
@@ -99,12 +105,7 @@ static int part(sched *c, int kernel, const int *nodes, int n, const ir_type *sp
 static bool row_nest(sched *c, int k) {
     cg_schedule *s = c->s;
     const pass_kernel *K = &c->prog->fusion->k[k];
-    if (s->nnests == c->cap_nests) {
-        c->cap_nests = c->cap_nests ? 2 * c->cap_nests : 8;
-        cg_loopnest *p = realloc(s->nests, (size_t)c->cap_nests * sizeof *p);
-        if (!p) return false;
-        s->nests = p;
-    }
+    if (!nest_room(c)) return false;
     bool *all = calloc((size_t)ir_graph_num_nodes(c->prog->graph), sizeof *all);
     if (!all) return false;
     for (int i = 0; i < K->nnodes; i++) all[K->nodes[i]] = true;

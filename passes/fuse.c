@@ -77,7 +77,6 @@ typedef struct fuse_state {
     int *level;           /* by node: the pass over the kernel's space that computes it:
                              0 before any anchor, 1 + the pass of an anchor's input */
     int *mark;            /* scratch, by group */
-    int *stack;           /* scratch, by group */
 } fuse_state;
 
 const char *pass_kernel_kind_name(pass_kernel_kind k) {
@@ -131,8 +130,7 @@ static bool path_through_outside(fuse_state *s, const int *set, int nset, const 
                                  int ntargets) {
     memset(s->mark, 0, (size_t)s->ngroups * sizeof *s->mark);
     for (int i = 0; i < nset; i++) s->mark[set[i]] = 1;
-    /* Outsiders directly consuming the set are the start of the search. */
-    int sp = 0;
+    /* Outsiders consuming the set, then what they feed, until nothing changes. */
     bool changed = true;
     while (changed) { /* fixed point over node edges: graphs are small */
         changed = false;
@@ -145,7 +143,7 @@ static bool path_through_outside(fuse_state *s, const int *set, int nset, const 
                 int gp = group_of(s, s->f->base_of[u->in[j]->id]);
                 if (gp < 0 || gp == gu || !s->mark[gp]) continue;
                 if (s->mark[gu] == 1) continue; /* inside the set */
-                s->mark[gu] = 2, changed = true, sp++;
+                s->mark[gu] = 2, changed = true;
                 break;
             }
         }
@@ -163,7 +161,6 @@ static bool path_through_outside(fuse_state *s, const int *set, int nset, const 
             if (gp >= 0 && s->mark[gp] == 2) return true;
         }
     }
-    (void)sp;
     return false;
 }
 
@@ -598,8 +595,7 @@ pass_fusion *pass_fuse(const ir_graph *g) {
     s.gr = malloc(nn * sizeof *s.gr);
     s.level = calloc(nn, sizeof *s.level);
     s.mark = malloc(nn * sizeof *s.mark);
-    s.stack = malloc(nn * sizeof *s.stack);
-    int st = f && f->kernel_of && f->base_of && f->why && s.gr && s.level && s.mark && s.stack
+    int st = f && f->kernel_of && f->base_of && f->why && s.gr && s.level && s.mark
                  ? 0 : rt_error("pass_fuse: out of memory");
     for (int id = 0; id < n && !st; id++) f->kernel_of[id] = -1;
     for (int id = 0; id < n && !st; id++) {
@@ -611,7 +607,7 @@ pass_fusion *pass_fuse(const ir_graph *g) {
     }
     if (!st) fuse_horizontal(&s);
     if (!st) st = build_kernels(&s);
-    free(s.gr), free(s.level), free(s.mark), free(s.stack);
+    free(s.gr), free(s.level), free(s.mark);
     if (st) {
         pass_fusion_destroy(f);
         return NULL;
