@@ -24,8 +24,9 @@
  *    slice made inside the model, [1,N] and [M,1] operands broadcast by an
  *    expand and by numpy rules (splats), a 0-d scalar operand;
  *  - threads: one big kernel split over 1 and over 2 threads gives the same bytes;
- *  - kernels codegen does not generate (i32 elementwise, a reduction) say
- *    "interpreted: <reason>" in the kernels dump and still match eager;
+ *  - kernels codegen does not generate (i32 elementwise) say "interpreted:
+ *    <reason>" in the kernels dump and still match eager (row kernels:
+ *    test_codegen_rows.c);
  *    EMBER_CODEGEN=0 (read at each compile) interprets every kernel;
  *  - the llvm dump of an exp chain: host-width vectors and Sleef's function
  *    for the host ISA;
@@ -116,18 +117,6 @@ static bool expect_same(const em_tensor *got, const em_tensor *want, const float
     return expect_same_as(got, want, x, y, NAN_BITS, what);
 }
 
-/* The codegen part of fn's kernels dump (malloc'd): from "; code generation:". */
-static char *codegen_section(void *fn, const char *what) {
-    int status;
-    char *d = cu_dump(fn, "kernels", &status);
-    cr_expect_eq(status, 0, "%s: em_dump kernels", what);
-    char *sec = strstr(d, "; code generation:");
-    cr_assert(sec, "%s: no code generation section:\n%s", what, d);
-    char *r = strdup(sec);
-    free(d);
-    return r;
-}
-
 /* Lines of the section (its header line excepted) that end in "generated". */
 static int generated_lines(const char *sec) {
     int n = 0;
@@ -144,21 +133,13 @@ static int generated_lines(const char *sec) {
     return n;
 }
 
-/* Whether the section says something runs in the interpreter: "interpreted:"
- * with a reason, or a node run "by its runtime kernel". */
-static bool says_interpreted(const char *sec) {
-    const char *p = strstr(sec, "interpreted: ");
-    if (p && p[strlen("interpreted: ")] && p[strlen("interpreted: ")] != '\n') return true;
-    return strstr(sec, "by its runtime kernel") != NULL;
-}
-
 /* The kernels dump must say the newest graph is all generated code: a
  * generated line for each kernel at least and nothing interpreted. */
 static void expect_all_generated(void *fn, const char *what) {
-    char *sec = codegen_section(fn, what);
+    char *sec = cu_codegen_section(fn, what);
     int nk = cu_stats_of(fn).kernels;
     cr_expect_geq(generated_lines(sec), nk, "%s: %d kernels, not all generated:\n%s", what, nk, sec);
-    cr_expect(!says_interpreted(sec), "%s: something is interpreted:\n%s", what, sec);
+    cr_expect(!cu_says_interpreted(sec), "%s: something is interpreted:\n%s", what, sec);
     free(sec);
 }
 
@@ -595,60 +576,9 @@ Test(codegen, an_i32_elementwise_kernel_is_interpreted_with_a_reason_and_matches
     const char *sec = strstr(d, "; code generation:");
     cr_assert(sec, "%s", d);
     cr_expect_eq(generated_lines(sec), 0, "%s", d);
-    cr_expect(says_interpreted(sec), "%s", d);
+    cr_expect(cu_says_interpreted(sec), "%s", d);
     cr_expect(strstr(sec, "interpreted: %"), "the reason names the node:\n%s", d);
     cr_expect(strstr(sec, "i32 mul is not generated yet"), "the reason names the op and dtype:\n%s", d);
-    free(d);
-    em_release(got), em_release(want), em_release(x);
-    em_compiled_free(fast);
-}
-
-/* exp, a row sum, then a pointwise chain on the [M,1] sums. */
-static em_tensor *reduce_then_pointwise(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *s = em_sum(em_exp(x), -1, 1);
-    em_tensor *y = em_keep(em_mul(em_tanh(em_log(s)), em_sigmoid(s)));
-    em_scope_end();
-    return y;
-}
-
-Test(codegen, a_reduction_and_its_epilogue_are_one_generated_row_kernel_close_to_eager) {
-    __typeof__(&reduce_then_pointwise) fast = EM_COMPILE(reduce_then_pointwise, "tensor(tensor)");
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *x = dense_mn(5);
-    em_tensor *want = reduce_then_pointwise(x), *got = fast(x);
-    tu_expect_compiled(got, want, "exp, sum, pointwise (the row sums add in another order)");
-    int status;
-    char *d = cu_dump(fast, "kernels", &status);
-    cr_expect_eq(status, 0);
-    const char *sec = strstr(d, "; code generation:");
-    cr_assert(sec, "%s", d);
-    cr_expect(!says_interpreted(sec), "%s", d);
-    cr_expect(strstr(sec, "a row kernel (passes along the last loop)"), "%s", d);
-    free(d);
-    em_release(got), em_release(want), em_release(x);
-    em_compiled_free(fast);
-}
-
-/* argmax gives i64: not generated, the kernel says so and runs the runtime's. */
-static em_tensor *argmax_of_exp(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *y = em_keep(em_argmax(em_exp(x), -1, 0));
-    em_scope_end();
-    return y;
-}
-
-Test(codegen, an_argmax_is_interpreted_with_a_reason_and_matches_eager) {
-    __typeof__(&argmax_of_exp) fast = EM_COMPILE(argmax_of_exp, "tensor(tensor)");
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *x = dense_mn(6);
-    em_tensor *want = argmax_of_exp(x), *got = fast(x);
-    tu_expect_identical(got, want, "argmax");
-    int status;
-    char *d = cu_dump(fast, "kernels", &status);
-    const char *sec = strstr(d, "; code generation:");
-    cr_assert(sec, "%s", d);
-    cr_expect(strstr(sec, "argmax by its runtime kernel"), "%s", d);
     free(d);
     em_release(got), em_release(want), em_release(x);
     em_compiled_free(fast);
@@ -669,7 +599,7 @@ Test(codegen, ember_codegen_0_interprets_every_kernel_and_results_still_match) {
     const char *sec = strstr(d, "; code generation:");
     cr_assert(sec, "%s", d);
     cr_expect_eq(generated_lines(sec), 0, "%s", d);
-    cr_expect(says_interpreted(sec), "%s", d);
+    cr_expect(cu_says_interpreted(sec), "%s", d);
     free(d);
     char *ir = cu_dump(fast, "llvm", &status);
     cr_expect(!strstr(ir, "define "), "no code was generated:\n%s", ir);
@@ -848,7 +778,7 @@ Test(codegen, a_short_kernel_does_not_stop_another_kernel_of_the_graph_from_bein
     em_tensor *x = tu_uniform_tensor(2, SH(64, 1024), -3, 3, 1), *v = tu_uniform_tensor(1, SH(15), -3, 3, 2);
     em_tensor *want = big_and_narrow(x, v), *got = fast(x, v);
     tu_expect_compiled(got, want, "big and narrow (generated row sums add in another order)");
-    char *sec = codegen_section(fast, "big and narrow");
+    char *sec = cu_codegen_section(fast, "big and narrow");
     cr_expect(!strstr(sec, "code generation failed"), "%s", sec);
     cr_expect(strstr(sec, "loops [65536]") || strstr(sec, "loops [64, 1024]") || strstr(sec, "loops [4, 16384]"), "the tanh over [64,1024] is generated:\n%s", sec);
     free(sec);
@@ -903,163 +833,4 @@ Test(codegen, nan_results_stay_nan) {
         em_release(got), em_release(want), em_release(xt), em_release(yt);
     }
     em_compiled_free(fast);
-}
-
-/* softmax and layer_norm written by hand: fusion makes each one row kernel of
- * several passes (max, then sum of exp, then divide; mean, then variance, then
- * normalise), and codegen generates it as one row nest. */
-static em_tensor *softmax_by_hand(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *e = em_exp(em_sub(x, em_max(x, -1, 1)));
-    em_tensor *y = em_keep(em_div(e, em_sum(e, -1, 1)));
-    em_scope_end();
-    return y;
-}
-
-static em_tensor *layer_norm_by_hand(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *d = em_sub(x, em_mean(x, -1, 1));
-    em_tensor *var = em_mean(em_mul(d, d), -1, 1);
-    em_tensor *y = em_keep(em_mul(d, em_rsqrt(em_add(var, em_scalar(EM_F32, 1e-5)))));
-    em_scope_end();
-    return y;
-}
-
-Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_kernel) {
-    em_tensor *(*models[])(em_tensor *) = {softmax_by_hand, layer_norm_by_hand};
-    const char *names[] = {"softmax by hand", "layer_norm by hand"};
-    int64_t widths[] = {1, 15, 16, 129, 1024};
-    for (int m = 0; m < 2; m++) {
-        for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
-            em_tensor *(*fast)(em_tensor *) = em_compile((void *)models[m], "tensor(tensor)", NULL);
-            cr_assert(fast, "%s", em_last_error());
-            em_tensor *x = tu_uniform_tensor(2, SH(37, widths[w]), -4, 4, 10 + (uint64_t)w);
-            em_tensor *want = models[m](x), *got = fast(x);
-            char what[96];
-            snprintf(what, sizeof what, "%s, rows of %lld", names[m], (long long)widths[w]);
-            tu_expect_compiled(got, want, what);
-            char *sec = codegen_section(fast, what);
-            if (widths[w] > 1) /* over an axis of size 1 a reduction is interpreted */
-                cr_expect(strstr(sec, "1 steps, 1 generated loop nests") && strstr(sec, "a row kernel"), "%s:\n%s",
-                          what, sec);
-            free(sec);
-            em_release(got), em_release(want), em_release(x);
-            em_compiled_free((void *)fast);
-        }
-    }
-}
-
-/* ---- regressions found in review ---------------------------------------------------------- */
-
-static em_tensor *g_w48;
-
-static em_tensor *log_softmax_of_square(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *y = em_keep(em_log_softmax(em_mul(x, x), -1));
-    em_scope_end();
-    return y;
-}
-
-/* log_softmax's log of the row sum was declared as a vector function: the
- * module failed verification and the whole graph ran interpreted. */
-Test(codegen, a_log_softmax_row_kernel_is_generated_and_close_to_eager) {
-    __typeof__(&log_softmax_of_square) fast = EM_COMPILE(log_softmax_of_square, "tensor(tensor)");
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *x = tu_uniform_tensor(2, SH(64, 100), -2, 2, 3);
-    em_tensor *want = log_softmax_of_square(x), *got = fast(x);
-    tu_expect_compiled(got, want, "log_softmax");
-    char *sec = codegen_section(fast, "log_softmax");
-    cr_expect(!strstr(sec, "code generation failed") && strstr(sec, "a row kernel"), "%s", sec);
-    free(sec);
-    em_release(got), em_release(want), em_release(x);
-    em_compiled_free(fast);
-}
-
-static em_tensor *five_reductions(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *e = em_exp(x);
-    em_tensor *r = em_add(em_add(em_sum(e, -1, 0), em_max(e, -1, 0)), em_add(em_min(e, -1, 0), em_mean(e, -1, 0)));
-    em_tensor *y = em_keep(em_add(r, em_sum(em_mul(e, e), -1, 0)));
-    em_scope_end();
-    return y;
-}
-
-/* Five reductions of one input in one kernel: a row nest holds four, so the
- * fifth used to be left uncomputed (an assertion in the emitter). */
-Test(codegen, five_reductions_of_one_input_compile_and_match_eager) {
-    __typeof__(&five_reductions) fast = EM_COMPILE(five_reductions, "tensor(tensor)");
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *x = tu_uniform_tensor(2, SH(64, 100), -1, 1, 4);
-    em_tensor *want = five_reductions(x), *got = fast(x);
-    tu_expect_compiled(got, want, "five reductions");
-    em_release(got), em_release(want), em_release(x);
-    em_compiled_free(fast);
-}
-
-static em_tensor *diamonds(em_tensor *x) {
-    em_scope_begin();
-    em_tensor *y = x;
-    for (int i = 0; i < 28; i++) y = em_add(y, em_sin(y));
-    em_tensor *r = em_keep(em_sum(y, -1, 0));
-    em_scope_end();
-    return r;
-}
-
-/* A prologue of 28 diamonds (y = y + sin(y)): finding which members come after
- * the reduction used to walk every path, 2^28 of them. */
-Test(codegen, a_prologue_of_many_diamonds_compiles_in_linear_time, .timeout = 20) {
-    __typeof__(&diamonds) fast = EM_COMPILE(diamonds, "tensor(tensor)");
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *x = tu_uniform_tensor(2, SH(8, 32), -1, 1, 5);
-    em_tensor *want = diamonds(x), *got = fast(x);
-    tu_expect_compiled(got, want, "diamonds");
-    em_release(got), em_release(want), em_release(x);
-    em_compiled_free(fast);
-}
-
-static em_tensor *two_pass_in_place(em_tensor *a, em_tensor *b) {
-    em_scope_begin();
-    em_tensor *u = em_concat((em_tensor *[]){a, b}, 2, 1); /* an arena buffer */
-    em_tensor *y = em_mul(u, u);
-    em_tensor *m = em_max(y, -1, 1);
-    em_tensor *s = em_sum(em_exp(em_sub(y, m)), -1, 1);
-    em_tensor *r = em_keep(em_add(em_log(s), em_sum(em_matmul(y, g_w48), -1, 1)));
-    em_scope_end();
-    return r;
-}
-
-/* A row kernel of two passes stored y in pass 1 over its dead input u (in
- * place), and pass 2 recomputed y from the overwritten u. */
-Test(codegen, a_value_stored_in_pass_one_does_not_overwrite_what_pass_two_reads) {
-    g_w48 = tu_uniform_tensor(2, SH(128, 4), -1, 1, 6);
-    __typeof__(&two_pass_in_place) fast = EM_COMPILE(two_pass_in_place, "tensor(tensor, tensor)");
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *a = tu_uniform_tensor(2, SH(64, 64), -2, 2, 7), *b = tu_uniform_tensor(2, SH(64, 64), -2, 2, 8);
-    em_tensor *want = two_pass_in_place(a, b), *got = fast(a, b);
-    tu_expect_compiled(got, want, "two passes after an in-place store");
-    em_release(got), em_release(want), em_release(a), em_release(b), em_release(g_w48);
-    em_compiled_free(fast);
-}
-
-static void per_row_and_along(em_tensor *x, em_tensor *c, em_tensor **o1, em_tensor **o2) {
-    em_scope_begin();
-    *o1 = em_keep(em_add(em_sum(x, -1, 0), c)); /* c once per row */
-    *o2 = em_keep(em_mul(x, c));                /* c along the row */
-    em_scope_end();
-}
-
-/* On a square space one value can be read once per row and along the row; one
- * load served both layouts and o2 was wrong. */
-Test(codegen, a_value_read_per_row_and_along_the_row_of_a_square_space_matches_eager) {
-    void (*fast)(em_tensor *, em_tensor *, em_tensor **, em_tensor **) =
-        em_compile((void *)per_row_and_along, "void(tensor, tensor, tensor *, tensor *)", NULL);
-    cr_assert(fast, "%s", em_last_error());
-    em_tensor *x = tu_uniform_tensor(2, SH(48, 48), -2, 2, 9), *c = tu_uniform_tensor(1, SH(48), -2, 2, 10);
-    em_tensor *w1, *w2, *g1, *g2;
-    per_row_and_along(x, c, &w1, &w2);
-    fast(x, c, &g1, &g2);
-    tu_expect_compiled(g1, w1, "per row");
-    tu_expect_compiled(g2, w2, "along the row");
-    em_release(w1), em_release(w2), em_release(g1), em_release(g2), em_release(x), em_release(c);
-    em_compiled_free((void *)fast);
 }

@@ -93,3 +93,20 @@ int cu_count_of(const char *s, const char *needle) {
     for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) n++;
     return n;
 }
+
+char *cu_codegen_section(void *fn, const char *what) {
+    int status;
+    char *d = cu_dump(fn, "kernels", &status);
+    cr_expect_eq(status, 0, "%s: em_dump kernels", what);
+    char *sec = strstr(d, "; code generation:");
+    cr_assert(sec, "%s: no code generation section:\n%s", what, d);
+    char *r = strdup(sec);
+    free(d);
+    return r;
+}
+
+bool cu_says_interpreted(const char *sec) {
+    const char *p = strstr(sec, "interpreted: ");
+    if (p && p[strlen("interpreted: ")] && p[strlen("interpreted: ")] != '\n') return true;
+    return strstr(sec, "by its runtime kernel") != NULL;
+}

@@ -51,6 +51,11 @@ size_t cu_arena(void *fn);
 em_stats cu_stats_of(void *fn);
 /* What em_dump(fn, stage) writes (malloc'd); *status receives its return value. */
 char *cu_dump(void *fn, const char *stage, int *status);
+/* The codegen part of fn's kernels dump (malloc'd): from "; code generation:". */
+char *cu_codegen_section(void *fn, const char *what);
+/* Whether such a section says something runs in the interpreter: "interpreted:"
+ * with a reason, or a node run "by its runtime kernel". */
+bool cu_says_interpreted(const char *sec);
 /* Occurrences of needle in s. */
 int cu_count_of(const char *s, const char *needle);
 
