@@ -90,11 +90,16 @@ static void set_results(compiled *c, void *ret, void **args, em_tensor **outs, b
     }
 }
 
-static void run_graph(compiled *c, const entry *e, void *ret, void **args) {
-    em_tensor *targs[FE_MAX_ARGS], *outs[FE_MAX_ARGS + 1];
+/* The tensor arguments of a call, in order, as the graph's inputs number them. */
+static void tensor_args(const compiled *c, void **args, em_tensor **targs) {
     int nt = 0;
     for (int i = 0; i < c->sig.nargs; i++)
         if (c->sig.args[i] == FE_TENSOR) targs[nt++] = *(em_tensor **)args[i];
+}
+
+static void run_graph(compiled *c, const entry *e, void *ret, void **args) {
+    em_tensor *targs[FE_MAX_ARGS], *outs[FE_MAX_ARGS + 1];
+    tensor_args(c, args, targs);
     set_results(c, ret, args, outs, cg_exec_run(e->exec, targs, outs) == 0);
 }
 
@@ -221,9 +226,7 @@ static int build(compiled *c, const ir_graph *captured, void **args, pass_progra
     *exec = NULL;
     if (!(*prog = pass_program_build(captured, true, log ? fe_log_pass : NULL, NULL))) return -1;
     em_tensor *targs[FE_MAX_ARGS];
-    int nt = 0;
-    for (int i = 0; i < c->sig.nargs; i++)
-        if (c->sig.args[i] == FE_TENSOR) targs[nt++] = *(em_tensor **)args[i];
+    tensor_args(c, args, targs);
     unsigned keep = CG_KEEP_IR | (c->dump_dir[0] || fe_log_on(FE_LOG_ASM) ? CG_KEEP_ASM : 0);
     if ((*exec = cg_exec_compile(*prog, targs, keep))) {
         fe_log_program(*prog, *exec);
