@@ -154,6 +154,29 @@ typedef struct cg_access {
     int64_t strides[EM_MAX_DIMS];     /* elements per step of each loop; 0: broadcast */
 } cg_access;
 
+/* A contraction generated as a register-blocked GEMM (gemm.c, gemm_emit.c).
+ * The nest's loops are [batch..., M, N] (batch dims that fold into M are
+ * folded); access 0 is A and access 1 is B, with strides over those loops
+ * (0 where an operand does not vary) and their k strides here. The output is
+ * computed in tiles of mr rows of R by nvec vectors of V: with vec_m false
+ * R = A (rows m) and V = B (lanes along n); with vec_m true the tiles are of
+ * C^T, R = B^T (rows n) and V = A^T (lanes along m). */
+typedef struct cg_gemm {
+    int node;                         /* the matmul or linear */
+    int bias;                         /* linear's bias: its load access, or -1 */
+    int nbatch;                       /* batch loops before M and N */
+    int64_t m, n, k;
+    int64_t ak, bk;                   /* A's and B's strides along k */
+    bool vec_m;                       /* lanes along m (tiles of C^T) */
+    bool pack;                        /* V's lanes are not contiguous: it is packed per panel */
+    int mr, nvec;                     /* tile: mr rows of R, nvec vectors of V */
+    int64_t kc;                       /* k per block (packed panels and partial sums) */
+    int64_t rchunk;                   /* rows of R per task */
+    int64_t panels, chunks, batches;  /* tasks = batches * panels * chunks */
+    int64_t tasks;
+    char how[200];                    /* the choice and its reason, for the dump */
+} cg_gemm;
+
 /* Elementwise members of one kernel as codegen emits them: loops over their
  * iteration space, loads and stores with index expressions, and the members
  * evaluated at every point. f32 only for now. */
@@ -171,6 +194,9 @@ typedef struct cg_loopnest {
     cg_access acc[CG_MAX_ACCESS];     /* loads first, then stores */
     bool row;                         /* a row nest: reductions or a norm along the last loop */
     unsigned char role[CG_MAX_NEST_NODES]; /* row nests, per node: CG_ROLE_* */
+    int nops;                         /* accesses [0, nops) are GEMM operands, not read by members */
+    bool is_gemm;                     /* a GEMM nest (gemm.c): the contraction, then its epilogue */
+    cg_gemm gemm;
 } cg_loopnest;
 
 /* What a member of a row nest is: computed along the row before the anchors
@@ -194,6 +220,19 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
 bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int id);
 /* The load access of value in the nest, or -1. */
 int cg_loopnest_load(const cg_loopnest *ln, int value);
+/* Lowers a contraction kernel (one matmul or linear, f32, then elementwise
+ * members of its shape) as one GEMM nest, storing those marked in stored, when
+ * the generated kernel is chosen over OpenBLAS (gemm.c: the cost model, or
+ * EMBER_GEMM=jit|blas). On false, ln->why says why OpenBLAS runs it. */
+bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                   const bool *stored, cg_loopnest *ln);
+/* For gemm.c: whether the emitter computes op; value x's layout (a view chain
+ * over its home) relative to the home's first element (false: a view needs a
+ * copy); an access for x read or stored over space (-1 and ln->why on failure). */
+bool cg_op_emittable(ir_op op);
+bool cg_value_layout(const pass_program *prog, em_tensor *const *args, const ir_node *x, em_tensor *t);
+int cg_loopnest_add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
+                           const ir_type *space, const ir_node *x, bool store);
 /* The loop nest's loops, width and accesses, indented. */
 int cg_loopnest_print(const cg_loopnest *ln, FILE *out);
 /* The vector width of the host for f32 (16 with AVX-512F, 8 with AVX2 and FMA,
@@ -260,7 +299,40 @@ LLVMValueRef cg_masked(cg_emitter *e, const char *name, LLVMTypeRef *over, LLVMV
 /* Lanes p[i*stride .. (i+W-1)*stride] (mask NULL: all lanes). */
 LLVMValueRef cg_gather(cg_emitter *e, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask);
 
-/* ---- emitting LLVM IR for loop nests (emit.c) ------------------------------------------- */
+/* ---- emitting LLVM IR for loop nests (emit.c, gemm_emit.c) ----------------------------- */
+
+/* A loop nest being emitted: where each access points, and the value of every
+ * node at the current step (vector lanes at p[a] + i * lane[a]). */
+typedef struct cg_nest_state {
+    const pass_program *prog;
+    const cg_loopnest *ln;
+    LLVMValueRef fn;
+    LLVMValueRef p[CG_MAX_ACCESS];     /* per access: the row's element pointer */
+    int64_t lane[CG_MAX_ACCESS];       /* per access: elements between lanes */
+    LLVMValueRef row[CG_MAX_ACCESS];   /* per access: its value splatted (lane stride 0) */
+    LLVMValueRef *val;                 /* by node id: its value at the current step */
+    unsigned *gen;                     /* by node id: the step val belongs to */
+    unsigned cur;                      /* the current step */
+    LLVMValueRef *rowval;              /* by node id: one value per row (reduced), or NULL */
+    LLVMValueRef i, mask;              /* the current step's first element and lanes */
+    const ir_node *norm;               /* the norm whose output pass is being built, or NULL */
+    LLVMValueRef nshift, nscale, nlsum, nk; /* its row statistics, splatted */
+    int exp_at;                        /* softmax: the store access its exps go to in this pass, or -1 */
+    int nexp;                          /* softmax: where the output pass finds them, or -1 */
+} cg_nest_state;
+
+/* A new step at lanes i.. (mask NULL: all lanes): values are computed afresh. */
+void cg_nest_begin_step(cg_nest_state *s, LLVMValueRef i, LLVMValueRef mask);
+/* The value of node id at the current step (a member, a load, a given value). */
+LLVMValueRef cg_nest_eval(cg_emitter *e, cg_nest_state *s, int id);
+/* Gives node id the value v at the current step (a GEMM's tile). */
+void cg_nest_set(cg_nest_state *s, int id, LLVMValueRef v);
+/* Every store access at the current step: all values first, then the stores. */
+void cg_nest_store_all(cg_emitter *e, cg_nest_state *s, bool row_shaped);
+/* The body of a GEMM nest's function (gemm_emit.c), in s->fn. */
+void cg_emit_gemm(cg_emitter *e, cg_nest_state *s);
+/* Lanes p[i*stride ...] written from v (a scatter; mask NULL: all lanes). */
+void cg_scatter(cg_emitter *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask);
 
 /* Compiles the loop nests into one unit (`name` labels it in messages): for
  * nest i, a function `ember_<hash>_n<i>(void **ptrs, int64_t lo, int64_t hi)`

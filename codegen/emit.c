@@ -44,22 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct nest_state {
-    const pass_program *prog;
-    const cg_loopnest *ln;
-    LLVMValueRef fn;
-    LLVMValueRef p[CG_MAX_ACCESS];     /* per access: the row's element pointer */
-    LLVMValueRef row[CG_MAX_ACCESS];   /* per access: its value splatted (stride 0 along the row) */
-    LLVMValueRef *val;                 /* by node id: its value at the current step */
-    unsigned *gen;                     /* by node id: the step val belongs to */
-    unsigned cur;                      /* the current step */
-    LLVMValueRef *rowval;              /* by node id: one value per row (reduced), or NULL */
-    LLVMValueRef i, mask;              /* the current step's first element and lanes */
-    const ir_node *norm;               /* the norm whose output pass is being built, or NULL */
-    LLVMValueRef nshift, nscale, nlsum, nk; /* its row statistics, splatted */
-    int exp_at;                        /* softmax: the store access its exps go to in this pass, or -1 */
-    int nexp;                          /* softmax: where the output pass finds them, or -1 */
-} nest_state;
+typedef cg_nest_state nest_state;
 
 static LLVMValueRef norm_value(cg_emitter *e, nest_state *s);
 
@@ -68,8 +53,7 @@ static void begin_step(nest_state *s, LLVMValueRef i, LLVMValueRef mask) {
 }
 
 static LLVMValueRef load(cg_emitter *e, nest_state *s, int a) {
-    const cg_access *c = &s->ln->acc[a];
-    int64_t st = c->strides[s->ln->ndim - 1];
+    int64_t st = s->lane[a];
     LLVMTypeRef over[2] = {e->vt, e->ptr};
     LLVMValueRef v;
     if (st == 0) return s->row[a];
@@ -109,9 +93,11 @@ static LLVMValueRef eval(cg_emitter *e, nest_state *s, int id) {
 /* Stores v along the row at access a's pointer, at the step's lanes. */
 static void store_at(cg_emitter *e, nest_state *s, int a, LLVMValueRef v) {
     LLVMTypeRef over[2] = {e->vt, e->ptr};
+    int64_t st = s->lane[a];
     if (e->w == 1) {
-        int64_t st = s->ln->acc[a].strides[s->ln->ndim - 1];
         LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], LLVMBuildMul(e->b, s->i, cg_i64c(e, st), ""))), 4);
+    } else if (st != 1) {
+        cg_scatter(e, v, s->p[a], s->i, st, s->mask);
     } else if (!s->mask) {
         LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], s->i)), 4);
     } else {
@@ -158,6 +144,11 @@ static void store_all(cg_emitter *e, nest_state *s, bool row_shaped) {
     }
 }
 
+void cg_nest_begin_step(cg_nest_state *s, LLVMValueRef i, LLVMValueRef mask) { begin_step(s, i, mask); }
+LLVMValueRef cg_nest_eval(cg_emitter *e, cg_nest_state *s, int id) { return eval(e, s, id); }
+void cg_nest_set(cg_nest_state *s, int id, LLVMValueRef v) { s->gen[id] = s->cur, s->val[id] = v; }
+void cg_nest_store_all(cg_emitter *e, cg_nest_state *s, bool row_shaped) { store_all(e, s, row_shaped); }
+
 /* Row pointers: decompose the row number into the outer loop indices. */
 static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
     const cg_loopnest *ln = s->ln;
@@ -176,6 +167,7 @@ static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
         LLVMValueRef slot = LLVMBuildGEP2(e->b, e->ptr, ctx, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
         LLVMValueRef base = LLVMBuildLoad2(e->b, e->ptr, slot, "");
         s->p[a] = cg_elem_ptr(e, base, off[a]);
+        s->lane[a] = ln->acc[a].strides[ln->ndim - 1];
         s->row[a] = NULL;
         if (!ln->acc[a].store && ln->acc[a].strides[ln->ndim - 1] == 0) {
             LLVMValueRef l = LLVMBuildLoad2(e->b, e->f32, s->p[a], "");
@@ -572,7 +564,8 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
         memset(rowval, 0, nz * sizeof *rowval);
         nest_state s = {.prog = prog, .ln = &ln[k], .fn = fn[k], .val = val, .gen = gen, .rowval = rowval,
                         .cur = step, .exp_at = -1, .nexp = -1};
-        emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
+        if (ln[k].is_gemm) cg_emit_gemm(&e, &s);
+        else emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
         step = s.cur + 1; /* generations stay distinct across nests */
     }
     LLVMDisposeBuilder(e.b);

@@ -147,27 +147,35 @@ LLVMValueRef cg_masked(cg_emitter *e, const char *name, LLVMTypeRef *over, LLVMV
     return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
 }
 
+/* The pointers of lanes i .. i+W-1 of a strided row. */
+static LLVMValueRef lane_ptrs(cg_emitter *e, LLVMValueRef p, LLVMValueRef i, int64_t stride) {
+    LLVMTypeRef vi64 = LLVMVectorType(e->i64, (unsigned)e->w);
+    LLVMValueRef lanes[16], zero[16];
+    for (int k = 0; k < e->w; k++) lanes[k] = cg_i64c(e, k * stride), zero[k] = LLVMConstInt(e->i32, 0, 0);
+    LLVMValueRef first = LLVMBuildMul(e->b, i, cg_i64c(e, stride), "");
+    LLVMValueRef idx = LLVMBuildInsertElement(e->b, LLVMGetUndef(vi64), first, LLVMConstInt(e->i32, 0, 0), "");
+    idx = LLVMBuildShuffleVector(e->b, idx, LLVMGetUndef(vi64), LLVMConstVector(zero, (unsigned)e->w), "");
+    idx = LLVMBuildAdd(e->b, idx, LLVMConstVector(lanes, (unsigned)e->w), "");
+    return LLVMBuildGEP2(e->b, e->f32, p, &idx, 1, "");
+}
+
+static LLVMValueRef all_lanes(cg_emitter *e) {
+    LLVMValueRef ones[16];
+    for (int k = 0; k < e->w; k++) ones[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), 1, 0);
+    return LLVMConstVector(ones, (unsigned)e->w);
+}
+
 /* Lanes i .. i+W-1 of a strided row: a gather (the same vector math then runs
  * on them, so a transposed operand gives the bits a contiguous one would). */
 LLVMValueRef cg_gather(cg_emitter *e, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask) {
-    LLVMTypeRef vi64 = LLVMVectorType(e->i64, (unsigned)e->w);
-    LLVMValueRef lanes[16], ones[16];
-    for (int k = 0; k < e->w; k++) {
-        lanes[k] = cg_i64c(e, k * stride);
-        ones[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), 1, 0);
-    }
-    LLVMValueRef first = LLVMBuildMul(e->b, i, cg_i64c(e, stride), "");
-    LLVMValueRef idx = LLVMBuildAdd(e->b, LLVMBuildInsertElement(e->b, LLVMGetUndef(vi64), first,
-                                                                LLVMConstInt(e->i32, 0, 0), ""),
-                                    LLVMConstNull(vi64), "");
-    LLVMValueRef zero[16];
-    for (int k = 0; k < e->w; k++) zero[k] = LLVMConstInt(e->i32, 0, 0);
-    idx = LLVMBuildShuffleVector(e->b, idx, LLVMGetUndef(vi64), LLVMConstVector(zero, (unsigned)e->w), "");
-    idx = LLVMBuildAdd(e->b, idx, LLVMConstVector(lanes, (unsigned)e->w), "");
-    LLVMValueRef ptrs = LLVMBuildGEP2(e->b, e->f32, p, &idx, 1, "");
     LLVMTypeRef over[2] = {e->vt, LLVMVectorType(e->ptr, (unsigned)e->w)};
-    LLVMValueRef args[4] = {ptrs, LLVMConstInt(e->i32, 4, 0), mask ? mask : LLVMConstVector(ones, (unsigned)e->w),
+    LLVMValueRef args[4] = {lane_ptrs(e, p, i, stride), LLVMConstInt(e->i32, 4, 0), mask ? mask : all_lanes(e),
                             cg_splat(e, 0.0f)};
     return cg_masked(e, "llvm.masked.gather", over, args, 4);
 }
 
+void cg_scatter(cg_emitter *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask) {
+    LLVMTypeRef over[2] = {e->vt, LLVMVectorType(e->ptr, (unsigned)e->w)};
+    LLVMValueRef args[4] = {v, lane_ptrs(e, p, i, stride), LLVMConstInt(e->i32, 4, 0), mask ? mask : all_lanes(e)};
+    cg_masked(e, "llvm.masked.scatter", over, args, 4);
+}

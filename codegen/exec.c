@@ -233,6 +233,11 @@ static int run_generated(run *r, const cg_loopnest *ln, rt_range_fn fn) {
         if (!t) return -1;
         ptrs[a] = rt_tensor_data(t);
     }
+    if (ln->is_gemm) { /* tasks of the generated GEMM */
+        if (ln->gemm.tasks == 1) fn(ptrs, 0, 1);
+        else rt_parallel_for(ln->gemm.tasks, 1, fn, ptrs);
+        return 0;
+    }
     int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
     for (int d = 0; d < ln->ndim - 1; d++) rows *= ln->shape[d];
     int64_t grain = inner >= 32768 ? 1 : 32768 / inner;

@@ -167,8 +167,17 @@ static void simplify(cg_loopnest *ln) {
     }
 }
 
+bool cg_op_emittable(ir_op op) { return emittable(op); }
+bool cg_value_layout(const pass_program *prog, em_tensor *const *args, const ir_node *x, em_tensor *t) {
+    return layout_of(prog, args, x, t);
+}
+int cg_loopnest_add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
+                           const ir_type *space, const ir_node *x, bool store) {
+    return add_access(prog, args, ln, space, x, store);
+}
+
 int cg_loopnest_load(const cg_loopnest *ln, int value) {
-    for (int a = 0; a < ln->naccess; a++)
+    for (int a = ln->nops; a < ln->naccess; a++)
         if (!ln->acc[a].store && ln->acc[a].value == value) return a;
     return -1;
 }
@@ -352,6 +361,12 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
 }
 
 int cg_loopnest_print(const cg_loopnest *ln, FILE *out) {
+    if (ln->is_gemm) {
+        const cg_gemm *g = &ln->gemm;
+        fprintf(out, "    %s\n    %lld batch x [%lld x %lld] @ [%lld x %lld], A k-stride %lld, B k-stride %lld\n",
+                g->how, (long long)g->batches, (long long)g->m, (long long)g->k, (long long)g->k, (long long)g->n,
+                (long long)g->ak, (long long)g->bk);
+    }
     fprintf(out, "    loops [");
     for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)ln->shape[d]);
     fprintf(out, "], inner loop %s%s, nodes", ln->width > 1 ? "vectorised" : "scalar (a strided store)",
@@ -361,7 +376,7 @@ int cg_loopnest_print(const cg_loopnest *ln, FILE *out) {
     fprintf(out, "\n");
     for (int a = 0; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];
-        fprintf(out, "      %s %%%d", c->store ? "store" : "load ", c->value);
+        fprintf(out, "      %s %%%d", c->store ? "store" : a < ln->nops ? (a ? "B    " : "A    ") : "load ", c->value);
         if (c->home != c->value) fprintf(out, " (view of %%%d)", c->home);
         fprintf(out, " at %lld + [", (long long)c->offset);
         for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)c->strides[d]);

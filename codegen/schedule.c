@@ -120,6 +120,27 @@ static bool row_nest(sched *c, int k) {
     return add_step(c, k, -1, s->nnests - 1) == 0;
 }
 
+/* The whole contraction kernel k as one GEMM nest (cg_lower_gemm), when the
+ * generated GEMM is chosen; then one step. Else the reason is noted. */
+static bool gemm_nest(sched *c, int k) {
+    cg_schedule *s = c->s;
+    const pass_kernel *K = &c->prog->fusion->k[k];
+    if (!nest_room(c)) return false;
+    bool *all = calloc((size_t)ir_graph_num_nodes(c->prog->graph), sizeof *all);
+    if (!all) return false;
+    for (int i = 0; i < K->nnodes; i++) all[K->nodes[i]] = true;
+    cg_loopnest *ln = &s->nests[s->nnests];
+    bool ok = cg_lower_gemm(c->prog, c->args, c->width, k, all, ln);
+    free(all);
+    if (!ok) {
+        note(c, k, "contraction by OpenBLAS: %s", ln->why);
+        return false;
+    }
+    for (int i = 0; i < K->nnodes; i++) s->step_of[K->nodes[i]] = s->nsteps;
+    s->nnests++;
+    return add_step(c, k, -1, s->nnests - 1) == 0;
+}
+
 /* Whether member x depends (within kernel k) on a node in `anchor`. */
 static bool after_anchor(const pass_program *prog, const ir_node *x, int k, const bool *anchor, bool *memo,
                          bool *seen) {
@@ -144,6 +165,7 @@ static int schedule_kernel(sched *c, int k, bool *anchor, bool *memo, bool *seen
         return interpret(c, k, K->nodes, K->nnodes);
     }
     if (K->kind == PASS_KERNEL_POINTWISE) return part(c, k, K->nodes, K->nnodes, &K->space);
+    if (K->kind == PASS_KERNEL_CONTRACTION && gemm_nest(c, k)) return 0;
     if (K->kind == PASS_KERNEL_GATHER || K->kind == PASS_KERNEL_COPY) {
         note(c, k, "interpreted: %s", "gathers and copies run their runtime kernels");
         return interpret(c, k, K->nodes, K->nnodes);
@@ -234,8 +256,9 @@ int cg_schedule_build(const pass_program *prog, em_tensor *const *args, int widt
             const ir_type *space = &ir_graph_node(prog->graph, ln->nodes[0])->type;
             int nodes[CG_MAX_NEST_NODES], nn2 = ln->nnodes, kernel = ln->kernel;
             memcpy(nodes, ln->nodes, (size_t)nn2 * sizeof *nodes);
-            bool ok = ln->row ? cg_lower_row(prog, args, width, kernel, s->materialize, ln)
-                              : cg_lower_nest(prog, args, width, kernel, nodes, nn2, s->materialize, space, ln);
+            bool ok = ln->is_gemm ? cg_lower_gemm(prog, args, width, kernel, s->materialize, ln)
+                      : ln->row   ? cg_lower_row(prog, args, width, kernel, s->materialize, ln)
+                                  : cg_lower_nest(prog, args, width, kernel, nodes, nn2, s->materialize, space, ln);
             EM_ASSERT(ok);
         }
     }

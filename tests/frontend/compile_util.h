@@ -36,7 +36,7 @@ em_tensor *chain(em_tensor *x);
 /* Divides by the largest element: em_item reads data, so the graph breaks. */
 em_tensor *by_max(em_tensor *x);
 
-/* fast(x) (a compiled tiny / chain) must be identical to the eager call. */
+/* fast(x) (a compiled tiny / chain) must match the eager call (tu_expect_compiled). */
 void tiny_expect(void *fast, em_tensor *x, const char *what);
 void chain_expect(void *fast, em_tensor *x, const char *what);
 

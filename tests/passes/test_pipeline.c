@@ -555,13 +555,23 @@ static em_tensor *block(em_tensor *x) {
     return y;
 }
 
+/* [out, in] weights scaled by 1/sqrt(in), as models initialise them: the block
+ * stays well conditioned (unscaled, its sums grow by sqrt(in) per layer and the
+ * two GEMMs' summation orders drift apart beyond the contract's tolerance). */
+static em_tensor *weight(int64_t out, int64_t in, uint64_t seed) {
+    em_tensor *w = em_randn(2, SH(out, in), seed), *s = em_scalar(EM_F32, 1.0 / sqrt((double)in));
+    em_tensor *y = em_mul(w, s);
+    em_release(w), em_release(s);
+    return y;
+}
+
 static void block_init(void) {
     ln1_w = em_full(EM_F32, 1, SH(C), 1.0), ln1_b = em_zeros(EM_F32, 1, SH(C));
     ln2_w = em_full(EM_F32, 1, SH(C), 1.0), ln2_b = em_zeros(EM_F32, 1, SH(C));
-    attn_w = em_randn(2, SH(3 * C, C), 1), attn_b = em_randn(1, SH(3 * C), 2);
-    proj_w = em_randn(2, SH(C, C), 3), proj_b = em_randn(1, SH(C), 4);
-    fc_w = em_randn(2, SH(4 * C, C), 5), fc_b = em_randn(1, SH(4 * C), 6);
-    out_w = em_randn(2, SH(C, 4 * C), 7), out_b = em_randn(1, SH(C), 8);
+    attn_w = weight(3 * C, C, 1), attn_b = em_randn(1, SH(3 * C), 2);
+    proj_w = weight(C, C, 3), proj_b = em_randn(1, SH(C), 4);
+    fc_w = weight(4 * C, C, 5), fc_b = em_randn(1, SH(4 * C), 6);
+    out_w = weight(C, 4 * C, 7), out_b = em_randn(1, SH(C), 8);
     float m[T * T];
     for (int i = 0; i < T; i++)
         for (int j = 0; j < T; j++) m[i * T + j] = j > i ? -INFINITY : 0.0f;

@@ -4,7 +4,7 @@
  * the first is a guard hit running the same program with new data) while 2
  * more threads compile, call and free other functions in a loop. Run for two
  * models: an elementwise chain on [64,256] f32 (one generated kernel) and a
- * small MLP (linear, gelu, linear: BLAS with generated epilogues). The
+ * small MLP (linear, gelu, linear: generated GEMMs with their epilogues). The
  * statistics must add up: every call counted, one compile, no fallback.
  */
 #include "tsan.h"

@@ -1,0 +1,242 @@
+/*
+ * gemm.c — a contraction kernel as one generated GEMM: geometry and choice.
+ *
+ * A contraction kernel is a matmul or linear with the elementwise members the
+ * fusion attached after it (bias, activation, residual add, scale). Lowered
+ * here, it becomes one GEMM nest that gemm_emit.c turns into a register-
+ * blocked kernel whose epilogue is applied to the tile in registers, before
+ * the one store: the product never goes to memory unless something else
+ * reads it.
+ *
+ * Everything is static: the shapes and the strides of both operands (views
+ * included: a transposed or sliced operand is only another stride) are known
+ * at compile time, so the tile, the blocking and the tasks are chosen here.
+ *
+ * Orientation. The kernel multiplies a broadcast scalar of one operand (R,
+ * any strides) by a vector of the other (V) whose lanes must be contiguous:
+ *  - B's rows contiguous (x @ w with w [K, N], attention's P @ V): lanes
+ *    along n, R = A; nothing is copied.
+ *  - else A's columns contiguous (a transposed A): lanes along m on C^T.
+ *  - else (x w^T in every linear layer, q k^T): V is packed per panel, by
+ *    gathers, into a buffer on the stack; the side packed is the one whose
+ *    panel is reused by more rows (lanes along m when N >= M: a linear
+ *    layer packs its activations, never its weights, whose scalars are
+ *    broadcast straight from their rows).
+ *
+ * Tile: mr rows of R by nvec vectors of V, mr * nvec <= 24 accumulators of
+ * the 32 AVX-512 registers (12 of 16 with AVX2). With a packed V, k is
+ * blocked so the panel stays in L2; partial sums then go through a per-task
+ * buffer on the stack. Tasks (batch, panel, chunk of R's rows) split over the
+ * thread pool; a product under 2^18 multiply-adds is one task.
+ *
+ * Choice against OpenBLAS: the generated kernel unless fewer than half of its
+ * lanes would be used (V narrower than half a vector) on a product big enough
+ * for BLAS's own kernels to matter; EMBER_GEMM=jit or =blas forces either
+ * (tests use both). What was chosen and why is in the `kernels` dump.
+ */
+#include "codegen.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool refuse(cg_loopnest *ln, const char *why) {
+    ln->compiled = false;
+    snprintf(ln->why, sizeof ln->why, "%s", why);
+    return false;
+}
+
+/* The contraction member of kernel K, or NULL when it is not exactly one
+ * matmul/linear followed by elementwise members of its shape. */
+static const ir_node *the_contraction(const pass_program *prog, const pass_kernel *K, cg_loopnest *ln) {
+    const ir_node *x = NULL;
+    for (int i = 0; i < K->nnodes; i++) {
+        const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
+        if (ir_ops[y->op].kind == IR_KIND_CONTRACTION) {
+            if (x) return refuse(ln, "two contractions in one kernel"), NULL;
+            x = y;
+        }
+    }
+    if (!x) return refuse(ln, "no contraction"), NULL;
+    for (int i = 0; i < K->nnodes; i++) {
+        const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
+        if (y->type.dtype != EM_F32) return refuse(ln, "not f32 (the generated GEMM is f32)"), NULL;
+        if (y == x) continue;
+        if (!cg_op_emittable(y->op) || !ir_type_same_shape(&y->type, &x->type))
+            return refuse(ln, "an epilogue member the GEMM's store cannot compute"), NULL;
+    }
+    for (int j = 0; j < x->nin; j++)
+        if (x->in[j] && x->in[j]->type.dtype != EM_F32) return refuse(ln, "an operand is not f32"), NULL;
+    return x;
+}
+
+/* Operand access: x's layout, batch dims aligned right against nb, the two
+ * matrix dims given as (stride along m or 0, stride along n or 0). */
+static bool operand(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln, const ir_node *x, int nb,
+                    int xbatch, int64_t sm, int64_t sn) {
+    em_tensor t;
+    if (!cg_value_layout(prog, args, x, &t)) return refuse(ln, "an operand is a reshape that needs a copy");
+    cg_access *a = &ln->acc[ln->naccess++];
+    memset(a, 0, sizeof *a);
+    a->home = prog->fusion->base_of[x->id], a->value = x->id, a->offset = t.offset;
+    for (int d = 0; d < nb; d++) {
+        int xd = d - (nb - xbatch);
+        a->strides[d] = xd < 0 || (t.shape[xd] == 1 && ln->shape[d] != 1) ? 0 : t.strides[xd];
+    }
+    a->strides[nb] = sm, a->strides[nb + 1] = sn;
+    return true;
+}
+
+/* Size-1 batch loops are dropped; the innermost batch loops fold into M when
+ * every access walks them as one with M (x[B, T, K] w^T is one GEMM). */
+static void fold_batch(cg_loopnest *ln, cg_gemm *g) {
+    int nb = g->nbatch;
+    for (int d = 0; d < nb;) {
+        if (ln->shape[d] != 1) { d++; continue; }
+        for (int e = d; e < ln->ndim - 1; e++) {
+            ln->shape[e] = ln->shape[e + 1];
+            for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[e] = ln->acc[a].strides[e + 1];
+        }
+        ln->ndim--, nb--;
+    }
+    while (nb > 0) {
+        int d = nb - 1;
+        bool fold = true;
+        for (int a = 0; a < ln->naccess && fold; a++)
+            fold = ln->acc[a].strides[d] == ln->acc[a].strides[nb] * ln->shape[nb];
+        if (!fold) break;
+        ln->shape[nb] *= ln->shape[d];
+        for (int e = d; e < ln->ndim - 1; e++) {
+            ln->shape[e] = ln->shape[e + 1];
+            for (int a = 0; a < ln->naccess; a++) ln->acc[a].strides[e] = ln->acc[a].strides[e + 1];
+        }
+        ln->ndim--, nb--;
+    }
+    g->nbatch = nb, g->m = ln->shape[nb];
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Orientation, tile, blocking and tasks (the file's opening comment). False
+ * when OpenBLAS is the better choice. */
+static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
+    int nb = g->nbatch;
+    int64_t sam = ln->acc[0].strides[nb], sbn = ln->acc[1].strides[nb + 1];
+    g->vec_m = sbn != 1 && (sam == 1 || g->n >= g->m);
+    g->pack = sbn != 1 && sam != 1;
+    int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
+    const char *force = getenv("EMBER_GEMM");
+    bool jit = force && !strcmp(force, "jit"), blas = force && !strcmp(force, "blas");
+    g->batches = 1;
+    for (int d = 0; d < nb; d++) g->batches *= ln->shape[d];
+    double macs = (double)g->batches * (double)g->m * (double)g->n * (double)g->k;
+    if (blas) return refuse(ln, "EMBER_GEMM=blas");
+    if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
+        snprintf(ln->why, sizeof ln->why, "cost model: %lld of %d lanes would be used, on %.0f multiply-adds",
+                 (long long)V, width, macs);
+        return false;
+    }
+    int regs = width >= 16 ? 24 : 12, maxv = width >= 16 ? 4 : 2;
+    g->nvec = (int)(ceil_div(V, width) < maxv ? ceil_div(V, width) : maxv);
+    int mr = regs / g->nvec;
+    if (mr > 12) mr = 12;
+    g->mr = (int)(R < mr ? R : mr);
+    int64_t Vb = (int64_t)g->nvec * width;
+    g->panels = ceil_div(V, Vb);
+    g->kc = g->k ? g->k : 1;
+    if (g->pack && g->kc * Vb * 4 > (128 << 10)) g->kc = (128 << 10) / (Vb * 4);
+    int64_t want = macs < (double)(1 << 18) ? 1 : 16, rest = g->batches * g->panels;
+    int64_t split = rest >= want ? 1 : ceil_div(want, rest);
+    int64_t rc = ceil_div(ceil_div(R, split), g->mr) * g->mr;
+    if (g->pack && rc < 128) rc = R < 128 ? ceil_div(R, g->mr) * g->mr : 128; /* reuse the packed panel */
+    if (g->kc < g->k && rc > 512) rc = 512;                                    /* partial sums on the stack */
+    g->rchunk = ceil_div(rc, g->mr) * g->mr;
+    rc = g->rchunk;
+    g->chunks = ceil_div(R, rc);
+    g->tasks = g->batches * g->panels * g->chunks;
+    snprintf(g->how, sizeof g->how,
+             "generated GEMM%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld task%s",
+             jit ? " (EMBER_GEMM=jit)" : "", g->vec_m ? "m (tiles of C^T)" : "n", g->mr, g->nvec,
+             g->pack ? "packed per panel" : "read in place", (long long)g->kc, (long long)g->tasks,
+             g->tasks == 1 ? "" : "s");
+    return true;
+}
+
+/* Geometry of x (matmul or linear): nest loops [batch..., M, N] and the operand accesses. */
+static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln, cg_gemm *g,
+                     const ir_node *x, ir_type *space) {
+    const ir_node *A = x->in[0], *B = x->in[1];
+    const ir_type *at = &A->type, *bt = &B->type, *out = &x->type;
+    bool a1 = at->ndim == 1;
+    if (x->op == IR_OP_MATMUL && (bt->ndim == 1 || (a1 && bt->ndim > 2)))
+        return refuse(ln, "a matrix-vector product (OpenBLAS's GEMV)");
+    int nb = out->ndim - (a1 ? 1 : 2);
+    if (nb + 2 > EM_MAX_DIMS) return refuse(ln, "too many dims");
+    g->node = x->id, g->nbatch = nb;
+    g->m = a1 ? 1 : at->shape[at->ndim - 2];
+    g->k = at->shape[at->ndim - 1];
+    g->n = x->op == IR_OP_LINEAR ? bt->shape[0] : bt->shape[bt->ndim - 1];
+    memset(space, 0, sizeof *space);
+    space->dtype = EM_F32, space->ndim = nb + 2;
+    memcpy(space->shape, out->shape, (size_t)nb * sizeof(int64_t));
+    space->shape[nb] = g->m, space->shape[nb + 1] = g->n;
+    ln->ndim = space->ndim;
+    memcpy(ln->shape, space->shape, sizeof ln->shape);
+    if (g->m * g->n == 0) return refuse(ln, "empty");
+    em_tensor ta, tb;
+    if (!cg_value_layout(prog, args, A, &ta) || !cg_value_layout(prog, args, B, &tb))
+        return refuse(ln, "an operand is a reshape that needs a copy");
+    g->ak = ta.strides[at->ndim - 1];
+    if (!operand(prog, args, ln, A, nb, a1 ? 0 : at->ndim - 2, a1 ? 0 : ta.strides[at->ndim - 2], 0)) return false;
+    if (x->op == IR_OP_LINEAR) {
+        g->bk = tb.strides[1];
+        if (!operand(prog, args, ln, B, nb, 0, 0, tb.strides[0])) return false;
+    } else {
+        g->bk = tb.strides[bt->ndim - 2];
+        if (!operand(prog, args, ln, B, nb, bt->ndim - 2, 0, tb.strides[bt->ndim - 1])) return false;
+    }
+    ln->nops = 2;
+    g->bias = -1;
+    if (x->op == IR_OP_LINEAR && x->nin > 2 && x->in[2]) {
+        if (cg_loopnest_add_access(prog, args, ln, space, x->in[2], false) != 0) return false;
+        g->bias = ln->naccess - 1;
+    }
+    return true;
+}
+
+bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                   const bool *stored, cg_loopnest *ln) {
+    const pass_kernel *K = &prog->fusion->k[kernel];
+    memset(ln, 0, sizeof *ln);
+    ln->kernel = kernel;
+    if (width == 0) return refuse(ln, "no vector ISA to generate for");
+    if (K->nnodes > CG_MAX_NEST_NODES) return refuse(ln, "more nodes than a loop nest holds");
+    const ir_node *x = the_contraction(prog, K, ln);
+    if (!x) return false;
+    cg_gemm *g = &ln->gemm;
+    ir_type space;
+    if (!geometry(prog, args, ln, g, x, &space)) return false;
+    ln->nnodes = K->nnodes;
+    memcpy(ln->nodes, K->nodes, (size_t)K->nnodes * sizeof *K->nodes);
+    for (int i = 0; i < K->nnodes; i++) { /* the epilogue's operands */
+        const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
+        if (y == x) continue;
+        for (int j = 0; j < y->nin; j++) {
+            const ir_node *in = y->in[j];
+            if (cg_loopnest_computes(prog, ln, in->id)) continue;
+            if (prog->fusion->kernel_of[prog->fusion->base_of[in->id]] == kernel)
+                return refuse(ln, "the epilogue reads a view of a value of its own kernel");
+            if (in->type.dtype != EM_F32) return refuse(ln, "the epilogue reads a value that is not f32");
+            if (cg_loopnest_load(ln, in->id) < 0 && cg_loopnest_add_access(prog, args, ln, &space, in, false) != 0)
+                return false;
+        }
+    }
+    for (int i = 0; i < K->nnodes; i++)
+        if (stored[K->nodes[i]] &&
+            cg_loopnest_add_access(prog, args, ln, &space, ir_graph_node(prog->graph, K->nodes[i]), true) != 0)
+            return false;
+    fold_batch(ln, g);
+    if (!plan(ln, g, width)) return false;
+    ln->width = width;
+    ln->is_gemm = true;
+    return ln->compiled = true;
+}

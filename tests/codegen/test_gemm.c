@@ -1,0 +1,414 @@
+/*
+ * test_gemm.c — the generated GEMM (codegen/gemm.c, gemm_emit.c) as a user
+ * meets it: em_compile'd matmul and linear models whose contraction kernels
+ * run as JIT-compiled register-blocked code with their epilogues in the store.
+ *
+ * Every compiled result is compared with eager (OpenBLAS) within the
+ * contract's tolerance, and eager with an independent reference: the same
+ * product summed in double from the logical values (so a wrong stride, batch
+ * broadcast or tail would show in one of the two).
+ *
+ * Covered:
+ *  - sizes 1, 3, 17, 64, 255, 1000 for M, K and N, thin and wide, with
+ *    EMBER_GEMM=jit so even shapes the cost model gives OpenBLAS are generated;
+ *  - each orientation: B's rows contiguous (lanes along n), A transposed
+ *    (lanes along m), and x w^T / a @ b^T (a packed panel), with k blocked
+ *    and partial sums on the stack when K is large;
+ *  - batched products with a broadcast batch, and batch dims that fold into M;
+ *  - linear with and without bias; epilogues: bias + gelu, a residual add, a
+ *    scale, relu, a chain; a product also read by a later kernel;
+ *  - the choice: EMBER_GEMM=blas and the cost model give OpenBLAS and the
+ *    kernels dump says why; 2 threads give the same result as 1.
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+#include "../frontend/compile_util.h"
+
+typedef em_tensor *(*fn2)(em_tensor *, em_tensor *);
+typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
+
+/* ---- the reference ---------------------------------------------------------------------------- */
+
+/* a [Ba, M, K] @ b [Bb, K, N] (Ba or Bb 1: broadcast) in double from row-major values. */
+static double *ref_bmm(const double *a, const double *b, int64_t Ba, int64_t Bb, int64_t M, int64_t K,
+                       int64_t N) {
+    int64_t B = Ba > Bb ? Ba : Bb;
+    double *c = calloc((size_t)(B * M * N), sizeof *c);
+    cr_assert(c);
+    for (int64_t z = 0; z < B; z++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t k = 0; k < K; k++)
+                    s += a[(Ba == 1 ? 0 : z) * M * K + i * K + k] * b[(Bb == 1 ? 0 : z) * K * N + k * N + j];
+                c[(z * M + i) * N + j] = s;
+            }
+    return c;
+}
+
+/* got (f32) within the contract's tolerance (rtol 1e-4, atol 1e-5) of the
+ * double reference. The products are of values in [0, 1), so every sum is
+ * well conditioned: an f32 sum in any order is that close for these K. */
+static void expect_near_ref(const em_tensor *got, const double *want, int64_t K, const char *what) {
+    double *g = tu_values_of(got);
+    int64_t n = em_numel(got), bad = 0, first = -1;
+    (void)K;
+    for (int64_t i = 0; i < n; i++)
+        if (!(fabs(g[i] - want[i]) <= 1e-5 + 1e-4 * fabs(want[i])) && bad++ == 0) first = i;
+    cr_expect_eq(bad, 0, "%s: %lld of %lld elements differ from the double reference; first [%lld] %g, want %g",
+                 what, (long long)bad, (long long)n, (long long)first, first >= 0 ? g[first] : 0.0,
+                 first >= 0 ? want[first] : 0.0);
+    free(g);
+}
+
+static void expect_generated(void *fast, bool generated, const char *what) {
+    char *sec = cu_codegen_section(fast, what);
+    if (generated) {
+        cr_expect(strstr(sec, "generated GEMM"), "%s: %s", what, sec);
+        cr_expect(!strstr(sec, "OpenBLAS"), "%s: %s", what, sec);
+    } else {
+        cr_expect(strstr(sec, "contraction by OpenBLAS: "), "%s: %s", what, sec);
+    }
+    free(sec);
+}
+
+/* Values in [0, 1): sums of products that do not cancel (well conditioned, as
+ * the contract's tolerance assumes for any two summation orders). */
+static em_tensor *uniform(int nd, const int64_t *shape, uint64_t seed) {
+    return tu_uniform_tensor(nd, shape, 0, 1, seed);
+}
+/* Values in [-1, 1), for epilogues whose activations need both signs (short K). */
+static em_tensor *signed_uniform(int nd, const int64_t *shape, uint64_t seed) {
+    return tu_uniform_tensor(nd, shape, -1, 1, seed);
+}
+
+/* ---- models ----------------------------------------------------------------------------------- */
+
+static em_tensor *mm(em_tensor *a, em_tensor *b) { return em_matmul(a, b); }
+/* b given as [.., N, K]: the product reads it transposed (k contiguous). */
+static em_tensor *mm_bt(em_tensor *a, em_tensor *bt) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_matmul(a, em_transpose(bt, -1, -2)));
+    em_scope_end();
+    return y;
+}
+/* a given as [K, M]: the product reads it transposed (m contiguous). */
+static em_tensor *mm_at(em_tensor *at, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_matmul(em_transpose(at, -1, -2), b));
+    em_scope_end();
+    return y;
+}
+static em_tensor *lin(em_tensor *x, em_tensor *w, em_tensor *b) { return em_linear(x, w, b); }
+static em_tensor *lin_nobias(em_tensor *x, em_tensor *w) { return em_linear(x, w, NULL); }
+
+/* One product, compiled with EMBER_GEMM=jit, against eager and against the reference. */
+static void check_product(fn2 model, em_tensor *a, em_tensor *b, const double *want, int64_t K, const char *what) {
+    setenv("EMBER_GEMM", "jit", 1);
+    fn2 fast = (fn2)em_compile((void *)model, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = model(a, b), *g = fast(a, b);
+    cr_assert(e && g, "%s: %s", what, em_last_error());
+    expect_near_ref(e, want, K, what);
+    tu_expect_compiled(g, e, what);
+    expect_generated((void *)fast, true, what);
+    em_release(g);
+    g = fast(a, b); /* the second call runs the kept code and arena */
+    tu_expect_compiled(g, e, what);
+    em_release(g), em_release(e);
+    em_compiled_free((void *)fast);
+}
+
+static const int64_t SIZES[][3] = {
+    {1, 1, 1},     {3, 17, 64},   {17, 3, 255}, {64, 64, 64},   {255, 17, 3},  {1000, 3, 17},
+    {3, 1000, 17}, {17, 255, 1000}, {1, 1000, 255}, {1000, 64, 1}, {64, 1000, 64}, {255, 255, 17},
+};
+enum { NSIZES = sizeof SIZES / sizeof SIZES[0] };
+
+/* ---- sizes and orientations ------------------------------------------------------------------- */
+
+Test(gemm, products_of_every_size_class_match_the_reference_when_B_rows_are_contiguous) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
+        em_tensor *a = uniform(2, SH(M, K), 10 + s), *b = uniform(2, SH(K, N), 40 + s);
+        double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
+        char what[96];
+        snprintf(what, sizeof what, "[%lld x %lld] @ [%lld x %lld]", (long long)M, (long long)K, (long long)K,
+                 (long long)N);
+        check_product(mm, a, b, want, K, what);
+        free(av), free(bv), free(want);
+        em_release(a), em_release(b);
+    }
+}
+
+Test(gemm, products_read_through_a_transposed_B_match_the_reference) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
+        em_tensor *a = uniform(2, SH(M, K), 70 + s), *bt = uniform(2, SH(N, K), 90 + s);
+        em_tensor *b = em_contiguous(em_transpose(bt, 0, 1));
+        double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
+        char what[96];
+        snprintf(what, sizeof what, "[%lld x %lld] @ [%lld x %lld]^T", (long long)M, (long long)K, (long long)N,
+                 (long long)K);
+        check_product(mm_bt, a, bt, want, K, what);
+        free(av), free(bv), free(want);
+        em_release(a), em_release(b), em_release(bt);
+    }
+}
+
+Test(gemm, products_read_through_a_transposed_A_match_the_reference) {
+    for (int s = 0; s < NSIZES; s++) {
+        int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
+        em_tensor *at = uniform(2, SH(K, M), 110 + s), *b = uniform(2, SH(K, N), 130 + s);
+        em_tensor *a = em_contiguous(em_transpose(at, 0, 1));
+        double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
+        char what[96];
+        snprintf(what, sizeof what, "[%lld x %lld]^T @ [%lld x %lld]", (long long)K, (long long)M, (long long)K,
+                 (long long)N);
+        check_product(mm_at, at, b, want, K, what);
+        free(av), free(bv), free(want);
+        em_release(a), em_release(b), em_release(at);
+    }
+}
+
+Test(gemm, a_strided_argument_that_is_neither_row_nor_column_contiguous_is_packed) {
+    /* every other column of a [64, 2K] argument, times a transposed B: both operands strided */
+    em_tensor *wide = uniform(2, SH(64, 2 * 300), 5), *bt = uniform(2, SH(40, 300), 6);
+    em_tensor *a = em_contiguous(em_slice(wide, 1, 0, 600, 2)), *b = em_contiguous(em_transpose(bt, 0, 1));
+    double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, 64, 300, 40);
+    em_tensor *view = em_slice(wide, 1, 0, 600, 2);
+    check_product(mm_bt, view, bt, want, 300, "a stepped slice @ a transposed B");
+    free(av), free(bv), free(want);
+    em_release(view), em_release(a), em_release(b), em_release(wide), em_release(bt);
+}
+
+/* ---- batches ---------------------------------------------------------------------------------- */
+
+Test(gemm, a_batch_times_one_matrix_broadcasts_the_matrix) {
+    em_tensor *a = uniform(3, SH(4, 17, 33), 1), *b = uniform(2, SH(33, 20), 2);
+    double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 4, 1, 17, 33, 20);
+    check_product(mm, a, b, want, 33, "[4,17,33] @ [33,20]");
+    free(av), free(bv), free(want);
+    em_release(a), em_release(b);
+}
+
+Test(gemm, batched_operands_and_a_broadcast_batch_dim_match_the_reference) {
+    em_tensor *a = uniform(3, SH(3, 64, 32), 3), *b = uniform(3, SH(3, 32, 48), 4);
+    double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 3, 3, 64, 32, 48);
+    check_product(mm, a, b, want, 32, "[3,64,32] @ [3,32,48]");
+    free(av), free(bv), free(want);
+    em_release(a), em_release(b);
+    /* [1, 5, 7] against [3, 7, 9]: a's batch of one is broadcast */
+    a = uniform(3, SH(1, 5, 7), 5), b = uniform(3, SH(3, 7, 9), 6);
+    av = tu_values_of(a), bv = tu_values_of(b), want = ref_bmm(av, bv, 1, 3, 5, 7, 9);
+    check_product(mm, a, b, want, 7, "[1,5,7] @ [3,7,9]");
+    free(av), free(bv), free(want);
+    em_release(a), em_release(b);
+}
+
+/* attention's per-head scores: q and k as [H, T, D] views of one [T, 3C] tensor */
+static em_tensor *head_scores(em_tensor *qkv, em_tensor *unused) {
+    (void)unused;
+    em_scope_begin();
+    int64_t T = em_dim(qkv, 0), C = em_dim(qkv, 1) / 3, H = 4, D = C / H;
+    em_tensor *q = em_permute(em_reshape(em_slice(qkv, 1, 0, C, 1), 3, SH(T, H, D)), (int[]){1, 0, 2});
+    em_tensor *k = em_permute(em_reshape(em_slice(qkv, 1, C, 2 * C, 1), 3, SH(T, H, D)), (int[]){1, 2, 0});
+    em_tensor *y = em_keep(em_mul(em_matmul(q, k), em_scalar(EM_F32, 0.125)));
+    em_scope_end();
+    return y;
+}
+
+Test(gemm, per_head_attention_scores_from_views_of_one_tensor_match_eager) {
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *qkv = signed_uniform(2, SH(40, 3 * 64), 9), *none = uniform(1, SH(1), 1);
+    fn2 fast = (fn2)em_compile((void *)head_scores, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = head_scores(qkv, none), *g = fast(qkv, none);
+    tu_expect_compiled(g, e, "q_h k_h^T * 0.125 over 4 heads");
+    expect_generated((void *)fast, true, "head scores");
+    em_release(g), em_release(e), em_release(qkv), em_release(none);
+    em_compiled_free((void *)fast);
+}
+
+/* ---- linear and epilogues --------------------------------------------------------------------- */
+
+Test(gemm, linear_with_and_without_bias_matches_the_reference) {
+    setenv("EMBER_GEMM", "jit", 1);
+    static const int64_t shapes[][3] = {{64, 1024, 512}, {17, 33, 255}, {1, 64, 3}, {255, 3, 1000}};
+    for (int s = 0; s < 4; s++) {
+        int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        em_tensor *x = uniform(2, SH(M, K), 200 + s), *w = uniform(2, SH(N, K), 300 + s);
+        em_tensor *b = uniform(1, SH(N), 400 + s), *wt = em_contiguous(em_transpose(w, 0, 1));
+        double *xv = tu_values_of(x), *wv = tu_values_of(wt), *bv = tu_values_of(b);
+        double *want = ref_bmm(xv, wv, 1, 1, M, K, N);
+        char what[96];
+        snprintf(what, sizeof what, "linear [%lld x %lld] w [%lld x %lld], no bias", (long long)M, (long long)K,
+                 (long long)N, (long long)K);
+        check_product(lin_nobias, x, w, want, K, what);
+        for (int64_t i = 0; i < M * N; i++) want[i] += bv[i % N];
+        fn3 fast = (fn3)em_compile((void *)lin, "tensor(tensor, tensor, tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *e = lin(x, w, b), *g = fast(x, w, b);
+        snprintf(what, sizeof what, "linear [%lld x %lld] w [%lld x %lld] + bias", (long long)M, (long long)K,
+                 (long long)N, (long long)K);
+        expect_near_ref(e, want, K, what);
+        tu_expect_compiled(g, e, what);
+        expect_generated((void *)fast, true, what);
+        em_release(g), em_release(e);
+        em_compiled_free((void *)fast);
+        free(xv), free(wv), free(bv), free(want);
+        em_release(x), em_release(w), em_release(b), em_release(wt);
+    }
+}
+
+Test(gemm, a_linear_over_batch_dims_folds_them_into_one_product) {
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *x = uniform(3, SH(2, 50, 96), 1), *w = uniform(2, SH(72, 96), 2), *b = uniform(1, SH(72), 3);
+    fn3 fast = (fn3)em_compile((void *)lin, "tensor(tensor, tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = lin(x, w, b), *g = fast(x, w, b);
+    tu_expect_compiled(g, e, "linear over [2,50,96]");
+    char *sec = cu_codegen_section((void *)fast, "linear over batch dims");
+    cr_expect(strstr(sec, "1 batch x [100 x 96] @ [96 x 72]"), "%s", sec);
+    free(sec);
+    em_release(g), em_release(e), em_release(x), em_release(w), em_release(b);
+    em_compiled_free((void *)fast);
+}
+
+static em_tensor *g_r; /* a residual, captured as a constant */
+
+static em_tensor *lin_gelu_residual(em_tensor *x, em_tensor *w, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_add(em_gelu(em_linear(x, w, b)), g_r));
+    em_scope_end();
+    return y;
+}
+static em_tensor *scaled_relu_chain(em_tensor *a, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *p = em_mul(em_matmul(a, b), em_scalar(EM_F32, 0.5));
+    em_tensor *y = em_keep(em_sub(em_relu(p), em_tanh(p)));
+    em_scope_end();
+    return y;
+}
+/* the product is read by a row sum too, so the GEMM also stores it */
+static em_tensor *product_read_twice(em_tensor *a, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *p = em_matmul(a, b);
+    em_tensor *y = em_keep(em_add(em_sigmoid(p), em_sum(p, -1, 1)));
+    em_scope_end();
+    return y;
+}
+
+Test(gemm, epilogues_run_in_the_store_and_match_eager) {
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *x = signed_uniform(2, SH(37, 200), 1), *w = signed_uniform(2, SH(150, 200), 2);
+    em_tensor *b = signed_uniform(1, SH(150), 3);
+    g_r = signed_uniform(2, SH(37, 150), 4);
+    fn3 f3 = (fn3)em_compile((void *)lin_gelu_residual, "tensor(tensor, tensor, tensor)", NULL);
+    cr_assert(f3, "%s", em_last_error());
+    em_tensor *e = lin_gelu_residual(x, w, b), *g = f3(x, w, b);
+    tu_expect_compiled(g, e, "gelu(linear) + residual");
+    char *sec = cu_codegen_section((void *)f3, "gelu(linear) + residual");
+    cr_expect(strstr(sec, "generated GEMM"), "%s", sec);
+    cr_expect_eq(cu_count_of(sec, "step "), 1, "one step for the linear and its epilogue: %s", sec);
+    free(sec);
+    em_release(g), em_release(e);
+    em_compiled_free((void *)f3);
+
+    em_tensor *a = signed_uniform(2, SH(33, 65), 5), *c = signed_uniform(2, SH(65, 47), 6);
+    fn2 f2 = (fn2)em_compile((void *)scaled_relu_chain, "tensor(tensor, tensor)", NULL);
+    cr_assert(f2, "%s", em_last_error());
+    e = scaled_relu_chain(a, c), g = f2(a, c);
+    tu_expect_compiled(g, e, "relu(0.5 a@b) - tanh(0.5 a@b)");
+    expect_generated((void *)f2, true, "scaled chain");
+    em_release(g), em_release(e);
+    em_compiled_free((void *)f2);
+
+    f2 = (fn2)em_compile((void *)product_read_twice, "tensor(tensor, tensor)", NULL);
+    cr_assert(f2, "%s", em_last_error());
+    e = product_read_twice(a, c), g = f2(a, c);
+    tu_expect_compiled(g, e, "sigmoid(p) + sum(p) with p = a@b stored by the GEMM");
+    em_release(g), em_release(e);
+    em_compiled_free((void *)f2);
+    em_release(a), em_release(c), em_release(x), em_release(w), em_release(b), em_release(g_r);
+}
+
+Test(gemm, a_product_with_k_blocks_and_partial_sums_matches_the_reference) {
+    /* x w^T with K = 3000: packed panels in k blocks, partial sums on the stack */
+    em_tensor *x = uniform(2, SH(70, 3000), 1), *w = uniform(2, SH(90, 3000), 2);
+    em_tensor *wt = em_contiguous(em_transpose(w, 0, 1));
+    double *xv = tu_values_of(x), *wv = tu_values_of(wt), *want = ref_bmm(xv, wv, 1, 1, 70, 3000, 90);
+    check_product(lin_nobias, x, w, want, 3000, "[70 x 3000] w^T [3000 x 90]");
+    fn2 fast = (fn2)em_compile((void *)lin_nobias, "tensor(tensor, tensor)", NULL);
+    em_release(fast(x, w));
+    char *sec = cu_codegen_section((void *)fast, "k blocks");
+    cr_expect(strstr(sec, "packed per panel") && !strstr(sec, "k blocks of 3000"), "%s", sec);
+    free(sec);
+    em_compiled_free((void *)fast);
+    free(xv), free(wv), free(want);
+    em_release(x), em_release(w), em_release(wt);
+}
+
+/* ---- the choice and threads ------------------------------------------------------------------- */
+
+Test(gemm, EMBER_GEMM_blas_gives_the_product_to_OpenBLAS_and_says_so) {
+    setenv("EMBER_GEMM", "blas", 1);
+    em_tensor *a = uniform(2, SH(64, 64), 1), *b = uniform(2, SH(64, 64), 2);
+    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = mm(a, b), *g = fast(a, b);
+    tu_expect_compiled(g, e, "OpenBLAS under EMBER_GEMM=blas");
+    char *sec = cu_codegen_section((void *)fast, "blas");
+    cr_expect(strstr(sec, "contraction by OpenBLAS: EMBER_GEMM=blas"), "%s", sec);
+    free(sec);
+    em_release(g), em_release(e), em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
+}
+
+Test(gemm, the_cost_model_gives_a_big_product_with_few_lanes_to_OpenBLAS_and_small_ones_to_the_JIT) {
+    unsetenv("EMBER_GEMM");
+    /* N = 3 and M = 3000: three lanes of sixteen on 4.6M multiply-adds */
+    em_tensor *a = uniform(2, SH(3000, 512), 1), *b = uniform(2, SH(512, 3), 2);
+    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = mm(a, b), *g = fast(a, b);
+    tu_expect_compiled(g, e, "a thin product by OpenBLAS");
+    char *sec = cu_codegen_section((void *)fast, "cost model");
+    cr_expect(strstr(sec, "contraction by OpenBLAS: cost model: 3 of"), "%s", sec);
+    free(sec);
+    em_release(g), em_release(e), em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
+    /* tiny's 16 x 16 x 16 is generated */
+    a = uniform(2, SH(16, 16), 3), b = uniform(2, SH(16, 16), 4);
+    fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    e = mm(a, b), g = fast(a, b);
+    tu_expect_compiled(g, e, "16 x 16 x 16");
+    expect_generated((void *)fast, true, "tiny's product");
+    em_release(g), em_release(e), em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
+}
+
+Test(gemm, two_threads_split_the_tasks_and_give_the_same_bytes_as_one) {
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *x = uniform(2, SH(64, 512), 1), *w = uniform(2, SH(1000, 512), 2), *b = uniform(1, SH(1000), 3);
+    cr_assert_eq(em_set_threads(1), 0);
+    fn3 fast = (fn3)em_compile((void *)lin, "tensor(tensor, tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *one = fast(x, w, b);
+    cr_assert_eq(em_set_threads(2), 0);
+    em_tensor *two = fast(x, w, b);
+    tu_expect_identical(two, one, "the same tasks on 2 threads");
+    em_tensor *e = lin(x, w, b);
+    tu_expect_compiled(two, e, "2 threads against eager");
+    char *sec = cu_codegen_section((void *)fast, "tasks");
+    cr_expect(!strstr(sec, " 1 task"), "several tasks: %s", sec);
+    free(sec);
+    em_release(one), em_release(two), em_release(e), em_release(x), em_release(w), em_release(b);
+    em_compiled_free((void *)fast);
+}
