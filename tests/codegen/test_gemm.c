@@ -87,6 +87,13 @@ static em_tensor *signed_uniform(int nd, const int64_t *shape, uint64_t seed) {
     return tu_uniform_tensor(nd, shape, -1, 1, seed);
 }
 
+/* A dense copy of t's transpose (t is kept). */
+static em_tensor *transposed_copy(em_tensor *t) {
+    em_tensor *v = em_transpose(t, -1, -2), *c = em_contiguous(v);
+    em_release(v);
+    return c;
+}
+
 /* ---- models ----------------------------------------------------------------------------------- */
 
 static em_tensor *mm(em_tensor *a, em_tensor *b) { return em_matmul(a, b); }
@@ -150,7 +157,7 @@ Test(gemm, products_read_through_a_transposed_B_match_the_reference) {
     for (int s = 0; s < NSIZES; s++) {
         int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
         em_tensor *a = uniform(2, SH(M, K), 70 + s), *bt = uniform(2, SH(N, K), 90 + s);
-        em_tensor *b = em_contiguous(em_transpose(bt, 0, 1));
+        em_tensor *b = transposed_copy(bt);
         double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
         char what[96];
         snprintf(what, sizeof what, "[%lld x %lld] @ [%lld x %lld]^T", (long long)M, (long long)K, (long long)N,
@@ -165,7 +172,7 @@ Test(gemm, products_read_through_a_transposed_A_match_the_reference) {
     for (int s = 0; s < NSIZES; s++) {
         int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
         em_tensor *at = uniform(2, SH(K, M), 110 + s), *b = uniform(2, SH(K, N), 130 + s);
-        em_tensor *a = em_contiguous(em_transpose(at, 0, 1));
+        em_tensor *a = transposed_copy(at);
         double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
         char what[96];
         snprintf(what, sizeof what, "[%lld x %lld]^T @ [%lld x %lld]", (long long)K, (long long)M, (long long)K,
@@ -179,9 +186,9 @@ Test(gemm, products_read_through_a_transposed_A_match_the_reference) {
 Test(gemm, a_strided_argument_that_is_neither_row_nor_column_contiguous_is_packed) {
     /* every other column of a [64, 2K] argument, times a transposed B: both operands strided */
     em_tensor *wide = uniform(2, SH(64, 2 * 300), 5), *bt = uniform(2, SH(40, 300), 6);
-    em_tensor *a = em_contiguous(em_slice(wide, 1, 0, 600, 2)), *b = em_contiguous(em_transpose(bt, 0, 1));
-    double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, 64, 300, 40);
     em_tensor *view = em_slice(wide, 1, 0, 600, 2);
+    em_tensor *a = em_contiguous(view), *b = transposed_copy(bt);
+    double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, 64, 300, 40);
     check_product(mm_bt, view, bt, want, 300, "a stepped slice @ a transposed B");
     free(av), free(bv), free(want);
     em_release(view), em_release(a), em_release(b), em_release(wide), em_release(bt);
@@ -243,7 +250,7 @@ Test(gemm, linear_with_and_without_bias_matches_the_reference) {
     for (int s = 0; s < 4; s++) {
         int64_t M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         em_tensor *x = uniform(2, SH(M, K), 200 + s), *w = uniform(2, SH(N, K), 300 + s);
-        em_tensor *b = uniform(1, SH(N), 400 + s), *wt = em_contiguous(em_transpose(w, 0, 1));
+        em_tensor *b = uniform(1, SH(N), 400 + s), *wt = transposed_copy(w);
         double *xv = tu_values_of(x), *wv = tu_values_of(wt), *bv = tu_values_of(b);
         double *want = ref_bmm(xv, wv, 1, 1, M, K, N);
         char what[96];
@@ -341,7 +348,7 @@ Test(gemm, epilogues_run_in_the_store_and_match_eager) {
 Test(gemm, a_product_with_k_blocks_and_partial_sums_matches_the_reference) {
     /* x w^T with K = 3000: packed panels in k blocks, partial sums on the stack */
     em_tensor *x = uniform(2, SH(70, 3000), 1), *w = uniform(2, SH(90, 3000), 2);
-    em_tensor *wt = em_contiguous(em_transpose(w, 0, 1));
+    em_tensor *wt = transposed_copy(w);
     double *xv = tu_values_of(x), *wv = tu_values_of(wt), *want = ref_bmm(xv, wv, 1, 1, 70, 3000, 90);
     check_product(lin_nobias, x, w, want, 3000, "[70 x 3000] w^T [3000 x 90]");
     fn2 fast = (fn2)em_compile((void *)lin_nobias, "tensor(tensor, tensor)", NULL);
