@@ -73,7 +73,7 @@ void *cg_jit_lookup(const char *sym);
 
 /* The ember runtime functions generated code may call by name. */
 #define CG_RUNTIME_SYMBOLS(X) \
-    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size)
+    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -171,9 +171,11 @@ typedef struct cg_gemm {
     bool pack;                        /* V's lanes are not contiguous: it is packed per panel */
     int mr, nvec;                     /* tile: mr rows of R, nvec vectors of V */
     int64_t kc;                       /* k per block (packed panels and partial sums) */
-    int64_t rchunk;                   /* rows of R per task */
-    int64_t panels, chunks, batches;  /* tasks = batches * panels * chunks */
-    int64_t tasks;
+    int64_t panels, batches;          /* panels of nvec vectors per batch */
+    int64_t rtiles;                   /* tiles of R's rows (the last may have fewer rows) */
+    int64_t units;                    /* batches * panels * rtiles: the function's range */
+    int64_t subtiles;                 /* tiles per k-block sweep (the partial sums' rows) */
+    bool serial;                      /* too small to split over threads */
     char how[200];                    /* the choice and its reason, for the dump */
 } cg_gemm;
 

@@ -233,9 +233,10 @@ static int run_generated(run *r, const cg_loopnest *ln, rt_range_fn fn) {
         if (!t) return -1;
         ptrs[a] = rt_tensor_data(t);
     }
-    if (ln->is_gemm) { /* tasks of the generated GEMM */
-        if (ln->gemm.tasks == 1) fn(ptrs, 0, 1);
-        else rt_parallel_for(ln->gemm.tasks, 1, fn, ptrs);
+    if (ln->is_gemm) { /* the GEMM's row tiles: one piece per thread (each packs its panels once) */
+        int64_t units = ln->gemm.units, nt = ln->gemm.serial ? 1 : rt_threads();
+        if (nt <= 1 || units == 1) fn(ptrs, 0, units);
+        else rt_parallel_for(units, (units + nt - 1) / nt, fn, ptrs);
         return 0;
     }
     int64_t rows = 1, inner = ln->shape[ln->ndim - 1];

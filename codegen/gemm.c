@@ -14,20 +14,23 @@
  *
  * Orientation. The kernel multiplies a broadcast scalar of one operand (R,
  * any strides) by a vector of the other (V) whose lanes must be contiguous:
- *  - B's rows contiguous (x @ w with w [K, N], attention's P @ V): lanes
- *    along n, R = A; nothing is copied.
- *  - else A's columns contiguous (a transposed A): lanes along m on C^T.
- *  - else (x w^T in every linear layer, q k^T): V is packed per panel, by
- *    gathers, into a buffer on the stack; the side packed is the one whose
- *    panel is reused by more rows (lanes along m when N >= M: a linear
- *    layer packs its activations, never its weights, whose scalars are
- *    broadcast straight from their rows).
+ * lanes along n (R = A, V = B: nothing to pack when B's rows are contiguous,
+ * as in x @ w or attention's P @ V), or along m on C^T (R = B^T, V = A^T:
+ * nothing to pack when A is transposed). Otherwise V is packed per panel into
+ * a stack buffer.
  *
  * Tile: mr rows of R by nvec vectors of V, mr * nvec <= 24 accumulators of
- * the 32 AVX-512 registers (12 of 16 with AVX2). With a packed V, k is
- * blocked so the panel stays in L2; partial sums then go through a per-task
- * buffer on the stack. Tasks (batch, panel, chunk of R's rows) split over the
- * thread pool; a product under 2^18 multiply-adds is one task.
+ * the 32 AVX-512 registers (12 of 16 with AVX2). A packed panel holds up to
+ * 256 KiB of k; past that k is blocked and partial sums go through a stack
+ * buffer of at most 512 rows. The function's range is the row tiles of every
+ * (batch, panel); exec.c gives each thread one piece, so each packs a panel
+ * once. A product under 2^18 multiply-adds runs on the calling thread.
+ *
+ * Orientation is chosen by an estimate in cycles: the multiply-adds over the
+ * lanes each orientation uses, the packing (0.3 cycles an element for a
+ * k-contiguous operand, by rt_pack_panel's transposes; 1 by gathers), and the
+ * scattered stores of C^T tiles (1 an element). x w^T on 64 rows packs x and
+ * stores C^T; on 128 rows or more it packs w; q k^T packs k.
  *
  * Choice against OpenBLAS: the generated kernel unless fewer than half of its
  * lanes would be used (V narrower than half a vector) on a product big enough
@@ -121,14 +124,22 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     int nb = g->nbatch;
     int64_t sam = ln->acc[0].strides[nb], sbn = ln->acc[1].strides[nb + 1];
-    g->vec_m = sbn != 1 && (sam == 1 || g->n >= g->m);
-    g->pack = sbn != 1 && sam != 1;
+    g->batches = 1;
+    for (int d = 0; d < nb; d++) g->batches *= ln->shape[d];
+    double M = (double)g->m, N = (double)g->n, Kd = (double)g->k, macs = (double)g->batches * M * N * Kd;
+    /* Orientation by cost in cycles per batch: the multiply-adds over the lanes
+     * used, packing (~1 cycle an element by gathers, ~0.3 by 16 x 16
+     * transposes when k is contiguous) and, for C^T tiles, the scattered
+     * stores (~1 cycle an element). */
+    double lanes_m = M / (double)(ceil_div(g->m, width) * width), lanes_n = N / (double)(ceil_div(g->n, width) * width);
+    double pack_a = g->ak == 1 && width == 16 ? 0.3 : 1.0, pack_b = g->bk == 1 && width == 16 ? 0.3 : 1.0;
+    double cost_m = M * N * Kd / (2.0 * width) / lanes_m + (sam == 1 ? 0 : pack_a * M * Kd) + M * N;
+    double cost_n = M * N * Kd / (2.0 * width) / lanes_n + (sbn == 1 ? 0 : pack_b * Kd * N);
+    g->vec_m = cost_m < cost_n;
+    g->pack = g->vec_m ? sam != 1 : sbn != 1;
     int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     const char *force = getenv("EMBER_GEMM");
     bool jit = force && !strcmp(force, "jit"), blas = force && !strcmp(force, "blas");
-    g->batches = 1;
-    for (int d = 0; d < nb; d++) g->batches *= ln->shape[d];
-    double macs = (double)g->batches * (double)g->m * (double)g->n * (double)g->k;
     if (blas) return refuse(ln, "EMBER_GEMM=blas");
     if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
         snprintf(ln->why, sizeof ln->why, "cost model: %lld of %d lanes would be used, on %.0f multiply-adds",
@@ -143,21 +154,17 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     int64_t Vb = (int64_t)g->nvec * width;
     g->panels = ceil_div(V, Vb);
     g->kc = g->k ? g->k : 1;
-    if (g->pack && g->kc * Vb * 4 > (128 << 10)) g->kc = (128 << 10) / (Vb * 4);
-    int64_t want = macs < (double)(1 << 18) ? 1 : 16, rest = g->batches * g->panels;
-    int64_t split = rest >= want ? 1 : ceil_div(want, rest);
-    int64_t rc = ceil_div(ceil_div(R, split), g->mr) * g->mr;
-    if (g->pack && rc < 128) rc = R < 128 ? ceil_div(R, g->mr) * g->mr : 128; /* reuse the packed panel */
-    if (g->kc < g->k && rc > 512) rc = 512;                                    /* partial sums on the stack */
-    g->rchunk = ceil_div(rc, g->mr) * g->mr;
-    rc = g->rchunk;
-    g->chunks = ceil_div(R, rc);
-    g->tasks = g->batches * g->panels * g->chunks;
+    if (g->pack && g->kc * Vb * 4 > (256 << 10)) g->kc = (256 << 10) / (Vb * 4); /* the panel: <= 256 KiB */
+    g->rtiles = ceil_div(R, g->mr);
+    g->units = g->batches * g->panels * g->rtiles;
+    /* k blocks sweep at most 512 rows (their partial sums stay on the stack) */
+    g->subtiles = g->kc < g->k ? ceil_div(512, g->mr) : g->rtiles;
+    g->serial = macs < (double)(1 << 18);
     snprintf(g->how, sizeof g->how,
-             "generated GEMM%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld task%s",
+             "generated GEMM%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld tiles %s",
              jit ? " (EMBER_GEMM=jit)" : "", g->vec_m ? "m (tiles of C^T)" : "n", g->mr, g->nvec,
-             g->pack ? "packed per panel" : "read in place", (long long)g->kc, (long long)g->tasks,
-             g->tasks == 1 ? "" : "s");
+             g->pack ? "packed per panel" : "read in place", (long long)g->kc, (long long)g->units,
+             g->serial ? "on the calling thread" : "split over the threads");
     return true;
 }
 

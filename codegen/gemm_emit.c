@@ -2,29 +2,34 @@
  * gemm_emit.c — LLVM IR for a GEMM nest: a register-blocked kernel whose
  * epilogue runs on the tile in registers.
  *
- * The function is an rt_range_fn over tasks (gemm.c chose them):
+ * The function is an rt_range_fn over row tiles (gemm.c chose the tile):
  *
  *     void ember_<hash>_n<k>(void **ptrs, int64_t lo, int64_t hi)
- *       for t in [lo, hi):  (batch, panel, chunk) = t
- *         pointers at the batch; v0 = panel * Vb; r0 = chunk * rchunk
- *         for each k block:                       (one unless V is packed)
- *           pack V's panel [kc][Vb] by gathers     (only when packed)
- *           for r in r0 .. end of chunk step mr:   (then one tile of the rest)
- *             acc[mr][nvec] = 0, or the block's partial sums
- *             for k in block:
- *               v[j] = V[k, v0 + j*W ..]           (vector loads, masked at the edge)
- *               acc[i][j] += splat(R[r + i, k]) * v[j]
- *             last block: the epilogue on each acc[i][j] (emit.c's members,
- *               with the product given as the contraction's value) and the
- *               stores, masked at the edge, scattered when the lanes run
- *               along m; else the partial sums to the stack buffer
+ *       for each segment of [lo, hi) in one (batch, panel):   unit = (batch, panel, tile)
+ *         pointers at the batch; v0 = panel * Vb
+ *         for each sweep of at most subtiles tiles:         (all of them unless k is blocked)
+ *           for each k block:                               (one unless V is packed and K is long)
+ *             pack V's panel [kc][Vb]                       (only when packed: rt_pack_panel's
+ *                                                            transposes, or gathers)
+ *             for each tile of mr rows of R:                (rows past R repeat its last row)
+ *               acc[mr][nvec] = 0, or the block's partial sums
+ *               for k in block:
+ *                 v[j] = V[k, v0 + j*W ..]                  (vector loads, masked at the edge)
+ *                 acc[i][j] += splat(R[r + i, k]) * v[j]
+ *               last block: the accumulators to a stack tile, then for each row that
+ *                 exists the epilogue on each vector (emit.c's members, with the
+ *                 product as the contraction's value) and the stores, masked at the
+ *                 edge, scattered when the lanes run along m; else the partial sums
  *
- * The accumulators are SSA values (phis of the k loop), so the register
- * allocator keeps the whole tile in registers; R's scalars are broadcast
- * loads, V's vectors plain loads. The panel that is not the last one is
- * emitted without masks; the last one, when V does not fill it, is emitted
- * again with its own vector count and mask. The stack buffers are allocas of
- * the function (at most 128 KiB each, gemm.c bounds them).
+ * A piece of the range (one per thread, exec.c) packs each panel it touches
+ * once. The accumulators are SSA values (phis of the k loop), so the register
+ * allocator keeps the tile in registers; R's scalars are broadcast loads, V's
+ * vectors plain loads. The epilogue is emitted once per vector of a row, in a
+ * loop over the rows, and the last tile reuses the full tile's code: code size
+ * (and compile time) does not grow with the tile. A panel that V does not fill
+ * is emitted a second time with its vector count and mask. Stack buffers are
+ * allocas (at most 256 KiB of panel and 128 KiB of partial sums; gemm.c bounds
+ * them).
  */
 #include "codegen.h"
 
@@ -41,7 +46,8 @@ typedef struct gemm_emit {
     int64_t NR, NV, Vb;                /* extents, panel width */
     LLVMValueRef base[CG_MAX_ACCESS];  /* per access: its data at this task's batch */
     LLVMValueRef pk, cbuf;             /* packed panel, partial sums (allocas), or NULL */
-    LLVMValueRef task, v0, r0, chunk;  /* this task */
+    LLVMValueRef tilebuf;              /* one tile's accumulators, for its epilogue loop */
+    LLVMValueRef v0, r0;               /* this panel's first lane; the rows of the partial sums */
     LLVMValueRef kb, kn;               /* this k block: first k, length */
     LLVMValueRef first, last;          /* i1: the first and the last k block */
     int nv;                            /* vectors of the panel being emitted */
@@ -119,10 +125,24 @@ static void pack_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *vals, void *ct
     }
 }
 
+/* With unit k-stride: the runtime's rt_pack_panel (a transpose by 16 x 16
+ * blocks in registers; runtime/pack_simd.c says why it is not generated). */
+static void pack_call(gemm_emit *q) {
+    cg_emitter *e = q->e;
+    LLVMTypeRef params[6] = {e->i64, e->i64, e->i64, e->ptr, e->i64, e->ptr};
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(e->c), params, 6, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(e->m, "rt_pack_panel");
+    if (!f) f = LLVMAddFunction(e->m, "rt_pack_panel", fty);
+    int64_t lastv = q->NV - (q->g->panels - 1) * q->Vb;
+    LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], add(q, mul(q, q->v0, q->vv), q->kb));
+    LLVMValueRef args[6] = {q->kn, i64c(q, q->nv < q->g->nvec || q->mask ? lastv : q->Vb), i64c(q, q->Vb), src,
+                            i64c(q, q->vv), q->pk};
+    LLVMBuildCall2(e->b, fty, f, args, 6, "");
+}
+
 /* ---- one tile ----------------------------------------------------------------------------- */
 
 typedef struct tile {
-    int mr;
     LLVMValueRef r;                    /* its first row of R */
     LLVMValueRef rp[12];               /* per row: R's row at this k block */
     LLVMValueRef vp;                   /* V at this k block (unpacked) */
@@ -137,7 +157,7 @@ static void k_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *acc, void *ctx) {
         if (q->pk) v[j] = vload(q, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), off)), NULL, 64);
         else v[j] = vload(q, cg_elem_ptr(e, t->vp, add(q, mul(q, k, q->vk), off)), j == q->nv - 1 ? q->mask : NULL, 4);
     }
-    for (int i = 0; i < t->mr; i++) {
+    for (int i = 0; i < q->g->mr; i++) {
         LLVMValueRef sc = LLVMBuildLoad2(e->b, e->f32, cg_elem_ptr(e, t->rp[i], mul(q, k, q->rk)), "");
         LLVMSetAlignment(sc, 4);
         LLVMValueRef sp = cg_splat_value(e, sc);
@@ -145,18 +165,18 @@ static void k_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *acc, void *ctx) {
     }
 }
 
-/* The partial sums of the tile's rows in the stack buffer. */
-static LLVMValueRef cbuf_at(gemm_emit *q, tile *t, int i, int j) {
-    LLVMValueRef row = add(q, LLVMBuildSub(q->e->b, t->r, q->r0, ""), i64c(q, i));
-    return cg_elem_ptr(q->e, q->cbuf, add(q, mul(q, row, q->Vb), i64c(q, (int64_t)j * q->e->w)));
+/* Vector k (row k / nv, vector k % nv) of the tile's partial sums in the stack buffer. */
+static LLVMValueRef cbuf_at(gemm_emit *q, tile *t, int k) {
+    LLVMValueRef row = add(q, LLVMBuildSub(q->e->b, t->r, q->r0, ""), i64c(q, k / q->nv));
+    return cg_elem_ptr(q->e, q->cbuf, add(q, mul(q, row, q->Vb), i64c(q, (int64_t)(k % q->nv) * q->e->w)));
 }
 
-/* The epilogue of acc (row i, vector j of the tile) and every store. */
-static void epilogue(gemm_emit *q, tile *t, int i, int j, LLVMValueRef acc) {
+/* The epilogue of acc (row r, vector j of the panel) and every store. */
+static void epilogue(gemm_emit *q, LLVMValueRef r, int j, LLVMValueRef acc) {
     cg_emitter *e = q->e;
     cg_nest_state *s = q->s;
     const cg_loopnest *ln = q->ln;
-    LLVMValueRef r = add(q, t->r, i64c(q, i)), v = add(q, q->v0, i64c(q, (int64_t)j * e->w));
+    LLVMValueRef v = add(q, q->v0, i64c(q, (int64_t)j * e->w));
     for (int a = ln->nops; a < ln->naccess; a++) {
         const cg_access *c = &ln->acc[a];
         s->p[a] = cg_elem_ptr(e, q->base[a], add(q, mul(q, r, c->strides[q->rdim]), mul(q, v, c->strides[q->vdim])));
@@ -174,14 +194,41 @@ static void epilogue(gemm_emit *q, tile *t, int i, int j, LLVMValueRef acc) {
     cg_nest_store_all(e, s, true);
 }
 
-/* One tile of t->mr rows at row t->r: its k loop, then its epilogue or its partial sums. */
+/* The tile's rows that exist (the last tile of R may have fewer): the
+ * accumulators go through the stack (tilebuf), so the epilogue is emitted once
+ * per vector of a row, in a loop over the rows, not once per accumulator. */
+static void epilogue_row(gemm_emit *q, LLVMValueRef i, LLVMValueRef *vals, void *ctx) {
+    (void)vals;
+    tile *t = ctx;
+    cg_emitter *e = q->e;
+    for (int j = 0; j < q->nv; j++) {
+        LLVMValueRef at = add(q, mul(q, i, (int64_t)q->nv * e->w), i64c(q, (int64_t)j * e->w));
+        epilogue(q, add(q, t->r, i), j, vload(q, cg_elem_ptr(e, q->tilebuf, at), NULL, 64));
+    }
+}
+
+static void finish(gemm_emit *q, tile *t, LLVMValueRef *acc) {
+    cg_emitter *e = q->e;
+    LLVMBuilderRef b = e->b;
+    for (int k = 0; k < q->g->mr * q->nv; k++) vstore(q, acc[k], cg_elem_ptr(e, q->tilebuf, i64c(q, (int64_t)k * e->w)));
+    LLVMValueRef left = LLVMBuildSub(b, i64c(q, q->NR), t->r, "");
+    LLVMValueRef rows = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, i64c(q, q->g->mr), ""), left,
+                                        i64c(q, q->g->mr), "");
+    loop(q, i64c(q, 0), rows, 1, NULL, 0, epilogue_row, t);
+}
+
+/* One tile at row t->r (rows past R are computed from R's last row and not
+ * stored): its k loop, then its epilogue or its partial sums. */
 static void emit_tile(gemm_emit *q, tile *t) {
     cg_emitter *e = q->e;
     LLVMBuilderRef b = e->b;
-    int n = t->mr * q->nv;
+    int n = q->g->mr * q->nv;
     LLVMValueRef acc[24];
-    for (int i = 0; i < t->mr; i++)
-        t->rp[i] = cg_elem_ptr(e, q->base[q->R], add(q, mul(q, add(q, t->r, i64c(q, i)), q->rr), mul(q, q->kb, q->rk)));
+    for (int i = 0; i < q->g->mr; i++) {
+        LLVMValueRef row = add(q, t->r, i64c(q, i));
+        row = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, row, i64c(q, q->NR), ""), row, i64c(q, q->NR - 1), "");
+        t->rp[i] = cg_elem_ptr(e, q->base[q->R], add(q, mul(q, row, q->rr), mul(q, q->kb, q->rk)));
+    }
     if (!q->pk) t->vp = cg_elem_ptr(e, q->base[q->V], add(q, mul(q, q->kb, q->vk), mul(q, q->v0, q->vv)));
     if (!q->cbuf) {
         for (int k = 0; k < n; k++) acc[k] = cg_splat(e, 0.0f);
@@ -190,7 +237,7 @@ static void emit_tile(gemm_emit *q, tile *t) {
         LLVMBuildCondBr(b, q->first, go, ld);
         LLVMPositionBuilderAtEnd(b, ld);
         LLVMValueRef got[24];
-        for (int k = 0; k < n; k++) got[k] = vload(q, cbuf_at(q, t, k / q->nv, k % q->nv), NULL, 64);
+        for (int k = 0; k < n; k++) got[k] = vload(q, cbuf_at(q, t, k), NULL, 64);
         LLVMBuildBr(b, go);
         LLVMPositionBuilderAtEnd(b, go);
         for (int k = 0; k < n; k++) {
@@ -202,51 +249,46 @@ static void emit_tile(gemm_emit *q, tile *t) {
     }
     if (q->g->k > 0) loop(q, i64c(q, 0), q->kn, 1, acc, n, k_step, t);
     if (!q->cbuf) {
-        for (int k = 0; k < n; k++) epilogue(q, t, k / q->nv, k % q->nv, acc[k]);
+        finish(q, t, acc);
         return;
     }
     LLVMBasicBlockRef fin = block(q, "epilogue"), keep = block(q, "partial"), done = block(q, "tile.end");
     LLVMBuildCondBr(b, q->last, fin, keep);
     LLVMPositionBuilderAtEnd(b, keep);
-    for (int k = 0; k < n; k++) vstore(q, acc[k], cbuf_at(q, t, k / q->nv, k % q->nv));
+    for (int k = 0; k < n; k++) vstore(q, acc[k], cbuf_at(q, t, k));
     LLVMBuildBr(b, done);
     LLVMPositionBuilderAtEnd(b, fin);
-    for (int k = 0; k < n; k++) epilogue(q, t, k / q->nv, k % q->nv, acc[k]);
+    finish(q, t, acc);
     LLVMBuildBr(b, done);
     LLVMPositionBuilderAtEnd(b, done);
 }
 
 static void tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ctx) {
-    (void)vals;
-    tile t = {.mr = *(int *)ctx, .r = r};
+    (void)vals, (void)ctx;
+    tile t = {.r = r};
     emit_tile(q, &t);
 }
 
-/* ---- a k block, a panel, a task ----------------------------------------------------------- */
+/* ---- a k block, a panel, a piece of the row tiles ------------------------------------------ */
 
-/* The rows of this chunk in tiles of mr; the last chunk's rows that do not fill a tile, one tile. */
-static void block_body(gemm_emit *q) {
+/* Tiles [s0, s1) of the current panel at this k block (rows from q->r0 = s0 * mr). */
+static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
     LLVMBuilderRef b = q->e->b;
     const cg_gemm *g = q->g;
-    if (q->pk) loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
-    int64_t lastrows = q->NR - (g->chunks - 1) * g->rchunk, full = lastrows / g->mr * g->mr, rest = lastrows - full;
-    LLVMValueRef islast = LLVMBuildICmp(b, LLVMIntEQ, q->chunk, i64c(q, g->chunks - 1), "");
-    LLVMValueRef end = add(q, q->r0, LLVMBuildSelect(b, islast, i64c(q, full), i64c(q, g->rchunk), ""));
-    int mr = g->mr;
-    loop(q, q->r0, end, mr, NULL, 0, tile_step, &mr);
-    if (rest) {
-        LLVMBasicBlockRef yes = block(q, "rest"), no = block(q, "rest.end");
-        LLVMBuildCondBr(b, islast, yes, no);
-        LLVMPositionBuilderAtEnd(b, yes);
-        tile t = {.mr = (int)rest, .r = add(q, q->r0, i64c(q, full))};
-        emit_tile(q, &t);
-        LLVMBuildBr(b, no);
-        LLVMPositionBuilderAtEnd(b, no);
-    }
+    if (q->pk && q->vk == 1) pack_call(q);
+    else if (q->pk) loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
+    LLVMValueRef end = mul(q, s1, g->mr);
+    end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, q->NR), ""), end, i64c(q, q->NR), "");
+    loop(q, mul(q, s0, g->mr), end, g->mr, NULL, 0, tile_step, NULL);
 }
 
+typedef struct span {
+    LLVMValueRef s0, s1;               /* tiles */
+} span;
+
 static void kblock_step(gemm_emit *q, LLVMValueRef kb, LLVMValueRef *vals, void *ctx) {
-    (void)vals, (void)ctx;
+    (void)vals;
+    span *sp = ctx;
     LLVMBuilderRef b = q->e->b;
     q->kb = kb;
     LLVMValueRef left = LLVMBuildSub(b, i64c(q, q->g->k), kb, "");
@@ -254,32 +296,37 @@ static void kblock_step(gemm_emit *q, LLVMValueRef kb, LLVMValueRef *vals, void 
     q->kn = LLVMBuildSelect(b, small, left, i64c(q, q->g->kc), "");
     q->first = LLVMBuildICmp(b, LLVMIntEQ, kb, i64c(q, 0), "");
     q->last = LLVMBuildICmp(b, LLVMIntSLE, left, i64c(q, q->g->kc), "");
-    block_body(q);
+    block_body(q, sp->s0, sp->s1);
 }
 
-/* One panel of nv vectors (mask: the last vector's lanes, or NULL). */
-static void panel(gemm_emit *q, int nv, LLVMValueRef mask) {
+/* Tiles [s0, s1) (at most g->subtiles) over every k block. */
+static void sub_step(gemm_emit *q, LLVMValueRef s0, LLVMValueRef *vals, void *ctx) {
+    (void)vals;
+    LLVMBuilderRef b = q->e->b;
+    LLVMValueRef t1 = *(LLVMValueRef *)ctx, e = add(q, s0, i64c(q, q->g->subtiles));
+    span sp = {s0, LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, e, t1, ""), e, t1, "")};
+    q->r0 = mul(q, s0, q->g->mr);
+    loop(q, i64c(q, 0), i64c(q, q->g->k), q->g->kc, NULL, 0, kblock_step, &sp);
+}
+
+/* Tiles [t0, t1) of one panel of nv vectors (mask: the last vector's lanes, or NULL). */
+static void panel(gemm_emit *q, int nv, LLVMValueRef mask, LLVMValueRef t0, LLVMValueRef t1) {
     q->nv = nv, q->mask = mask;
-    if (q->g->kc >= q->g->k) {
-        q->kb = i64c(q, 0), q->kn = i64c(q, q->g->k);
+    if (q->g->kc >= q->g->k) { /* one k block: no partial sums, the whole span at once */
+        q->kb = i64c(q, 0), q->kn = i64c(q, q->g->k), q->r0 = mul(q, t0, q->g->mr);
         q->first = q->last = LLVMConstInt(LLVMInt1TypeInContext(q->e->c), 1, 0);
-        block_body(q);
+        block_body(q, t0, t1);
     } else {
-        loop(q, i64c(q, 0), i64c(q, q->g->k), q->g->kc, NULL, 0, kblock_step, NULL);
+        loop(q, t0, t1, q->g->subtiles, NULL, 0, sub_step, &t1);
     }
 }
 
-static void task_step(gemm_emit *q, LLVMValueRef t, LLVMValueRef *vals, void *ctx) {
-    (void)vals, (void)ctx;
+/* One segment: row tiles [t0, t1) of panel pnl of batch bi. */
+static void segment(gemm_emit *q, LLVMValueRef bi, LLVMValueRef pnl, LLVMValueRef t0, LLVMValueRef t1) {
     cg_emitter *e = q->e;
     LLVMBuilderRef b = e->b;
     const cg_gemm *g = q->g;
     const cg_loopnest *ln = q->ln;
-    q->task = t;
-    q->chunk = LLVMBuildURem(b, t, i64c(q, g->chunks), "");
-    LLVMValueRef rest = LLVMBuildUDiv(b, t, i64c(q, g->chunks), "");
-    LLVMValueRef pnl = LLVMBuildURem(b, rest, i64c(q, g->panels), "");
-    LLVMValueRef bi = LLVMBuildUDiv(b, rest, i64c(q, g->panels), "");
     LLVMValueRef off[CG_MAX_ACCESS];
     for (int a = 0; a < ln->naccess; a++) off[a] = i64c(q, ln->acc[a].offset);
     for (int d = g->nbatch - 1; d >= 0; d--) {
@@ -294,10 +341,9 @@ static void task_step(gemm_emit *q, LLVMValueRef t, LLVMValueRef *vals, void *ct
         q->base[a] = cg_elem_ptr(e, LLVMBuildLoad2(b, e->ptr, slot, ""), off[a]);
     }
     q->v0 = mul(q, pnl, q->Vb);
-    q->r0 = mul(q, q->chunk, g->rchunk);
     int64_t lastv = q->NV - (g->panels - 1) * q->Vb; /* lanes of the last panel */
     if (lastv == q->Vb) {
-        panel(q, g->nvec, NULL);
+        panel(q, g->nvec, NULL, t0, t1);
         return;
     }
     int nv = (int)((lastv + e->w - 1) / e->w);
@@ -306,18 +352,41 @@ static void task_step(gemm_emit *q, LLVMValueRef t, LLVMValueRef *vals, void *ct
         lanes[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), (int64_t)(nv - 1) * e->w + k < lastv, 0);
     LLVMValueRef mask = lastv % e->w ? LLVMConstVector(lanes, (unsigned)e->w) : NULL;
     if (g->panels == 1) {
-        panel(q, nv, mask);
+        panel(q, nv, mask, t0, t1);
         return;
     }
     LLVMBasicBlockRef full = block(q, "panel"), part = block(q, "panel.last"), join = block(q, "panel.end");
     LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntEQ, pnl, i64c(q, g->panels - 1), ""), part, full);
     LLVMPositionBuilderAtEnd(b, full);
-    panel(q, g->nvec, NULL);
+    panel(q, g->nvec, NULL, t0, t1);
     LLVMBuildBr(b, join);
     LLVMPositionBuilderAtEnd(b, part);
-    panel(q, nv, mask);
+    panel(q, nv, mask, t0, t1);
     LLVMBuildBr(b, join);
     LLVMPositionBuilderAtEnd(b, join);
+}
+
+/* Units [lo, hi) (unit = (batch * panels + panel) * rtiles + tile), segment by
+ * segment: a piece of the range packs each panel it touches once. */
+static void emit_units(gemm_emit *q, LLVMValueRef lo, LLVMValueRef hi) {
+    LLVMBuilderRef b = q->e->b;
+    int64_t rt = q->g->rtiles;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), head = block(q, "seg"), done = block(q, "done");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, lo, hi, ""), head, done);
+    LLVMPositionBuilderAtEnd(b, head);
+    LLVMValueRef u = LLVMBuildPhi(b, q->e->i64, "u");
+    LLVMValueRef seg = LLVMBuildUDiv(b, u, i64c(q, rt), ""), t0 = LLVMBuildURem(b, u, i64c(q, rt), "");
+    LLVMValueRef send = mul(q, add(q, seg, i64c(q, 1)), rt);
+    LLVMValueRef uend = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, hi, send, ""), hi, send, "");
+    LLVMValueRef t1 = LLVMBuildSub(b, uend, mul(q, seg, rt), "");
+    segment(q, LLVMBuildUDiv(b, seg, i64c(q, q->g->panels), ""), LLVMBuildURem(b, seg, i64c(q, q->g->panels), ""),
+            t0, t1);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, uend, hi, ""), head, done);
+    LLVMValueRef in[2] = {lo, uend};
+    LLVMBasicBlockRef from[2] = {pre, latch};
+    LLVMAddIncoming(u, in, from, 2);
+    LLVMPositionBuilderAtEnd(b, done);
 }
 
 static LLVMValueRef stack_buffer(gemm_emit *q, int64_t floats) {
@@ -340,8 +409,9 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
     LLVMBuilderRef b = e->b;
     LLVMValueRef fn = s->fn, lo = LLVMGetParam(fn, 1), hi = LLVMGetParam(fn, 2);
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
-    if (g->pack) q.pk = stack_buffer(&q, g->kc * q.Vb);
-    if (g->kc < g->k) q.cbuf = stack_buffer(&q, g->rchunk * q.Vb);
-    loop(&q, lo, hi, 1, NULL, 0, task_step, NULL);
+    if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
+    if (g->kc < g->k) q.cbuf = stack_buffer(&q, g->subtiles * g->mr * q.Vb);
+    q.tilebuf = stack_buffer(&q, (int64_t)g->mr * q.Vb);
+    emit_units(&q, lo, hi);
     LLVMBuildRetVoid(b);
 }

@@ -15,7 +15,7 @@ typedef struct isa_entry {
     const char *name;
     int width;
     bool (*supported)(void);
-    void (*fill[3])(rt_simd *);
+    void (*fill[4])(rt_simd *); /* one per RT_SIMD_PARTS */
     pthread_once_t once;
     rt_simd table;
 } isa_entry;
@@ -32,7 +32,7 @@ static bool has_avx2(void) {
 }
 static bool has_sse2(void) { return true; }
 
-#define FILLS(isa) {rt_simd_fill_ew_##isa, rt_simd_fill_norm_##isa, rt_simd_fill_reduce_##isa}
+#define FILLS(isa) {rt_simd_fill_ew_##isa, rt_simd_fill_norm_##isa, rt_simd_fill_reduce_##isa, rt_simd_fill_pack_##isa}
 static isa_entry isas[] = {
     {"avx512", 16, has_avx512, FILLS(avx512), PTHREAD_ONCE_INIT, {0}},
     {"avx2", 8, has_avx2, FILLS(avx2), PTHREAD_ONCE_INIT, {0}},
@@ -44,7 +44,7 @@ static isa_entry isas[] = {
 static void fill(int i) {
     isas[i].table.isa = isas[i].name;
     isas[i].table.width = isas[i].width;
-    for (int p = 0; p < 3; p++) isas[i].fill[p](&isas[i].table);
+    for (int p = 0; p < (int)(sizeof isas[i].fill / sizeof isas[i].fill[0]); p++) isas[i].fill[p](&isas[i].table);
 }
 static void fill0(void) { fill(0); }
 static void fill1(void) { fill(1); }
@@ -74,4 +74,8 @@ static void choose(void) {
 const rt_simd *rt_simd_get(void) {
     pthread_once(&chosen_once, choose);
     return chosen;
+}
+
+void rt_pack_panel(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst) {
+    rt_simd_get()->pack_panel(kn, lanes, vb, src, ls, dst);
 }

@@ -203,11 +203,16 @@ typedef struct rt_simd {
     void (*sum_col)(int64_t n, const float *x, float *acc);
     void (*max_col)(int64_t n, const float *x, float *acc);
     void (*min_col)(int64_t n, const float *x, float *acc);
+    /* A GEMM panel transposed into k-major rows (pack_simd.c):
+     * dst[k * vb + l] = src[l * ls + k] for l < lanes, 0 for lanes <= l < vb. */
+    void (*pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst);
 } rt_simd;
 const rt_simd *rt_simd_get(void);            /* the table for this CPU */
+/* rt_simd_get()->pack_panel, for generated code (dst: kn rounded up to 16 rows). */
+void rt_pack_panel(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst);
 const rt_simd *rt_simd_for(const char *isa); /* a named table the CPU runs, or NULL */
 
-#define RT_SIMD_PARTS(X, isa) X(ew, isa) X(norm, isa) X(reduce, isa)
+#define RT_SIMD_PARTS(X, isa) X(ew, isa) X(norm, isa) X(reduce, isa) X(pack, isa)
 #define RT_SIMD_DECL(part, isa) void rt_simd_fill_##part##_##isa(rt_simd *t);
 RT_SIMD_PARTS(RT_SIMD_DECL, avx512)
 RT_SIMD_PARTS(RT_SIMD_DECL, avx2)

@@ -379,14 +379,25 @@ Test(gemm, EMBER_GEMM_blas_gives_the_product_to_OpenBLAS_and_says_so) {
 
 Test(gemm, the_cost_model_gives_a_big_product_with_few_lanes_to_OpenBLAS_and_small_ones_to_the_JIT) {
     unsetenv("EMBER_GEMM");
-    /* N = 3 and M = 3000: three lanes of sixteen on 4.6M multiply-adds */
-    em_tensor *a = uniform(2, SH(3000, 512), 1), *b = uniform(2, SH(512, 3), 2);
+    /* M = N = 3: three lanes of sixteen either way, on 1.35M multiply-adds */
+    em_tensor *a = uniform(2, SH(3, 150000), 1), *b = uniform(2, SH(150000, 3), 2);
     fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
     cr_assert(fast, "%s", em_last_error());
     em_tensor *e = mm(a, b), *g = fast(a, b);
     tu_expect_compiled(g, e, "a thin product by OpenBLAS");
     char *sec = cu_codegen_section((void *)fast, "cost model");
-    cr_expect(strstr(sec, "contraction by OpenBLAS: cost model: 3 of"), "%s", sec);
+    cr_expect(strstr(sec, "contraction by OpenBLAS: cost model: 3 of 16 lanes"), "%s", sec);
+    free(sec);
+    em_release(g), em_release(e), em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
+    /* N = 3 but M = 3000: the lanes go along m */
+    a = uniform(2, SH(3000, 512), 1), b = uniform(2, SH(512, 3), 2);
+    fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    e = mm(a, b), g = fast(a, b);
+    tu_expect_compiled(g, e, "a thin product with lanes along m");
+    sec = cu_codegen_section((void *)fast, "orientation");
+    cr_expect(strstr(sec, "generated GEMM: lanes along m"), "%s", sec);
     free(sec);
     em_release(g), em_release(e), em_release(a), em_release(b);
     em_compiled_free((void *)fast);
