@@ -47,6 +47,7 @@ typedef __m512 vf;
 /* Stores 16 lanes of a 1.0/0.0 vector as 16 bytes of 1/0. */
 #define V_STORE_BOOL(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)))
 #define SLEEF_SFX(f) Sleef_##f##f16_u10avx512f
+#define SLEEF_SFX35(f) Sleef_##f##f16_u35avx512f
 #define SLEEF_SQRT Sleef_sqrtf16_u05avx512f
 #elif defined(RT_ISA_AVX2)
 #define ISA_NAME avx2
@@ -81,6 +82,7 @@ static inline void rt_store_bool8(void *p, __m256 v) {
 }
 #define V_STORE_BOOL(p, v) rt_store_bool8(p, v)
 #define SLEEF_SFX(f) Sleef_##f##f8_u10avx2
+#define SLEEF_SFX35(f) Sleef_##f##f8_u35avx2
 #define SLEEF_SQRT Sleef_sqrtf8_u05avx2
 #elif defined(RT_ISA_SSE2)
 #define ISA_NAME sse2
@@ -127,6 +129,7 @@ static inline void rt_store_bool4(void *p, __m128 v) {
 }
 #define V_STORE_BOOL(p, v) rt_store_bool4(p, v)
 #define SLEEF_SFX(f) Sleef_##f##f4_u10sse2
+#define SLEEF_SFX35(f) Sleef_##f##f4_u35sse2
 #define SLEEF_SQRT Sleef_sqrtf4_u05sse2
 #else
 #error "compile *_simd.c with one of RT_ISA_AVX512, RT_ISA_AVX2, RT_ISA_SSE2"
