@@ -73,7 +73,7 @@ void *cg_jit_lookup(const char *sym);
 
 /* The ember runtime functions generated code may call by name. */
 #define CG_RUNTIME_SYMBOLS(X) \
-    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel)
+    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) X(cg_exec_interpret)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -336,14 +336,36 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s);
 /* Lanes p[i*stride ...] written from v (a scatter; mask NULL: all lanes). */
 void cg_scatter(cg_emitter *e, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i, int64_t stride, LLVMValueRef mask);
 
-/* Compiles the loop nests into one unit (`name` labels it in messages): for
- * nest i, a function `ember_<hash>_n<i>(void **ptrs, int64_t lo, int64_t hi)`
- * (an rt_range_fn; <hash> is the IR's) running rows [lo, hi) of its loops,
- * with ptrs[a] the data pointer of access a's home. fns receives one pointer
- * per loop nest; *cached whether the code came from the object cache (the
- * unit is shared with any live unit of the same code). NULL with an error. */
-cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
-                 unsigned keep, void **fns, bool *cached);
+/* Where the data of every value a loop nest reads or writes is at run time,
+ * from the memory plan: an arena buffer at a fixed offset, or an external home
+ * (argument, constant, output) whose data pointer the caller passes in a slot. */
+typedef struct cg_layout {
+    int64_t *offset;                  /* by node: byte offset in the arena, or -1 */
+    int *slot;                        /* by node: its index in homes[] (>= 1), or -1 */
+    int nslots;                       /* external homes: homes[1 .. nslots] */
+    int *slot_node;                   /* by slot - 1: its node */
+} cg_layout;
+
+/* A compiled graph's program (program.c): homes[0] is the arena's data and
+ * homes[s] the data of layout slot s; run is handed to cg_exec_interpret. 0, or
+ * -1 when an interpreted step failed (its error is set). */
+typedef int (*cg_program_fn)(void **homes, void *run);
+
+/* Compiles the schedule's loop nests and the graph's program into one unit
+ * (`name` labels it in messages): for nest i, a function
+ * `ember_<hash>_n<i>(void **ptrs, int64_t lo, int64_t hi)` (an rt_range_fn;
+ * <hash> is the IR's) running rows [lo, hi) of its loops, with ptrs[a] the data
+ * pointer of access a's home; and `ember_<hash>_prog`, a cg_program_fn running
+ * every step in order (lay places the homes). fns receives one pointer per
+ * loop nest, *program the program; *cached whether the code came from the
+ * object cache (the unit is shared with any live unit of the same code). NULL
+ * with an error. */
+cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
+                 unsigned keep, void **fns, cg_program_fn *program, bool *cached);
+/* The program's body (program.c): each step's pointers, then its nest function
+ * (nest_fn[i] for nest i) or cg_exec_interpret. */
+LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
+                             LLVMValueRef *nest_fn);
 /* Makes the next n calls of cg_emit fail as an LLVM failure would (for tests of
  * the fallback: the kernels are interpreted and say why). */
 void cg_emit_fail_next(int n);
@@ -406,6 +428,9 @@ void cg_exec_destroy(cg_exec *e);                   /* NULL-safe; frees the kept
  * checked them); outs receives one new reference per graph output. 0, or -1
  * with an error and nothing in outs. */
 int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs);
+/* For the generated program: runs interpreted step `step` of the call `run`
+ * (exec.c's state). 0, or -1 with an error. */
+int cg_exec_interpret(void *run, int step);
 size_t cg_exec_arena_bytes(const cg_exec *e);
 
 #endif /* EMBER_CODEGEN_H */

@@ -532,8 +532,10 @@ static atomic_int fail_next; /* cg_emit_fail_next: failures to inject */
 
 void cg_emit_fail_next(int n) { atomic_store(&fail_next, n); }
 
-cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *ln, int n,
-                 unsigned keep, void **fns, bool *cached) {
+cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *sched, const cg_layout *lay,
+                 unsigned keep, void **fns, cg_program_fn *program, bool *cached) {
+    const cg_loopnest *ln = sched->nests;
+    int n = sched->nnests;
     if (atomic_load(&fail_next) > 0 && atomic_fetch_sub(&fail_next, 1) > 0)
         return rt_error("codegen %s: injected failure (cg_emit_fail_next)", name), NULL;
     LLVMContextRef c;
@@ -568,6 +570,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
         else emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
         step = s.cur + 1; /* generations stay distinct across nests */
     }
+    LLVMValueRef pfn = cg_emit_program(&e, prog, sched, lay, fn);
     LLVMDisposeBuilder(e.b);
     free(val), free(rowval), free(gen);
     /* Names from the code's hash: the same program compiled twice (or by another
@@ -580,6 +583,9 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
         snprintf(fname, sizeof fname, "ember_%016llx_n%d", (unsigned long long)h, k);
         LLVMSetValueName2(fn[k], fname, strlen(fname));
     }
+    char pname[64];
+    snprintf(pname, sizeof pname, "ember_%016llx_prog", (unsigned long long)h);
+    LLVMSetValueName2(pfn, pname, strlen(pname));
     free(fn);
     cg_unit *u = cg_unit_create_keyed(m, key, &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep}, cached);
     for (int k = 0; k < n && u; k++) {
@@ -589,6 +595,10 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_loopnest *
             cg_unit_destroy(u);
             return NULL;
         }
+    }
+    if (u && !(*program = (cg_program_fn)cg_unit_lookup(u, pname))) {
+        cg_unit_destroy(u);
+        return NULL;
     }
     return u;
 }

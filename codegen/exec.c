@@ -1,9 +1,11 @@
 /*
  * exec.c — running a planned program: kernel by kernel, into the arena.
  *
- * Kernels run in the fusion's order. A kernel codegen generated (lower.c,
- * emit.c) is one call of its function over the thread pool, with the data
- * pointer of each value it reads or writes. Any other kernel is interpreted:
+ * Kernels run in the fusion's order. When codegen generated loop nests
+ * (lower.c, gemm.c, emit.c), the whole call is one call of the graph's
+ * generated program (program.c) with the data pointer of every home: it runs
+ * the nests over the thread pool and calls back cg_exec_interpret for the
+ * steps left to the interpreter. Any other kernel is interpreted:
  * its nodes run with the eager adapters (so a result is the value eager mode
  * computes), each written where the memory plan put it: an arena buffer at its
  * offset (possibly over a dead input, in place), or the storage of a graph
@@ -36,6 +38,8 @@ struct cg_exec {
     bool scheduled;             /* sched is valid (else every node is interpreted) */
     cg_schedule sched;          /* steps: generated loop nests and interpreted nodes */
     void **fns;                 /* per loop nest: its generated function */
+    cg_program_fn program;      /* the graph's generated program, or NULL (the C loop runs steps) */
+    cg_layout layout;           /* where the program finds each home */
     cg_unit *unit;              /* the generated code, or NULL */
     bool cached;                /* it came from the object cache */
 };
@@ -68,28 +72,32 @@ static void unit_name(const pass_program *prog, char *buf, size_t cap) {
     snprintf(buf, cap, "ember_%s_%u", id, atomic_fetch_add(&next, 1));
 }
 
-/* Schedules every kernel (generated loop nests and interpreted nodes),
- * generates the loop nests, and plans memory for that schedule. A failure to
- * generate code is not an error: the kernels are interpreted instead, and
- * the reason is kept for the `kernels` dump. */
-static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int width, unsigned keep) {
-    if (cg_schedule_build(prog, args, width, &e->sched) != 0) return -1;
-    e->scheduled = true;
-    cg_schedule *s = &e->sched;
-    if (s->nnests) {
-        char name[96];
-        unit_name(prog, name, sizeof name);
-        e->fns = calloc((size_t)s->nnests, sizeof *e->fns);
-        if (!e->fns) return rt_error("em_compile: out of memory");
-        if (!(e->unit = cg_emit(name, prog, s->nests, s->nnests, keep, e->fns, &e->cached))) {
-            char why[300];
-            snprintf(why, sizeof why, "code generation failed: %s", em_last_error());
-            em_clear_error();
-            cg_schedule_free(s);
-            if (cg_schedule_build(prog, args, 0, s) != 0) return -1;
-            for (int k = 0; k < s->nwhy; k++) free(s->why[k]), s->why[k] = strdup(why);
-        }
+static void layout_free(cg_layout *l) {
+    free(l->offset), free(l->slot), free(l->slot_node);
+    memset(l, 0, sizeof *l);
+}
+
+/* Homes from the plan: arena buffers at their offsets, every other home a slot. */
+static int layout_build(const pass_program *prog, cg_layout *l) {
+    const pass_memplan *p = prog->plan;
+    int n = ir_graph_num_nodes(prog->graph);
+    size_t nn = (size_t)(n ? n : 1);
+    l->offset = malloc(nn * sizeof *l->offset), l->slot = malloc(nn * sizeof *l->slot);
+    l->slot_node = malloc(nn * sizeof *l->slot_node);
+    if (!l->offset || !l->slot || !l->slot_node) return layout_free(l), rt_error("em_compile: out of memory");
+    l->nslots = 0;
+    for (int id = 0; id < n; id++) {
+        l->offset[id] = -1, l->slot[id] = -1;
+        pass_home h = p->home[id];
+        if (h == PASS_HOME_ARENA) l->offset[id] = (int64_t)p->buffers[p->buffer_of[id]].offset;
+        else if (h == PASS_HOME_ARG || h == PASS_HOME_CONST || h == PASS_HOME_OUTPUT)
+            l->slot_node[l->nslots] = id, l->slot[id] = ++l->nslots;
     }
+    return 0;
+}
+
+/* Plans memory for the schedule s (replacing prog->plan). */
+static int plan(pass_program *prog, const cg_schedule *s) {
     pass_memplan *plan = pass_memplan_run_steps(prog->fusion, s->step_of, s->materialize);
     if (!plan) return -1;
     if (pass_memplan_verify(plan) != 0) {
@@ -99,6 +107,33 @@ static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int 
     pass_memplan_destroy(prog->plan);
     prog->plan = plan;
     return 0;
+}
+
+/* Schedules every kernel (generated loop nests and interpreted nodes), plans
+ * memory for that schedule, and generates the loop nests and the program. A
+ * failure to generate code is not an error: the kernels are interpreted
+ * instead (and memory planned again), with the reason kept for the `kernels`
+ * dump. */
+static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int width, unsigned keep) {
+    if (cg_schedule_build(prog, args, width, &e->sched) != 0) return -1;
+    e->scheduled = true;
+    cg_schedule *s = &e->sched;
+    if (plan(prog, s) != 0) return -1;
+    if (!s->nnests) return 0;
+    char name[96];
+    unit_name(prog, name, sizeof name);
+    e->fns = calloc((size_t)s->nnests, sizeof *e->fns);
+    if (!e->fns || layout_build(prog, &e->layout) != 0) return rt_error("em_compile: out of memory");
+    e->unit = cg_emit(name, prog, s, &e->layout, keep, e->fns, &e->program, &e->cached);
+    if (e->unit) return 0;
+    char why[300];
+    snprintf(why, sizeof why, "code generation failed: %s", em_last_error());
+    em_clear_error();
+    e->program = NULL;
+    cg_schedule_free(s);
+    if (cg_schedule_build(prog, args, 0, s) != 0) return -1;
+    for (int k = 0; k < s->nwhy; k++) free(s->why[k]), s->why[k] = strdup(why);
+    return plan(prog, s);
 }
 
 cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned keep) {
@@ -119,6 +154,7 @@ void cg_exec_destroy(cg_exec *e) {
     frame_free(e->prog, atomic_exchange(&e->spare, NULL));
     cg_unit_destroy(e->unit);
     if (e->scheduled) cg_schedule_free(&e->sched);
+    layout_free(&e->layout);
     free(e->fns);
     free(e);
 }
@@ -143,9 +179,11 @@ typedef struct frame {
     em_tensor **hdr;      /* by node: a header over its arena buffer, or NULL */
     em_tensor **val;      /* by node: this call's values */
     em_tensor **in;       /* operands of one interpreted node */
+    void **homes;         /* the program's homes: the arena, then each slot's data */
 } frame;
 
 typedef struct run {
+    const cg_exec *e;
     const pass_program *prog;
     em_tensor *const *args;
     em_tensor **val;      /* per node; owned for op nodes */
@@ -168,6 +206,7 @@ static void frame_free(const pass_program *prog, frame *f) {
     for (int id = 0; f->hdr && id < ir_graph_num_nodes(prog->graph); id++) em_release(f->hdr[id]);
     em_release(f->arena);
     free(f->hdr);
+    free(f->homes);
     free(f);
 }
 
@@ -179,7 +218,8 @@ static frame *frame_new(const cg_exec *e) {
     frame *f = rt_malloc(sizeof *f, "compiled call");
     if (!f) return NULL;
     memset(f, 0, sizeof *f);
-    f->hdr = rt_malloc((2 * nn + (size_t)e->maxin) * sizeof *f->hdr, "compiled call");
+    f->homes = rt_malloc(((size_t)e->layout.nslots + 1) * sizeof *f->homes, "compiled call");
+    f->hdr = f->homes ? rt_malloc((2 * nn + (size_t)e->maxin) * sizeof *f->hdr, "compiled call") : NULL;
     if (f->hdr) memset(f->hdr, 0, (2 * nn + (size_t)e->maxin) * sizeof *f->hdr);
     int64_t words = (int64_t)(p->arena_bytes / sizeof(float));
     f->arena = f->hdr ? rt_tensor_new("compiled call", EM_F32, 1, &words, false) : NULL;
@@ -223,30 +263,6 @@ static int step(run *r, const ir_node *x, em_tensor **in) {
     return 0;
 }
 
-/* A generated kernel: the data pointer of each access's home, then its rows
- * split over the thread pool. */
-static int run_generated(run *r, const cg_loopnest *ln, rt_range_fn fn) {
-    void *ptrs[CG_MAX_ACCESS];
-    const ir_graph *g = r->prog->graph;
-    for (int a = 0; a < ln->naccess; a++) {
-        em_tensor *t = value(r, ir_graph_node(g, ln->acc[a].home));
-        if (!t) return -1;
-        ptrs[a] = rt_tensor_data(t);
-    }
-    if (ln->is_gemm) { /* the GEMM's row tiles: one piece per thread (each packs its panels once) */
-        int64_t units = ln->gemm.units, nt = ln->gemm.serial ? 1 : rt_threads();
-        if (nt <= 1 || units == 1) fn(ptrs, 0, units);
-        else rt_parallel_for(units, (units + nt - 1) / nt, fn, ptrs);
-        return 0;
-    }
-    int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
-    for (int d = 0; d < ln->ndim - 1; d++) rows *= ln->shape[d];
-    int64_t grain = inner >= 32768 ? 1 : 32768 / inner;
-    if (rows * inner <= 32768) fn(ptrs, 0, rows); /* one piece: skip the pool */
-    else rt_parallel_for(rows, grain, fn, ptrs);
-    return 0;
-}
-
 static frame *take_frame(cg_exec *e) {
     frame *f = atomic_exchange(&e->spare, NULL);
     return f ? f : frame_new(e);
@@ -257,20 +273,39 @@ static void give_frame(cg_exec *e, frame *f) {
     if (f && !atomic_compare_exchange_strong(&e->spare, &none, f)) frame_free(e->prog, f);
 }
 
+int cg_exec_interpret(void *ctx, int i) {
+    run *r = ctx;
+    return step(r, ir_graph_node(r->prog->graph, r->e->sched.steps[i].node), r->f->in);
+}
+
+/* The generated program: every step, after the homes of this call. */
+static int run_program(const cg_exec *e, run *r) {
+    void **homes = r->f->homes;
+    homes[0] = rt_tensor_data(r->f->arena);
+    for (int s = 0; s < e->layout.nslots; s++) {
+        em_tensor *t = value(r, ir_graph_node(e->prog->graph, e->layout.slot_node[s]));
+        if (!t) return -1;
+        homes[1 + s] = rt_tensor_data(t);
+    }
+    return e->program(homes, r);
+}
+
 int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs) {
     const pass_program *prog = e->prog;
     const ir_graph *g = prog->graph;
     int nn = ir_graph_num_nodes(g), nout = ir_graph_num_outputs(g);
     for (int i = 0; i < nout; i++) outs[i] = NULL;
-    run r = {.prog = prog, .args = args, .f = take_frame(e)};
+    run r = {.e = e, .prog = prog, .args = args, .f = take_frame(e)};
     if (!r.f) return -1;
     r.val = r.f->val;
     int st = place(&r);
-    if (e->scheduled) {
+    if (!st && e->program) {
+        st = run_program(e, &r);
+    } else if (e->scheduled) {
         for (int i = 0; i < e->sched.nsteps && !st; i++) {
             const cg_step *sp = &e->sched.steps[i];
-            st = sp->nest >= 0 ? run_generated(&r, &e->sched.nests[sp->nest], (rt_range_fn)e->fns[sp->nest])
-                               : step(&r, ir_graph_node(g, sp->node), r.f->in);
+            EM_ASSERT(sp->nest < 0); /* loop nests exist only with a program */
+            st = step(&r, ir_graph_node(g, sp->node), r.f->in);
         }
     } else {
         for (int i = 0; i < prog->plan->nsteps && !st; i++)

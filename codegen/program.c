@@ -1,0 +1,129 @@
+/*
+ * program.c — one generated function per graph: its steps, in order.
+ *
+ *     int ember_<hash>_prog(void **homes, void *run)
+ *       homes[0]        the arena's data
+ *       homes[1 + s]    the data of external home s (an argument, a constant,
+ *                       an output of this call: cg_layout's slots)
+ *
+ * For each step of the schedule it fills the access pointers of the step's
+ * loop nest (an arena buffer is the arena plus its planned offset, a constant
+ * of the code; anything else is its slot) and calls the nest's function: on
+ * the calling thread when the work is small, else over the thread pool with
+ * rt_parallel_for (a GEMM in one piece per thread, rt_threads() read at the
+ * call). A step the interpreter runs (an OpenBLAS contraction, a gather, a
+ * value codegen does not emit) is a call back into exec.c's
+ * cg_exec_interpret(run, step), whose failure ends the program with -1.
+ *
+ * So a compiled call does no per-kernel work in C: exec.c fills homes once
+ * and makes one call. The offsets make the code specific to the memory plan,
+ * which is itself a function of the graph and the schedule, so the object
+ * cache's key (the IR) still identifies it.
+ */
+#include "codegen.h"
+
+#include <stdlib.h>
+
+/* Work below this many elements runs on the calling thread (as exec.c did). */
+enum { SERIAL_ELEMENTS = 32768 };
+
+static LLVMValueRef declare(cg_emitter *e, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
+                            LLVMTypeRef *fty) {
+    *fty = LLVMFunctionType(ret, params, (unsigned)n, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(e->m, name);
+    return f ? f : LLVMAddFunction(e->m, name, *fty);
+}
+
+/* The data pointer of access a's home. */
+static LLVMValueRef home_ptr(cg_emitter *e, const cg_layout *lay, LLVMValueRef homes, LLVMValueRef arena, int node) {
+    if (lay->offset[node] >= 0)
+        return LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), arena, (LLVMValueRef[]){cg_i64c(e, lay->offset[node])},
+                             1, "");
+    EM_ASSERT(lay->slot[node] >= 1);
+    LLVMValueRef at = LLVMBuildGEP2(e->b, e->ptr, homes, (LLVMValueRef[]){cg_i64c(e, lay->slot[node])}, 1, "");
+    return LLVMBuildLoad2(e->b, e->ptr, at, "");
+}
+
+/* Calls fn over [0, n) in pieces of grain over the pool (or at once when nt says so). */
+static void call_range(cg_emitter *e, LLVMValueRef fn, LLVMValueRef ptrs, LLVMValueRef n, LLVMValueRef grain,
+                       LLVMValueRef parallel) {
+    LLVMTypeRef range_p[3] = {e->ptr, e->i64, e->i64}, pf_p[4] = {e->i64, e->i64, e->ptr, e->ptr}, fty, pfty;
+    LLVMTypeRef void_t = LLVMVoidTypeInContext(e->c);
+    fty = LLVMFunctionType(void_t, range_p, 3, 0);
+    if (LLVMIsConstant(parallel) && !LLVMConstIntGetZExtValue(parallel)) { /* on this thread */
+        LLVMBuildCall2(e->b, fty, fn, (LLVMValueRef[]){ptrs, cg_i64c(e, 0), n}, 3, "");
+        return;
+    }
+    LLVMValueRef pf = declare(e, "rt_parallel_for", void_t, pf_p, 4, &pfty);
+    LLVMValueRef fnv = LLVMGetBasicBlockParent(LLVMGetInsertBlock(e->b));
+    LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(e->c, fnv, "pool");
+    LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(e->c, fnv, "inline");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(e->c, fnv, "step");
+    LLVMBuildCondBr(e->b, parallel, par, one);
+    LLVMPositionBuilderAtEnd(e->b, par);
+    LLVMBuildCall2(e->b, pfty, pf, (LLVMValueRef[]){n, grain, fn, ptrs}, 4, "");
+    LLVMBuildBr(e->b, next);
+    LLVMPositionBuilderAtEnd(e->b, one);
+    LLVMBuildCall2(e->b, fty, fn, (LLVMValueRef[]){ptrs, cg_i64c(e, 0), n}, 3, "");
+    LLVMBuildBr(e->b, next);
+    LLVMPositionBuilderAtEnd(e->b, next);
+}
+
+/* A loop nest's step: its rows (or a GEMM's row tiles) split as exec.c's run_generated did. */
+static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef ptrs) {
+    LLVMBuilderRef b = e->b;
+    if (ln->is_gemm) {
+        int64_t units = ln->gemm.units;
+        if (ln->gemm.serial || units == 1) {
+            call_range(e, fn, ptrs, cg_i64c(e, units), cg_i64c(e, units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
+            return;
+        }
+        LLVMTypeRef thr_t;
+        LLVMValueRef thr = declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
+        LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
+        LLVMValueRef grain = LLVMBuildSDiv(b, LLVMBuildAdd(b, cg_i64c(e, units - 1), nt, ""), nt, "");
+        call_range(e, fn, ptrs, cg_i64c(e, units), grain, LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
+        return;
+    }
+    int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
+    for (int d = 0; d < ln->ndim - 1; d++) rows *= ln->shape[d];
+    int64_t grain = inner >= SERIAL_ELEMENTS ? 1 : SERIAL_ELEMENTS / inner;
+    bool serial = rows * inner <= SERIAL_ELEMENTS;
+    call_range(e, fn, ptrs, cg_i64c(e, rows), cg_i64c(e, grain), LLVMConstInt(LLVMInt1TypeInContext(e->c), !serial, 0));
+}
+
+LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
+                             LLVMValueRef *nest_fn) {
+    (void)prog;
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef params[2] = {e->ptr, e->ptr}, ity, ip[2] = {e->ptr, e->i32};
+    LLVMValueRef fn = LLVMAddFunction(e->m, "ember_prog", LLVMFunctionType(e->i32, params, 2, 0));
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(e->c, fn, "fail");
+    LLVMPositionBuilderAtEnd(b, fail);
+    LLVMBuildRet(b, LLVMConstInt(e->i32, (unsigned long long)-1, 1));
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
+    LLVMMoveBasicBlockAfter(fail, LLVMGetInsertBlock(b));
+    LLVMValueRef homes = LLVMGetParam(fn, 0), run = LLVMGetParam(fn, 1);
+    LLVMValueRef ptrs = LLVMBuildArrayAlloca(b, e->ptr, cg_i64c(e, CG_MAX_ACCESS), "ptrs");
+    LLVMValueRef arena = LLVMBuildLoad2(b, e->ptr, homes, "arena");
+    for (int i = 0; i < s->nsteps; i++) {
+        const cg_step *st = &s->steps[i];
+        if (st->nest < 0) {
+            LLVMValueRef interp = declare(e, "cg_exec_interpret", e->i32, ip, 2, &ity);
+            LLVMValueRef rc = LLVMBuildCall2(b, ity, interp, (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)i, 0)}, 2, "");
+            LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "ok");
+            LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntNE, rc, LLVMConstInt(e->i32, 0, 0), ""), fail, ok);
+            LLVMPositionBuilderAtEnd(b, ok);
+            continue;
+        }
+        const cg_loopnest *ln = &s->nests[st->nest];
+        for (int a = 0; a < ln->naccess; a++) {
+            LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
+            LLVMBuildStore(b, home_ptr(e, lay, homes, arena, ln->acc[a].home), slot);
+        }
+        nest_step(e, ln, nest_fn[st->nest], ptrs);
+    }
+    LLVMBuildRet(b, LLVMConstInt(e->i32, 0, 0));
+    LLVMMoveBasicBlockAfter(fail, LLVMGetLastBasicBlock(fn));
+    return fn;
+}
