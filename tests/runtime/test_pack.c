@@ -1,0 +1,56 @@
+/*
+ * test_pack.c — the GEMM panel packer of every ISA the CPU runs
+ * (runtime/pack_simd.c, rt_pack_panel): dst[k * vb + l] = src[l * ls + k]
+ * for l < lanes, zeros for the padding lanes, exactly (a copy), for k counts
+ * around the 16 x 16 blocks of the AVX-512 transpose and partial panels.
+ */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+static const char *const ISAS[] = {"avx512", "avx2", "sse2"};
+
+/* Packs a [lanes x ls] source (k runs along rows) with every ISA and checks each element. */
+static void check_pack(int64_t kn, int64_t lanes, int64_t vb, int64_t ls) {
+    float *src = malloc((size_t)(lanes * ls + 1) * sizeof *src);
+    int64_t rows = (kn + 15) / 16 * 16; /* the packer may store whole 16-row blocks */
+    float *dst = malloc((size_t)(rows * vb) * sizeof *dst);
+    cr_assert(src && dst);
+    for (int64_t i = 0; i < lanes * ls; i++) src[i] = (float)(i % 1009) - 500.0f;
+    for (int n = 0; n < 3; n++) {
+        const rt_simd *t = rt_simd_for(ISAS[n]);
+        if (!t) continue; /* this CPU does not run it */
+        for (int64_t i = 0; i < rows * vb; i++) dst[i] = 12345.0f;
+        t->pack_panel(kn, lanes, vb, src, ls, dst);
+        int64_t bad = 0;
+        for (int64_t k = 0; k < kn; k++)
+            for (int64_t l = 0; l < vb; l++) {
+                float want = l < lanes ? src[l * ls + k] : 0.0f;
+                bad += dst[k * vb + l] != want;
+            }
+        cr_expect_eq(bad, 0, "%s: kn %lld, lanes %lld of %lld, ls %lld: %lld elements wrong", ISAS[n],
+                     (long long)kn, (long long)lanes, (long long)vb, (long long)ls, (long long)bad);
+    }
+    free(src), free(dst);
+}
+
+Test(pack, panels_of_every_isa_are_the_transpose_with_zero_padding) {
+    static const int64_t ks[] = {1, 3, 15, 16, 17, 31, 32, 33, 100};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        check_pack(ks[i], 64, 64, ks[i]);      /* full panel, rows exactly k long */
+        check_pack(ks[i], 37, 64, ks[i] + 5);  /* a partial panel, padded rows */
+        check_pack(ks[i], 16, 16, 1000);       /* one vector, a long stride */
+        check_pack(ks[i], 1, 32, ks[i]);       /* one lane */
+    }
+}
+
+Test(pack, rt_pack_panel_uses_the_cpus_table) {
+    float src[16 * 20], dst[32 * 16];
+    for (int i = 0; i < 16 * 20; i++) src[i] = (float)i;
+    rt_pack_panel(20, 16, 16, src, 20, dst);
+    for (int k = 0; k < 20; k++)
+        for (int l = 0; l < 16; l++) cr_expect_eq(dst[k * 16 + l], src[l * 20 + k], "k %d lane %d", k, l);
+}
