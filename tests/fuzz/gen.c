@@ -82,6 +82,27 @@ em_tensor *fz_make_leaf(const fz_node *n) {
 
 static em_tensor *sc(double v) { return em_scalar(EM_F32, v); }
 
+double fz_gemm_noise;
+
+/* r (= x @ w, or x w^T when linear) plus, at each element, +-fz_gemm_noise *
+ * sqrt(K) * 2^-24 * (|x| @ |w|) with a sign from a hash of its index: the
+ * size of the difference another summation order makes (a random walk of
+ * rounding errors no larger than the sum of magnitudes), for fz_check's
+ * estimate of how much a program amplifies it. */
+static em_tensor *gemm_noise(em_tensor *r, em_tensor *x, em_tensor *w, bool linear) {
+    if (!r || fz_gemm_noise <= 0 || em_type(r) != EM_F32) return r;
+    int64_t n = em_numel(r), K = em_dim(x, -1);
+    float *sg = malloc((size_t)(n > 0 ? n : 1) * sizeof *sg);
+    if (!sg) return NULL;
+    for (int64_t i = 0; i < n; i++) sg[i] = ((uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull) >> 63 ? 1.0f : -1.0f;
+    em_tensor *sign = em_from_data(EM_F32, em_ndim(r), em_shape(r), sg);
+    free(sg);
+    em_tensor *ax = em_abs(x), *aw = em_abs(w);
+    em_tensor *mag = linear ? em_linear(ax, aw, NULL) : em_matmul(ax, aw);
+    double scale = fz_gemm_noise * sqrt((double)K) * ldexp(1.0, -24);
+    return em_add(r, em_mul(em_mul(sign, mag), sc(scale)));
+}
+
 /* Node n of p on the values so far; a new reference owned by the open scope,
  * or a leaf (borrowed). */
 static em_tensor *eval(const fz_node *n, em_tensor *const *v, em_tensor *const *args,
@@ -124,8 +145,8 @@ static em_tensor *eval(const fz_node *n, em_tensor *const *v, em_tensor *const *
     case FZ_LOG_SOFTMAX: return em_log_softmax(x, n->axis);
     case FZ_LAYER_NORM: return em_layer_norm(x, y, z, n->v);
     case FZ_RMS_NORM: return em_rms_norm(x, y, n->v);
-    case FZ_MATMUL: return em_matmul(x, y);
-    case FZ_LINEAR: return em_linear(x, y, z);
+    case FZ_MATMUL: return gemm_noise(em_matmul(x, y), x, y, false);
+    case FZ_LINEAR: return gemm_noise(em_linear(x, y, z), x, y, true);
     case FZ_RESHAPE: return em_reshape(x, n->ndim, n->dims);
     case FZ_PERMUTE:
         for (int i = 0; i < n->ndim; i++) perm[i] = (int)n->dims[i];
