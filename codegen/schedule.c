@@ -100,19 +100,23 @@ static int part(sched *c, int kernel, const int *nodes, int n, const ir_type *sp
     return add_step(c, kernel, -1, s->nnests - 1);
 }
 
-/* The whole kernel k as one row nest, when it lowers as one (cg_lower_row);
- * then one step. */
-static bool row_nest(sched *c, int k) {
+typedef bool (*whole_lowering)(const pass_program *prog, em_tensor *const *args, int width, int kernel,
+                               const bool *stored, cg_loopnest *ln);
+
+/* The whole kernel k as one nest, when `lower` (cg_lower_row, cg_lower_gemm)
+ * takes it; then one step. Else false, with the lowering's reason in why. */
+static bool whole_nest(sched *c, int k, whole_lowering lower, char *why, size_t cap) {
     cg_schedule *s = c->s;
     const pass_kernel *K = &c->prog->fusion->k[k];
+    snprintf(why, cap, "out of memory");
     if (!nest_room(c)) return false;
     bool *all = calloc((size_t)ir_graph_num_nodes(c->prog->graph), sizeof *all);
     if (!all) return false;
     for (int i = 0; i < K->nnodes; i++) all[K->nodes[i]] = true;
-    bool ok = cg_lower_row(c->prog, c->args, c->width, k, all, &s->nests[s->nnests]);
+    bool ok = lower(c->prog, c->args, c->width, k, all, &s->nests[s->nnests]);
     free(all);
     if (!ok) {
-        snprintf(c->row_why, sizeof c->row_why, "%s", s->nests[s->nnests].why);
+        snprintf(why, cap, "%s", s->nests[s->nnests].why);
         return false;
     }
     for (int i = 0; i < K->nnodes; i++) s->step_of[K->nodes[i]] = s->nsteps;
@@ -120,25 +124,12 @@ static bool row_nest(sched *c, int k) {
     return add_step(c, k, -1, s->nnests - 1) == 0;
 }
 
-/* The whole contraction kernel k as one GEMM nest (cg_lower_gemm), when the
- * generated GEMM is chosen; then one step. Else the reason is noted. */
+/* A contraction kernel as one generated GEMM, or the reason OpenBLAS runs it. */
 static bool gemm_nest(sched *c, int k) {
-    cg_schedule *s = c->s;
-    const pass_kernel *K = &c->prog->fusion->k[k];
-    if (!nest_room(c)) return false;
-    bool *all = calloc((size_t)ir_graph_num_nodes(c->prog->graph), sizeof *all);
-    if (!all) return false;
-    for (int i = 0; i < K->nnodes; i++) all[K->nodes[i]] = true;
-    cg_loopnest *ln = &s->nests[s->nnests];
-    bool ok = cg_lower_gemm(c->prog, c->args, c->width, k, all, ln);
-    free(all);
-    if (!ok) {
-        note(c, k, "contraction by OpenBLAS: %s", ln->why);
-        return false;
-    }
-    for (int i = 0; i < K->nnodes; i++) s->step_of[K->nodes[i]] = s->nsteps;
-    s->nnests++;
-    return add_step(c, k, -1, s->nnests - 1) == 0;
+    char why[160];
+    if (whole_nest(c, k, cg_lower_gemm, why, sizeof why)) return true;
+    note(c, k, "contraction by OpenBLAS: %s", why);
+    return false;
 }
 
 /* Whether member x depends (within kernel k) on a node in `anchor`. */
@@ -196,7 +187,7 @@ static int schedule_kernel(sched *c, int k, bool *anchor, bool *memo, bool *seen
         }
     }
     int st = 0;
-    if (row_nest(c, k)) { /* prologue, anchors and epilogue in one generated nest */
+    if (whole_nest(c, k, cg_lower_row, c->row_why, sizeof c->row_why)) { /* prologue, anchors, epilogue: one nest */
         free(pre), free(post), free(anchors);
         return 0;
     }

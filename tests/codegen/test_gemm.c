@@ -139,49 +139,36 @@ enum { NSIZES = sizeof SIZES / sizeof SIZES[0] };
 
 /* ---- sizes and orientations ------------------------------------------------------------------- */
 
-Test(gemm, products_of_every_size_class_match_the_reference_when_B_rows_are_contiguous) {
+/* How a size-class test passes its operands: as they are, B as a transposed
+ * view of a [N, K] tensor, or A as a transposed view of a [K, M] tensor. */
+typedef enum layout { PLAIN, B_TRANSPOSED, A_TRANSPOSED } layout;
+
+static void check_sizes(layout how, uint64_t seed) {
+    static const fn2 model[] = {mm, mm_bt, mm_at};
+    static const char *const form[] = {"[%lld x %lld] @ [%lld x %lld]", "[%lld x %lld] @ [%lld x %lld]^T",
+                                       "[%lld x %lld]^T @ [%lld x %lld]"};
     for (int s = 0; s < NSIZES; s++) {
         int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
-        em_tensor *a = uniform(2, SH(M, K), 10 + s), *b = uniform(2, SH(K, N), 40 + s);
+        /* the tensors passed, and the dense A and B they stand for */
+        em_tensor *x = how == A_TRANSPOSED ? uniform(2, SH(K, M), seed + s) : uniform(2, SH(M, K), seed + s);
+        em_tensor *y = how == B_TRANSPOSED ? uniform(2, SH(N, K), seed + 50 + s) : uniform(2, SH(K, N), seed + 50 + s);
+        em_tensor *a = how == A_TRANSPOSED ? transposed_copy(x) : em_retain(x);
+        em_tensor *b = how == B_TRANSPOSED ? transposed_copy(y) : em_retain(y);
         double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
         char what[96];
-        snprintf(what, sizeof what, "[%lld x %lld] @ [%lld x %lld]", (long long)M, (long long)K, (long long)K,
-                 (long long)N);
-        check_product(mm, a, b, want, K, what);
+        snprintf(what, sizeof what, form[how], (long long)em_dim(x, 0), (long long)em_dim(x, 1),
+                 (long long)em_dim(y, 0), (long long)em_dim(y, 1));
+        check_product(model[how], x, y, want, K, what);
         free(av), free(bv), free(want);
-        em_release(a), em_release(b);
+        em_release(a), em_release(b), em_release(x), em_release(y);
     }
 }
 
-Test(gemm, products_read_through_a_transposed_B_match_the_reference) {
-    for (int s = 0; s < NSIZES; s++) {
-        int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
-        em_tensor *a = uniform(2, SH(M, K), 70 + s), *bt = uniform(2, SH(N, K), 90 + s);
-        em_tensor *b = transposed_copy(bt);
-        double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
-        char what[96];
-        snprintf(what, sizeof what, "[%lld x %lld] @ [%lld x %lld]^T", (long long)M, (long long)K, (long long)N,
-                 (long long)K);
-        check_product(mm_bt, a, bt, want, K, what);
-        free(av), free(bv), free(want);
-        em_release(a), em_release(b), em_release(bt);
-    }
-}
+Test(gemm, products_of_every_size_class_match_the_reference_when_B_rows_are_contiguous) { check_sizes(PLAIN, 10); }
 
-Test(gemm, products_read_through_a_transposed_A_match_the_reference) {
-    for (int s = 0; s < NSIZES; s++) {
-        int64_t M = SIZES[s][0], K = SIZES[s][1], N = SIZES[s][2];
-        em_tensor *at = uniform(2, SH(K, M), 110 + s), *b = uniform(2, SH(K, N), 130 + s);
-        em_tensor *a = transposed_copy(at);
-        double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, M, K, N);
-        char what[96];
-        snprintf(what, sizeof what, "[%lld x %lld]^T @ [%lld x %lld]", (long long)K, (long long)M, (long long)K,
-                 (long long)N);
-        check_product(mm_at, at, b, want, K, what);
-        free(av), free(bv), free(want);
-        em_release(a), em_release(b), em_release(at);
-    }
-}
+Test(gemm, products_read_through_a_transposed_B_match_the_reference) { check_sizes(B_TRANSPOSED, 70); }
+
+Test(gemm, products_read_through_a_transposed_A_match_the_reference) { check_sizes(A_TRANSPOSED, 110); }
 
 Test(gemm, a_strided_argument_that_is_neither_row_nor_column_contiguous_is_packed) {
     /* every other column of a [64, 2K] argument, times a transposed B: both operands strided */
