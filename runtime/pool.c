@@ -89,10 +89,16 @@ static int start_workers(int n) {
     pthread_mutex_unlock(&pool.mu);
     pool.workers = calloc((size_t)n - 1, sizeof *pool.workers);
     if (!pool.workers) return 1;
+    /* 8 MiB stacks whatever `ulimit -s` says: generated GEMMs keep their packed
+     * panels and partial sums on the stack (up to ~400 KiB, codegen/gemm.c). */
+    pthread_attr_t attr;
+    bool sized = pthread_attr_init(&attr) == 0;
+    if (sized) pthread_attr_setstacksize(&attr, (size_t)8 << 20);
     for (int i = 0; i < n - 1; i++) {
-        if (pthread_create(&pool.workers[i], NULL, worker_main, NULL) != 0) break;
+        if (pthread_create(&pool.workers[i], sized ? &attr : NULL, worker_main, NULL) != 0) break;
         pool.nthreads++;
     }
+    if (sized) pthread_attr_destroy(&attr);
     return pool.nthreads;
 }
 
