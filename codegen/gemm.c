@@ -188,7 +188,8 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
     space->shape[nb] = g->m, space->shape[nb + 1] = g->n;
     ln->ndim = space->ndim;
     memcpy(ln->shape, space->shape, sizeof ln->shape);
-    if (g->m * g->n == 0) return refuse(ln, "empty");
+    for (int d = 0; d < space->ndim; d++) /* a batch of 0 too (it would fold into M = 0) */
+        if (space->shape[d] == 0) return refuse(ln, "empty");
     em_tensor ta, tb;
     if (!cg_value_layout(prog, args, A, &ta) || !cg_value_layout(prog, args, B, &tb))
         return refuse(ln, "an operand is a reshape that needs a copy");

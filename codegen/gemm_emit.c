@@ -108,8 +108,12 @@ static LLVMValueRef vload(gemm_emit *q, LLVMValueRef p, LLVMValueRef mask, unsig
     return l;
 }
 
+/* A whole vector of a stack buffer: buffers are 64-byte aligned and indexed in
+ * whole vectors, so a vector's own size is its alignment (32 bytes at 8 lanes). */
+static unsigned valign(gemm_emit *q) { return (unsigned)(4 * q->e->w); }
+
 static void vstore(gemm_emit *q, LLVMValueRef v, LLVMValueRef p) {
-    LLVMSetAlignment(LLVMBuildStore(q->e->b, v, p), 64);
+    LLVMSetAlignment(LLVMBuildStore(q->e->b, v, p), valign(q));
 }
 
 /* ---- packing V's panel -------------------------------------------------------------------- */
@@ -154,7 +158,7 @@ static void k_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *acc, void *ctx) {
     LLVMValueRef v[4];
     for (int j = 0; j < q->nv; j++) {
         LLVMValueRef off = i64c(q, (int64_t)j * e->w);
-        if (q->pk) v[j] = vload(q, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), off)), NULL, 64);
+        if (q->pk) v[j] = vload(q, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), off)), NULL, valign(q));
         else v[j] = vload(q, cg_elem_ptr(e, t->vp, add(q, mul(q, k, q->vk), off)), j == q->nv - 1 ? q->mask : NULL, 4);
     }
     for (int i = 0; i < q->g->mr; i++) {
@@ -203,7 +207,7 @@ static void epilogue_row(gemm_emit *q, LLVMValueRef i, LLVMValueRef *vals, void 
     cg_emitter *e = q->e;
     for (int j = 0; j < q->nv; j++) {
         LLVMValueRef at = add(q, mul(q, i, (int64_t)q->nv * e->w), i64c(q, (int64_t)j * e->w));
-        epilogue(q, add(q, t->r, i), j, vload(q, cg_elem_ptr(e, q->tilebuf, at), NULL, 64));
+        epilogue(q, add(q, t->r, i), j, vload(q, cg_elem_ptr(e, q->tilebuf, at), NULL, valign(q)));
     }
 }
 
@@ -237,7 +241,7 @@ static void emit_tile(gemm_emit *q, tile *t) {
         LLVMBuildCondBr(b, q->first, go, ld);
         LLVMPositionBuilderAtEnd(b, ld);
         LLVMValueRef got[24];
-        for (int k = 0; k < n; k++) got[k] = vload(q, cbuf_at(q, t, k), NULL, 64);
+        for (int k = 0; k < n; k++) got[k] = vload(q, cbuf_at(q, t, k), NULL, valign(q));
         LLVMBuildBr(b, go);
         LLVMPositionBuilderAtEnd(b, go);
         for (int k = 0; k < n; k++) {
@@ -275,7 +279,7 @@ static void tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ct
 static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
     LLVMBuilderRef b = q->e->b;
     const cg_gemm *g = q->g;
-    if (q->pk && q->vk == 1) pack_call(q);
+    if (q->pk && q->vk == 1 && q->e->w == 16) pack_call(q); /* the AVX-512 transposes (gemm.c's cost) */
     else if (q->pk) loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
     LLVMValueRef end = mul(q, s1, g->mr);
     end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, q->NR), ""), end, i64c(q, q->NR), "");
@@ -408,6 +412,10 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
     q.Vb = (int64_t)g->nvec * e->w;
     LLVMBuilderRef b = e->b;
     LLVMValueRef fn = s->fn, lo = LLVMGetParam(fn, 1), hi = LLVMGetParam(fn, 2);
+    /* Its frame is up to ~400 KiB: probe it page by page, so a thread whose
+     * stack is too small faults on the guard page instead of jumping past it. */
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                               LLVMCreateStringAttribute(e->c, "probe-stack", 11, "inline-asm", 10));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
     if (g->kc < g->k) q.cbuf = stack_buffer(&q, g->subtiles * g->mr * q.Vb);

@@ -17,8 +17,9 @@
  * rather than generated code because the X86 backend spends ~30 ms selecting
  * instructions for those 64 shuffles in every module; compiled once here, it
  * costs nothing per compile. dst must have room for kn rounded up to 16 rows
- * (the last block stores whole rows). Other ISAs copy element by element (the
- * generated GEMM packs with gathers there).
+ * (the last block stores whole rows); a panel narrower than a multiple of 16
+ * lanes is stored masked. Other ISAs copy element by element (the generated
+ * GEMM packs with gathers there: it calls this only for 16-lane code).
  */
 #include "simd.h"
 
@@ -49,7 +50,8 @@ static void ISA(pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *
             for (int l = 0; l < 16; l++)
                 r[l] = g + l < lanes ? _mm512_maskz_loadu_ps(m, src + (g + l) * ls + k0) : _mm512_setzero_ps();
             transpose16(r);
-            for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (k0 + i) * vb + g, r[i]);
+            __mmask16 w = vb - g >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (vb - g)) - 1);
+            for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(dst + (k0 + i) * vb + g, w, r[i]);
         }
     }
 }

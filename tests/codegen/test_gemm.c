@@ -427,3 +427,33 @@ Test(gemm, the_8_lane_avx2_kernels_match_the_reference_too) {
     check_sizes(B_TRANSPOSED, 400);
     check_sizes(A_TRANSPOSED, 500);
 }
+
+Test(gemm, a_product_over_an_empty_batch_is_not_generated_and_gives_an_empty_result) {
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *x = uniform(3, SH(0, 4, 32), 1), *w = uniform(2, SH(16, 32), 2);
+    fn2 fast = (fn2)em_compile((void *)lin_nobias, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = lin_nobias(x, w), *g = fast(x, w);
+    cr_assert(e && g, "%s", em_last_error());
+    tu_expect_shape(g, 3, SH(0, 4, 16), "linear over [0, 4, 32]");
+    em_release(g), em_release(e);
+    em_tensor *a = uniform(3, SH(0, 5, 7), 3), *b = uniform(2, SH(7, 9), 4);
+    fn2 f2 = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    cr_assert(f2, "%s", em_last_error());
+    g = f2(a, b);
+    cr_assert(g, "%s", em_last_error());
+    tu_expect_shape(g, 3, SH(0, 5, 9), "matmul over [0, 5, 7]");
+    em_release(g), em_release(a), em_release(b), em_release(x), em_release(w);
+    em_compiled_free((void *)fast), em_compiled_free((void *)f2);
+}
+
+Test(gemm, an_8_lane_panel_of_a_k_contiguous_operand_is_packed_within_its_buffer) {
+    /* EMBER_CODEGEN=avx2, x w^T with N = 8: B packed into a panel of 8 lanes */
+    setenv("EMBER_CODEGEN", "avx2", 1);
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *x = uniform(2, SH(64, 64), 1), *w = uniform(2, SH(8, 64), 2), *wt = transposed_copy(w);
+    double *xv = tu_values_of(x), *wv = tu_values_of(wt), *want = ref_bmm(xv, wv, 1, 1, 64, 64, 8);
+    check_product(lin_nobias, x, w, want, 64, "[64 x 64] w^T [64 x 8] at 8 lanes");
+    free(xv), free(wv), free(want);
+    em_release(x), em_release(w), em_release(wt);
+}

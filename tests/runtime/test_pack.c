@@ -17,15 +17,18 @@ static const char *const ISAS[] = {"avx512", "avx2", "sse2"};
 static void check_pack(int64_t kn, int64_t lanes, int64_t vb, int64_t ls) {
     float *src = malloc((size_t)(lanes * ls + 1) * sizeof *src);
     int64_t rows = (kn + 15) / 16 * 16; /* the packer may store whole 16-row blocks */
-    float *dst = malloc((size_t)(rows * vb) * sizeof *dst);
+    float *dst = malloc((size_t)(rows * vb + 16) * sizeof *dst); /* 16 canaries past the panel */
     cr_assert(src && dst);
     for (int64_t i = 0; i < lanes * ls; i++) src[i] = (float)(i % 1009) - 500.0f;
     for (int n = 0; n < 3; n++) {
         const rt_simd *t = rt_simd_for(ISAS[n]);
         if (!t) continue; /* this CPU does not run it */
-        for (int64_t i = 0; i < rows * vb; i++) dst[i] = 12345.0f;
+        for (int64_t i = 0; i < rows * vb + 16; i++) dst[i] = 12345.0f;
         t->pack_panel(kn, lanes, vb, src, ls, dst);
         int64_t bad = 0;
+        for (int64_t i = rows * vb; i < rows * vb + 16; i++) bad += dst[i] != 12345.0f;
+        cr_expect_eq(bad, 0, "%s: vb %lld: stored past the panel", ISAS[n], (long long)vb);
+        bad = 0;
         for (int64_t k = 0; k < kn; k++)
             for (int64_t l = 0; l < vb; l++) {
                 float want = l < lanes ? src[l * ls + k] : 0.0f;
@@ -44,6 +47,8 @@ Test(pack, panels_of_every_isa_are_the_transpose_with_zero_padding) {
         check_pack(ks[i], 37, 64, ks[i] + 5);  /* a partial panel, padded rows */
         check_pack(ks[i], 16, 16, 1000);       /* one vector, a long stride */
         check_pack(ks[i], 1, 32, ks[i]);       /* one lane */
+        check_pack(ks[i], 8, 8, ks[i] + 3);    /* an 8-lane panel: nothing stored past it */
+        check_pack(ks[i], 20, 24, ks[i]);      /* 24 lanes: a masked last group */
     }
 }
 
