@@ -21,10 +21,11 @@
  *
  * Tile: mr rows of R by nvec vectors of V, mr * nvec <= 24 accumulators of
  * the 32 AVX-512 registers (12 of 16 with AVX2). A packed panel holds up to
- * 256 KiB of k; past that k is blocked and partial sums go through a stack
- * buffer of at most 512 rows. The function's range is the row tiles of every
- * (batch, panel); exec.c gives each thread one piece, so each packs a panel
- * once. A product under 2^18 multiply-adds runs on the calling thread.
+ * an eighth of the L2 (at most 256 KiB) of k; past that k is blocked and
+ * partial sums go through a stack buffer of at most 512 rows. The function's
+ * range is the row tiles of every (batch, panel); the program gives each
+ * thread one piece, so each packs a panel once. A product under 2^18
+ * multiply-adds runs on the calling thread.
  *
  * Orientation is chosen by an estimate in cycles: the multiply-adds over the
  * lanes each orientation uses, the packing (0.3 cycles an element for a
@@ -41,6 +42,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static bool refuse(cg_loopnest *ln, const char *why) {
     ln->compiled = false;
@@ -119,6 +121,16 @@ static void fold_batch(cg_loopnest *ln, cg_gemm *g) {
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* Bytes of packed panel per k block: an eighth of the L2 (the panel is read
+ * once per tile, the rows of R stream past it), within [32 KiB, 256 KiB]
+ * (it is on the stack). 256 KiB for this machine's 2 MiB L2; a 2 MiB L2 is
+ * assumed when the system does not say. */
+static int64_t panel_budget(void) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    int64_t b = (l2 > 0 ? (int64_t)l2 : (int64_t)2 << 20) / 8;
+    return b < (32 << 10) ? 32 << 10 : b > (256 << 10) ? 256 << 10 : b;
+}
+
 /* Orientation, tile, blocking and tasks (the file's opening comment). False
  * when OpenBLAS is the better choice. */
 static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
@@ -154,7 +166,8 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     int64_t Vb = (int64_t)g->nvec * width;
     g->panels = ceil_div(V, Vb);
     g->kc = g->k ? g->k : 1;
-    if (g->pack && g->kc * Vb * 4 > (256 << 10)) g->kc = (256 << 10) / (Vb * 4); /* the panel: <= 256 KiB */
+    int64_t budget = panel_budget();
+    if (g->pack && g->kc * Vb * 4 > budget) g->kc = budget / (Vb * 4);
     g->rtiles = ceil_div(R, g->mr);
     g->units = g->batches * g->panels * g->rtiles;
     /* k blocks sweep at most 512 rows (their partial sums stay on the stack) */
