@@ -24,34 +24,52 @@
 #include "simd.h"
 
 #if defined(RT_ISA_AVX512)
-static inline void transpose16(__m512 *r) {
-    for (int d = 1; d < 16; d *= 2) {
-        int32_t mi[16], mj[16];
-        for (int c = 0; c < 16; c++) {
-            mi[c] = (c & d) ? 16 + c - d : c;
-            mj[c] = (c & d) ? 16 + c : c + d;
-        }
-        __m512i ii = _mm512_loadu_si512(mi), ij = _mm512_loadu_si512(mj);
+/* The butterfly's vpermt2ps indices, stage d = 1, 2, 4, 8: the first result
+ * takes lane c of row i where bit d of c is clear, else lane c - d of row i + d
+ * (16 + c - d); the second takes lane c + d of row i, else lane c of row i + d.
+ * Constants, so they are loaded once, not built (a table built on the stack
+ * and reloaded stalls on store forwarding: that packer spent 17% of block). */
+static const int32_t BFLY[4][2][16] __attribute__((aligned(64))) = {
+    {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+    {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+    {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+    {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+};
+
+static inline void transpose16(__m512 *r, const __m512i *idx) {
+#pragma GCC unroll 4
+    for (int s = 0, d = 1; s < 4; s++, d *= 2)
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             if (i & d) continue;
-            __m512 a = _mm512_permutex2var_ps(r[i], ii, r[i + d]);
-            __m512 b = _mm512_permutex2var_ps(r[i], ij, r[i + d]);
+            __m512 a = _mm512_permutex2var_ps(r[i], idx[2 * s], r[i + d]);
+            __m512 b = _mm512_permutex2var_ps(r[i], idx[2 * s + 1], r[i + d]);
             r[i] = a, r[i + d] = b;
         }
-    }
 }
 
 static void ISA(pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst) {
+    __m512i idx[8];
+    for (int s = 0; s < 4; s++)
+        idx[2 * s] = _mm512_load_si512(BFLY[s][0]), idx[2 * s + 1] = _mm512_load_si512(BFLY[s][1]);
     for (int64_t g = 0; g < vb; g += 16) {
+        __mmask16 w = vb - g >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (vb - g)) - 1);
         for (int64_t k0 = 0; k0 < kn; k0 += 16) {
             int64_t left = kn - k0;
             __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
             __m512 r[16];
-            for (int l = 0; l < 16; l++)
-                r[l] = g + l < lanes ? _mm512_maskz_loadu_ps(m, src + (g + l) * ls + k0) : _mm512_setzero_ps();
-            transpose16(r);
-            __mmask16 w = vb - g >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (vb - g)) - 1);
-            for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(dst + (k0 + i) * vb + g, w, r[i]);
+            const float *p = src + g * ls + k0;
+            if (g + 16 <= lanes) {
+#pragma GCC unroll 16
+                for (int l = 0; l < 16; l++) r[l] = _mm512_maskz_loadu_ps(m, p + l * ls);
+            } else {
+#pragma GCC unroll 16
+                for (int l = 0; l < 16; l++) r[l] = g + l < lanes ? _mm512_maskz_loadu_ps(m, p + l * ls) : _mm512_setzero_ps();
+            }
+            transpose16(r, idx);
+            float *q = dst + k0 * vb + g;
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(q + i * vb, w, r[i]);
         }
     }
 }
