@@ -73,7 +73,7 @@ void *cg_jit_lookup(const char *sym);
 
 /* The ember runtime functions generated code may call by name. */
 #define CG_RUNTIME_SYMBOLS(X) \
-    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) X(cg_exec_interpret)
+    X(rt_parallel_for) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) X(cg_exec_interpret) X(cg_exec_mark)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -100,6 +100,7 @@ void cg_module_discard(LLVMModuleRef mod);
 enum {
     CG_KEEP_IR = 1,  /* keep the optimised LLVM IR text (the `llvm` dump stage) */
     CG_KEEP_ASM = 2, /* keep the host assembly (the `asm` stage); costs a second codegen run */
+    CG_PROFILE = 4,  /* the program times each step (cg_exec_mark; the `profile` stage) */
 };
 
 typedef struct cg_opt {
@@ -365,7 +366,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
 /* The program's body (program.c): each step's pointers, then its nest function
  * (nest_fn[i] for nest i) or cg_exec_interpret. */
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
-                             LLVMValueRef *nest_fn);
+                             LLVMValueRef *nest_fn, bool profile);
 /* Makes the next n calls of cg_emit fail as an LLVM failure would (for tests of
  * the fallback: the kernels are interpreted and say why). */
 void cg_emit_fail_next(int n);
@@ -431,6 +432,13 @@ int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs);
 /* For the generated program: runs interpreted step `step` of the call `run`
  * (exec.c's state). 0, or -1 with an error. */
 int cg_exec_interpret(void *run, int step);
+/* For a program compiled with CG_PROFILE: step `step` of the call `run` starts
+ * (step == the step count: the call ends); the time since the last mark goes
+ * to the previous step. Returns 0. */
+int cg_exec_mark(void *run, int step);
+/* The `profile` stage: time per step, averaged over the calls made so far
+ * (with CG_PROFILE; else how to ask for it). */
+int cg_exec_print_profile(const cg_exec *e, FILE *out);
 size_t cg_exec_arena_bytes(const cg_exec *e);
 
 #endif /* EMBER_CODEGEN_H */

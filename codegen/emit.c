@@ -570,7 +570,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
         else emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
         step = s.cur + 1; /* generations stay distinct across nests */
     }
-    LLVMValueRef pfn = cg_emit_program(&e, prog, sched, lay, fn);
+    LLVMValueRef pfn = cg_emit_program(&e, prog, sched, lay, fn, (keep & CG_PROFILE) != 0);
     LLVMDisposeBuilder(e.b);
     free(val), free(rowval), free(gen);
     /* Names from the code's hash: the same program compiled twice (or by another

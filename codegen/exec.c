@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct frame;
 static void frame_free(const pass_program *prog, struct frame *f);
@@ -42,6 +43,9 @@ struct cg_exec {
     cg_layout layout;           /* where the program finds each home */
     cg_unit *unit;              /* the generated code, or NULL */
     bool cached;                /* it came from the object cache */
+    bool profiled;              /* compiled with CG_PROFILE: steps are timed */
+    _Atomic uint64_t *step_ns;  /* per step: nanoseconds over all calls (profiled) */
+    atomic_ulong calls;         /* calls timed (profiled) */
 };
 
 static cg_exec *exec_new(const pass_program *prog) {
@@ -150,6 +154,11 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
         cg_exec_destroy(e);
         return NULL;
     }
+    if (keep & CG_PROFILE) {
+        e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
+        if (!e->step_ns) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
+        e->profiled = true;
+    }
     return e;
 }
 
@@ -159,6 +168,7 @@ void cg_exec_destroy(cg_exec *e) {
     cg_unit_destroy(e->unit);
     if (e->scheduled) cg_schedule_free(&e->sched);
     layout_free(&e->layout);
+    free((void *)e->step_ns);
     free(e->fns);
     free(e);
 }
@@ -187,7 +197,8 @@ typedef struct frame {
 } frame;
 
 typedef struct run {
-    const cg_exec *e;
+    cg_exec *e;
+    uint64_t mark;        /* profiled: when the current step began (ns) */
     const pass_program *prog;
     em_tensor *const *args;
     em_tensor **val;      /* per node; owned for op nodes */
@@ -277,6 +288,42 @@ static void give_frame(cg_exec *e, frame *f) {
     if (f && !atomic_compare_exchange_strong(&e->spare, &none, f)) frame_free(e->prog, f);
 }
 
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+int cg_exec_mark(void *ctx, int i) {
+    run *r = ctx;
+    uint64_t t = now_ns();
+    if (i > 0) atomic_fetch_add(&r->e->step_ns[i - 1], t - r->mark);
+    if (i == r->e->sched.nsteps) atomic_fetch_add(&r->e->calls, 1);
+    r->mark = t;
+    return 0;
+}
+
+int cg_exec_print_profile(const cg_exec *e, FILE *out) {
+    if (!e || !e->profiled || !e->scheduled) {
+        fprintf(out, "; profile: not timed; compile with EMBER_PROFILE=1 to time every step\n");
+        return ferror(out) ? rt_error("em_dump: write failed") : 0;
+    }
+    unsigned long n = atomic_load(&e->calls);
+    uint64_t total = 0;
+    for (int i = 0; i < e->sched.nsteps; i++) total += atomic_load(&e->step_ns[i]);
+    fprintf(out, "; profile: %lu calls, %.3f us per call in its steps\n", n, n ? (double)total / n / 1e3 : 0.0);
+    for (int i = 0; i < e->sched.nsteps; i++) {
+        const cg_step *st = &e->sched.steps[i];
+        uint64_t ns = atomic_load(&e->step_ns[i]);
+        char what[96];
+        if (st->nest >= 0) snprintf(what, sizeof what, "%s", e->sched.nests[st->nest].is_gemm ? "generated GEMM" : "generated");
+        else snprintf(what, sizeof what, "%%%d %s (runtime)", st->node, ir_ops[ir_graph_node(e->prog->graph, st->node)->op].name);
+        fprintf(out, "step %-3d k%-3d %-28s %10.3f us %5.1f%%\n", i, st->kernel, what, n ? (double)ns / n / 1e3 : 0.0,
+                total ? 100.0 * (double)ns / (double)total : 0.0);
+    }
+    return ferror(out) ? rt_error("em_dump: write failed") : 0;
+}
+
 int cg_exec_interpret(void *ctx, int i) {
     run *r = ctx;
     return step(r, ir_graph_node(r->prog->graph, r->e->sched.steps[i].node), r->f->in);
@@ -309,8 +356,10 @@ int cg_exec_run(cg_exec *e, em_tensor *const *args, em_tensor **outs) {
         for (int i = 0; i < e->sched.nsteps && !st; i++) {
             const cg_step *sp = &e->sched.steps[i];
             EM_ASSERT(sp->nest < 0); /* loop nests exist only with a program */
+            if (e->profiled) cg_exec_mark(&r, i);
             st = step(&r, ir_graph_node(g, sp->node), r.f->in);
         }
+        if (e->profiled && !st) cg_exec_mark(&r, e->sched.nsteps);
     } else {
         for (int i = 0; i < prog->plan->nsteps && !st; i++)
             st = step(&r, ir_graph_node(g, prog->plan->order[i]), r.f->in);

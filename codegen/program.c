@@ -14,6 +14,8 @@
  * call). A step the interpreter runs (an OpenBLAS contraction, a gather, a
  * value codegen does not emit) is a call back into exec.c's
  * cg_exec_interpret(run, step), whose failure ends the program with -1.
+ * Compiled with CG_PROFILE (EMBER_PROFILE=1), it also calls cg_exec_mark
+ * before each step and at the end, for the `profile` stage.
  *
  * So a compiled call does no per-kernel work in C: exec.c fills homes once
  * and makes one call. The offsets make the code specific to the memory plan,
@@ -93,7 +95,7 @@ static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLV
 }
 
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
-                             LLVMValueRef *nest_fn) {
+                             LLVMValueRef *nest_fn, bool profile) {
     (void)prog;
     LLVMBuilderRef b = e->b;
     LLVMTypeRef params[2] = {e->ptr, e->ptr}, ity, ip[2] = {e->ptr, e->i32};
@@ -106,7 +108,12 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
     LLVMValueRef homes = LLVMGetParam(fn, 0), run = LLVMGetParam(fn, 1);
     LLVMValueRef ptrs = LLVMBuildArrayAlloca(b, e->ptr, cg_i64c(e, CG_MAX_ACCESS), "ptrs");
     LLVMValueRef arena = LLVMBuildLoad2(b, e->ptr, homes, "arena");
-    for (int i = 0; i < s->nsteps; i++) {
+    for (int i = 0; i <= s->nsteps; i++) {
+        if (profile) { /* EMBER_PROFILE: a timestamp before each step and at the end */
+            LLVMValueRef mark = declare(e, "cg_exec_mark", e->i32, ip, 2, &ity);
+            LLVMBuildCall2(b, ity, mark, (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)i, 0)}, 2, "");
+        }
+        if (i == s->nsteps) break;
         const cg_step *st = &s->steps[i];
         if (st->nest < 0) {
             LLVMValueRef interp = declare(e, "cg_exec_interpret", e->i32, ip, 2, &ity);

@@ -228,6 +228,8 @@ static int build(compiled *c, const ir_graph *captured, void **args, pass_progra
     em_tensor *targs[FE_MAX_ARGS];
     tensor_args(c, args, targs);
     unsigned keep = CG_KEEP_IR | (c->dump_dir[0] || fe_log_on(FE_LOG_ASM) ? CG_KEEP_ASM : 0);
+    const char *profile = getenv("EMBER_PROFILE"); /* time each step, for em_dump's `profile` stage */
+    if (profile && strcmp(profile, "1") == 0) keep |= CG_PROFILE;
     if ((*exec = cg_exec_compile(*prog, targs, keep))) {
         fe_log_program(*prog, *exec);
         return 0;

@@ -80,10 +80,10 @@ int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *ex
                   FILE *out) {
     if (!stage) return rt_error("em_dump: stage is NULL");
     if (!g) { /* only validate the stage name */
-        static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
+        static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot", "profile"};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
             if (strcmp(stage, all[i]) == 0) return 0;
-        return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot)",
+        return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot, profile)",
                         stage);
     }
     if (strcmp(stage, "graph") == 0) return ir_graph_print(g, out);
@@ -95,7 +95,8 @@ int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *ex
     if (m) return pass_memplan_print(prog->plan, out);
     if (strcmp(stage, "llvm") == 0) return code_text(exec, false, out);
     if (strcmp(stage, "asm") == 0) return code_text(exec, true, out);
-    return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot)",
+    if (strcmp(stage, "profile") == 0) return cg_exec_print_profile(exec, out);
+    return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot, profile)",
                     stage);
 }
 

@@ -212,7 +212,9 @@ void *em_compile(void *fn, const char *signature, const em_options *opts);
 void em_compiled_free(void *compiled); /* NULL is a no-op */
 int em_compiled_stats(void *compiled, em_stats *out);
 /* Writes one stage of the newest graph: "graph" (as captured), "opt", "kernels",
- * "memplan", "llvm", "asm", "dot". A stage not produced yet says so in one line. */
+ * "memplan", "llvm", "asm", "dot", "profile" (time per step over the calls so
+ * far, when compiled with EMBER_PROFILE=1). A stage not produced yet says so in
+ * one line. */
 int em_dump(void *compiled, const char *stage, FILE *out);
 
 /* ---- memory accounting ------------------------------------------------------------- */

@@ -4,7 +4,8 @@
  * loop nests (over the thread pool when they are big) and calling back into
  * the interpreter for the steps codegen leaves to the runtime (an OpenBLAS
  * contraction, a gather), seen through the `llvm` dump and checked against
- * eager.
+ * eager; and EMBER_PROFILE=1, which makes it time every step for the
+ * `profile` stage.
  */
 #include <criterion/criterion.h>
 
@@ -99,5 +100,55 @@ Test(program, a_big_kernel_is_split_over_the_pool_by_the_program_with_one_or_two
     cr_expect(strstr(l, "call void @rt_parallel_for("), "%s", l);
     free(l);
     em_release(e), em_release(x), em_release(y);
+    em_compiled_free((void *)fast);
+}
+
+Test(program, EMBER_PROFILE_times_every_step_and_the_profile_stage_shows_them) {
+    setenv("EMBER_PROFILE", "1", 1);
+    em_tensor *a = tu_uniform_tensor(2, SH(40, 24), -1, 1, 1), *b = tu_uniform_tensor(2, SH(24, 33), -1, 1, 2);
+    fn2 fast = (fn2)em_compile((void *)three_kernels, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    for (int i = 0; i < 3; i++) {
+        em_tensor *e = three_kernels(a, b), *g = fast(a, b);
+        tu_expect_compiled(g, e, "a profiled call");
+        em_release(g), em_release(e);
+    }
+    int status;
+    char *p = cu_dump((void *)fast, "profile", &status);
+    cr_expect_eq(status, 0);
+    cr_expect(strstr(p, "; profile: 3 calls, "), "%s", p);
+    cr_expect(strstr(p, "step 0 ") && strstr(p, "generated GEMM") && strstr(p, " us "), "%s", p);
+    free(p);
+    char *l = llvm_of((void *)fast);
+    cr_expect(strstr(l, "call i32 @cg_exec_mark(ptr"), "%s", l);
+    free(l);
+    em_compiled_free((void *)fast);
+    /* without it: no marks, and the stage says how to ask for it */
+    unsetenv("EMBER_PROFILE");
+    fast = (fn2)em_compile((void *)three_kernels, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_release(fast(a, b));
+    p = cu_dump((void *)fast, "profile", &status);
+    cr_expect(strstr(p, "compile with EMBER_PROFILE=1"), "%s", p);
+    free(p);
+    l = llvm_of((void *)fast);
+    cr_expect(!strstr(l, "cg_exec_mark"), "%s", l);
+    free(l);
+    em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
+}
+
+Test(program, an_interpreted_graph_is_profiled_too) {
+    setenv("EMBER_PROFILE", "1", 1);
+    setenv("EMBER_CODEGEN", "0", 1);
+    em_tensor *a = tu_uniform_tensor(2, SH(40, 24), -1, 1, 1), *b = tu_uniform_tensor(2, SH(24, 33), -1, 1, 2);
+    fn2 fast = (fn2)em_compile((void *)three_kernels, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_release(fast(a, b)), em_release(fast(a, b));
+    int status;
+    char *p = cu_dump((void *)fast, "profile", &status);
+    cr_expect(strstr(p, "; profile: 2 calls, ") && strstr(p, "(runtime)"), "%s", p);
+    free(p);
+    em_release(a), em_release(b);
     em_compiled_free((void *)fast);
 }
