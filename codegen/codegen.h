@@ -1,9 +1,19 @@
 /*
  * codegen.h — the whole interface of ember's codegen layer.
  *
- * For now this is the JIT session (jit.c): one LLVM ORC LLJIT per process and
- * the compiled units that live in it. Lowering fused groups to kernel IR and
- * emitting LLVM IR will build on it.
+ * From a fused, memory-planned program to running machine code:
+ *
+ *   schedule.c   each kernel as steps: a loop nest, a row nest, a GEMM, or
+ *                nodes left to the runtime (with the reason)
+ *   lower.c      pointwise and row kernels as loop nests (strides, views)
+ *   gemm.c       contractions as GEMM nests (orientation, tile, blocking)
+ *   emit.c       LLVM IR for loop nests; emit_ops.c its arithmetic (Sleef);
+ *                gemm_emit.c the GEMM kernels; program.c the per-graph program
+ *   jit.c        one LLVM ORC LLJIT per process and the units that live in it;
+ *                cache.c the object cache on disk
+ *   exec.c       a compiled call: the arena, then one call of the program
+ *
+ * The JIT session is the base of it:
  *
  * How a caller compiles code:
  *
