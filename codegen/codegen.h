@@ -243,6 +243,8 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
  * over its home) relative to the home's first element (false: a view needs a
  * copy); an access for x read or stored over space (-1 and ln->why on failure). */
 bool cg_op_emittable(ir_op op);
+/* ln is not compiled, for `why` (kept for the kernels dump); returns false. */
+bool cg_loopnest_refuse(cg_loopnest *ln, const char *why);
 bool cg_value_layout(const pass_program *prog, em_tensor *const *args, const ir_node *x, em_tensor *t);
 int cg_loopnest_add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
                            const ir_type *space, const ir_node *x, bool store);
@@ -297,6 +299,10 @@ typedef struct cg_emitter {
 LLVMValueRef cg_splat(cg_emitter *e, float v);              /* a constant in every lane */
 LLVMValueRef cg_splat_value(cg_emitter *e, LLVMValueRef s); /* a scalar in every lane */
 LLVMValueRef cg_i64c(cg_emitter *e, int64_t v);
+/* Function `name` of type ret(params[0..n)) in e's module, declared on first
+ * use; *fty receives its type (for LLVMBuildCall2). */
+LLVMValueRef cg_declare(cg_emitter *e, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
+                        LLVMTypeRef *fty);
 /* name, a function of n (1 or 2) arguments of type t returning t, declared on first use. */
 LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n);
 LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, int n);

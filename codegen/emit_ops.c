@@ -33,11 +33,16 @@ LLVMValueRef cg_splat_value(cg_emitter *e, LLVMValueRef s) {
 
 LLVMValueRef cg_i64c(cg_emitter *e, int64_t v) { return LLVMConstInt(e->i64, (unsigned long long)v, 1); }
 
-LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n) {
-    LLVMTypeRef params[2] = {t, t};
-    LLVMTypeRef fty = LLVMFunctionType(t, params, (unsigned)n, 0);
+LLVMValueRef cg_declare(cg_emitter *e, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
+                        LLVMTypeRef *fty) {
+    *fty = LLVMFunctionType(ret, params, (unsigned)n, 0);
     LLVMValueRef f = LLVMGetNamedFunction(e->m, name);
-    if (!f) f = LLVMAddFunction(e->m, name, fty);
+    return f ? f : LLVMAddFunction(e->m, name, *fty);
+}
+
+LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n) {
+    LLVMTypeRef params[2] = {t, t}, fty;
+    LLVMValueRef f = cg_declare(e, name, t, params, n, &fty);
     return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
 }
 

@@ -44,11 +44,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static bool refuse(cg_loopnest *ln, const char *why) {
-    ln->compiled = false;
-    snprintf(ln->why, sizeof ln->why, "%s", why);
-    return false;
-}
 
 /* The contraction member of kernel K, or NULL when it is not exactly one
  * matmul/linear followed by elementwise members of its shape. */
@@ -57,20 +52,20 @@ static const ir_node *the_contraction(const pass_program *prog, const pass_kerne
     for (int i = 0; i < K->nnodes; i++) {
         const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
         if (ir_ops[y->op].kind == IR_KIND_CONTRACTION) {
-            if (x) return refuse(ln, "two contractions in one kernel"), NULL;
+            if (x) return cg_loopnest_refuse(ln, "two contractions in one kernel"), NULL;
             x = y;
         }
     }
-    if (!x) return refuse(ln, "no contraction"), NULL;
+    if (!x) return cg_loopnest_refuse(ln, "no contraction"), NULL;
     for (int i = 0; i < K->nnodes; i++) {
         const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
-        if (y->type.dtype != EM_F32) return refuse(ln, "not f32 (the generated GEMM is f32)"), NULL;
+        if (y->type.dtype != EM_F32) return cg_loopnest_refuse(ln, "not f32 (the generated GEMM is f32)"), NULL;
         if (y == x) continue;
         if (!cg_op_emittable(y->op) || !ir_type_same_shape(&y->type, &x->type))
-            return refuse(ln, "an epilogue member the GEMM's store cannot compute"), NULL;
+            return cg_loopnest_refuse(ln, "an epilogue member the GEMM's store cannot compute"), NULL;
     }
     for (int j = 0; j < x->nin; j++)
-        if (x->in[j] && x->in[j]->type.dtype != EM_F32) return refuse(ln, "an operand is not f32"), NULL;
+        if (x->in[j] && x->in[j]->type.dtype != EM_F32) return cg_loopnest_refuse(ln, "an operand is not f32"), NULL;
     return x;
 }
 
@@ -79,7 +74,7 @@ static const ir_node *the_contraction(const pass_program *prog, const pass_kerne
 static bool operand(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln, const ir_node *x, int nb,
                     int xbatch, int64_t sm, int64_t sn) {
     em_tensor t;
-    if (!cg_value_layout(prog, args, x, &t)) return refuse(ln, "an operand is a reshape that needs a copy");
+    if (!cg_value_layout(prog, args, x, &t)) return cg_loopnest_refuse(ln, "an operand is a reshape that needs a copy");
     cg_access *a = &ln->acc[ln->naccess++];
     memset(a, 0, sizeof *a);
     a->home = prog->fusion->base_of[x->id], a->value = x->id, a->offset = t.offset;
@@ -154,7 +149,7 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     const char *force = getenv("EMBER_GEMM");
     bool jit = force && !strcmp(force, "jit"), blas = force && !strcmp(force, "blas");
-    if (blas) return refuse(ln, "EMBER_GEMM=blas");
+    if (blas) return cg_loopnest_refuse(ln, "EMBER_GEMM=blas");
     if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
         snprintf(ln->why, sizeof ln->why, "cost model: %lld of %d lanes would be used, on %.0f multiply-adds",
                  (long long)V, width, macs);
@@ -190,9 +185,9 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
     const ir_type *at = &A->type, *bt = &B->type, *out = &x->type;
     bool a1 = at->ndim == 1;
     if (x->op == IR_OP_MATMUL && (bt->ndim == 1 || (a1 && bt->ndim > 2)))
-        return refuse(ln, "a matrix-vector product (OpenBLAS's GEMV)");
+        return cg_loopnest_refuse(ln, "a matrix-vector product (OpenBLAS's GEMV)");
     int nb = out->ndim - (a1 ? 1 : 2);
-    if (nb + 2 > EM_MAX_DIMS) return refuse(ln, "too many dims");
+    if (nb + 2 > EM_MAX_DIMS) return cg_loopnest_refuse(ln, "too many dims");
     g->node = x->id, g->nbatch = nb;
     g->m = a1 ? 1 : at->shape[at->ndim - 2];
     g->k = at->shape[at->ndim - 1];
@@ -204,10 +199,10 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
     ln->ndim = space->ndim;
     memcpy(ln->shape, space->shape, sizeof ln->shape);
     for (int d = 0; d < space->ndim; d++) /* a batch of 0 too (it would fold into M = 0) */
-        if (space->shape[d] == 0) return refuse(ln, "empty");
+        if (space->shape[d] == 0) return cg_loopnest_refuse(ln, "empty");
     em_tensor ta, tb;
     if (!cg_value_layout(prog, args, A, &ta) || !cg_value_layout(prog, args, B, &tb))
-        return refuse(ln, "an operand is a reshape that needs a copy");
+        return cg_loopnest_refuse(ln, "an operand is a reshape that needs a copy");
     g->ak = ta.strides[at->ndim - 1];
     if (!operand(prog, args, ln, A, nb, a1 ? 0 : at->ndim - 2, a1 ? 0 : ta.strides[at->ndim - 2], 0)) return false;
     if (x->op == IR_OP_LINEAR) {
@@ -231,8 +226,8 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
     const pass_kernel *K = &prog->fusion->k[kernel];
     memset(ln, 0, sizeof *ln);
     ln->kernel = kernel;
-    if (width == 0) return refuse(ln, "no vector ISA to generate for");
-    if (K->nnodes > CG_MAX_NEST_NODES) return refuse(ln, "more nodes than a loop nest holds");
+    if (width == 0) return cg_loopnest_refuse(ln, "no vector ISA to generate for");
+    if (K->nnodes > CG_MAX_NEST_NODES) return cg_loopnest_refuse(ln, "more nodes than a loop nest holds");
     const ir_node *x = the_contraction(prog, K, ln);
     if (!x) return false;
     cg_gemm *g = &ln->gemm;
@@ -247,8 +242,8 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
             const ir_node *in = y->in[j];
             if (cg_loopnest_computes(prog, ln, in->id)) continue;
             if (prog->fusion->kernel_of[prog->fusion->base_of[in->id]] == kernel)
-                return refuse(ln, "the epilogue reads a view of a value of its own kernel");
-            if (in->type.dtype != EM_F32) return refuse(ln, "the epilogue reads a value that is not f32");
+                return cg_loopnest_refuse(ln, "the epilogue reads a view of a value of its own kernel");
+            if (in->type.dtype != EM_F32) return cg_loopnest_refuse(ln, "the epilogue reads a value that is not f32");
             if (cg_loopnest_load(ln, in->id) < 0 && cg_loopnest_add_access(prog, args, ln, &space, in, false) != 0)
                 return false;
         }

@@ -133,10 +133,8 @@ static void pack_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *vals, void *ct
  * blocks in registers; runtime/pack_simd.c says why it is not generated). */
 static void pack_call(gemm_emit *q) {
     cg_emitter *e = q->e;
-    LLVMTypeRef params[6] = {e->i64, e->i64, e->i64, e->ptr, e->i64, e->ptr};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(e->c), params, 6, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(e->m, "rt_pack_panel");
-    if (!f) f = LLVMAddFunction(e->m, "rt_pack_panel", fty);
+    LLVMTypeRef params[6] = {e->i64, e->i64, e->i64, e->ptr, e->i64, e->ptr}, fty;
+    LLVMValueRef f = cg_declare(e, "rt_pack_panel", LLVMVoidTypeInContext(e->c), params, 6, &fty);
     int64_t lastv = q->NV - (q->g->panels - 1) * q->Vb;
     LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], add(q, mul(q, q->v0, q->vv), q->kb));
     LLVMValueRef args[6] = {q->kn, i64c(q, q->nv < q->g->nvec || q->mask ? lastv : q->Vb), i64c(q, q->Vb), src,

@@ -87,10 +87,10 @@ static bool layout_of(const pass_program *prog, em_tensor *const *args, const ir
 static int add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
                       const ir_type *space, const ir_node *x, bool store);
 
-static int refuse(cg_loopnest *ln, const char *why) {
+bool cg_loopnest_refuse(cg_loopnest *ln, const char *why) {
     ln->compiled = false;
     snprintf(ln->why, sizeof ln->why, "%s", why);
-    return 0;
+    return false;
 }
 
 /* Adds an access for value x (read) or node x (stored) broadcast to space;
@@ -106,9 +106,9 @@ static int add_access_via(const pass_program *prog, em_tensor *const *args, cg_l
 
 static int add_access(const pass_program *prog, em_tensor *const *args, cg_loopnest *ln,
                       const ir_type *space, const ir_node *x, bool store) {
-    if (ln->naccess == CG_MAX_ACCESS) return refuse(ln, "more operands than a loop nest holds"), -1;
+    if (ln->naccess == CG_MAX_ACCESS) return cg_loopnest_refuse(ln, "more operands than a loop nest holds"), -1;
     em_tensor t;
-    if (!layout_of(prog, args, x, &t)) return refuse(ln, "reads a reshape that needs a copy"), -1;
+    if (!layout_of(prog, args, x, &t)) return cg_loopnest_refuse(ln, "reads a reshape that needs a copy"), -1;
     cg_access *a = &ln->acc[ln->naccess++];
     memset(a, 0, sizeof *a);
     a->home = prog->fusion->base_of[x->id], a->value = x->id, a->store = store, a->offset = t.offset;
@@ -194,11 +194,11 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
     const ir_graph *g = prog->graph;
     memset(ln, 0, sizeof *ln);
     ln->kernel = kernel;
-    if (width == 0) return refuse(ln, "the host has no vector ISA codegen targets (AVX2+FMA or AVX-512)"), false;
-    if (n > CG_MAX_NEST_NODES) return refuse(ln, "more nodes than a loop nest holds"), false;
+    if (width == 0) return cg_loopnest_refuse(ln, "the host has no vector ISA codegen targets (AVX2+FMA or AVX-512)");
+    if (n > CG_MAX_NEST_NODES) return cg_loopnest_refuse(ln, "more nodes than a loop nest holds");
     int64_t numel = 1;
     for (int d = 0; d < space->ndim; d++) numel *= space->shape[d];
-    if (numel == 0) return refuse(ln, "empty"), false;
+    if (numel == 0) return cg_loopnest_refuse(ln, "empty");
     ln->nnodes = n;
     memcpy(ln->nodes, nodes, (size_t)n * sizeof *nodes);
     for (int i = 0; i < n; i++) {
@@ -287,7 +287,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     ln->kernel = kernel, ln->row = true;
     int last = space->ndim - 1;
     if (width == 0 || last < 0 || K->nnodes > CG_MAX_NEST_NODES || space->shape[last] == 0)
-        return refuse(ln, "not a row kernel codegen handles"), false;
+        return cg_loopnest_refuse(ln, "not a row kernel codegen handles");
     ln->nnodes = K->nnodes;
     memcpy(ln->nodes, K->nodes, (size_t)K->nnodes * sizeof *K->nodes);
     int anchors = 0, norms = 0, keep0 = 0, keep1 = 0;
@@ -308,13 +308,13 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
         }
         for (int j = 0; j < x->nin; j++)
             if (x->in[j] && x->in[j]->type.dtype != EM_F32)
-                return refuse(ln, "reads a value that is not f32"), false;
+                return cg_loopnest_refuse(ln, "reads a value that is not f32");
     }
-    if (!anchors || (norms && anchors > 1)) return refuse(ln, "not one norm or a set of reductions"), false;
-    if (anchors > CG_MAX_ROW_ANCHORS) return refuse(ln, "more reductions than a row nest holds"), false;
-    if (norms && (keep0 || keep1)) return refuse(ln, "a norm and reductions in one kernel"), false;
-    if (keep0 && keep1) return refuse(ln, "reductions that keep the axis and reductions that drop it"), false;
-    if (!norms && space->shape[last] == 1) return refuse(ln, "reductions over an axis of size 1"), false;
+    if (!anchors || (norms && anchors > 1)) return cg_loopnest_refuse(ln, "not one norm or a set of reductions");
+    if (anchors > CG_MAX_ROW_ANCHORS) return cg_loopnest_refuse(ln, "more reductions than a row nest holds");
+    if (norms && (keep0 || keep1)) return cg_loopnest_refuse(ln, "a norm and reductions in one kernel");
+    if (keep0 && keep1) return cg_loopnest_refuse(ln, "reductions that keep the axis and reductions that drop it");
+    if (!norms && space->shape[last] == 1) return cg_loopnest_refuse(ln, "reductions over an axis of size 1");
     /* Values of a reduce nest are along the row (the space's shape) or one per
      * row (a reduction's shape): those read and write at the reduced shape. */
     bool load_per_row[CG_MAX_ACCESS] = {0}; /* how each load was laid out */
@@ -329,7 +329,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
                 if (ln->acc[a].store || ln->acc[a].value != in->id) continue;
                 found = true;
                 if (load_per_row[a] != per_row) /* one load serves one layout */
-                    return refuse(ln, "a value read both once per row and along the row"), false;
+                    return cg_loopnest_refuse(ln, "a value read both once per row and along the row");
             }
             if (found) continue;
             if (add_access_via(prog, args, ln, space, per_row ? reduced : NULL, in, false) != 0) return false;
@@ -348,13 +348,13 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     ln->width = width;
     for (int a = 0; a < ln->naccess; a++) {
         int64_t st = ln->acc[a].strides[ln->ndim - 1];
-        if (ln->acc[a].store && st != 0 && st != 1) return refuse(ln, "a strided store along the row"), false;
+        if (ln->acc[a].store && st != 0 && st != 1) return cg_loopnest_refuse(ln, "a strided store along the row");
         /* a value read by a member that is one per row must be one per row */
         for (int i = 0; i < ln->nnodes && !norms && !ln->acc[a].store && st != 0; i++) {
             const ir_node *x = ir_graph_node(g, ln->nodes[i]);
             for (int j = 0; j < x->nin && !ir_type_same_shape(&x->type, space) && ln->role[i] != CG_ROLE_ANCHOR; j++)
                 if (x->in[j] && x->in[j]->id == ln->acc[a].value)
-                    return refuse(ln, "a value per row reads one along the row"), false;
+                    return cg_loopnest_refuse(ln, "a value per row reads one along the row");
         }
     }
     return ln->compiled = true;

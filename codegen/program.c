@@ -29,13 +29,6 @@
 /* Work below this many elements runs on the calling thread (as exec.c did). */
 enum { SERIAL_ELEMENTS = 32768 };
 
-static LLVMValueRef declare(cg_emitter *e, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int n,
-                            LLVMTypeRef *fty) {
-    *fty = LLVMFunctionType(ret, params, (unsigned)n, 0);
-    LLVMValueRef f = LLVMGetNamedFunction(e->m, name);
-    return f ? f : LLVMAddFunction(e->m, name, *fty);
-}
-
 /* The data pointer of access a's home. */
 static LLVMValueRef home_ptr(cg_emitter *e, const cg_layout *lay, LLVMValueRef homes, LLVMValueRef arena, int node) {
     if (lay->offset[node] >= 0)
@@ -56,7 +49,7 @@ static void call_range(cg_emitter *e, LLVMValueRef fn, LLVMValueRef ptrs, LLVMVa
         LLVMBuildCall2(e->b, fty, fn, (LLVMValueRef[]){ptrs, cg_i64c(e, 0), n}, 3, "");
         return;
     }
-    LLVMValueRef pf = declare(e, "rt_parallel_for", void_t, pf_p, 4, &pfty);
+    LLVMValueRef pf = cg_declare(e, "rt_parallel_for", void_t, pf_p, 4, &pfty);
     LLVMValueRef fnv = LLVMGetBasicBlockParent(LLVMGetInsertBlock(e->b));
     LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(e->c, fnv, "pool");
     LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(e->c, fnv, "inline");
@@ -81,7 +74,7 @@ static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLV
             return;
         }
         LLVMTypeRef thr_t;
-        LLVMValueRef thr = declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
+        LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
         LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
         LLVMValueRef grain = LLVMBuildSDiv(b, LLVMBuildAdd(b, cg_i64c(e, units - 1), nt, ""), nt, "");
         call_range(e, fn, ptrs, cg_i64c(e, units), grain, LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
@@ -110,13 +103,13 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
     LLVMValueRef arena = LLVMBuildLoad2(b, e->ptr, homes, "arena");
     for (int i = 0; i <= s->nsteps; i++) {
         if (profile) { /* EMBER_PROFILE: a timestamp before each step and at the end */
-            LLVMValueRef mark = declare(e, "cg_exec_mark", e->i32, ip, 2, &ity);
+            LLVMValueRef mark = cg_declare(e, "cg_exec_mark", e->i32, ip, 2, &ity);
             LLVMBuildCall2(b, ity, mark, (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)i, 0)}, 2, "");
         }
         if (i == s->nsteps) break;
         const cg_step *st = &s->steps[i];
         if (st->nest < 0) {
-            LLVMValueRef interp = declare(e, "cg_exec_interpret", e->i32, ip, 2, &ity);
+            LLVMValueRef interp = cg_declare(e, "cg_exec_interpret", e->i32, ip, 2, &ity);
             LLVMValueRef rc = LLVMBuildCall2(b, ity, interp, (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)i, 0)}, 2, "");
             LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "ok");
             LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntNE, rc, LLVMConstInt(e->i32, 0, 0), ""), fail, ok);
