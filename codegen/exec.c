@@ -27,7 +27,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct frame;
 static void frame_free(const pass_program *prog, struct frame *f);
@@ -288,15 +287,9 @@ static void give_frame(cg_exec *e, frame *f) {
     if (f && !atomic_compare_exchange_strong(&e->spare, &none, f)) frame_free(e->prog, f);
 }
 
-static uint64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 int cg_exec_mark(void *ctx, int i) {
     run *r = ctx;
-    uint64_t t = now_ns();
+    uint64_t t = rt_now_ns();
     if (i > 0) atomic_fetch_add(&r->e->step_ns[i - 1], t - r->mark);
     if (i == r->e->sched.nsteps) atomic_fetch_add(&r->e->calls, 1);
     r->mark = t;

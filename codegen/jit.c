@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum { TM_POOL_MAX = 8 }; /* idle target machines kept; more are made on demand */
 
@@ -119,12 +118,6 @@ static void session_report(void *ctx, LLVMErrorRef err) {
 static void fatal_handler(const char *reason) {
     fprintf(stderr, "ember: internal error: LLVM fatal error: %s\n", reason);
     abort();
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static char *str_dup(const char *s, const char *what) {
@@ -307,10 +300,10 @@ static int collect_symbols(cg_unit *u, LLVMModuleRef mod) {
 }
 
 static int verify(cg_unit *u, LLVMModuleRef mod) {
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     char *msg = NULL;
     LLVMBool bad = LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg);
-    u->times.verify_ms = now_ms() - t0;
+    u->times.verify_ms = rt_now_ms() - t0;
     if (!bad) {
         LLVMDisposeMessage(msg);
         return 0;
@@ -322,11 +315,11 @@ static int verify(cg_unit *u, LLVMModuleRef mod) {
 
 static int run_passes(cg_unit *u, LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *pipeline) {
     if (!*pipeline) return 0;
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
     LLVMErrorRef err = LLVMRunPasses(mod, pipeline, tm, pbo);
     LLVMDisposePassBuilderOptions(pbo);
-    u->times.passes_ms = now_ms() - t0;
+    u->times.passes_ms = rt_now_ms() - t0;
     if (!err) return 0;
     char what[160];
     snprintf(what, sizeof what, "codegen %s: passes '%s'", u->name, pipeline);
@@ -347,7 +340,7 @@ static int emit(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMCode
 /* The assembly text, from a copy of the module so that the object is emitted
  * from exactly the IR the text shows. */
 static int keep_asm(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod) {
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     LLVMModuleRef copy = LLVMCloneModule(mod);
     LLVMMemoryBufferRef buf = NULL;
     int rc = emit(u, tm, copy, LLVMAssemblyFile, &buf);
@@ -359,7 +352,7 @@ static int keep_asm(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod) {
         else rc = -1;
         LLVMDisposeMemoryBuffer(buf);
     }
-    u->times.asm_ms = now_ms() - t0;
+    u->times.asm_ms = rt_now_ms() - t0;
     return rc;
 }
 
@@ -381,9 +374,9 @@ static int unit_compile(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
     if (rc == 0 && (opts->keep & CG_KEEP_ASM)) rc = keep_asm(u, tm, mod);
     if (rc == 0) rc = collect_symbols(u, mod);
     if (rc == 0) {
-        double t0 = now_ms();
+        double t0 = rt_now_ms();
         rc = emit(u, tm, mod, LLVMObjectFile, obj);
-        u->times.codegen_ms = now_ms() - t0;
+        u->times.codegen_ms = rt_now_ms() - t0;
     }
     tm_release(tm);
     return rc;
@@ -393,7 +386,7 @@ static int unit_compile(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
  * exported name, which links it. */
 static int unit_link(cg_unit *u, LLVMMemoryBufferRef obj) {
     char what[160];
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     u->rt = LLVMOrcJITDylibCreateResourceTracker(jit.main);
     session_note[0] = '\0';
     LLVMErrorRef err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, obj);
@@ -409,7 +402,7 @@ static int unit_link(cg_unit *u, LLVMMemoryBufferRef obj) {
         }
         u->addrs[i] = (void *)(uintptr_t)addr;
     }
-    u->times.link_ms = now_ms() - t0;
+    u->times.link_ms = rt_now_ms() - t0;
     return 0;
 }
 

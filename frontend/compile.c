@@ -31,7 +31,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct entry {
     int64_t *key;
@@ -59,12 +58,6 @@ typedef struct compiled {
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static compiled *registry;
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* The hit path: the newest entry whose key the arguments match, if any. */
 static entry *lookup_args(compiled *c, void **args) {
@@ -247,7 +240,7 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     entry *e = lookup_args(c, args); /* another thread may have compiled it meanwhile */
     if (e || atomic_load(&c->eager_only)) return e;
     log_miss(c, key, klen);
-    double t0 = now_ms();
+    double t0 = rt_now_ms();
     ir_graph *g = ir_graph_create(c->name);
     pass_program *prog = NULL;
     cg_exec *exec = NULL;
@@ -257,7 +250,7 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
         fe_log_graph(g);
         if (build(c, g, args, &prog, &exec) != 0) st = -1;
     }
-    c->compile_ms += now_ms() - t0;
+    c->compile_ms += rt_now_ms() - t0;
     if (st < 0 || (st == 1 && c->opts.fullgraph)) {
         if (st == 1)
             rt_error("em_compile: %s: graph break with fullgraph set: %s", c->name, brk);

@@ -4,12 +4,21 @@
  * The *_simd.c files are compiled for AVX-512, AVX2 and SSE2 (which every x86-64
  * has); here the first one the CPU supports is assembled into a table once, at
  * first use, from the fill function of each part. Tests also ask for the other
- * tables by name to check every ISA against the same references.
+ * tables by name to check every ISA against the same references. The
+ * monotonic clock the compiler's timings read (compile stages, step
+ * profiles) is here too.
  */
 #include "runtime.h"
 
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
+
+uint64_t rt_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 typedef struct isa_entry {
     const char *name;

@@ -208,6 +208,9 @@ typedef struct rt_simd {
     void (*pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst);
 } rt_simd;
 const rt_simd *rt_simd_get(void);            /* the table for this CPU */
+/* CLOCK_MONOTONIC in nanoseconds, and in milliseconds. */
+uint64_t rt_now_ns(void);
+static inline double rt_now_ms(void) { return (double)rt_now_ns() / 1e6; }
 /* rt_simd_get()->pack_panel, for generated code (dst: kn rounded up to 16 rows). */
 void rt_pack_panel(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst);
 const rt_simd *rt_simd_for(const char *isa); /* a named table the CPU runs, or NULL */
