@@ -21,12 +21,12 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "frontend.h"
 #include "../util.h"
+#include "../contract.h"
 
 #define SH(...) ((int64_t[]){__VA_ARGS__})
 
@@ -58,27 +58,6 @@ static em_tensor *other_norm(em_tensor *x) {
     return y;
 }
 
-/* Same dtype and shape, and values as the contract says: f32 within rtol 1e-4,
- * atol 1e-5 (a generated GEMM sums in another order than OpenBLAS), other
- * dtypes byte for byte (callable from any thread: no assertions). */
-static bool identical(em_tensor *a, em_tensor *b) {
-    if (!a || !b || em_type(a) != em_type(b) || em_ndim(a) != em_ndim(b)) return false;
-    for (int i = 0; i < em_ndim(a); i++)
-        if (em_shape(a)[i] != em_shape(b)[i]) return false;
-    size_t n = (size_t)em_numel(a) * em_dtype_size(em_type(a));
-    char *x = malloc(n + 1), *y = malloc(n + 1);
-    bool same = x && y && em_read(a, x, n) == 0 && em_read(b, y, n) == 0;
-    if (same && em_type(a) == EM_F32) {
-        const float *fx = (const float *)x, *fy = (const float *)y;
-        for (size_t i = 0; i < n / sizeof(float) && same; i++)
-            same = fabsf(fx[i] - fy[i]) <= 1e-5f + 1e-4f * fabsf(fy[i]) || (fx[i] != fx[i] && fy[i] != fy[i]);
-    } else if (same) {
-        same = memcmp(x, y, n) == 0;
-    }
-    free(x);
-    free(y);
-    return same;
-}
 
 /* ---- shared state ------------------------------------------------------------------------------ */
 
@@ -105,7 +84,7 @@ static void *caller(void *arg) {
         em_scope_begin();
         em_tensor *y = s->fast(s->x[k]);
         if (!y) atomic_fetch_add(&s->failures, 1);
-        else if (!identical(y, s->want[k])) atomic_fetch_add(&s->mismatches, 1);
+        else if (!tc_matches_eager(y, s->want[k])) atomic_fetch_add(&s->mismatches, 1);
         em_scope_end(); /* releases y */
         w->calls++;
     }
@@ -126,7 +105,7 @@ static void *compiler(void *arg) {
         em_tensor *x = em_randn(2, SH(3 + i, 16), 50 + (uint64_t)i);
         for (int j = 0; j < 3; j++) {
             em_tensor *want = fn(x), *got = f(x);
-            if (!identical(got, want)) atomic_fetch_add(&s->other_mismatches, 1);
+            if (!tc_matches_eager(got, want)) atomic_fetch_add(&s->other_mismatches, 1);
             em_release(want);
             em_release(got);
         }

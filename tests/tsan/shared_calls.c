@@ -79,7 +79,7 @@ static void *caller(void *arg) {
         em_scope_begin();
         em_tensor *y = s->fast(s->x[k]);
         if (!y) WFAIL("caller %d, call %d: NULL", w->id, i);
-        else if (!ts_identical(y, s->want[k])) WFAIL("caller %d, call %d: differs from eager", w->id, i);
+        else if (!tc_matches_eager(y, s->want[k])) WFAIL("caller %d, call %d: differs from eager", w->id, i);
         em_scope_end();
     }
     return NULL;
@@ -99,7 +99,7 @@ static void *churner(void *arg) {
         for (int j = 0; j < 3; j++) {
             em_tensor *y = f(s->ox[k]);
             if (!y) WFAIL("churner %d: %s returned NULL", w->id, other_names[k]);
-            else if (!ts_identical(y, s->owant[k])) WFAIL("churner %d: %s differs from eager", w->id, other_names[k]);
+            else if (!tc_matches_eager(y, s->owant[k])) WFAIL("churner %d: %s differs from eager", w->id, other_names[k]);
             em_release(y);
         }
         em_stats st;

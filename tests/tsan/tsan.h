@@ -46,8 +46,9 @@ extern atomic_int ts_failures;
         }                                                                                      \
     } while (0)
 
-/* Same dtype, shape and bytes; callable from any thread. */
-bool ts_identical(em_tensor *got, em_tensor *want);
+/* Results are compared with tc_matches_eager (../contract.h): the contract's
+ * tolerance, callable from any thread. */
+#include "../contract.h"
 
 /* Starts n threads running fn(arg + i * size) and joins them all. */
 void ts_run(int n, void *(*fn)(void *), void *args, size_t size);
