@@ -337,35 +337,51 @@ static void damage_file(const char *path, damage how) {
     free(p);
 }
 
+/* The one entry a first compile wrote: its path, its key, and what it holds. */
+typedef struct first_entry {
+    char path[600];
+    char *key;
+    cg_blob good;
+} first_entry;
+
+static void first_entry_make(const cache_env *env, inputs *in, const char *what, first_entry *f) {
+    compile_run_free(in, what);
+    only_entry(env->dir, f->path, sizeof f->path, what);
+    f->key = key_in(f->path);
+    cr_assert_eq(cg_cache_load(f->key, &f->good), 0);
+}
+
+static void first_entry_free(first_entry *f) {
+    cg_blob_free(&f->good);
+    free(f->key);
+}
+
 /* Compiles once, damages the entry, and expects the next compile to reject
  * it, recompile, rewrite the same bytes, and a compile after that to hit. */
 static void damaged_entry_is_rewritten(damage how, const char *what) {
     cache_env env;
     env_begin(&env);
     inputs in = inputs_new();
-    compile_run_free(&in, what);
-    char path[600];
-    only_entry(env.dir, path, sizeof path, what);
+    first_entry f;
+    first_entry_make(&env, &in, what, &f);
+    char *path = f.path, *key = f.key;
     size_t n;
-    char *key = key_in(path);
-    cg_blob good;
-    cr_assert_eq(cg_cache_load(key, &good), 0);
 
     damage_file(path, how);
     cg_cache_stats s0 = stats_now();
     compile_run_free(&in, what);
     EXPECT_DELTA(s0, 0, 0, 1, 1, 0, what);
-    only_entry(env.dir, path, sizeof path, what);
+    only_entry(env.dir, f.path, sizeof f.path, what);
     unsigned char *now = read_all(path, &n);
     cr_expect_gt(n, 64u, "%s: the rewritten file has %zu bytes", what, n);
-    expect_entry_like(path, key, &good, what);
+    expect_entry_like(path, key, &f.good, what);
 
     cg_cache_stats s1 = stats_now();
     compile_run_free(&in, what);
     EXPECT_DELTA(s1, 1, 0, 0, 0, 0, what);
 
-    cg_blob_free(&good);
-    free(now), free(key);
+    free(now);
+    first_entry_free(&f);
     inputs_free(&in);
     env_end(&env);
 }
@@ -538,12 +554,9 @@ Test(cache, a_compile_over_an_entry_of_another_key_rejects_it_and_recompiles) {
     cache_env env;
     env_begin(&env);
     inputs in = inputs_new();
-    compile_run_free(&in, "first");
-    char path[600];
-    only_entry(env.dir, path, sizeof path, "first");
-    char *key = key_in(path);
-    cg_blob good;
-    cr_assert_eq(cg_cache_load(key, &good), 0);
+    first_entry f;
+    first_entry_make(&env, &in, "first", &f);
+    char *path = f.path, *key = f.key;
 
     /* the same symbols, a valid file, but made for key "X", under the real entry's name */
     cg_blob real;
@@ -557,13 +570,12 @@ Test(cache, a_compile_over_an_entry_of_another_key_rejects_it_and_recompiles) {
     cg_cache_stats s0 = stats_now();
     compile_run_free(&in, "over X's entry");
     EXPECT_DELTA(s0, 0, 0, 1, 1, 0, "over X's entry");
-    expect_entry_like(path, key, &good, "the entry was rewritten for its own key");
+    expect_entry_like(path, key, &f.good, "the entry was rewritten for its own key");
     cg_cache_stats s1 = stats_now();
     compile_run_free(&in, "after the rewrite");
     EXPECT_DELTA(s1, 1, 0, 0, 0, 0, "after the rewrite");
 
-    cg_blob_free(&good);
-    free(key);
+    first_entry_free(&f);
     inputs_free(&in);
     env_end(&env);
 }
@@ -572,12 +584,9 @@ Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
     cache_env env;
     env_begin(&env);
     inputs in = inputs_new();
-    compile_run_free(&in, "first");
-    char path[600];
-    only_entry(env.dir, path, sizeof path, "first");
-    char *key = key_in(path);
-    cg_blob good;
-    cr_assert_eq(cg_cache_load(key, &good), 0);
+    first_entry f;
+    first_entry_make(&env, &in, "first", &f);
+    char *path = f.path, *key = f.key;
 
     /* right key, right symbols, right checksum: only the object is garbage */
     cg_blob real;
@@ -591,13 +600,12 @@ Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
     cg_cache_stats s0 = stats_now();
     compile_run_free(&in, "over a garbage object"); /* the load succeeds, linking it fails */
     EXPECT_DELTA(s0, 1, 0, 0, 1, 0, "over a garbage object");
-    expect_entry_like(path, key, &good, "the entry was rewritten with the real object");
+    expect_entry_like(path, key, &f.good, "the entry was rewritten with the real object");
     cg_cache_stats s1 = stats_now();
     compile_run_free(&in, "after the rewrite");
     EXPECT_DELTA(s1, 1, 0, 0, 0, 0, "after the rewrite");
 
-    cg_blob_free(&good);
-    free(key);
+    first_entry_free(&f);
     inputs_free(&in);
     env_end(&env);
 }
