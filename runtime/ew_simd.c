@@ -15,7 +15,7 @@ static inline vf v_abs(vf x) {
     return V_AND(x, V_SET1(m.f));
 }
 static inline vf v_sigmoid(vf x) {
-    return V_DIV(V_SET1(1.0f), V_ADD(V_SET1(1.0f), SLEEF_SFX(exp)(V_XOR(x, V_SET1(-0.0f)))));
+    return V_DIV(V_SET1(1.0f), V_ADD(V_SET1(1.0f), V_EXP(V_XOR(x, V_SET1(-0.0f)))));
 }
 /* GELU through erfc: x/2 (1 + erf(x/sqrt2)) = x (1 - erfc(z)/2) for x >= 0 and
  * x erfc(z)/2 for x < 0, with z = |x|/sqrt2. erfc(z) = t exp(-z^2 + P(t)),
@@ -36,7 +36,7 @@ static inline vf v_gelu(vf x) {
     p = V_FMA(p, t, V_SET1(0.37409196f));
     p = V_FMA(p, t, V_SET1(1.00002368f));
     p = V_FMA(p, t, V_SET1(-1.26551223f));
-    vf half_c = V_MUL(V_MUL(V_SET1(0.5f), t), SLEEF_SFX(exp)(V_SUB(p, V_MUL(z, z))));
+    vf half_c = V_MUL(V_MUL(V_SET1(0.5f), t), V_EXP(V_SUB(p, V_MUL(z, z))));
     vf pos = V_MUL(x, V_SUB(V_SET1(1.0f), half_c));
     return V_SELECT(V_CMP(x, V_ZERO(), _CMP_GE_OQ), pos, V_MUL(x, half_c));
 }
@@ -44,7 +44,7 @@ static inline vf v_isnan_select(vf a, vf r) { return V_SELECT(V_CMP(a, a, _CMP_U
 
 #define U_NEG(x) V_XOR(x, V_SET1(-0.0f))
 #define U_ABS(x) v_abs(x)
-#define U_EXP(x) SLEEF_SFX(exp)(x)
+#define U_EXP(x) V_EXP(x)
 #define U_LOG(x) SLEEF_SFX(log)(x)
 #define U_SQRT(x) V_SQRT(x)
 #define U_RSQRT(x) V_DIV(V_SET1(1.0f), V_SQRT(x))

@@ -50,8 +50,8 @@ static void ISA(softmax_row)(int64_t n, const float *x, float *y) {
     vf s0 = V_ZERO(), s1 = V_ZERO();
     int64_t i = 0;
     for (; i + 2 * VW <= n; i += 2 * VW) {
-        vf e0 = SLEEF_SFX(exp)(V_SUB(V_LOAD(x + i), m));
-        vf e1 = SLEEF_SFX(exp)(V_SUB(V_LOAD(x + i + VW), m));
+        vf e0 = V_EXP(V_SUB(V_LOAD(x + i), m));
+        vf e1 = V_EXP(V_SUB(V_LOAD(x + i + VW), m));
         V_STORE(y + i, e0);
         V_STORE(y + i + VW, e1);
         s0 = V_ADD(s0, e0);
@@ -59,7 +59,7 @@ static void ISA(softmax_row)(int64_t n, const float *x, float *y) {
     }
     for (; i < n; i += VW) {
         int64_t r = n - i;
-        vf e = SLEEF_SFX(exp)(V_SUB(r >= VW ? V_LOAD(x + i) : v_load_pad(x + i, r, -INFINITY), m));
+        vf e = V_EXP(V_SUB(r >= VW ? V_LOAD(x + i) : v_load_pad(x + i, r, -INFINITY), m));
         if (r >= VW) V_STORE(y + i, e);
         else V_STORE_N(y + i, e, r);
         s0 = V_ADD(s0, e);
@@ -75,12 +75,12 @@ static void ISA(log_softmax_row)(int64_t n, const float *x, float *y) {
     vf s0 = V_ZERO(), s1 = V_ZERO();
     int64_t i = 0;
     for (; i + 2 * VW <= n; i += 2 * VW) {
-        s0 = V_ADD(s0, SLEEF_SFX(exp)(V_SUB(V_LOAD(x + i), m)));
-        s1 = V_ADD(s1, SLEEF_SFX(exp)(V_SUB(V_LOAD(x + i + VW), m)));
+        s0 = V_ADD(s0, V_EXP(V_SUB(V_LOAD(x + i), m)));
+        s1 = V_ADD(s1, V_EXP(V_SUB(V_LOAD(x + i + VW), m)));
     }
     for (; i < n; i += VW) {
         vf v = i + VW <= n ? V_LOAD(x + i) : v_load_pad(x + i, n - i, -INFINITY);
-        s0 = V_ADD(s0, SLEEF_SFX(exp)(V_SUB(v, m)));
+        s0 = V_ADD(s0, V_EXP(V_SUB(v, m)));
     }
     float lse[VW];
     V_STORE(lse, SLEEF_SFX(log)(V_SET1(V_HSUM(V_ADD(s0, s1)))));

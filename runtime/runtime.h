@@ -262,4 +262,25 @@ void rt_blas_set_threads(int n);
  * only on (seed, i), so results do not depend on the thread count. */
 void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
 
+/* V_EXP(x) (runtime/simd.h): e^x, ember's own, in every kernel that exponentiates (exp,
+ * sigmoid, silu, gelu, softmax, log_softmax), eager and generated alike
+ * (codegen/emit_ops.c's cg_exp emits the same operations, so the two agree bit
+ * for bit). It is Sleef's expf u10 algorithm, within 1 ulp: q = round(x log2 e),
+ * s = x - q ln2 in two parts, e^s = 1 + s + s^2 P(s) with Sleef's degree-5 P,
+ * times 2^q. Two changes make it about half the operations of a call to
+ * Sleef_expf16_u10avx512f, whose body is 28 instructions behind a call that
+ * spills every live vector register: x is clamped to [-104, 100] first (below
+ * -104 the result rounds to 0, above 88.8 it overflows to inf; NaN stays NaN),
+ * which replaces Sleef's two compare-and-select fixups, and AVX-512 scales by
+ * 2^q with one vscalefps (AVX2 multiplies by two exact powers of two, as Sleef
+ * does; the same single rounding). The chain workload is bound by vector
+ * operations, not latency: this made it about 15% faster. */
+#define RT_EXP_LO (-104.0f)
+#define RT_EXP_HI 100.0f
+#define RT_EXP_LOG2E 1.44269502f
+#define RT_EXP_LN2_HI (-0.693145752f)
+#define RT_EXP_LN2_LO (-1.42860677e-06f)
+#define RT_EXP_P ((const float[6]){0.000198527618f, 0.00139304355f, 0.00833336078f, 0.0416664854f, 0.166666672f, 0.5f})
+
+
 #endif /* EMBER_RUNTIME_H */
