@@ -128,10 +128,11 @@ LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
     LLVMValueRef z = LLVMBuildFMul(b, ax, cg_splat(e, 0.70710678118654752f), "");
     LLVMValueRef t = LLVMBuildFDiv(b, cg_splat(e, 1.0f), cg_fma3(e, cg_splat(e, 0.5f), z, cg_splat(e, 1.0f)), "");
-    static const float c[] = {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f,
-                              0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
-    LLVMValueRef p = cg_fma3(e, t, cg_splat(e, 0.17087277f), cg_splat(e, c[0]));
-    for (int i = 1; i < 9; i++) p = cg_fma3(e, p, t, cg_splat(e, c[i]));
+    /* P(t) by Estrin's scheme, as ew_simd.c: five pairs, then t^2 and t^4 */
+    LLVMValueRef t2 = LLVMBuildFMul(b, t, t, ""), t4 = LLVMBuildFMul(b, t2, t2, ""), q[5];
+    for (int j = 0; j < 5; j++) q[j] = cg_fma3(e, cg_splat(e, RT_GELU_P[2 * j]), t, cg_splat(e, RT_GELU_P[2 * j + 1]));
+    LLVMValueRef hi = cg_fma3(e, cg_fma3(e, q[0], t2, q[1]), t4, cg_fma3(e, q[2], t2, q[3]));
+    LLVMValueRef p = cg_fma3(e, hi, t2, q[4]);
     LLVMValueRef ex = cg_sleef(e, "exp", LLVMBuildFSub(b, p, LLVMBuildFMul(b, z, z, ""), ""), NULL);
     LLVMValueRef half_c = LLVMBuildFMul(b, LLVMBuildFMul(b, cg_splat(e, 0.5f), t, ""), ex, "");
     LLVMValueRef pos = LLVMBuildFMul(b, x, LLVMBuildFSub(b, cg_splat(e, 1.0f), half_c, ""), "");

@@ -283,4 +283,10 @@ void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
 #define RT_EXP_P ((const float[6]){0.000198527618f, 0.00139304355f, 0.00833336078f, 0.0416664854f, 0.166666672f, 0.5f})
 
 
+/* The GELU's erfc fit (runtime/ew_simd.c's v_gelu, codegen/emit_ops.c's cg_gelu):
+ * P(t) = sum RT_GELU_P[i] t^(9 - i), the Numerical Recipes erfcc coefficients. */
+#define RT_GELU_P                                                                                   \
+    ((const float[10]){0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, \
+                       0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f})
+
 #endif /* EMBER_RUNTIME_H */
