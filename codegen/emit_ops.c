@@ -90,9 +90,10 @@ static LLVMValueRef cg_splat_i32(cg_emitter *e, int32_t v) {
 /* runtime/simd.h's V_EXP, operation for operation (its comment says why). */
 static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef lo = cg_splat(e, RT_EXP_LO), hi = cg_splat(e, RT_EXP_HI);
-    x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, lo, x, ""), lo, x, ""); /* maxps(lo, x) */
+    LLVMValueRef zero = cg_splat(e, 0.0f), hi = cg_splat(e, RT_EXP_HI);
+    LLVMValueRef under = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, RT_EXP_LO), "");
     x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, hi, x, ""), hi, x, ""); /* minps(hi, x) */
+    x = LLVMBuildSelect(b, under, zero, x, "");
     LLVMValueRef y = LLVMBuildFMul(b, x, cg_splat(e, RT_EXP_LOG2E), "");
     LLVMValueRef q = cg_intrinsic(e, "llvm.roundeven", &y, 1);
     LLVMValueRef s = cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_HI), x);
@@ -101,8 +102,9 @@ static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     for (int k = 1; k < 6; k++) u = cg_fma3(e, u, s, cg_splat(e, RT_EXP_P[k]));
     u = LLVMBuildFAdd(b, cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s), cg_splat(e, 1.0f), "");
     if (e->w == 16) {
-        LLVMValueRef args[5] = {u, q, LLVMGetUndef(e->vt), LLVMConstInt(LLVMInt16TypeInContext(e->c), 0xffff, 0),
-                                LLVMConstInt(e->i32, 4, 0)};
+        LLVMTypeRef i16 = LLVMInt16TypeInContext(e->c);
+        LLVMValueRef keep = LLVMBuildBitCast(b, LLVMBuildNot(b, under, ""), i16, "");
+        LLVMValueRef args[5] = {u, q, zero, keep, LLVMConstInt(e->i32, 4, 0)};
         return cg_target_call(e, "llvm.x86.avx512.mask.scalef.ps.512", args, 5);
     }
     LLVMValueRef qi = cg_target_call(e, "llvm.x86.avx.cvtt.ps2dq.256", &q, 1);
@@ -110,7 +112,7 @@ static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef bias = cg_splat_i32(e, 127), sh = cg_splat_i32(e, 23);
     LLVMValueRef p1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, q1, bias, ""), sh, ""), e->vt, "");
     LLVMValueRef p2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, LLVMBuildSub(b, qi, q1, ""), bias, ""), sh, ""), e->vt, "");
-    return LLVMBuildFMul(b, LLVMBuildFMul(b, u, p1, ""), p2, "");
+    return LLVMBuildSelect(b, under, zero, LLVMBuildFMul(b, LLVMBuildFMul(b, u, p1, ""), p2, ""), "");
 }
 
 LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r) {

@@ -47,14 +47,15 @@ typedef __m512 vf;
 /* Stores 16 lanes of a 1.0/0.0 vector as 16 bytes of 1/0. */
 #define V_STORE_BOOL(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)))
 static inline __m512 rt_exp16(__m512 x) { /* V_EXP, below */
-    x = _mm512_min_ps(_mm512_set1_ps(RT_EXP_HI), _mm512_max_ps(_mm512_set1_ps(RT_EXP_LO), x));
+    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(RT_EXP_LO), _CMP_LT_OQ);
+    x = _mm512_maskz_min_ps(~under, _mm512_set1_ps(RT_EXP_HI), x);
     __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(RT_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 s = _mm512_fmadd_ps(q, _mm512_set1_ps(RT_EXP_LN2_HI), x);
     s = _mm512_fmadd_ps(q, _mm512_set1_ps(RT_EXP_LN2_LO), s);
     __m512 u = _mm512_set1_ps(RT_EXP_P[0]);
     for (int k = 1; k < 6; k++) u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(RT_EXP_P[k]));
     u = _mm512_add_ps(_mm512_fmadd_ps(u, _mm512_mul_ps(s, s), s), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(u, q);
+    return _mm512_maskz_scalef_ps(~under, u, q);
 }
 #define V_EXP(x) rt_exp16(x)
 #define SLEEF_SFX(f) Sleef_##f##f16_u10avx512f
@@ -93,7 +94,8 @@ static inline void rt_store_bool8(void *p, __m256 v) {
 }
 #define V_STORE_BOOL(p, v) rt_store_bool8(p, v)
 static inline __m256 rt_exp8(__m256 x) { /* V_EXP, below; 2^q as two exact factors */
-    x = _mm256_min_ps(_mm256_set1_ps(RT_EXP_HI), _mm256_max_ps(_mm256_set1_ps(RT_EXP_LO), x));
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(RT_EXP_LO), _CMP_LT_OQ);
+    x = _mm256_andnot_ps(under, _mm256_min_ps(_mm256_set1_ps(RT_EXP_HI), x));
     __m256 q = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(RT_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 s = _mm256_fmadd_ps(q, _mm256_set1_ps(RT_EXP_LN2_HI), x);
     s = _mm256_fmadd_ps(q, _mm256_set1_ps(RT_EXP_LN2_LO), s);
@@ -103,7 +105,7 @@ static inline __m256 rt_exp8(__m256 x) { /* V_EXP, below; 2^q as two exact facto
     __m256i qi = _mm256_cvttps_epi32(q), q1 = _mm256_srai_epi32(qi, 1), bias = _mm256_set1_epi32(127);
     __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(q1, bias), 23));
     __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(qi, q1), bias), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(u, p1), p2);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(_mm256_mul_ps(u, p1), p2));
 }
 #define V_EXP(x) rt_exp8(x)
 #define SLEEF_SFX(f) Sleef_##f##f8_u10avx2
