@@ -142,11 +142,12 @@ LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
     return LLVMBuildSelect(b, ge, pos, LLVMBuildFMul(b, x, half_c, ""), "");
 }
 
+/* runtime/ew_simd.c's U_GELU_TANH: x / (1 + e^(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3). */
 LLVMValueRef cg_gelu_tanh(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
     LLVMValueRef inner = cg_fma3(e, LLVMBuildFMul(b, cg_splat(e, 0.044715f), x, ""), LLVMBuildFMul(b, x, x, ""), x);
-    LLVMValueRef th = cg_sleef(e, "tanh", LLVMBuildFMul(b, cg_splat(e, 0.79788456080286536f), inner, ""), NULL);
-    return LLVMBuildFMul(b, LLVMBuildFMul(b, cg_splat(e, 0.5f), x, ""), LLVMBuildFAdd(b, cg_splat(e, 1.0f), th, ""), "");
+    LLVMValueRef ex = cg_sleef(e, "exp", LLVMBuildFMul(b, cg_splat(e, -1.5957691216057308f), inner, ""), NULL);
+    return LLVMBuildFDiv(b, x, LLVMBuildFAdd(b, cg_splat(e, 1.0f), ex, ""), "");
 }
 
 /* One member node on its operands' values. */

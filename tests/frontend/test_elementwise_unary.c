@@ -38,8 +38,10 @@ static double r_relu(double x) { return isnan(x) ? x : x > 0 ? x : 0; }
  * reference keeps its relative precision in the negative tail, where 1 + erf
  * cancels to 0 in double below x = -8.3. */
 static double r_gelu(double x) { return x / 2 * erfc(-x / sqrt(2.0)); }
+/* x/2 (1 + tanh(y)), written as x / (1 + e^(-2y)) (the same function) so that
+ * the reference keeps its relative precision where tanh(y) rounds to -1 in double. */
 static double r_gelu_tanh(double x) {
-    return x / 2 * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    return x / (1 + exp(-2 * sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 static double r_silu(double x) { return x * r_sigmoid(x); }
 
@@ -480,6 +482,26 @@ Test(unary, gelu_keeps_its_relative_accuracy_in_the_negative_tail) {
         if (!tu_close_to(got[i], r_gelu(xv[i]), rtol, 0))
             cr_assert_fail("gelu(%.9g) = %.9g, want %.9g (relative error %.3g)", xv[i], got[i],
                            r_gelu(xv[i]), (got[i] - r_gelu(xv[i])) / r_gelu(xv[i]));
+    }
+    free(got);
+    free(xv);
+    em_scope_end();
+}
+
+/* gelu_tanh the same way: x / (1 + e^(-2y)) keeps the tail's relative accuracy,
+ * where x/2 (1 + tanh(y)) would cancel to 0 or noise once tanh(y) rounds to -1
+ * (from x = -4.5 on in f32). rtol 1e-5, 3e-5 where the exponent passes 50. */
+Test(unary, gelu_tanh_keeps_its_relative_accuracy_in_the_negative_tail) {
+    em_scope_begin();
+    int64_t n = 24001;
+    double *xv = malloc((size_t)n * sizeof *xv);
+    for (int64_t i = 0; i < n; i++) xv[i] = (float)(-10.0 + 0.0005 * (double)i);
+    double *got = tu_values_of(em_gelu_tanh(tu_tensor_of(EM_F32, 1, &n, xv)));
+    for (int64_t i = 0; i < n; i++) {
+        double want = r_gelu_tanh(xv[i]), rtol = xv[i] < -8 ? 3e-5 : 1e-5;
+        if (!tu_close_to(got[i], want, rtol, 0))
+            cr_assert_fail("gelu_tanh(%.9g) = %.9g, want %.9g (relative error %.3g)", xv[i], got[i], want,
+                           (got[i] - want) / want);
     }
     free(got);
     free(xv);
