@@ -10,7 +10,7 @@
  * loop nest (an arena buffer is the arena plus its planned offset, a constant
  * of the code; anything else is its slot) and calls the nest's function: on
  * the calling thread when the work is small, else over the thread pool with
- * rt_parallel_for (a GEMM in one piece per thread, rt_threads() read at the
+ * rt_parallel_for_hot (a GEMM in one piece per thread, rt_threads() read at the
  * call). A step the interpreter runs (an OpenBLAS contraction, a gather, a
  * value codegen does not emit) is a call back into exec.c's
  * cg_exec_interpret(run, step), whose failure ends the program with -1.
@@ -49,7 +49,7 @@ static void call_range(cg_emitter *e, LLVMValueRef fn, LLVMValueRef ptrs, LLVMVa
         LLVMBuildCall2(e->b, fty, fn, (LLVMValueRef[]){ptrs, cg_i64c(e, 0), n}, 3, "");
         return;
     }
-    LLVMValueRef pf = cg_declare(e, "rt_parallel_for", void_t, pf_p, 4, &pfty);
+    LLVMValueRef pf = cg_declare(e, "rt_parallel_for_hot", void_t, pf_p, 4, &pfty);
     LLVMValueRef fnv = LLVMGetBasicBlockParent(LLVMGetInsertBlock(e->b));
     LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(e->c, fnv, "pool");
     LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(e->c, fnv, "inline");

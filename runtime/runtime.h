@@ -123,6 +123,10 @@ int rt_scope_depth(void);
  * one thread is set. Re-entrant calls from a worker run inline. */
 typedef void (*rt_range_fn)(void *ctx, int64_t begin, int64_t end);
 void rt_parallel_for(int64_t n, int64_t grain, rt_range_fn fn, void *ctx);
+/* The same for a job that another follows at once (a compiled program's steps):
+ * the workers and the caller spin briefly (EMBER_SPIN_US, default 50 us)
+ * instead of sleeping between them, saving a futex wake-up per step. */
+void rt_parallel_for_hot(int64_t n, int64_t grain, rt_range_fn fn, void *ctx);
 int rt_threads(void);
 
 /* ---- elementwise (ew.c, ew_simd.c, ew_generic.c) ---------------------------------- */

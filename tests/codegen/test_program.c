@@ -97,7 +97,7 @@ Test(program, a_big_kernel_is_split_over_the_pool_by_the_program_with_one_or_two
         em_release(g);
     }
     char *l = llvm_of((void *)fast);
-    cr_expect(strstr(l, "call void @rt_parallel_for("), "%s", l);
+    cr_expect(strstr(l, "call void @rt_parallel_for_hot("), "%s", l);
     free(l);
     em_release(e), em_release(x), em_release(y);
     em_compiled_free((void *)fast);

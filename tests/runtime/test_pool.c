@@ -3,7 +3,8 @@
  *
  * rt_parallel_for must cover [0, n) exactly once in pieces that start at
  * multiples of the grain and are one grain long (the last may be shorter),
- * for n = 0, n < grain, n not a multiple of the grain and for 1 or 2 threads;
+ * for n = 0, n < grain, n not a multiple of the grain and for 1 or 2 threads,
+ * and so must rt_parallel_for_hot, whose workers spin between jobs;
  * a call made from inside a piece runs inline on that thread. Above it: two
  * user threads running ops at the same time both get correct results and
  * their own error messages, em_set_threads changes em_get_threads, random
@@ -41,10 +42,12 @@ static void cover_fn(void *vctx, int64_t b, int64_t e) {
     for (int64_t i = b; i < e && i >= 0 && i < c->n; i++) atomic_fetch_add(&c->hits[i], 1);
 }
 
+static void (*parallel_for)(int64_t, int64_t, rt_range_fn, void *) = rt_parallel_for;
+
 static void check_cover(int64_t n, int64_t grain) {
     cover c = {.n = n, .grain = grain < 1 ? 1 : grain};
     c.hits = calloc((size_t)(n ? n : 1), sizeof *c.hits);
-    rt_parallel_for(n, grain, cover_fn, &c);
+    parallel_for(n, grain, cover_fn, &c);
     for (int64_t i = 0; i < n; i++)
         cr_assert_eq(atomic_load(&c.hits[i]), 1, "n=%lld grain=%lld: index %lld ran %d times",
                      (long long)n, (long long)grain, (long long)i, atomic_load(&c.hits[i]));
@@ -78,6 +81,42 @@ Test(pool, covers_every_index_once_in_grain_aligned_pieces_with_one_thread) {
 Test(pool, covers_every_index_once_with_more_threads_than_cores) {
     cr_assert_eq(em_set_threads(5), 0);
     check_all_sizes();
+}
+
+/* rt_parallel_for_hot (a compiled program's steps): the same pieces, back to
+ * back, mixed with plain jobs, and after the workers' spin has run out (they
+ * sleep and must still wake for the next job). */
+static void check_hot(void) {
+    parallel_for = rt_parallel_for_hot;
+    check_all_sizes();
+    for (int round = 0; round < 50; round++) {
+        parallel_for = round % 3 ? rt_parallel_for_hot : rt_parallel_for;
+        check_cover(1000 + round, 7);
+        if (round % 10 == 9) usleep(2000); /* past EMBER_SPIN_US */
+    }
+    parallel_for = rt_parallel_for;
+}
+
+Test(pool, hot_jobs_cover_every_index_once_back_to_back_and_after_the_spin_with_two_threads) {
+    cr_assert_eq(em_set_threads(2), 0);
+    check_hot();
+}
+
+Test(pool, hot_jobs_cover_every_index_once_with_more_threads_than_cores) {
+    cr_assert_eq(em_set_threads(5), 0);
+    check_hot();
+}
+
+Test(pool, hot_jobs_work_with_spinning_turned_off_by_ember_spin_us_0) {
+    setenv("EMBER_SPIN_US", "0", 1); /* read when the pool starts, in this fresh process */
+    cr_assert_eq(em_set_threads(2), 0);
+    check_hot();
+}
+
+Test(pool, a_malformed_ember_spin_us_keeps_the_default_and_jobs_still_run) {
+    setenv("EMBER_SPIN_US", "fast", 1);
+    cr_assert_eq(em_set_threads(2), 0);
+    check_hot();
 }
 
 Test(pool, negative_n_runs_nothing) {
