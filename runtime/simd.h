@@ -46,18 +46,13 @@ typedef __m512 vf;
 #define V_SELECT(m, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, V_ZERO(), _CMP_NEQ_UQ), b, a)
 /* Stores 16 lanes of a 1.0/0.0 vector as 16 bytes of 1/0. */
 #define V_STORE_BOOL(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)))
-static inline __m512 rt_exp16(__m512 x) { /* V_EXP, below */
-    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(RT_EXP_LO), _CMP_LT_OQ);
-    x = _mm512_maskz_min_ps(~under, _mm512_set1_ps(RT_EXP_HI), x);
-    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(RT_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 s = _mm512_fmadd_ps(q, _mm512_set1_ps(RT_EXP_LN2_HI), x);
-    s = _mm512_fmadd_ps(q, _mm512_set1_ps(RT_EXP_LN2_LO), s);
-    __m512 u = _mm512_set1_ps(RT_EXP_P[0]);
-    for (int k = 1; k < 6; k++) u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(RT_EXP_P[k]));
-    u = _mm512_add_ps(_mm512_fmadd_ps(u, _mm512_mul_ps(s, s), s), _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(~under, u, q);
-}
-#define V_EXP(x) rt_exp16(x)
+/* V_EXP's pieces (below): a lane mask, lanes zeroed where it is set, rounding
+ * to nearest, and u 2^q by one vscalefps. */
+typedef __mmask16 vmask;
+#define V_MASK_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define V_ZERO_WHERE(m, v) _mm512_maskz_mov_ps((__mmask16)~(m), v)
+#define V_ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_LDEXP(u, q) _mm512_scalef_ps(u, q)
 #define SLEEF_SFX(f) Sleef_##f##f16_u10avx512f
 #define SLEEF_SFX35(f) Sleef_##f##f16_u35avx512f
 #define SLEEF_SQRT Sleef_sqrtf16_u05avx512f
@@ -93,21 +88,18 @@ static inline void rt_store_bool8(void *p, __m256 v) {
     _mm_storel_epi64((__m128i *)p, _mm_packus_epi16(w, w));
 }
 #define V_STORE_BOOL(p, v) rt_store_bool8(p, v)
-static inline __m256 rt_exp8(__m256 x) { /* V_EXP, below; 2^q as two exact factors */
-    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(RT_EXP_LO), _CMP_LT_OQ);
-    x = _mm256_andnot_ps(under, _mm256_min_ps(_mm256_set1_ps(RT_EXP_HI), x));
-    __m256 q = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(RT_EXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 s = _mm256_fmadd_ps(q, _mm256_set1_ps(RT_EXP_LN2_HI), x);
-    s = _mm256_fmadd_ps(q, _mm256_set1_ps(RT_EXP_LN2_LO), s);
-    __m256 u = _mm256_set1_ps(RT_EXP_P[0]);
-    for (int k = 1; k < 6; k++) u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(RT_EXP_P[k]));
-    u = _mm256_add_ps(_mm256_fmadd_ps(u, _mm256_mul_ps(s, s), s), _mm256_set1_ps(1.0f));
+/* V_EXP's pieces: u 2^q as two exact powers of two (no vscalefps), as Sleef does */
+typedef __m256 vmask;
+#define V_MASK_LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define V_ZERO_WHERE(m, v) _mm256_andnot_ps(m, v)
+#define V_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+static inline __m256 rt_ldexp8(__m256 u, __m256 q) {
     __m256i qi = _mm256_cvttps_epi32(q), q1 = _mm256_srai_epi32(qi, 1), bias = _mm256_set1_epi32(127);
     __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(q1, bias), 23));
     __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(qi, q1), bias), 23));
-    return _mm256_andnot_ps(under, _mm256_mul_ps(_mm256_mul_ps(u, p1), p2));
+    return _mm256_mul_ps(_mm256_mul_ps(u, p1), p2);
 }
-#define V_EXP(x) rt_exp8(x)
+#define V_LDEXP(u, q) rt_ldexp8(u, q)
 #define SLEEF_SFX(f) Sleef_##f##f8_u10avx2
 #define SLEEF_SFX35(f) Sleef_##f##f8_u35avx2
 #define SLEEF_SQRT Sleef_sqrtf8_u05avx2
@@ -161,6 +153,22 @@ static inline void rt_store_bool4(void *p, __m128 v) {
 #define SLEEF_SQRT Sleef_sqrtf4_u05sse2
 #else
 #error "compile *_simd.c with one of RT_ISA_AVX512, RT_ISA_AVX2, RT_ISA_SSE2"
+#endif
+
+/* e^x (runtime.h's comment on V_EXP says what and why). SSE2 has no FMA, and
+ * calls Sleef's. */
+#ifndef V_EXP
+static inline vf rt_exp(vf x) {
+    vmask under = V_MASK_LT(x, V_SET1(RT_EXP_LO));
+    x = V_ZERO_WHERE(under, V_MIN(V_SET1(RT_EXP_HI), x));
+    vf q = V_ROUND(V_MUL(x, V_SET1(RT_EXP_LOG2E)));
+    vf s = V_FMA(q, V_SET1(RT_EXP_LN2_LO), V_FMA(q, V_SET1(RT_EXP_LN2_HI), x));
+    vf u = V_SET1(RT_EXP_P[0]);
+    for (int k = 1; k < 6; k++) u = V_FMA(u, s, V_SET1(RT_EXP_P[k]));
+    u = V_ADD(V_FMA(u, V_MUL(s, s), s), V_SET1(1.0f));
+    return V_ZERO_WHERE(under, V_LDEXP(u, q));
+}
+#define V_EXP(x) rt_exp(x)
 #endif
 
 #define RT_CAT_(a, b) a##_##b
