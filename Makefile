@@ -123,8 +123,12 @@ $(B)/examples/%: examples/%.c $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
 
 # The first impression: a GPT-2 block eager vs compiled, every stage dumped.
+# Eager runs OpenBLAS's AVX-512 GEMM as ember-bench does: Debian's OpenBLAS
+# 0.3.21 misreads AVX-512 CPUs it does not know (this VM) and falls back to SSE3,
+# which would make eager look 2-3x slower than it is.
+DEMO_BLAS := $(if $(OPENBLAS_CORETYPE),,$(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo OPENBLAS_CORETYPE=SkylakeX))
 demo: $(B)/examples/gpt2_block $(B)/examples/mlp
-	EMBER_DUMP_DIR=$(B)/demo-dump $(B)/examples/gpt2_block
+	EMBER_DUMP_DIR=$(B)/demo-dump $(DEMO_BLAS) $(B)/examples/gpt2_block
 
 $(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \
