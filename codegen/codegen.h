@@ -7,7 +7,7 @@
  *                nodes left to the runtime (with the reason)
  *   lower.c      pointwise and row kernels as loop nests (strides, views)
  *   gemm.c       contractions as GEMM nests (orientation, tile, blocking)
- *   emit.c       LLVM IR for loop nests; emit_ops.c its arithmetic (Sleef);
+ *   emit.c       LLVM IR for loop nests; emit_ops.c its arithmetic (inline exp, Sleef);
  *                gemm_emit.c the GEMM kernels; program.c the per-graph program
  *   jit.c        one LLVM ORC LLJIT per process and the units that live in it;
  *                cache.c the object cache on disk
@@ -45,7 +45,7 @@
  *    CG_RUNTIME_SYMBOLS (defined explicitly in the JIT, so this works when
  *    ember is linked statically into a program that exports nothing to dlsym),
  *    and any symbol of a library loaded in the process (Sleef such as
- *    Sleef_expf16_u10avx512f, libm, OpenBLAS), found through the process's
+ *    Sleef_logf16_u10avx512f, libm, OpenBLAS), found through the process's
  *    dynamic library search generator.
  *
  * Errors: functions return NULL or -1 after rt_error() set the message; every
@@ -306,7 +306,8 @@ LLVMValueRef cg_declare(cg_emitter *e, const char *name, LLVMTypeRef ret, LLVMTy
 /* name, a function of n (1 or 2) arguments of type t returning t, declared on first use. */
 LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n);
 LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
-/* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10. b may be NULL. */
+/* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10 (tanh: u35);
+ * exp at 16 and 8 lanes is written inline instead (runtime/simd.h's V_EXP). b may be NULL. */
 LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
 LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r); /* isnan(a) ? a : r */

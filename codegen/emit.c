@@ -1,5 +1,5 @@
 /*
- * emit.c — LLVM IR for loop nests: explicit vector code, Sleef for the math.
+ * emit.c — LLVM IR for loop nests: explicit vector code, eager's math (emit_ops.c).
  *
  * Each compiled loop nest becomes one function, an rt_range_fn, so the thread
  * pool can split its rows:

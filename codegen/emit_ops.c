@@ -2,10 +2,11 @@
  * emit_ops.c — the arithmetic of generated kernels, as LLVM IR builders.
  *
  * Every op a loop nest computes, on <W x float> values (or scalars when W is
- * 1): the same Sleef functions runtime/ew_simd.c calls for the ISA (expf16_u10
- * avx512f, expf8_u10avx2), and the same formulas for GELU (the erfc fit),
- * sigmoid and the tanh GELU, operation for operation, so a generated kernel
- * gives eager's bits. Also the memory helpers the nests share: element
+ * 1): exp written inline as runtime/simd.h's V_EXP (cg_exp), the same Sleef
+ * functions runtime/ew_simd.c calls for the other transcendentals (tanhf16_u35
+ * avx512f, logf8_u10avx2, ...), and the same formulas for GELU (the erfc fit,
+ * by Estrin's scheme), sigmoid and the tanh GELU (x / (1 + e^-2y)), operation
+ * for operation, so a generated kernel gives eager's bits. Also the memory helpers the nests share: element
  * pointers, masked loads and stores, gathers.
  */
 #include "codegen.h"

@@ -5,8 +5,10 @@
  * is contiguous or a broadcast scalar; these are the loops over such runs. Each
  * function is one vector expression (simd.h names) applied VW floats at a time,
  * with the tail handled by the same expression on a zero-padded vector.
- * Transcendentals are Sleef's 1-ulp functions for this ISA (tanh: 3.5 ulp, below). max/min propagate
- * NaN as torch.maximum does; comparisons write bytes of 0/1.
+ * exp is V_EXP (simd.h: Sleef's algorithm, inline, so sigmoid, silu and both
+ * GELUs are one straight-line expression each); the other transcendentals are
+ * Sleef's 1-ulp functions for this ISA (tanh: 3.5 ulp, below). max/min
+ * propagate NaN as torch.maximum does; comparisons write bytes of 0/1.
  */
 #include "simd.h"
 
