@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef EMBER_BENCH_DIR
 #define EMBER_BENCH_DIR "bench" /* where ops_torch.py lives; the Makefile passes an absolute path */
@@ -419,6 +420,14 @@ static int print_table(void) {
 
 int main(int argc, char **argv) {
     parse_args(argc, argv);
+    /* As ember-bench (bench/main.c): Debian's OpenBLAS 0.3.21 falls back to its SSE3
+     * kernels on AVX-512 CPUs it does not know (this VM), for ember and PyTorch
+     * alike; OpenBLAS reads OPENBLAS_CORETYPE when loaded, so run again with it. */
+    __builtin_cpu_init();
+    if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f")) {
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+        execv("/proc/self/exe", argv);
+    }
     if (em_set_threads(opt.threads) != 0) {
         fprintf(stderr, "ember-bench-ops: %s\n", em_last_error());
         return 2;
