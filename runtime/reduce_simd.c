@@ -93,8 +93,8 @@ DEF_EXTREME_ROW(min_row, V_MIN, V_HMIN, INFINITY)
     }
 /* V_MAX(x, acc) keeps a NaN acc; a NaN x is selected explicitly. */
 #define C_SUM(x, a) V_ADD(x, a)
-#define C_MAX(x, a) V_SELECT(V_CMP(x, x, _CMP_UNORD_Q), x, V_MAX(x, a))
-#define C_MIN(x, a) V_SELECT(V_CMP(x, x, _CMP_UNORD_Q), x, V_MIN(x, a))
+#define C_MAX(x, a) V_WHERE(x, x, _CMP_UNORD_Q, x, V_MAX(x, a))
+#define C_MIN(x, a) V_WHERE(x, x, _CMP_UNORD_Q, x, V_MIN(x, a))
 DEF_COL(sum_col, C_SUM)
 DEF_COL(max_col, C_MAX)
 DEF_COL(min_col, C_MIN)

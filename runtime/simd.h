@@ -44,6 +44,8 @@ typedef __m512 vf;
 #define V_CMP(a, b, pred) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, b, pred), V_SET1(1.0f))
 /* Lanes where m (1.0/0.0 vector) is nonzero take a, others b. */
 #define V_SELECT(m, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(m, V_ZERO(), _CMP_NEQ_UQ), b, a)
+/* (a pred b) ? t : f, lane by lane, straight from the comparison (no 1.0/0.0 vector). */
+#define V_WHERE(a, b, pred, t, f) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, pred), f, t)
 /* Stores 16 lanes of a 1.0/0.0 vector as 16 bytes of 1/0. */
 #define V_STORE_BOOL(p, v) _mm_storeu_si128((__m128i *)(p), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)))
 /* V_EXP's pieces (below): a lane mask, lanes zeroed where it is set, rounding
@@ -82,6 +84,7 @@ static inline float rt_hsum8(__m256 v) {
 #define V_HSUM(v) rt_hsum8(v)
 #define V_CMP(a, b, pred) _mm256_and_ps(_mm256_cmp_ps(a, b, pred), V_SET1(1.0f))
 #define V_SELECT(m, a, b) _mm256_blendv_ps(b, a, _mm256_cmp_ps(m, V_ZERO(), _CMP_NEQ_UQ))
+#define V_WHERE(a, b, pred, t, f) _mm256_blendv_ps(f, t, _mm256_cmp_ps(a, b, pred))
 static inline void rt_store_bool8(void *p, __m256 v) {
     __m256i i = _mm256_cvttps_epi32(v);
     __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
@@ -139,6 +142,8 @@ static inline __m128 rt_select4(__m128 m, __m128 a, __m128 b) {
     return _mm_or_ps(_mm_and_ps(k, a), _mm_andnot_ps(k, b));
 }
 #define V_SELECT(m, a, b) rt_select4(m, a, b)
+static inline __m128 rt_where4(__m128 k, __m128 t, __m128 f) { return _mm_or_ps(_mm_and_ps(k, t), _mm_andnot_ps(k, f)); }
+#define V_WHERE(a, b, pred, t, f) rt_where4(RT_SSE##pred(a, b), t, f)
 #define RT_SSE_CMP_UNORD_Q(a, b) _mm_cmpunord_ps(a, b)
 static inline void rt_store_bool4(void *p, __m128 v) {
     __m128i i = _mm_cvttps_epi32(v);
