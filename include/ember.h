@@ -225,6 +225,12 @@ typedef struct em_memory_stats {
 } em_memory_stats;
 void em_memory_stats_get(em_memory_stats *out);
 void em_memory_reset_peak(void); /* peak := live */
+/* Freed storage blocks of 1 MiB and more are kept for reuse (up to
+ * EMBER_ALLOC_CACHE_MB, default 256; 0 turns that off), so an eager program
+ * that frees and reallocates its large intermediates does not fault their
+ * pages in on every call. This gives them back to the system; it returns the
+ * bytes released. live_bytes and peak_bytes never count the kept blocks. */
+size_t em_memory_trim(void);
 
 #ifdef __cplusplus
 }

@@ -8,12 +8,123 @@
  * from several threads. A test hook makes the n-th allocation fail, so the
  * allocation-failure paths of every op can be exercised without exhausting
  * memory.
+ *
+ * Large blocks (1 MiB and up) are kept for reuse when freed, up to
+ * EMBER_ALLOC_CACHE_MB (256 MiB) in all, oldest out first. Eager programs free
+ * their big intermediates at a scope's end and allocate the same sizes again
+ * on the next call; glibc gave those back to the kernel (its heap top passed
+ * its trim threshold) and the next call faulted every page in again. The
+ * eager chain workload took 21,000 page faults a call, most of its time. Live
+ * and peak bytes count what tensors hold, not the cache; em_memory_trim
+ * empties it. Under AddressSanitizer the cache is off, so that a use after
+ * free stays visible.
  */
 #include "runtime.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 static atomic_size_t live_bytes, peak_bytes;
+
+/* ---- the cache of large blocks ------------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_ON 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CACHE_ON 0
+#endif
+#endif
+#ifndef CACHE_ON
+#define CACHE_ON 1
+#endif
+
+enum { CACHE_MIN = 1 << 20, CACHE_SLOTS = 32 };
+static struct {
+    pthread_mutex_t mu;
+    pthread_once_t once;
+    size_t cap, bytes;                       /* the limit; what the slots hold */
+    int n;                                   /* slots used, oldest first */
+    struct { void *p; size_t size; } slot[CACHE_SLOTS];
+} cache = {.mu = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
+
+static void cache_init(void) {
+    cache.cap = CACHE_ON ? (size_t)256 << 20 : 0;
+    const char *env = getenv("EMBER_ALLOC_CACHE_MB");
+    if (CACHE_ON && env && *env) {
+        char *end;
+        long mb = strtol(env, &end, 10);
+        if (*end == '\0' && mb >= 0 && mb <= (1L << 20)) cache.cap = (size_t)mb << 20;
+    }
+}
+
+/* A cached block of exactly `size` bytes (the newest), or NULL. */
+static void *cache_take(size_t size) {
+    if (size < CACHE_MIN) return NULL;
+    pthread_once(&cache.once, cache_init);
+    void *p = NULL;
+    pthread_mutex_lock(&cache.mu);
+    for (int i = cache.n - 1; i >= 0 && !p; i--) {
+        if (cache.slot[i].size != size) continue;
+        p = cache.slot[i].p;
+        cache.bytes -= size;
+        memmove(&cache.slot[i], &cache.slot[i + 1], (size_t)(cache.n - 1 - i) * sizeof cache.slot[0]);
+        cache.n--;
+    }
+    pthread_mutex_unlock(&cache.mu);
+    return p;
+}
+
+/* Keeps p (size bytes) for reuse, making room by freeing the oldest; false when
+ * it is not cached (small, larger than the cache, or the cache is off). */
+static bool cache_keep(void *p, size_t size) {
+    if (size < CACHE_MIN) return false;
+    pthread_once(&cache.once, cache_init);
+    if (size > cache.cap) return false;
+    void *evicted[CACHE_SLOTS];
+    int ne = 0;
+    pthread_mutex_lock(&cache.mu);
+    while (cache.n > 0 && (cache.n == CACHE_SLOTS || cache.bytes + size > cache.cap)) {
+        evicted[ne++] = cache.slot[0].p;
+        cache.bytes -= cache.slot[0].size;
+        memmove(&cache.slot[0], &cache.slot[1], (size_t)(cache.n - 1) * sizeof cache.slot[0]);
+        cache.n--;
+    }
+    cache.slot[cache.n].p = p, cache.slot[cache.n].size = size;
+    cache.n++, cache.bytes += size;
+    pthread_mutex_unlock(&cache.mu);
+    for (int i = 0; i < ne; i++) free(evicted[i]);
+    return true;
+}
+
+size_t em_memory_trim(void) {
+    void *blocks[CACHE_SLOTS];
+    pthread_mutex_lock(&cache.mu);
+    int n = cache.n;
+    size_t bytes = cache.bytes;
+    for (int i = 0; i < n; i++) blocks[i] = cache.slot[i].p;
+    cache.n = 0, cache.bytes = 0;
+    pthread_mutex_unlock(&cache.mu);
+    for (int i = 0; i < n; i++) free(blocks[i]);
+    return bytes;
+}
+
+size_t rt_alloc_cached_bytes(void) {
+    pthread_mutex_lock(&cache.mu);
+    size_t b = cache.bytes;
+    pthread_mutex_unlock(&cache.mu);
+    return b;
+}
+
+/* ---- allocation ------------------------------------------------------------------------- */
+
+/* The bytes a request of nbytes takes: whole cache lines, and whole 64 KiB
+ * above CACHE_MIN so that near sizes share cached blocks. */
+static size_t block_size(size_t nbytes) {
+    size_t q = nbytes >= CACHE_MIN ? (size_t)64 << 10 : RT_ALIGN;
+    return (nbytes + q - 1) / q * q;
+}
 static atomic_uint_fast64_t n_allocs;
 static atomic_long fail_countdown; /* 0: off; else the allocation that fails */
 
@@ -33,12 +144,13 @@ void *rt_alloc(size_t nbytes) {
         rt_error("out of memory allocating %zu bytes (injected failure)", nbytes);
         return NULL;
     }
-    size_t rounded = (nbytes + RT_ALIGN - 1) / RT_ALIGN * RT_ALIGN;
+    size_t rounded = block_size(nbytes);
     if (rounded < nbytes) {
         rt_error("out of memory: %zu bytes is too large", nbytes);
         return NULL;
     }
-    void *p = aligned_alloc(RT_ALIGN, rounded ? rounded : RT_ALIGN);
+    void *p = cache_take(rounded);
+    if (!p) p = aligned_alloc(RT_ALIGN, rounded ? rounded : RT_ALIGN);
     if (!p) {
         rt_error("out of memory allocating %zu bytes", nbytes);
         return NULL;
@@ -54,7 +166,7 @@ void *rt_alloc(size_t nbytes) {
 void rt_free(void *p, size_t nbytes) {
     if (!p) return;
     atomic_fetch_sub(&live_bytes, nbytes);
-    free(p);
+    if (!cache_keep(p, block_size(nbytes))) free(p);
 }
 
 void *rt_malloc(size_t nbytes, const char *what) {

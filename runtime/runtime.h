@@ -48,6 +48,8 @@ char *rt_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
  * or on an injected failure. */
 void *rt_alloc(size_t nbytes);
 void rt_free(void *p, size_t nbytes);
+/* Bytes of freed large blocks kept for reuse (em_memory_trim releases them). */
+size_t rt_alloc_cached_bytes(void);
 /* Test hook: the n-th storage allocation from now fails (n >= 1); 0 disables. */
 void rt_alloc_fail_after(long n);
 /* Plain malloc/calloc for bookkeeping (not tensor data) that honour the same
