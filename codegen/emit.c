@@ -223,6 +223,46 @@ static void step_accumulate(cg_emitter *e, nest_state *s, pass *ps, LLVMValueRef
     if (ps->store) store_all(e, s, true);
 }
 
+/* for i in [from, to) step U*W (from < to, whole iterations): U steps into the
+ * U sets acc, which hold the values at the loop's exit afterwards. */
+static void accumulate_loop(cg_emitter *e, nest_state *s, pass *ps, int64_t U, LLVMValueRef from, LLVMValueRef to,
+                            LLVMValueRef acc[4][4]) {
+    LLVMBuilderRef b = e->b;
+    int64_t W = e->w;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+    LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass");
+    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass.end");
+    LLVMBuildBr(b, loop);
+    LLVMPositionBuilderAtEnd(b, loop);
+    LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i"), phi[4][4], init[4][4];
+    for (int u = 0; u < U; u++)
+        for (int k = 0; k < ps->n; k++)
+            init[u][k] = acc[u][k], phi[u][k] = acc[u][k] = LLVMBuildPhi(b, e->vt, "acc");
+    for (int u = 0; u < U; u++) {
+        begin_step(s, u ? LLVMBuildAdd(b, i, cg_i64c(e, u * W), "") : i, NULL);
+        step_accumulate(e, s, ps, acc[u]);
+    }
+    LLVMValueRef inext = LLVMBuildAdd(b, i, cg_i64c(e, U * W), "");
+    LLVMBasicBlockRef end = LLVMGetInsertBlock(b);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, to, ""), loop, after);
+    LLVMValueRef iv[2] = {from, inext};
+    LLVMBasicBlockRef preds[2] = {pre, end};
+    LLVMAddIncoming(i, iv, preds, 2);
+    for (int u = 0; u < U; u++)
+        for (int k = 0; k < ps->n; k++) {
+            LLVMValueRef av[2] = {init[u][k], acc[u][k]};
+            LLVMAddIncoming(phi[u][k], av, preds, 2);
+        }
+    LLVMPositionBuilderAtEnd(b, after);
+}
+
+/* Sums along a row longer than 2 * SUM_BLOCK go in blocks: each block sums
+ * into fresh accumulators, which are then added to the running totals. Each
+ * lane then adds up about SUM_BLOCK / (4 W) + L / SUM_BLOCK values instead of
+ * L / (4 W), so a 16384-float sum that cancels comes out as accurate as the
+ * runtime's pairwise sum (reduce_simd.c) within a few ulps of the total. */
+enum { SUM_BLOCK = 1024 };
+
 /* for i in 0 .. L step W (then one masked step): the accumulators and stores of ps.
  * Builds from the current block and leaves the builder at the pass's end. */
 static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
@@ -237,33 +277,37 @@ static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
     LLVMValueRef acc[4][4];
     for (int u = 0; u < U; u++)
         for (int k = 0; k < ps->n; k++) acc[u][k] = cg_splat(e, identity(ps->kind[k]));
-    if (looped > 0) {
+    bool sums = false;
+    for (int k = 0; k < ps->n; k++) sums |= ps->kind[k] == RED_SUM || ps->kind[k] == RED_SQ;
+    int64_t blocked = sums && looped >= 2 * SUM_BLOCK && SUM_BLOCK % (U * W) == 0 ? looped / SUM_BLOCK * SUM_BLOCK : 0;
+    if (blocked > 0) {
         LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
-        LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass");
-        LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass.end");
-        LLVMBuildBr(b, loop);
-        LLVMPositionBuilderAtEnd(b, loop);
-        LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i"), phi[4][4], init[4][4];
+        LLVMBasicBlockRef outer = LLVMAppendBasicBlockInContext(e->c, s->fn, "blocks");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->c, s->fn, "blocks.end");
+        LLVMBuildBr(b, outer);
+        LLVMPositionBuilderAtEnd(b, outer);
+        LLVMValueRef j = LLVMBuildPhi(b, e->i64, "j"), total[4][4], part[4][4];
         for (int u = 0; u < U; u++)
             for (int k = 0; k < ps->n; k++)
-                init[u][k] = acc[u][k], phi[u][k] = acc[u][k] = LLVMBuildPhi(b, e->vt, "acc");
-        for (int u = 0; u < U; u++) {
-            begin_step(s, u ? LLVMBuildAdd(b, i, cg_i64c(e, u * W), "") : i, NULL);
-            step_accumulate(e, s, ps, acc[u]);
-        }
-        LLVMValueRef inext = LLVMBuildAdd(b, i, cg_i64c(e, U * W), "");
-        LLVMBasicBlockRef end = LLVMGetInsertBlock(b);
-        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, cg_i64c(e, looped), ""), loop, after);
-        LLVMValueRef iv[2] = {cg_i64c(e, 0), inext};
-        LLVMBasicBlockRef from[2] = {pre, end};
-        LLVMAddIncoming(i, iv, from, 2);
+                total[u][k] = LLVMBuildPhi(b, e->vt, "total"), part[u][k] = acc[u][k];
+        accumulate_loop(e, s, ps, U, j, LLVMBuildAdd(b, j, cg_i64c(e, SUM_BLOCK), ""), part);
+        LLVMValueRef next[4][4];
+        for (int u = 0; u < U; u++)
+            for (int k = 0; k < ps->n; k++)
+                next[u][k] = combine(e, ps->kind[k] == RED_SQ ? RED_SUM : ps->kind[k], total[u][k], part[u][k]);
+        LLVMValueRef jnext = LLVMBuildAdd(b, j, cg_i64c(e, SUM_BLOCK), "");
+        LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, jnext, cg_i64c(e, blocked), ""), outer, done);
+        LLVMBasicBlockRef preds[2] = {pre, latch};
+        LLVMAddIncoming(j, (LLVMValueRef[]){cg_i64c(e, 0), jnext}, preds, 2);
         for (int u = 0; u < U; u++)
             for (int k = 0; k < ps->n; k++) {
-                LLVMValueRef av[2] = {init[u][k], acc[u][k]};
-                LLVMAddIncoming(phi[u][k], av, from, 2);
+                LLVMAddIncoming(total[u][k], (LLVMValueRef[]){acc[u][k], next[u][k]}, preds, 2);
+                acc[u][k] = next[u][k];
             }
-        LLVMPositionBuilderAtEnd(b, after);
+        LLVMPositionBuilderAtEnd(b, done);
     }
+    if (looped > blocked) accumulate_loop(e, s, ps, U, cg_i64c(e, blocked), cg_i64c(e, looped), acc);
     for (int64_t at = looped, u = 0; at < full; at += W, u++) { /* at most U - 1 steps */
         begin_step(s, cg_i64c(e, at), NULL);
         step_accumulate(e, s, ps, acc[u % U]);
