@@ -6,8 +6,8 @@
  * functions runtime/ew_simd.c calls for the other transcendentals (tanhf16_u35
  * avx512f, logf8_u10avx2, ...), and the same formulas for GELU (the erfc fit,
  * by Estrin's scheme), sigmoid and the tanh GELU (x / (1 + e^-2y)), operation
- * for operation, so a generated kernel gives eager's bits. Also the memory helpers the nests share: element
- * pointers, masked loads and stores, gathers.
+ * for operation, so a generated kernel gives eager's bits. Also the memory
+ * helpers the nests share: element pointers, masked loads and stores, gathers.
  */
 #include "codegen.h"
 
@@ -55,9 +55,10 @@ LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, i
     return LLVMBuildCall2(e->b, fty, f, args, (unsigned)n, "");
 }
 
-/* Sleef's function for this width: expf16_u10avx512f, expf8_u10avx2, expf_u10 (tanh: u35). */
 static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x);
 
+/* Sleef's function for this width: logf16_u10avx512f, logf8_u10avx2, logf_u10 (tanh:
+ * u35); exp at 16 and 8 lanes is cg_exp instead. */
 LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b) {
     char name[64];
     if ((e->w == 16 || e->w == 8) && !strcmp(f, "exp")) return cg_exp(e, a);

@@ -14,7 +14,7 @@
  * worker before it waits, so a step does not start or end with a futex
  * wake-up (tens of microseconds on this VM, per GEMM step). Eager jobs do not
  * spin: between them OpenBLAS's own threads want the cores (spinning there
- * made eager block 8-20% slower at 2 threads; compiled block got 4-7% faster).
+ * made eager block 8-20% slower at 2 threads; compiled block got 3-8% faster).
  *
  * One job runs at a time. A second caller (another user thread, or a kernel
  * calling rt_parallel_for from inside a worker) runs its range inline instead of
