@@ -137,12 +137,9 @@ static inline float rt_hsum4(__m128 s) {
 #define RT_SSE_CMP_GT_OQ(a, b) _mm_cmpgt_ps(a, b)
 #define RT_SSE_CMP_GE_OQ(a, b) _mm_cmpge_ps(a, b)
 #define V_CMP(a, b, pred) _mm_and_ps(RT_SSE##pred(a, b), V_SET1(1.0f))
-static inline __m128 rt_select4(__m128 m, __m128 a, __m128 b) {
-    __m128 k = _mm_cmpneq_ps(m, _mm_setzero_ps());
-    return _mm_or_ps(_mm_and_ps(k, a), _mm_andnot_ps(k, b));
-}
-#define V_SELECT(m, a, b) rt_select4(m, a, b)
+/* t where the all-ones lanes of k are, f elsewhere */
 static inline __m128 rt_where4(__m128 k, __m128 t, __m128 f) { return _mm_or_ps(_mm_and_ps(k, t), _mm_andnot_ps(k, f)); }
+#define V_SELECT(m, a, b) rt_where4(_mm_cmpneq_ps(m, _mm_setzero_ps()), a, b)
 #define V_WHERE(a, b, pred, t, f) rt_where4(RT_SSE##pred(a, b), t, f)
 #define RT_SSE_CMP_UNORD_Q(a, b) _mm_cmpunord_ps(a, b)
 static inline void rt_store_bool4(void *p, __m128 v) {
