@@ -103,6 +103,23 @@ static em_tensor *gemm_noise(em_tensor *r, em_tensor *x, em_tensor *w, bool line
     return em_add(r, em_mul(em_mul(sign, mag), sc(scale)));
 }
 
+/* r (= sum or mean of x over axis) plus, at each element, +-fz_gemm_noise *
+ * sqrt(n) * 2^-24 * (the same reduction of |x|), signed as gemm_noise: the
+ * difference another summation order makes in a sum that cancels (generated
+ * row sums add in other blocks than the runtime's pairwise sums). */
+static em_tensor *sum_noise(em_tensor *r, em_tensor *x, const fz_node *n, bool mean) {
+    if (!r || fz_gemm_noise <= 0 || em_type(r) != EM_F32) return r;
+    int64_t m = em_numel(r), len = em_ndim(x) ? em_dim(x, n->axis) : 1;
+    float *sg = malloc((size_t)(m > 0 ? m : 1) * sizeof *sg);
+    if (!sg) return NULL;
+    for (int64_t i = 0; i < m; i++) sg[i] = ((uint64_t)(i + 7) * 0x9E3779B97F4A7C15ull) >> 63 ? 1.0f : -1.0f;
+    em_tensor *sign = em_from_data(EM_F32, em_ndim(r), em_shape(r), sg);
+    free(sg);
+    em_tensor *mag = mean ? em_mean(em_abs(x), n->axis, n->keepdim) : em_sum(em_abs(x), n->axis, n->keepdim);
+    double scale = fz_gemm_noise * sqrt((double)(len > 0 ? len : 1)) * ldexp(1.0, -24);
+    return em_add(r, em_mul(em_mul(sign, mag), sc(scale)));
+}
+
 /* Node n of p on the values so far; a new reference owned by the open scope,
  * or a leaf (borrowed). */
 static em_tensor *eval(const fz_node *n, em_tensor *const *v, em_tensor *const *args,
@@ -137,8 +154,8 @@ static em_tensor *eval(const fz_node *n, em_tensor *const *v, em_tensor *const *
     case FZ_GT: return em_gt(x, y);
     case FZ_GE: return em_ge(x, y);
     case FZ_WHERE: return em_where(x, y, z);
-    case FZ_SUM: return em_sum(x, n->axis, n->keepdim);
-    case FZ_MEAN: return em_mean(x, n->axis, n->keepdim);
+    case FZ_SUM: return sum_noise(em_sum(x, n->axis, n->keepdim), x, n, false);
+    case FZ_MEAN: return sum_noise(em_mean(x, n->axis, n->keepdim), x, n, true);
     case FZ_MAX: return em_max(x, n->axis, n->keepdim);
     case FZ_MIN: return em_min(x, n->axis, n->keepdim);
     case FZ_SOFTMAX: return em_softmax(x, n->axis);

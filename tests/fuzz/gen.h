@@ -118,8 +118,8 @@ int fz_make_leaves(const fz_prog *p, em_tensor **args, em_tensor **params, uint6
  * -1 with the first difference in why. */
 int fz_compare(const em_tensor *got, const em_tensor *want, int k, char *why, size_t cap);
 /* The same with each element's tolerance widened by 8 times how far eager's
- * own result moves when every matmul and linear result gets the noise of
- * another summation order (jittered: fz_replay under fz_gemm_noise). Where a
+ * own result moves when every matmul, linear, sum and mean result gets the
+ * noise of another summation order (jittered: fz_replay under fz_gemm_noise). Where a
  * program amplifies that noise (softmax of large logits after two GEMMs), a
  * compiled GEMM that sums in another order than OpenBLAS cannot be held to
  * the plain tolerance; elsewhere the widening is the GEMM's rounding. */
@@ -136,8 +136,8 @@ int fz_types(fz_prog *p);
 /* Runs p with the given leaves (args[i] for argument i, params[i] for weight
  * i): opens a scope, makes every node with em_* calls and keeps the outputs,
  * which the caller owns (or the enclosing scope). 0, or -1 with outs NULL. */
-/* When > 0, fz_replay adds to every matmul and linear result the noise of
- * another summation order, this many times its expected size (fz_check's
+/* When > 0, fz_replay adds to every matmul, linear, sum and mean result the
+ * noise of another summation order, this many times its expected size (fz_check's
  * estimate of how sensitive a program is; 0 otherwise). */
 extern double fz_gemm_noise;
 int fz_replay(const fz_prog *p, em_tensor *const *args, em_tensor *const *params,
