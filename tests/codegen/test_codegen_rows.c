@@ -97,26 +97,35 @@ static em_tensor *layer_norm_by_hand(em_tensor *x) {
     return y;
 }
 
+/* model compiled, on rows x width uniform in [-4, 4], against eager (the
+ * contract's tolerance); the compiled function, for the caller to look at and
+ * free. what receives "name, rows of width". */
+static void *expect_rows_close(em_tensor *(*model)(em_tensor *), const char *name, int64_t rows, int64_t width,
+                               uint64_t seed, char *what, size_t cap) {
+    em_tensor *(*fast)(em_tensor *) = em_compile((void *)model, "tensor(tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *x = tu_uniform_tensor(2, SH(rows, width), -4, 4, seed);
+    em_tensor *want = model(x), *got = fast(x);
+    snprintf(what, cap, "%s, rows of %lld", name, (long long)width);
+    tu_expect_compiled(got, want, what);
+    em_release(got), em_release(want), em_release(x);
+    return (void *)fast;
+}
+
 Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_kernel) {
     em_tensor *(*models[])(em_tensor *) = {softmax_by_hand, layer_norm_by_hand};
     const char *names[] = {"softmax by hand", "layer_norm by hand"};
     int64_t widths[] = {1, 15, 16, 129, 1024};
     for (int m = 0; m < 2; m++) {
         for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
-            em_tensor *(*fast)(em_tensor *) = em_compile((void *)models[m], "tensor(tensor)", NULL);
-            cr_assert(fast, "%s", em_last_error());
-            em_tensor *x = tu_uniform_tensor(2, SH(37, widths[w]), -4, 4, 10 + (uint64_t)w);
-            em_tensor *want = models[m](x), *got = fast(x);
             char what[96];
-            snprintf(what, sizeof what, "%s, rows of %lld", names[m], (long long)widths[w]);
-            tu_expect_compiled(got, want, what);
+            void *fast = expect_rows_close(models[m], names[m], 37, widths[w], 10 + (uint64_t)w, what, sizeof what);
             char *sec = cu_codegen_section(fast, what);
             if (widths[w] > 1) /* over an axis of size 1 a reduction is interpreted */
                 cr_expect(strstr(sec, "1 steps, 1 generated loop nests") && strstr(sec, "a row kernel"), "%s:\n%s",
                           what, sec);
             free(sec);
-            em_release(got), em_release(want), em_release(x);
-            em_compiled_free((void *)fast);
+            em_compiled_free(fast);
         }
     }
 }
@@ -139,15 +148,8 @@ Test(codegen, rows_of_2048_3001_and_16384_floats_sum_in_blocks_close_to_eager) {
     const char *names[] = {"row sums", "softmax by hand", "layer_norm by hand"};
     for (int m = 0; m < 3; m++)
         for (int w = 0; w < 3; w++) {
-            em_tensor *(*fast)(em_tensor *) = em_compile((void *)models[m], "tensor(tensor)", NULL);
-            cr_assert(fast, "%s", em_last_error());
-            em_tensor *x = tu_uniform_tensor(2, SH(5, widths[w]), -4, 4, 40 + (uint64_t)w);
-            em_tensor *want = models[m](x), *got = fast(x);
             char what[96];
-            snprintf(what, sizeof what, "%s, rows of %lld", names[m], (long long)widths[w]);
-            tu_expect_compiled(got, want, what);
-            em_release(got), em_release(want), em_release(x);
-            em_compiled_free((void *)fast);
+            em_compiled_free(expect_rows_close(models[m], names[m], 5, widths[w], 40 + (uint64_t)w, what, sizeof what));
         }
 }
 
