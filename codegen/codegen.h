@@ -309,6 +309,14 @@ LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, i
 /* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10 (tanh: u35);
  * exp at 16 and 8 lanes is written inline instead (runtime/simd.h's V_EXP). b may be NULL. */
 LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b);
+/* A counted loop at the builder: body runs with the induction variable iv from
+ * `from` while it is below `to` (not at all if from >= to), stepping by step;
+ * phis carry n values (vals in; out: the values after the loop). The builder
+ * ends after the loop. Used by the row passes (emit.c) and the GEMMs. */
+enum { CG_LOOP_MAX_VALS = 24 };
+typedef void (*cg_loop_body)(cg_emitter *e, LLVMValueRef iv, LLVMValueRef *vals, void *ctx);
+void cg_loop(cg_emitter *e, LLVMValueRef from, LLVMValueRef to, int64_t step, LLVMValueRef *vals, int n,
+             cg_loop_body body, void *ctx);
 LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
 LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r); /* isnan(a) ? a : r */
 /* The value of elementwise op on its operands (c NULL for unary ops). */

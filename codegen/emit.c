@@ -223,37 +223,20 @@ static void step_accumulate(cg_emitter *e, nest_state *s, pass *ps, LLVMValueRef
     if (ps->store) store_all(e, s, true);
 }
 
-/* for i in [from, to) step U*W (from < to, whole iterations): U steps into the
- * U sets acc, which hold the values at the loop's exit afterwards. */
-static void accumulate_loop(cg_emitter *e, nest_state *s, pass *ps, int64_t U, LLVMValueRef from, LLVMValueRef to,
-                            LLVMValueRef acc[4][4]) {
-    LLVMBuilderRef b = e->b;
-    int64_t W = e->w;
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
-    LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass");
-    LLVMBasicBlockRef after = LLVMAppendBasicBlockInContext(e->c, s->fn, "pass.end");
-    LLVMBuildBr(b, loop);
-    LLVMPositionBuilderAtEnd(b, loop);
-    LLVMValueRef i = LLVMBuildPhi(b, e->i64, "i"), phi[4][4], init[4][4];
-    for (int u = 0; u < U; u++)
-        for (int k = 0; k < ps->n; k++)
-            init[u][k] = acc[u][k], phi[u][k] = acc[u][k] = LLVMBuildPhi(b, e->vt, "acc");
-    for (int u = 0; u < U; u++) {
-        begin_step(s, u ? LLVMBuildAdd(b, i, cg_i64c(e, u * W), "") : i, NULL);
-        step_accumulate(e, s, ps, acc[u]);
+/* One iteration of a pass's loop at i: U steps, step u into the accumulator
+ * set acc + u n (n accumulators a set). */
+typedef struct pass_loop {
+    nest_state *s;
+    pass *ps;
+    int64_t U;
+} pass_loop;
+
+static void pass_iteration(cg_emitter *e, LLVMValueRef i, LLVMValueRef *acc, void *ctx) {
+    pass_loop *l = ctx;
+    for (int u = 0; u < l->U; u++) {
+        begin_step(l->s, u ? LLVMBuildAdd(e->b, i, cg_i64c(e, u * e->w), "") : i, NULL);
+        step_accumulate(e, l->s, l->ps, acc + u * l->ps->n);
     }
-    LLVMValueRef inext = LLVMBuildAdd(b, i, cg_i64c(e, U * W), "");
-    LLVMBasicBlockRef end = LLVMGetInsertBlock(b);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, inext, to, ""), loop, after);
-    LLVMValueRef iv[2] = {from, inext};
-    LLVMBasicBlockRef preds[2] = {pre, end};
-    LLVMAddIncoming(i, iv, preds, 2);
-    for (int u = 0; u < U; u++)
-        for (int k = 0; k < ps->n; k++) {
-            LLVMValueRef av[2] = {init[u][k], acc[u][k]};
-            LLVMAddIncoming(phi[u][k], av, preds, 2);
-        }
-    LLVMPositionBuilderAtEnd(b, after);
 }
 
 /* Sums along a row longer than 2 * SUM_BLOCK go in blocks: each block sums
@@ -263,10 +246,22 @@ static void accumulate_loop(cg_emitter *e, nest_state *s, pass *ps, int64_t U, L
  * runtime's pairwise sum (reduce_simd.c) within a few ulps of the total. */
 enum { SUM_BLOCK = 1024 };
 
+/* One block at j: its sums into fresh accumulators, then into the totals. */
+static void block_iteration(cg_emitter *e, LLVMValueRef j, LLVMValueRef *total, void *ctx) {
+    pass_loop *l = ctx;
+    int n = l->ps->n, m = (int)l->U * n;
+    LLVMValueRef part[16];
+    for (int x = 0; x < m; x++) part[x] = cg_splat(e, identity(l->ps->kind[x % n]));
+    cg_loop(e, j, LLVMBuildAdd(e->b, j, cg_i64c(e, SUM_BLOCK), ""), l->U * e->w, part, m, pass_iteration, l);
+    for (int x = 0; x < m; x++) {
+        int kind = l->ps->kind[x % n];
+        total[x] = combine(e, kind == RED_SQ ? RED_SUM : kind, total[x], part[x]);
+    }
+}
+
 /* for i in 0 .. L step W (then one masked step): the accumulators and stores of ps.
  * Builds from the current block and leaves the builder at the pass's end. */
 static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
-    LLVMBuilderRef b = e->b;
     const cg_loopnest *ln = s->ln;
     /* A pass that accumulates takes U steps per iteration into U sets of
      * accumulators (the adds of one set wait on each other; U sets overlap),
@@ -274,53 +269,29 @@ static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
      * unrolled, then the masked step, then the sets are combined. */
     int64_t L = ln->shape[ln->ndim - 1], W = e->w, U = ps->n ? 4 : 1;
     int64_t full = L / W * W, looped = L / (U * W) * (U * W);
-    LLVMValueRef acc[4][4];
+    int n = ps->n;
+    LLVMValueRef acc[16]; /* U sets of n, set u at acc + u n */
     for (int u = 0; u < U; u++)
-        for (int k = 0; k < ps->n; k++) acc[u][k] = cg_splat(e, identity(ps->kind[k]));
+        for (int k = 0; k < n; k++) acc[u * n + k] = cg_splat(e, identity(ps->kind[k]));
+    pass_loop pl = {s, ps, U};
     bool sums = false;
-    for (int k = 0; k < ps->n; k++) sums |= ps->kind[k] == RED_SUM || ps->kind[k] == RED_SQ;
+    for (int k = 0; k < n; k++) sums |= ps->kind[k] == RED_SUM || ps->kind[k] == RED_SQ;
     int64_t blocked = sums && looped >= 2 * SUM_BLOCK && SUM_BLOCK % (U * W) == 0 ? looped / SUM_BLOCK * SUM_BLOCK : 0;
-    if (blocked > 0) {
-        LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
-        LLVMBasicBlockRef outer = LLVMAppendBasicBlockInContext(e->c, s->fn, "blocks");
-        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->c, s->fn, "blocks.end");
-        LLVMBuildBr(b, outer);
-        LLVMPositionBuilderAtEnd(b, outer);
-        LLVMValueRef j = LLVMBuildPhi(b, e->i64, "j"), total[4][4], part[4][4];
-        for (int u = 0; u < U; u++)
-            for (int k = 0; k < ps->n; k++)
-                total[u][k] = LLVMBuildPhi(b, e->vt, "total"), part[u][k] = acc[u][k];
-        accumulate_loop(e, s, ps, U, j, LLVMBuildAdd(b, j, cg_i64c(e, SUM_BLOCK), ""), part);
-        LLVMValueRef next[4][4];
-        for (int u = 0; u < U; u++)
-            for (int k = 0; k < ps->n; k++)
-                next[u][k] = combine(e, ps->kind[k] == RED_SQ ? RED_SUM : ps->kind[k], total[u][k], part[u][k]);
-        LLVMValueRef jnext = LLVMBuildAdd(b, j, cg_i64c(e, SUM_BLOCK), "");
-        LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-        LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, jnext, cg_i64c(e, blocked), ""), outer, done);
-        LLVMBasicBlockRef preds[2] = {pre, latch};
-        LLVMAddIncoming(j, (LLVMValueRef[]){cg_i64c(e, 0), jnext}, preds, 2);
-        for (int u = 0; u < U; u++)
-            for (int k = 0; k < ps->n; k++) {
-                LLVMAddIncoming(total[u][k], (LLVMValueRef[]){acc[u][k], next[u][k]}, preds, 2);
-                acc[u][k] = next[u][k];
-            }
-        LLVMPositionBuilderAtEnd(b, done);
-    }
-    if (looped > blocked) accumulate_loop(e, s, ps, U, cg_i64c(e, blocked), cg_i64c(e, looped), acc);
+    if (blocked > 0) cg_loop(e, cg_i64c(e, 0), cg_i64c(e, blocked), SUM_BLOCK, acc, (int)U * n, block_iteration, &pl);
+    if (looped > blocked) cg_loop(e, cg_i64c(e, blocked), cg_i64c(e, looped), U * W, acc, (int)U * n, pass_iteration, &pl);
     for (int64_t at = looped, u = 0; at < full; at += W, u++) { /* at most U - 1 steps */
         begin_step(s, cg_i64c(e, at), NULL);
-        step_accumulate(e, s, ps, acc[u % U]);
+        step_accumulate(e, s, ps, acc + (u % U) * n);
     }
     if (full < L) {
         LLVMValueRef lanes[16];
         for (int k = 0; k < W; k++) lanes[k] = LLVMConstInt(LLVMInt1TypeInContext(e->c), full + k < L, 0);
         begin_step(s, cg_i64c(e, full), W > 1 ? LLVMConstVector(lanes, (unsigned)W) : NULL);
-        step_accumulate(e, s, ps, acc[0]);
+        step_accumulate(e, s, ps, acc);
     }
-    for (int k = 0; k < ps->n; k++) {
+    for (int k = 0; k < n; k++) {
         int kind = ps->kind[k] == RED_SQ ? RED_SUM : ps->kind[k];
-        ps->acc[k] = combine(e, kind, combine(e, kind, acc[0][k], acc[1][k]), combine(e, kind, acc[2][k], acc[3][k]));
+        ps->acc[k] = combine(e, kind, combine(e, kind, acc[k], acc[n + k]), combine(e, kind, acc[2 * n + k], acc[3 * n + k]));
     }
 }
 
@@ -514,27 +485,25 @@ static LLVMValueRef norm_value(cg_emitter *e, nest_state *s) {
     return y;
 }
 
-/* Builds fn: for each row in [lo, hi), `body` between the row's pointers and the latch. */
+/* Builds fn: for each row in [lo, hi), `body` after the row's pointers. */
+typedef struct row_loop {
+    nest_state *s;
+    void (*body)(cg_emitter *, nest_state *, void *);
+    void *ctx;
+} row_loop;
+
+static void row_iteration(cg_emitter *e, LLVMValueRef r, LLVMValueRef *vals, void *ctx) {
+    (void)vals;
+    row_loop *l = ctx;
+    row_pointers(e, l->s, r);
+    l->body(e, l->s, l->ctx);
+}
+
 static void emit_rows(cg_emitter *e, nest_state *s, void (*body)(cg_emitter *, nest_state *, void *), void *ctx) {
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef fn = s->fn, lo = LLVMGetParam(fn, 1), hi = LLVMGetParam(fn, 2);
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(e->c, fn, "entry");
-    LLVMBasicBlockRef rowhead = LLVMAppendBasicBlockInContext(e->c, fn, "row");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->c, fn, "done");
-    LLVMPositionBuilderAtEnd(b, entry);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, lo, hi, ""), rowhead, done);
-    LLVMPositionBuilderAtEnd(b, rowhead);
-    LLVMValueRef r = LLVMBuildPhi(b, e->i64, "r");
-    row_pointers(e, s, r);
-    body(e, s, ctx);
-    LLVMValueRef rnext = LLVMBuildAdd(b, r, cg_i64c(e, 1), "");
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, rnext, hi, ""), rowhead, done);
-    LLVMBasicBlockRef rfrom[2] = {entry, latch};
-    LLVMValueRef rvals[2] = {lo, rnext};
-    LLVMAddIncoming(r, rvals, rfrom, 2);
-    LLVMPositionBuilderAtEnd(b, done);
-    LLVMBuildRetVoid(b);
+    LLVMValueRef fn = s->fn;
+    LLVMPositionBuilderAtEnd(e->b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
+    cg_loop(e, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), 1, NULL, 0, row_iteration, &(row_loop){s, body, ctx});
+    LLVMBuildRetVoid(e->b);
 }
 
 static void pointwise_body(cg_emitter *e, nest_state *s, void *ctx) {

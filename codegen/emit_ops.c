@@ -71,6 +71,40 @@ LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef
     return cg_call_fn(e, e->vt, name, args, b ? 2 : 1);
 }
 
+void cg_loop(cg_emitter *e, LLVMValueRef from, LLVMValueRef to, int64_t step, LLVMValueRef *vals, int n,
+             cg_loop_body body, void *ctx) {
+    LLVMBuilderRef b = e->b;
+    EM_ASSERT(n <= CG_LOOP_MAX_VALS);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+    LLVMValueRef fn = LLVMGetBasicBlockParent(pre);
+    LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(e->c, fn, "loop");
+    LLVMBasicBlockRef end = LLVMAppendBasicBlockInContext(e->c, fn, "loop.end");
+    LLVMValueRef init[CG_LOOP_MAX_VALS];
+    if (n) memcpy(init, vals, (size_t)n * sizeof *vals);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, from, to, ""), head, end);
+    LLVMPositionBuilderAtEnd(b, head);
+    LLVMValueRef iv = LLVMBuildPhi(b, e->i64, "iv"), phi[CG_LOOP_MAX_VALS];
+    for (int k = 0; k < n; k++) phi[k] = vals[k] = LLVMBuildPhi(b, LLVMTypeOf(init[k]), "");
+    body(e, iv, vals, ctx);
+    LLVMValueRef next = LLVMBuildAdd(b, iv, cg_i64c(e, step), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, next, to, ""), head, end);
+    LLVMBasicBlockRef from2[2] = {pre, latch};
+    LLVMValueRef ivs[2] = {from, next};
+    LLVMAddIncoming(iv, ivs, from2, 2);
+    for (int k = 0; k < n; k++) {
+        LLVMValueRef v[2] = {init[k], vals[k]};
+        LLVMAddIncoming(phi[k], v, from2, 2);
+    }
+    LLVMPositionBuilderAtEnd(b, end);
+    for (int k = 0; k < n; k++) { /* after the loop: the last values, or the initial ones if it never ran */
+        LLVMValueRef p = LLVMBuildPhi(b, LLVMTypeOf(init[k]), "");
+        LLVMValueRef v[2] = {init[k], vals[k]};
+        LLVMAddIncoming(p, v, from2, 2);
+        vals[k] = p;
+    }
+}
+
 LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
     LLVMValueRef args[3] = {a, b, c};
     return cg_intrinsic(e, "llvm.fma", args, 3);

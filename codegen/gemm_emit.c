@@ -62,38 +62,23 @@ static LLVMBasicBlockRef block(gemm_emit *q, const char *name) {
     return LLVMAppendBasicBlockInContext(q->e->c, q->s->fn, name);
 }
 
-/* A counted loop: `body` runs with the induction variable from `from` while it
- * is below `to`, stepping by `step`; phis carry n values (vals in, vals out). */
+/* cg_loop with a body that takes the GEMM's state. */
 typedef void (*loop_body)(gemm_emit *q, LLVMValueRef iv, LLVMValueRef *vals, void *ctx);
+typedef struct loop_ctx {
+    gemm_emit *q;
+    loop_body body;
+    void *ctx;
+} loop_ctx;
+
+static void loop_trampoline(cg_emitter *e, LLVMValueRef iv, LLVMValueRef *vals, void *ctx) {
+    (void)e;
+    loop_ctx *l = ctx;
+    l->body(l->q, iv, vals, l->ctx);
+}
 
 static void loop(gemm_emit *q, LLVMValueRef from, LLVMValueRef to, int64_t step, LLVMValueRef *vals, int n,
                  loop_body body, void *ctx) {
-    LLVMBuilderRef b = q->e->b;
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), head = block(q, "loop"), end = block(q, "loop.end");
-    LLVMValueRef init[24];
-    if (n) memcpy(init, vals, (size_t)n * sizeof *vals);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, from, to, ""), head, end);
-    LLVMPositionBuilderAtEnd(b, head);
-    LLVMValueRef iv = LLVMBuildPhi(b, q->e->i64, "iv"), phi[24];
-    for (int k = 0; k < n; k++) phi[k] = vals[k] = LLVMBuildPhi(b, LLVMTypeOf(init[k]), "");
-    body(q, iv, vals, ctx);
-    LLVMValueRef next = add(q, iv, i64c(q, step));
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, next, to, ""), head, end);
-    LLVMBasicBlockRef from2[2] = {pre, latch};
-    LLVMValueRef ivs[2] = {from, next};
-    LLVMAddIncoming(iv, ivs, from2, 2);
-    for (int k = 0; k < n; k++) {
-        LLVMValueRef v[2] = {init[k], vals[k]};
-        LLVMAddIncoming(phi[k], v, from2, 2);
-    }
-    LLVMPositionBuilderAtEnd(b, end);
-    for (int k = 0; k < n; k++) { /* after the loop: the last values, or the initial ones if it never ran */
-        LLVMValueRef p = LLVMBuildPhi(b, LLVMTypeOf(init[k]), "");
-        LLVMValueRef v[2] = {init[k], vals[k]};
-        LLVMAddIncoming(p, v, from2, 2);
-        vals[k] = p;
-    }
+    cg_loop(q->e, from, to, step, vals, n, loop_trampoline, &(loop_ctx){q, body, ctx});
 }
 
 static LLVMValueRef vload(gemm_emit *q, LLVMValueRef p, LLVMValueRef mask, unsigned align) {
