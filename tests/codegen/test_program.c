@@ -33,12 +33,23 @@ static char *llvm_of(void *fn) {
     return l;
 }
 
-Test(program, a_compiled_graph_is_one_generated_program_calling_its_kernels_in_order) {
-    em_tensor *a = tu_uniform_tensor(2, SH(40, 24), -1, 1, 1), *b = tu_uniform_tensor(2, SH(24, 33), -1, 1, 2);
+/* three_kernels compiled, on a [40,24] and b [24,33] (made here), called
+ * `calls` times, each against eager. */
+static fn2 three_kernels_checked(em_tensor **a, em_tensor **b, int calls, const char *what) {
+    *a = tu_uniform_tensor(2, SH(40, 24), -1, 1, 1), *b = tu_uniform_tensor(2, SH(24, 33), -1, 1, 2);
     fn2 fast = (fn2)em_compile((void *)three_kernels, "tensor(tensor, tensor)", NULL);
     cr_assert(fast, "%s", em_last_error());
-    em_tensor *e = three_kernels(a, b), *g = fast(a, b);
-    tu_expect_compiled(g, e, "three kernels through the program");
+    for (int i = 0; i < calls; i++) {
+        em_tensor *e = three_kernels(*a, *b), *g = fast(*a, *b);
+        tu_expect_compiled(g, e, what);
+        em_release(g), em_release(e);
+    }
+    return fast;
+}
+
+Test(program, a_compiled_graph_is_one_generated_program_calling_its_kernels_in_order) {
+    em_tensor *a, *b;
+    fn2 fast = three_kernels_checked(&a, &b, 1, "three kernels through the program");
     char *l = llvm_of((void *)fast);
     const char *prog = strstr(l, "define i32 @ember_");
     cr_assert(prog && strstr(prog, "_prog(ptr"), "one program function: %s", l);
@@ -56,20 +67,14 @@ Test(program, a_compiled_graph_is_one_generated_program_calling_its_kernels_in_o
     cr_expect_geq(calls, 2, "the program calls the kernels: %s", prog);
     cr_expect(!strstr(prog, "cg_exec_interpret"), "nothing is interpreted: %s", prog);
     free(l);
-    em_release(g), em_release(e), em_release(a), em_release(b);
+    em_release(a), em_release(b);
     em_compiled_free((void *)fast);
 }
 
 Test(program, interpreted_steps_are_called_back_from_the_program_and_keep_eagers_values) {
     setenv("EMBER_GEMM", "blas", 1); /* the contraction is an OpenBLAS step */
-    em_tensor *a = tu_uniform_tensor(2, SH(40, 24), -1, 1, 1), *b = tu_uniform_tensor(2, SH(24, 33), -1, 1, 2);
-    fn2 fast = (fn2)em_compile((void *)three_kernels, "tensor(tensor, tensor)", NULL);
-    cr_assert(fast, "%s", em_last_error());
-    for (int i = 0; i < 3; i++) {
-        em_tensor *e = three_kernels(a, b), *g = fast(a, b);
-        tu_expect_compiled(g, e, "an OpenBLAS step inside the program");
-        em_release(g), em_release(e);
-    }
+    em_tensor *a, *b;
+    fn2 fast = three_kernels_checked(&a, &b, 3, "an OpenBLAS step inside the program");
     char *l = llvm_of((void *)fast);
     cr_expect(strstr(l, "call i32 @cg_exec_interpret(ptr"), "the program calls the interpreter back: %s", l);
     free(l);
@@ -105,14 +110,8 @@ Test(program, a_big_kernel_is_split_over_the_pool_by_the_program_with_one_or_two
 
 Test(program, EMBER_PROFILE_times_every_step_and_the_profile_stage_shows_them) {
     setenv("EMBER_PROFILE", "1", 1);
-    em_tensor *a = tu_uniform_tensor(2, SH(40, 24), -1, 1, 1), *b = tu_uniform_tensor(2, SH(24, 33), -1, 1, 2);
-    fn2 fast = (fn2)em_compile((void *)three_kernels, "tensor(tensor, tensor)", NULL);
-    cr_assert(fast, "%s", em_last_error());
-    for (int i = 0; i < 3; i++) {
-        em_tensor *e = three_kernels(a, b), *g = fast(a, b);
-        tu_expect_compiled(g, e, "a profiled call");
-        em_release(g), em_release(e);
-    }
+    em_tensor *a, *b;
+    fn2 fast = three_kernels_checked(&a, &b, 3, "a profiled call");
     int status;
     char *p = cu_dump((void *)fast, "profile", &status);
     cr_expect_eq(status, 0);
