@@ -16,6 +16,7 @@ typedef struct bench_row {
     int threads;
     double eager_med, eager_best;       /* ms per call */
     double comp_med, comp_best;         /* ms per call, compiled */
+    double speedup;                     /* median of the rounds' eager / compiled */
     double cold_ms;                     /* em_compile + first call (trace, passes, build) */
     double warm_ms;                     /* the same once freed: code from the object cache */
     int kernels;

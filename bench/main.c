@@ -4,7 +4,8 @@
  *   ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers]
  *
  * For each workload (bench/models): eager and compiled time per call (median
- * and best over rounds), speedup, cold compile time (em_compile and the first
+ * and best over rounds that alternate between the two), speedup (the median
+ * of the rounds' ratios), cold compile time (em_compile and the first
  * call), warm compile time (the same after freeing it: the code comes from the
  * object cache, as in a new process), kernels,
  * arena bytes, and eager vs compiled peak memory. The machine's limits are
@@ -81,22 +82,42 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Median and best ms per call of fn(x) over rounds filling about `seconds`. */
-static void time_calls(model_fn fn, em_tensor *x, double seconds, double *med, double *best) {
-    double t0 = now_ms();
-    em_release(fn(x));
-    double one = now_ms() - t0;
-    enum { ROUNDS = 9 };
+/* Eager and compiled ms per call of fn(x), median and best over rounds, and
+ * the median of the rounds' eager/compiled ratios. The rounds alternate, an
+ * eager one then a compiled one, so that both sides of each ratio ran in the
+ * same second: on a shared machine the speed of a core drifts by up to 2x
+ * over a minute, which timing one side after the other turned into ratios
+ * that swung from run to run. Each side fills about `seconds`. */
+enum { ROUNDS = 9 };
+typedef struct timing { double med, best; } timing;
+
+static double per_call(model_fn fn, em_tensor *x, long n) {
+    double t = now_ms();
+    for (long i = 0; i < n; i++) em_release(fn(x));
+    return (now_ms() - t) / n;
+}
+
+static long calls_per_round(model_fn fn, em_tensor *x, double seconds) {
+    double one = per_call(fn, x, 1);
     long per = (long)(seconds * 1e3 / ROUNDS / (one > 1e-3 ? one : 1e-3));
-    if (per < 1) per = 1;
-    double r[ROUNDS];
-    for (int k = 0; k < ROUNDS; k++) {
-        double t = now_ms();
-        for (long i = 0; i < per; i++) em_release(fn(x));
-        r[k] = (now_ms() - t) / per;
-    }
+    return per < 1 ? 1 : per;
+}
+
+static timing summarize(double *r) {
     qsort(r, ROUNDS, sizeof *r, cmp_double);
-    *med = r[ROUNDS / 2], *best = r[0];
+    return (timing){r[ROUNDS / 2], r[0]};
+}
+
+static void time_pair(model_fn eager, model_fn fast, em_tensor *x, double seconds, timing *te, timing *tc,
+                      double *speedup) {
+    long pe = calls_per_round(eager, x, seconds), pc = calls_per_round(fast, x, seconds);
+    double e[ROUNDS], c[ROUNDS], q[ROUNDS];
+    for (int k = 0; k < ROUNDS; k++) {
+        e[k] = per_call(eager, x, pe);
+        c[k] = per_call(fast, x, pc);
+        q[k] = e[k] / c[k];
+    }
+    *te = summarize(e), *tc = summarize(c), *speedup = summarize(q).med;
 }
 
 /* Bytes one call allocates beyond what was live before it. */
@@ -124,9 +145,7 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     *r = (bench_row){.m = m, .threads = a->threads};
     em_tensor *x = m->input(1), *want, *got;
     r->eager_peak = call_peak(m->fn, x, &want);
-    fprintf(stderr, "  %-10s eager...", m->name);
-    time_calls(m->fn, x, a->seconds, &r->eager_med, &r->eager_best);
-    fprintf(stderr, " %.3f ms; compile...", r->eager_med);
+    fprintf(stderr, "  %-10s compile...", m->name);
     double t0 = now_ms();
     model_fn fast = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
     em_tensor *first = fast ? fast(x) : NULL;
@@ -151,13 +170,15 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
         r->ok = false;
         return;
     }
-    fprintf(stderr, " %.1f ms cold, %.1f ms warm; compiled...", r->cold_ms, r->warm_ms);
-    time_calls(fast, x, a->seconds, &r->comp_med, &r->comp_best);
+    fprintf(stderr, " %.1f ms cold, %.1f ms warm; eager and compiled...", r->cold_ms, r->warm_ms);
+    timing te, tc;
+    time_pair(m->fn, fast, x, a->seconds, &te, &tc, &r->speedup);
+    r->eager_med = te.med, r->eager_best = te.best, r->comp_med = tc.med, r->comp_best = tc.best;
     em_stats st;
     em_compiled_stats((void *)fast, &st);
     r->comp_peak = call_peak(fast, x, &got) + (size_t)st.arena_bytes;
     r->kernels = (int)st.kernels, r->arena = (size_t)st.arena_bytes;
-    fprintf(stderr, " %.3f ms\n", r->comp_med);
+    fprintf(stderr, " %.3f and %.3f ms\n", r->eager_med, r->comp_med);
     if (m->flops > 0) r->bound_ms = m->flops / (lim->fma_gflops * 1e9) * 1e3, r->bound_kind = "fma";
     else r->bound_ms = m->bytes / (lim->triad_gbs * 1e9) * 1e3, r->bound_kind = "memory";
     em_release(got), em_release(want), em_release(x);
