@@ -17,7 +17,8 @@
  * lanes along n (R = A, V = B: nothing to pack when B's rows are contiguous,
  * as in x @ w or attention's P @ V), or along m on C^T (R = B^T, V = A^T:
  * nothing to pack when A is transposed). Otherwise V is packed per panel into
- * a stack buffer.
+ * a stack buffer, and so is a contiguous V whose panel is large (plan says
+ * why).
  *
  * Tile: mr rows of R by nvec vectors of V, mr * nvec <= 24 accumulators of
  * the 32 AVX-512 registers (12 of 16 with AVX2). A packed panel holds up to
@@ -164,6 +165,14 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     g->panels = ceil_div(V, Vb);
     g->kc = g->k ? g->k : 1;
     int64_t budget = panel_budget();
+    /* V with contiguous lanes is read in place while its panel is small; from
+     * half the budget up it is copied into the panel too. Every tile sweeps
+     * the whole panel, and in place its k rows lie a row stride apart (4 KiB
+     * for a 1024-wide x @ w), which costs cache sets, TLB entries and the
+     * prefetcher's streams: 1024^3 ran at 29% of the FMA peak read in place
+     * against 73% packed, 256 x 2048 x 256 at 35% against 75%, while at
+     * K = 128 in place is faster (89% against 76%). */
+    if (!g->pack && (double)g->kc * (double)Vb * 4 >= (double)budget / 2) g->pack = true;
     if (g->pack && g->kc * Vb * 4 > budget) g->kc = budget / (Vb * 4);
     g->rtiles = ceil_div(R, g->mr);
     g->units = g->batches * g->panels * g->rtiles;

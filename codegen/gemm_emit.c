@@ -109,7 +109,8 @@ static void pack_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *vals, void *ct
     LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], add(q, mul(q, add(q, q->kb, k), q->vk), mul(q, q->v0, q->vv)));
     for (int j = 0; j < q->nv; j++) {
         LLVMValueRef m = j == q->nv - 1 ? q->mask : NULL;
-        LLVMValueRef v = cg_gather(e, src, i64c(q, (int64_t)j * e->w), q->vv, m);
+        LLVMValueRef v = q->vv == 1 ? vload(q, cg_elem_ptr(e, src, i64c(q, (int64_t)j * e->w)), m, 4)
+                                    : cg_gather(e, src, i64c(q, (int64_t)j * e->w), q->vv, m);
         vstore(q, v, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), i64c(q, (int64_t)j * e->w))));
     }
 }

@@ -11,9 +11,10 @@
  * Covered:
  *  - sizes 1, 3, 17, 64, 255, 1000 for M, K and N, thin and wide, with
  *    EMBER_GEMM=jit so even shapes the cost model gives OpenBLAS are generated;
- *  - each orientation: B's rows contiguous (lanes along n), A transposed
- *    (lanes along m), and x w^T / a @ b^T (a packed panel), with k blocked
- *    and partial sums on the stack when K is large;
+ *  - each orientation: B's rows contiguous (lanes along n: read in place,
+ *    or copied into panels when K is long), A transposed (lanes along m), and
+ *    x w^T / a @ b^T (a packed panel), with k blocked and partial sums on the
+ *    stack when K is large;
  *  - batched products with a broadcast batch, and batch dims that fold into M;
  *  - linear with and without bias; epilogues: bias + gelu, a residual add, a
  *    scale, relu, a chain; a product also read by a later kernel;
@@ -347,6 +348,37 @@ Test(gemm, a_product_with_k_blocks_and_partial_sums_matches_the_reference) {
     em_compiled_free((void *)fast);
     free(xv), free(wv), free(want);
     em_release(x), em_release(w), em_release(wt);
+}
+
+Test(gemm, x_at_w_with_a_long_k_copies_its_contiguous_panels_and_matches_the_reference) {
+    /* B's rows are contiguous, but a panel of 1500 of them, 400 bytes apart, is
+     * copied (in k blocks) rather than read in place; the last panel is masked */
+    em_tensor *x = uniform(2, SH(40, 1500), 1), *w = uniform(2, SH(1500, 100), 2);
+    double *xv = tu_values_of(x), *wv = tu_values_of(w), *want = ref_bmm(xv, wv, 1, 1, 40, 1500, 100);
+    check_product(mm, x, w, want, 1500, "[40 x 1500] @ [1500 x 100]");
+    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    em_release(fast(x, w));
+    char *sec = cu_codegen_section((void *)fast, "a long k");
+    cr_expect(strstr(sec, "lanes along n") && strstr(sec, "packed per panel") && !strstr(sec, "k blocks of 1500"),
+              "%s", sec);
+    free(sec);
+    em_compiled_free((void *)fast);
+    free(xv), free(wv), free(want);
+    em_release(x), em_release(w);
+}
+
+Test(gemm, x_at_w_with_a_short_k_reads_its_panels_in_place) {
+    em_tensor *x = uniform(2, SH(40, 32), 1), *w = uniform(2, SH(32, 100), 2);
+    double *xv = tu_values_of(x), *wv = tu_values_of(w), *want = ref_bmm(xv, wv, 1, 1, 40, 32, 100);
+    check_product(mm, x, w, want, 32, "[40 x 32] @ [32 x 100]");
+    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    em_release(fast(x, w));
+    char *sec = cu_codegen_section((void *)fast, "a short k");
+    cr_expect(strstr(sec, "lanes along n") && strstr(sec, "read in place"), "%s", sec);
+    free(sec);
+    em_compiled_free((void *)fast);
+    free(xv), free(wv), free(want);
+    em_release(x), em_release(w);
 }
 
 /* ---- the choice and threads ------------------------------------------------------------------- */
