@@ -7,6 +7,7 @@
 #   make FUZZ=1 libfuzz  libFuzzer targets (clang-14) for FUZZ_SECONDS each, in build-fuzz/
 #   make demo            build the examples and run examples/gpt2_block.c (dumps in build/demo-dump)
 #   make bench           ember-bench: workloads eager vs compiled vs PyTorch (BENCHFLAGS=...)
+#   make bench BENCHFLAGS=--gemm   the generated GEMM against OpenBLAS, layout by layout
 #   make bench-ops       eager per-op timings beside PyTorch (bench/ops)
 #   make fuzz N=1000 SEED=1   ember-fuzz: N random programs, compiled vs eager (tests/fuzz)
 #   make install PREFIX=/usr/local
@@ -134,12 +135,12 @@ $(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \
 	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
 
-BENCH_SRC := bench/main.c bench/limits.c bench/report.c bench/models/models.c
+BENCH_SRC := bench/main.c bench/timing.c bench/limits.c bench/report.c bench/gemm.c bench/models/models.c
 $(B)/ember-bench: $(BENCH_SRC) bench/bench.h bench/models/models.h $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -Ibench/models -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $(BENCH_SRC) \
 	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm -lpthread
 
-# BENCHFLAGS: --threads N, --only a,b, --seconds S, --json, --no-peers
+# BENCHFLAGS: --threads N, --only a,b, --seconds S, --json, --no-peers, --gemm
 bench: $(B)/ember-bench
 	$(B)/ember-bench $(BENCHFLAGS)
 

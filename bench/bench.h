@@ -1,6 +1,7 @@
 /*
  * bench.h — what ember-bench's files share: one result row per workload, the
- * machine's measured limits, and the report writers.
+ * timing of a model eager against compiled, the machine's measured limits, the
+ * report writers and the GEMM sweep.
  */
 #ifndef EMBER_BENCH_H
 #define EMBER_BENCH_H
@@ -33,6 +34,13 @@ typedef struct bench_limits {
     const char *fma_isa;
 } bench_limits;
 
+/* timing.c: eager and compiled ms per call in alternating rounds */
+typedef em_tensor *(*bench_fn)(em_tensor *);
+typedef struct bench_timing { double med, best; } bench_timing; /* ms per call */
+double bench_now_ms(void);
+void bench_time_pair(bench_fn eager, bench_fn fast, em_tensor *x, double seconds, int threads, bench_timing *te,
+                     bench_timing *tc, double *speedup);
+
 /* limits.c */
 void bench_measure_limits(int threads, bench_limits *out);
 
@@ -41,5 +49,8 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limi
                        bool have_torch);
 void bench_print_json(FILE *out, const bench_row *rows, int n, const bench_limits *lim);
 int bench_write_svg(const char *path, const bench_row *rows, int n, bool have_torch);
+
+/* gemm.c: ember-bench --gemm; returns the number of products that failed */
+int bench_gemm_sweep(FILE *out, double seconds, int threads, const bench_limits *lim);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * main.c — ember-bench: eager vs compiled vs PyTorch on DESIGN.md's workloads.
  *
- *   ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers]
+ *   ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers] [--gemm]
  *
  * For each workload (bench/models): eager and compiled time per call (median
  * and best over rounds that alternate between the two), speedup (the median
@@ -34,17 +34,11 @@ typedef struct args {
     int threads;
     char only[256];
     double seconds;
-    bool json, peers;
+    bool json, peers, gemm;
 } args;
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static int usage(void) {
-    fprintf(stderr, "usage: ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers]\n");
+    fprintf(stderr, "usage: ember-bench [--threads N] [--only a,b] [--seconds S] [--json] [--no-peers] [--gemm]\n");
     return 2;
 }
 
@@ -57,6 +51,7 @@ static int parse(int argc, char **argv, args *a) {
         else if (!strcmp(argv[i], "--seconds") && v) a->seconds = atof(v), i++;
         else if (!strcmp(argv[i], "--json")) a->json = true;
         else if (!strcmp(argv[i], "--no-peers")) a->peers = false;
+        else if (!strcmp(argv[i], "--gemm")) a->gemm = true;
         else return -1;
     }
     return a->threads >= 1 && a->seconds > 0 ? 0 : -1;
@@ -73,61 +68,7 @@ static bool wanted(const args *a, const char *name) {
     return false;
 }
 
-/* ---- timing ------------------------------------------------------------------------ */
-
-typedef em_tensor *(*model_fn)(em_tensor *);
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Eager and compiled ms per call of fn(x), median and best over rounds, and
- * the median of the rounds' eager/compiled ratios. The rounds alternate, an
- * eager one then a compiled one, so that both sides of each ratio ran in the
- * same second: on a shared machine the speed of a core drifts by up to 2x
- * over a minute, which timing one side after the other turned into ratios
- * that swung from run to run. Each side fills about `seconds`. */
-enum { ROUNDS = 9 };
-typedef struct timing { double med, best; } timing;
-
-static double per_call(model_fn fn, em_tensor *x, long n) {
-    double t = now_ms();
-    for (long i = 0; i < n; i++) em_release(fn(x));
-    return (now_ms() - t) / n;
-}
-
-static long calls_per_round(model_fn fn, em_tensor *x, double seconds) {
-    double one = per_call(fn, x, 1);
-    long per = (long)(seconds * 1e3 / ROUNDS / (one > 1e-3 ? one : 1e-3));
-    return per < 1 ? 1 : per;
-}
-
-static timing summarize(double *r) {
-    qsort(r, ROUNDS, sizeof *r, cmp_double);
-    return (timing){r[ROUNDS / 2], r[0]};
-}
-
-/* OpenBLAS's threads spin for about 0.1 s after an eager GEMM; compiled calls
- * made then, with threads of their own, ran up to 1.8x slower (mlp at 2
- * threads: 6.8 ms a call against 4.1 ms). With more than one thread, each
- * compiled round waits for them to sleep. */
-static void settle(int threads) {
-    if (threads > 1) nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
-}
-
-static void time_pair(model_fn eager, model_fn fast, em_tensor *x, const args *a, timing *te, timing *tc,
-                      double *speedup) {
-    long pe = calls_per_round(eager, x, a->seconds), pc = calls_per_round(fast, x, a->seconds);
-    double e[ROUNDS], c[ROUNDS], q[ROUNDS];
-    for (int k = 0; k < ROUNDS; k++) {
-        e[k] = per_call(eager, x, pe);
-        settle(a->threads);
-        c[k] = per_call(fast, x, pc);
-        q[k] = e[k] / c[k];
-    }
-    *te = summarize(e), *tc = summarize(c), *speedup = summarize(q).med;
-}
+typedef bench_fn model_fn;
 
 /* Bytes one call allocates beyond what was live before it. */
 static size_t call_peak(model_fn fn, em_tensor *x, em_tensor **out) {
@@ -155,10 +96,10 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     em_tensor *x = m->input(1), *want, *got;
     r->eager_peak = call_peak(m->fn, x, &want);
     fprintf(stderr, "  %-10s compile...", m->name);
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     model_fn fast = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
     em_tensor *first = fast ? fast(x) : NULL;
-    r->cold_ms = now_ms() - t0;
+    r->cold_ms = bench_now_ms() - t0;
     r->ok = close_enough(first, want);
     em_release(first);
     if (!fast || !r->ok) {
@@ -169,10 +110,10 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     /* Warm: the same model compiled again after the first is freed, as a new
      * process would: its code comes from the object cache (EMBER_CACHE_DIR). */
     em_compiled_free((void *)fast);
-    t0 = now_ms();
+    t0 = bench_now_ms();
     fast = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
     em_release(fast ? fast(x) : NULL);
-    r->warm_ms = now_ms() - t0;
+    r->warm_ms = bench_now_ms() - t0;
     if (!fast) {
         fprintf(stderr, " FAILED: %s\n", em_last_error());
         em_release(want), em_release(x);
@@ -180,8 +121,8 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
         return;
     }
     fprintf(stderr, " %.1f ms cold, %.1f ms warm; eager and compiled...", r->cold_ms, r->warm_ms);
-    timing te, tc;
-    time_pair(m->fn, fast, x, a, &te, &tc, &r->speedup);
+    bench_timing te, tc;
+    bench_time_pair(m->fn, fast, x, a->seconds, a->threads, &te, &tc, &r->speedup);
     r->eager_med = te.med, r->eager_best = te.best, r->comp_med = tc.med, r->comp_best = tc.best;
     em_stats st;
     em_compiled_stats((void *)fast, &st);
@@ -233,6 +174,12 @@ static void run_peers(const args *a, bench_row *rows, int n) {
     if (p) pclose(p);
 }
 
+static void rmdir_cache(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv) {
     args a;
     if (parse(argc, argv, &a) != 0) return usage();
@@ -260,6 +207,12 @@ int main(int argc, char **argv) {
             a.threads, getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(unset)");
     bench_measure_limits(a.threads, &lim);
     fprintf(stderr, "  triad %.1f GB/s, %s FMA peak %.1f GFLOP/s\n", lim.triad_gbs, lim.fma_isa, lim.fma_gflops);
+    if (a.gemm) { /* the GEMM sweep instead of the workloads (gemm.c), half the time per side */
+        int failed = bench_gemm_sweep(stdout, a.seconds / 2, a.threads, &lim);
+        bm_teardown();
+        if (own_cache) rmdir_cache(cache);
+        return failed ? 1 : 0;
+    }
     bench_row rows[16];
     int n = 0, failed = 0;
     for (int i = 0; i < bm_nmodels && n < 16; i++) {
@@ -280,10 +233,6 @@ int main(int argc, char **argv) {
     bench_write_svg(EMBER_BENCH_DIR "/results/latest.svg", rows, n, torch);
     fprintf(stderr, "  wrote %s/results/latest.json and latest.svg\n", EMBER_BENCH_DIR);
     bm_teardown();
-    if (own_cache) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
-        if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", cache);
-    }
+    if (own_cache) rmdir_cache(cache);
     return failed ? 1 : 0;
 }
