@@ -34,10 +34,12 @@
  * scattered stores of C^T tiles (2 an element). x w^T on 64 rows packs x and
  * stores C^T; on 128 rows or more it packs w; q k^T packs k.
  *
- * Choice against OpenBLAS: the generated kernel unless fewer than half of its
- * lanes would be used (V narrower than half a vector) on a product big enough
- * for BLAS's own kernels to matter; EMBER_GEMM=jit or =blas forces either
- * (tests use both). What was chosen and why is in the `kernels` dump.
+ * Choice against OpenBLAS: the generated kernel unless, on a product big
+ * enough for BLAS's own kernels to matter, fewer than half of its lanes would
+ * be used (V narrower than half a vector) or R is strided along k (both
+ * operands k-major, as x^T @ w: plan says why); EMBER_GEMM=jit or =blas
+ * forces either (tests use both). What was chosen and why is in the
+ * `kernels` dump; `ember-bench --gemm` times each layout against OpenBLAS.
  */
 #include "codegen.h"
 
@@ -156,6 +158,19 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
                  (long long)V, width, macs);
         return false;
     }
+    /* R's scalars are read in place, a row's k at a time: when R is strided
+     * along k (both operands k-major, as x^T @ w), every k step of every tile
+     * loads a new cache line, which the kernel's panel of V does not make up
+     * for; OpenBLAS packs both operands and ran such products 1.1-2.4x faster
+     * (ember-bench --gemm: x^T @ w at 1024^3 0.41x, 512^3 0.64x, 2048 x 128
+     * x 2048 0.77x, 100 x 3000 x 100 0.89x). */
+    int64_t rk = g->vec_m ? g->bk : g->ak;
+    if (!jit && (rk >= 16 || rk <= -16) && macs >= (double)(1 << 20)) {
+        snprintf(ln->why, sizeof ln->why,
+                 "cost model: %s's rows are strided along k (%lld floats), on %.0f multiply-adds",
+                 g->vec_m ? "B^T" : "A", (long long)rk, macs);
+        return false;
+    }
     int regs = width >= 16 ? 24 : 12, maxv = width >= 16 ? 4 : 2;
     g->nvec = (int)(ceil_div(V, width) < maxv ? ceil_div(V, width) : maxv);
     int mr = regs / g->nvec;
@@ -173,6 +188,10 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
      * against 73% packed, 256 x 2048 x 256 at 35% against 75%, while at
      * K = 128 in place is faster (89% against 76%). */
     if (!g->pack && (double)g->kc * (double)Vb * 4 >= (double)budget / 2) g->pack = true;
+    /* and so is one whose rows are a multiple of 4 KiB apart: they all fall in
+     * the same L1 sets (x @ w, 2048 x 128 x 2048: 0.85x OpenBLAS in place) */
+    int64_t vk = g->vec_m ? g->ak : g->bk;
+    if (!g->pack && vk % 1024 == 0 && g->kc > 8) g->pack = true;
     if (g->pack && g->kc * Vb * 4 > budget) g->kc = budget / (Vb * 4);
     g->rtiles = ceil_div(R, g->mr);
     g->units = g->batches * g->panels * g->rtiles;

@@ -383,12 +383,12 @@ Test(gemm, x_at_w_with_a_short_k_reads_its_panels_in_place) {
 
 /* ---- the choice and threads ------------------------------------------------------------------- */
 
-/* a @ b compiled, against eager; the codegen dump must say `says` (NULL: that
- * the product is generated). Releases a and b. */
-static void expect_product(em_tensor *a, em_tensor *b, const char *what, const char *says) {
-    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+/* model(a, b) compiled, against eager; the codegen dump must say `says` (NULL:
+ * that the product is generated). Releases a and b. */
+static void expect_model(fn2 model, em_tensor *a, em_tensor *b, const char *what, const char *says) {
+    fn2 fast = (fn2)em_compile((void *)model, "tensor(tensor, tensor)", NULL);
     cr_assert(fast, "%s", em_last_error());
-    em_tensor *e = mm(a, b), *g = fast(a, b);
+    em_tensor *e = model(a, b), *g = fast(a, b);
     tu_expect_compiled(g, e, what);
     if (says) {
         char *sec = cu_codegen_section((void *)fast, what);
@@ -399,6 +399,11 @@ static void expect_product(em_tensor *a, em_tensor *b, const char *what, const c
     }
     em_release(g), em_release(e), em_release(a), em_release(b);
     em_compiled_free((void *)fast);
+}
+
+/* a @ b, as expect_model */
+static void expect_product(em_tensor *a, em_tensor *b, const char *what, const char *says) {
+    expect_model(mm, a, b, what, says);
 }
 
 Test(gemm, EMBER_GEMM_blas_gives_the_product_to_OpenBLAS_and_says_so) {
@@ -417,6 +422,23 @@ Test(gemm, the_cost_model_gives_a_big_product_with_few_lanes_to_OpenBLAS_and_sma
                    "generated GEMM: lanes along m");
     /* tiny's 16 x 16 x 16 is generated */
     expect_product(uniform(2, SH(16, 16), 3), uniform(2, SH(16, 16), 4), "tiny's 16 x 16 x 16", NULL);
+}
+
+Test(gemm, the_cost_model_gives_a_product_of_two_k_major_operands_to_OpenBLAS_unless_it_is_small) {
+    unsetenv("EMBER_GEMM");
+    /* x^T @ w, 100 x 200 x 100: A's rows are 100 floats apart along k */
+    expect_model(mm_at, uniform(2, SH(200, 100), 1), uniform(2, SH(200, 100), 2), "x^T @ w by OpenBLAS",
+                 "contraction by OpenBLAS: cost model: A's rows are strided along k (100 floats)");
+    /* 20 x 30 x 40: 24,000 multiply-adds stay generated */
+    expect_model(mm_at, uniform(2, SH(30, 20), 3), uniform(2, SH(30, 40), 4), "a small x^T @ w", NULL);
+}
+
+Test(gemm, x_at_w_copies_panels_whose_rows_are_a_multiple_of_4_KiB_apart) {
+    /* K = 32 is a small panel, but its rows, 1024 floats apart, share L1 sets */
+    expect_product(uniform(2, SH(64, 32), 1), uniform(2, SH(32, 1024), 2), "x @ w with rows 4 KiB apart",
+                   "packed per panel");
+    expect_product(uniform(2, SH(64, 32), 3), uniform(2, SH(32, 1000), 4), "x @ w with rows 4000 bytes apart",
+                   "read in place");
 }
 
 Test(gemm, two_threads_split_the_tasks_and_give_the_same_bytes_as_one) {
