@@ -228,8 +228,10 @@ void em_memory_reset_peak(void); /* peak := live */
 /* Freed storage blocks of 1 MiB and more are kept for reuse (up to
  * EMBER_ALLOC_CACHE_MB, default 256; 0 turns that off), so an eager program
  * that frees and reallocates its large intermediates does not fault their
- * pages in on every call. This gives them back to the system; it returns the
- * bytes released. live_bytes and peak_bytes never count the kept blocks. */
+ * pages in on every call; so are up to eight blocks of 64 KiB or less per
+ * thread, for the thread that freed them (a thread's go when it exits). This
+ * gives back the large blocks and the calling thread's small ones; it returns
+ * the bytes released. live_bytes and peak_bytes never count kept blocks. */
 size_t em_memory_trim(void);
 
 #ifdef __cplusplus

@@ -2,9 +2,11 @@
  * test_alloc.c — tensor storage: the cache of large freed blocks (alloc.c).
  *
  * A freed block of 1 MiB or more comes back for the next request of its size;
- * small blocks are never kept; the cache stays within EMBER_ALLOC_CACHE_MB,
- * oldest out first; EMBER_ALLOC_CACHE_MB=0 turns it off; em_memory_trim gives
- * everything back; live and peak bytes count tensors only; an injected
+ * the cache stays within EMBER_ALLOC_CACHE_MB, oldest out first; a small block
+ * (64 KiB at most) comes back to the thread that freed it, which keeps eight
+ * and frees them when it exits; blocks in between are never kept;
+ * EMBER_ALLOC_CACHE_MB=0 turns both off; em_memory_trim gives back the large
+ * blocks and the calling thread's; live and peak bytes count tensors only; an injected
  * failure still fails with a block waiting; two threads allocating and freeing
  * at once never share a block. Each Criterion test runs in a fresh process, so
  * a test that sets EMBER_ALLOC_CACHE_MB before its first large allocation gets
@@ -42,11 +44,55 @@ Test(alloc, a_freed_large_block_serves_the_next_request_of_its_size) {
     em_memory_trim();
 }
 
-Test(alloc, keeps_no_block_under_one_mebibyte) {
+Test(alloc, keeps_no_block_between_64_KiB_and_one_mebibyte) {
     void *p = rt_alloc(MiB - 64);
     cr_assert(p);
     rt_free(p, MiB - 64);
     cr_expect_eq(rt_alloc_cached_bytes(), 0);
+}
+
+Test(alloc, a_freed_small_block_serves_the_thread_s_next_request_of_its_size) {
+    void *p = rt_alloc(1000);
+    cr_assert(p, "%s", em_last_error());
+    memset(p, 7, 1000);
+    rt_free(p, 1000);
+    cr_expect_eq(rt_alloc_cached_bytes(), CACHE_ON ? 1024 : 0, "kept in the thread's slots");
+    void *q = rt_alloc(990); /* the same 64-byte class */
+    cr_assert(q);
+    if (CACHE_ON) cr_expect_eq(q, p, "the kept block was not reused");
+    cr_expect_eq(rt_alloc_cached_bytes(), 0);
+    rt_free(q, 990);
+    cr_expect_eq(em_memory_trim(), CACHE_ON ? 1024 : 0, "trim gives back the calling thread's small blocks");
+    cr_expect_eq(rt_alloc_cached_bytes(), 0);
+}
+
+Test(alloc, keeps_at_most_eight_small_blocks_a_thread_dropping_the_oldest) {
+    void *p[10];
+    for (int i = 0; i < 10; i++) cr_assert((p[i] = rt_alloc(4096)));
+    for (int i = 0; i < 10; i++) rt_free(p[i], 4096);
+    cr_expect_eq(rt_alloc_cached_bytes(), CACHE_ON ? 8 * 4096 : 0);
+    void *q = rt_alloc(4096);
+    if (CACHE_ON) cr_expect_eq(q, p[9], "the newest comes back first");
+    rt_free(q, 4096);
+    em_memory_trim();
+}
+
+static void *keep_three_small_blocks(void *arg) {
+    (void)arg;
+    for (size_t n = 100; n <= 300; n += 100) {
+        void *p = rt_alloc(n);
+        if (p) rt_free(p, n);
+    }
+    return (void *)rt_alloc_cached_bytes();
+}
+
+Test(alloc, a_thread_s_small_blocks_are_freed_when_it_exits) {
+    pthread_t t;
+    void *held = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, keep_three_small_blocks, NULL), 0);
+    pthread_join(t, &held);
+    cr_expect_eq((size_t)held, CACHE_ON ? 128 + 256 + 320 : 0, "the thread kept its blocks while it ran");
+    cr_expect_eq(rt_alloc_cached_bytes(), 0, "and they went with it");
 }
 
 Test(alloc, counts_kept_blocks_neither_live_nor_peak) {
@@ -80,11 +126,12 @@ Test(alloc, stays_within_ember_alloc_cache_mb_dropping_the_oldest) {
     cr_expect_eq(em_memory_trim(), 0, "a second trim has nothing to give back");
 }
 
-Test(alloc, ember_alloc_cache_mb_0_turns_the_cache_off) {
+Test(alloc, ember_alloc_cache_mb_0_turns_both_caches_off) {
     setenv("EMBER_ALLOC_CACHE_MB", "0", 1);
-    void *p = rt_alloc(4 * MiB);
-    cr_assert(p);
+    void *p = rt_alloc(4 * MiB), *q = rt_alloc(1000);
+    cr_assert(p && q);
     rt_free(p, 4 * MiB);
+    rt_free(q, 1000);
     cr_expect_eq(rt_alloc_cached_bytes(), 0);
 }
 
