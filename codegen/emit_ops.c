@@ -2,9 +2,10 @@
  * emit_ops.c — the arithmetic of generated kernels, as LLVM IR builders.
  *
  * Every op a loop nest computes, on <W x float> values (or scalars when W is
- * 1): exp written inline as runtime/simd.h's V_EXP (cg_exp), the same Sleef
- * functions runtime/ew_simd.c calls for the other transcendentals (tanhf16_u35
- * avx512f, logf8_u10avx2, ...), and the same formulas for GELU (the erfc fit,
+ * 1): exp and tanh written inline as runtime/simd.h's V_EXP and V_TANH
+ * (cg_exp, cg_tanh), the same Sleef functions runtime/ew_simd.c calls for the
+ * other transcendentals (logf16_u10avx512f, logf8_u10avx2, ...), and the same
+ * formulas for GELU (the erfc fit,
  * by Estrin's scheme), sigmoid and the tanh GELU (x / (1 + e^-2y)), operation
  * for operation, so a generated kernel gives eager's bits. Also the memory
  * helpers the nests share: element pointers, masked loads and stores, gathers.
@@ -123,6 +124,25 @@ static LLVMValueRef cg_splat_i32(cg_emitter *e, int32_t v) {
     return LLVMConstVector(lanes, (unsigned)e->w);
 }
 
+/* u 2^q, as runtime/simd.h's V_LDEXP: one vscalefps at 16 lanes (zeroing the
+ * lanes where keep, an i1 vector, is false; NULL: none), two exact powers of
+ * two at 8. */
+static LLVMValueRef cg_ldexp(cg_emitter *e, LLVMValueRef u, LLVMValueRef q, LLVMValueRef keep) {
+    LLVMBuilderRef b = e->b;
+    if (e->w == 16) {
+        LLVMTypeRef i16 = LLVMInt16TypeInContext(e->c);
+        LLVMValueRef k = keep ? LLVMBuildBitCast(b, keep, i16, "") : LLVMConstInt(i16, 0xffff, 0);
+        LLVMValueRef args[5] = {u, q, cg_splat(e, 0.0f), k, LLVMConstInt(e->i32, 4, 0)};
+        return cg_target_call(e, "llvm.x86.avx512.mask.scalef.ps.512", args, 5);
+    }
+    LLVMValueRef qi = cg_target_call(e, "llvm.x86.avx.cvtt.ps2dq.256", &q, 1);
+    LLVMValueRef q1 = LLVMBuildAShr(b, qi, cg_splat_i32(e, 1), "");
+    LLVMValueRef bias = cg_splat_i32(e, 127), sh = cg_splat_i32(e, 23);
+    LLVMValueRef p1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, q1, bias, ""), sh, ""), e->vt, "");
+    LLVMValueRef p2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, LLVMBuildSub(b, qi, q1, ""), bias, ""), sh, ""), e->vt, "");
+    return LLVMBuildFMul(b, LLVMBuildFMul(b, u, p1, ""), p2, "");
+}
+
 /* runtime/simd.h's V_EXP, operation for operation (its comment says why). */
 static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
@@ -137,18 +157,31 @@ static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef u = cg_splat(e, RT_EXP_P[0]);
     for (int k = 1; k < 6; k++) u = cg_fma3(e, u, s, cg_splat(e, RT_EXP_P[k]));
     u = LLVMBuildFAdd(b, cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s), cg_splat(e, 1.0f), "");
-    if (e->w == 16) {
-        LLVMTypeRef i16 = LLVMInt16TypeInContext(e->c);
-        LLVMValueRef keep = LLVMBuildBitCast(b, LLVMBuildNot(b, under, ""), i16, "");
-        LLVMValueRef args[5] = {u, q, zero, keep, LLVMConstInt(e->i32, 4, 0)};
-        return cg_target_call(e, "llvm.x86.avx512.mask.scalef.ps.512", args, 5);
-    }
-    LLVMValueRef qi = cg_target_call(e, "llvm.x86.avx.cvtt.ps2dq.256", &q, 1);
-    LLVMValueRef q1 = LLVMBuildAShr(b, qi, cg_splat_i32(e, 1), "");
-    LLVMValueRef bias = cg_splat_i32(e, 127), sh = cg_splat_i32(e, 23);
-    LLVMValueRef p1 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, q1, bias, ""), sh, ""), e->vt, "");
-    LLVMValueRef p2 = LLVMBuildBitCast(b, LLVMBuildShl(b, LLVMBuildAdd(b, LLVMBuildSub(b, qi, q1, ""), bias, ""), sh, ""), e->vt, "");
-    return LLVMBuildSelect(b, under, zero, LLVMBuildFMul(b, LLVMBuildFMul(b, u, p1, ""), p2, ""), "");
+    if (e->w == 16) return cg_ldexp(e, u, q, LLVMBuildNot(b, under, ""));
+    return LLVMBuildSelect(b, under, zero, cg_ldexp(e, u, q, NULL), "");
+}
+
+/* runtime/simd.h's rt_tanh, operation for operation: sign(x) E / (E + 2) with
+ * E = e^(2|x|) - 1 from cg_exp's steps. The sign goes through integer masks,
+ * as eager's, so that even a NaN's bits agree. */
+static LLVMValueRef cg_tanh(cg_emitter *e, LLVMValueRef x) {
+    if (e->w != 16 && e->w != 8) return cg_sleef(e, "tanh", x, NULL);
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef vi = LLVMVectorType(e->i32, (unsigned)e->w);
+    LLVMValueRef sign = LLVMBuildAnd(b, LLVMBuildBitCast(b, x, vi, ""), cg_splat_i32(e, INT32_MIN), "");
+    LLVMValueRef a = LLVMBuildBitCast(b, LLVMBuildXor(b, LLVMBuildBitCast(b, x, vi, ""), sign, ""), e->vt, "");
+    LLVMValueRef hi = cg_splat(e, RT_TANH_HI);
+    LLVMValueRef y = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, hi, a, ""), hi, a, ""); /* minps(hi, a) */
+    y = LLVMBuildFAdd(b, y, y, "");
+    LLVMValueRef yq = LLVMBuildFMul(b, y, cg_splat(e, RT_EXP_LOG2E), "");
+    LLVMValueRef q = cg_intrinsic(e, "llvm.roundeven", &yq, 1);
+    LLVMValueRef s = cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_LO), cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_HI), y));
+    LLVMValueRef u = cg_splat(e, RT_EXP_P[0]);
+    for (int k = 1; k < 6; k++) u = cg_fma3(e, u, s, cg_splat(e, RT_EXP_P[k]));
+    LLVMValueRef one = cg_splat(e, 1.0f), p = cg_ldexp(e, one, q, NULL);
+    LLVMValueRef ev = cg_fma3(e, p, cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s), LLVMBuildFSub(b, p, one, ""));
+    LLVMValueRef t = LLVMBuildFDiv(b, ev, LLVMBuildFAdd(b, ev, cg_splat(e, 2.0f), ""), "");
+    return LLVMBuildBitCast(b, LLVMBuildXor(b, LLVMBuildBitCast(b, t, vi, ""), sign, ""), e->vt, "");
 }
 
 LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r) {
@@ -207,7 +240,7 @@ LLVMValueRef cg_op_value(cg_emitter *e, ir_op op, LLVMValueRef a, LLVMValueRef c
     case IR_OP_LOG: return cg_sleef(e, "log", a, NULL);
     case IR_OP_SIN: return cg_sleef(e, "sin", a, NULL);
     case IR_OP_COS: return cg_sleef(e, "cos", a, NULL);
-    case IR_OP_TANH: return cg_sleef(e, "tanh", a, NULL);
+    case IR_OP_TANH: return cg_tanh(e, a);
     case IR_OP_ERF: return cg_sleef(e, "erf", a, NULL);
     case IR_OP_SQRT: return cg_intrinsic(e, "llvm.sqrt", &a, 1);
     case IR_OP_RSQRT: return LLVMBuildFDiv(b, cg_splat(e, 1.0f), cg_intrinsic(e, "llvm.sqrt", &a, 1), "");

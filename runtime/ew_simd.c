@@ -6,9 +6,10 @@
  * function is one vector expression (simd.h names) applied VW floats at a time,
  * with the tail handled by the same expression on a zero-padded vector.
  * exp is V_EXP (simd.h: Sleef's algorithm, inline, so sigmoid, silu and both
- * GELUs are one straight-line expression each); the other transcendentals are
- * Sleef's 1-ulp functions for this ISA (tanh: 3.5 ulp, below). max/min
- * propagate NaN as torch.maximum does; comparisons write bytes of 0/1.
+ * GELUs are one straight-line expression each), and tanh V_TANH, built from
+ * its steps; the other transcendentals are Sleef's 1-ulp functions for this
+ * ISA. max/min propagate NaN as torch.maximum does; comparisons write bytes
+ * of 0/1.
  */
 #include "simd.h"
 
@@ -49,9 +50,14 @@ static inline vf v_isnan_select(vf a, vf r) { return V_WHERE(a, a, _CMP_UNORD_Q,
 #define U_RECIPROCAL(x) V_DIV(V_SET1(1.0f), x)
 #define U_SIN(x) SLEEF_SFX(sin)(x)
 #define U_COS(x) SLEEF_SFX(cos)(x)
-/* tanh at 3.5 ulp: Sleef's u10 tanh costs three times as much (30 against
- * 10 ns a vector here), and it is most of a small model's time (gelu_tanh) */
+/* tanh: ember's (simd.h), inline and about twice as fast as Sleef's 3.5-ulp
+ * tanh, which was a fifth of the tiny workload's compiled call; SSE2 keeps
+ * Sleef's u35 (u10 costs three times as much). */
+#ifdef V_TANH
+#define U_TANH(x) V_TANH(x)
+#else
 #define U_TANH(x) SLEEF_SFX35(tanh)(x)
+#endif
 #define U_ERF(x) SLEEF_SFX(erf)(x)
 #define U_SIGMOID(x) v_sigmoid(x)
 #define U_RELU(x) V_MAX(V_ZERO(), x) /* max(0, NaN) is NaN: maxps returns its second operand */

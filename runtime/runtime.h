@@ -292,6 +292,13 @@ void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
 #define RT_EXP_LN2_LO (-1.42860677e-06f)
 #define RT_EXP_P ((const float[6]){0.000198527618f, 0.00139304355f, 0.00833336078f, 0.0416664854f, 0.166666672f, 0.5f})
 
+/* tanh (runtime/simd.h's rt_tanh, codegen/emit_ops.c's cg_tanh) is
+ * sign(x) E / (E + 2) with E = e^(2|x|) - 1 from V_EXP's own steps: 2|x| is
+ * reduced by ln 2 to s, e^s - 1 = s + s^2 P(s) comes before V_EXP adds its 1,
+ * and E = 2^q (e^s - 1) + (2^q - 1) by one FMA. There is no cancellation near
+ * 0 (E ~ 2x, tanh ~ x) and no branch. |x| is clamped to RT_TANH_HI, past which
+ * tanh rounds to 1 and before which E + 2 stays finite. */
+#define RT_TANH_HI 10.0f
 
 /* The GELU's erfc fit (runtime/ew_simd.c's v_gelu, codegen/emit_ops.c's cg_gelu):
  * P(t) = sum RT_GELU_P[i] t^(9 - i), the Numerical Recipes erfcc coefficients. */

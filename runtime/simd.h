@@ -171,6 +171,22 @@ static inline vf rt_exp(vf x) {
     return V_ZERO_WHERE(under, V_LDEXP(u, q));
 }
 #define V_EXP(x) rt_exp(x)
+
+/* tanh (runtime.h's comment on RT_TANH_HI says how), within 3 ulp; SSE2 keeps
+ * Sleef's. */
+static inline vf rt_tanh(vf x) {
+    vf sign = V_AND(x, V_SET1(-0.0f));
+    vf y = V_MIN(V_SET1(RT_TANH_HI), V_XOR(x, sign)); /* a NaN stays */
+    y = V_ADD(y, y);
+    vf q = V_ROUND(V_MUL(y, V_SET1(RT_EXP_LOG2E)));
+    vf s = V_FMA(q, V_SET1(RT_EXP_LN2_LO), V_FMA(q, V_SET1(RT_EXP_LN2_HI), y));
+    vf u = V_SET1(RT_EXP_P[0]);
+    for (int k = 1; k < 6; k++) u = V_FMA(u, s, V_SET1(RT_EXP_P[k]));
+    vf p = V_LDEXP(V_SET1(1.0f), q);
+    vf e = V_FMA(p, V_FMA(u, V_MUL(s, s), s), V_SUB(p, V_SET1(1.0f)));
+    return V_XOR(V_DIV(e, V_ADD(e, V_SET1(2.0f))), sign);
+}
+#define V_TANH(x) rt_tanh(x)
 #endif
 
 #define RT_CAT_(a, b) a##_##b
