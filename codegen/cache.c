@@ -47,6 +47,20 @@ uint64_t cg_hash(const void *data, size_t n, uint64_t h) {
     return h;
 }
 
+/* 8 bytes a step (FNV-1a's byte loop is 8x slower on a module's bitcode),
+ * then the tail; a multiply-xorshift mix of each word. */
+uint64_t cg_hash_words(const void *data, size_t n) {
+    const unsigned char *p = data;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ (w * 0xbf58476d1ce4e5b9ull)) * 0x94d049bb133111ebull;
+        h ^= h >> 31;
+    }
+    return cg_hash(p, n, h);
+}
+
 const char *cg_cache_dir(void) {
     static _Thread_local char dir[1024];
     const char *env = getenv("EMBER_CACHE_DIR");

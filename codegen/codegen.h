@@ -409,6 +409,7 @@ typedef struct cg_blob {
 
 /* FNV-1a, continuing from h (start with 0xcbf29ce484222325). */
 uint64_t cg_hash(const void *data, size_t n, uint64_t h);
+uint64_t cg_hash_words(const void *data, size_t n); /* faster, for large inputs */
 /* EMBER_CACHE_DIR, or ~/.cache/ember; NULL when the cache is off ("" or "off"). */
 const char *cg_cache_dir(void);
 /* 0 and *out filled when a valid entry for key exists; -1 when it is absent,
