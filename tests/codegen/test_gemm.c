@@ -334,18 +334,27 @@ Test(gemm, epilogues_run_in_the_store_and_match_eager) {
     em_release(a), em_release(c), em_release(x), em_release(w), em_release(b), em_release(g_r);
 }
 
+/* model(a, b) against the double reference want (check_product), then its
+ * codegen dump: it must say each of says (NULL-ended) and not say not_says. */
+static void expect_product_plan(fn2 model, em_tensor *a, em_tensor *b, const double *want, int64_t K,
+                                const char *what, const char *const *says, const char *not_says) {
+    check_product(model, a, b, want, K, what);
+    fn2 fast = (fn2)em_compile((void *)model, "tensor(tensor, tensor)", NULL);
+    em_release(fast(a, b));
+    char *sec = cu_codegen_section((void *)fast, what);
+    for (int i = 0; says[i]; i++) cr_expect(strstr(sec, says[i]), "%s: want \"%s\" in\n%s", what, says[i], sec);
+    if (not_says) cr_expect(!strstr(sec, not_says), "%s: \"%s\" in\n%s", what, not_says, sec);
+    free(sec);
+    em_compiled_free((void *)fast);
+}
+
 Test(gemm, a_product_with_k_blocks_and_partial_sums_matches_the_reference) {
     /* x w^T with K = 3000: packed panels in k blocks, partial sums on the stack */
     em_tensor *x = uniform(2, SH(70, 3000), 1), *w = uniform(2, SH(90, 3000), 2);
     em_tensor *wt = transposed_copy(w);
     double *xv = tu_values_of(x), *wv = tu_values_of(wt), *want = ref_bmm(xv, wv, 1, 1, 70, 3000, 90);
-    check_product(lin_nobias, x, w, want, 3000, "[70 x 3000] w^T [3000 x 90]");
-    fn2 fast = (fn2)em_compile((void *)lin_nobias, "tensor(tensor, tensor)", NULL);
-    em_release(fast(x, w));
-    char *sec = cu_codegen_section((void *)fast, "k blocks");
-    cr_expect(strstr(sec, "packed per panel") && !strstr(sec, "k blocks of 3000"), "%s", sec);
-    free(sec);
-    em_compiled_free((void *)fast);
+    expect_product_plan(lin_nobias, x, w, want, 3000, "[70 x 3000] w^T [3000 x 90]",
+                        (const char *[]){"packed per panel", NULL}, "k blocks of 3000");
     free(xv), free(wv), free(want);
     em_release(x), em_release(w), em_release(wt);
 }
@@ -355,14 +364,8 @@ Test(gemm, x_at_w_with_a_long_k_copies_its_contiguous_panels_and_matches_the_ref
      * copied (in k blocks) rather than read in place; the last panel is masked */
     em_tensor *x = uniform(2, SH(40, 1500), 1), *w = uniform(2, SH(1500, 100), 2);
     double *xv = tu_values_of(x), *wv = tu_values_of(w), *want = ref_bmm(xv, wv, 1, 1, 40, 1500, 100);
-    check_product(mm, x, w, want, 1500, "[40 x 1500] @ [1500 x 100]");
-    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
-    em_release(fast(x, w));
-    char *sec = cu_codegen_section((void *)fast, "a long k");
-    cr_expect(strstr(sec, "lanes along n") && strstr(sec, "packed per panel") && !strstr(sec, "k blocks of 1500"),
-              "%s", sec);
-    free(sec);
-    em_compiled_free((void *)fast);
+    expect_product_plan(mm, x, w, want, 1500, "[40 x 1500] @ [1500 x 100]",
+                        (const char *[]){"lanes along n", "packed per panel", NULL}, "k blocks of 1500");
     free(xv), free(wv), free(want);
     em_release(x), em_release(w);
 }
@@ -370,13 +373,8 @@ Test(gemm, x_at_w_with_a_long_k_copies_its_contiguous_panels_and_matches_the_ref
 Test(gemm, x_at_w_with_a_short_k_reads_its_panels_in_place) {
     em_tensor *x = uniform(2, SH(40, 32), 1), *w = uniform(2, SH(32, 100), 2);
     double *xv = tu_values_of(x), *wv = tu_values_of(w), *want = ref_bmm(xv, wv, 1, 1, 40, 32, 100);
-    check_product(mm, x, w, want, 32, "[40 x 32] @ [32 x 100]");
-    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
-    em_release(fast(x, w));
-    char *sec = cu_codegen_section((void *)fast, "a short k");
-    cr_expect(strstr(sec, "lanes along n") && strstr(sec, "read in place"), "%s", sec);
-    free(sec);
-    em_compiled_free((void *)fast);
+    expect_product_plan(mm, x, w, want, 32, "[40 x 32] @ [32 x 100]",
+                        (const char *[]){"lanes along n", "read in place", NULL}, NULL);
     free(xv), free(wv), free(want);
     em_release(x), em_release(w);
 }
