@@ -225,7 +225,7 @@ typedef struct em_memory_stats {
 } em_memory_stats;
 void em_memory_stats_get(em_memory_stats *out);
 void em_memory_reset_peak(void); /* peak := live */
-/* Freed storage blocks of 1 MiB and more are kept for reuse (up to
+/* Freed storage blocks of 128 KiB and more are kept for reuse (up to
  * EMBER_ALLOC_CACHE_MB, default 256; 0 turns that off), so an eager program
  * that frees and reallocates its large intermediates does not fault their
  * pages in on every call; so are up to eight blocks of 64 KiB or less per

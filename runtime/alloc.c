@@ -9,12 +9,20 @@
  * allocation-failure paths of every op can be exercised without exhausting
  * memory.
  *
- * Large blocks (1 MiB and up) are kept for reuse when freed, up to
- * EMBER_ALLOC_CACHE_MB (256 MiB) in all, oldest out first. Eager programs free
- * their big intermediates at a scope's end and allocate the same sizes again
- * on the next call; glibc gave those back to the kernel (its heap top passed
- * its trim threshold) and the next call faulted every page in again. The
- * eager chain workload took 21,000 page faults a call, most of its time.
+ * Large blocks (128 KiB and up: what glibc would mmap) are kept for reuse
+ * when freed, up to EMBER_ALLOC_CACHE_MB (256 MiB) in all, oldest out first;
+ * a request takes the newest block of its size. Eager programs free their
+ * intermediates at a scope's end and allocate the same sizes again on the
+ * next call; glibc gave those back to the kernel and the next call faulted
+ * every page in again:
+ *   - the eager chain workload (16 MiB blocks) took 21,000 page faults a
+ *     call, most of its time;
+ *   - the eager GPT-2 block (128-768 KiB blocks) took 832 a call, 3.9 ms
+ *     against 2.5 ms without. glibc mmaps blocks from 128 KiB up until it
+ *     sees one freed, which raises its threshold; but the big blocks this
+ *     cache kept never reached its free, so its threshold stayed put. Keeping
+ *     every block glibc would mmap leaves it nothing to fault in.
+ * Sizes round to 4 KiB below 1 MiB and to 64 KiB above, so near sizes share.
  *
  * Small blocks (up to 64 KiB) are kept too, eight per thread, in the freeing
  * thread's own slots (no lock). A compiled call of a small model allocates
@@ -50,7 +58,7 @@ static atomic_size_t live_bytes, peak_bytes;
 #define CACHE_ON 1
 #endif
 
-enum { CACHE_MIN = 1 << 20, CACHE_SLOTS = 32 };
+enum { CACHE_MIN = 128 << 10, CACHE_BIG = 1 << 20, CACHE_SLOTS = 64 };
 static struct {
     pthread_mutex_t mu;
     pthread_once_t once;
@@ -192,10 +200,11 @@ size_t rt_alloc_cached_bytes(void) {
 
 /* ---- allocation ------------------------------------------------------------------------- */
 
-/* The bytes a request of nbytes takes: whole cache lines, and whole 64 KiB
- * above CACHE_MIN so that near sizes share cached blocks. */
+/* The bytes a request of nbytes takes: whole cache lines below CACHE_MIN,
+ * whole pages up to CACHE_BIG and whole 64 KiB above, so that near sizes
+ * share cached blocks. */
 static size_t block_size(size_t nbytes) {
-    size_t q = nbytes >= CACHE_MIN ? (size_t)64 << 10 : RT_ALIGN;
+    size_t q = nbytes >= CACHE_BIG ? (size_t)64 << 10 : nbytes >= CACHE_MIN ? (size_t)4 << 10 : RT_ALIGN;
     return (nbytes + q - 1) / q * q;
 }
 static atomic_uint_fast64_t n_allocs;
