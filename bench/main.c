@@ -12,9 +12,9 @@
  * measured in the same run (limits.c) and each workload is shown as a
  * fraction of its bound: bytes over triad bandwidth for memory-bound work,
  * flops over FMA peak for GEMM-bound work. When /usr/bin/python3 has torch,
- * ../shared/peers/torch_peers.py runs with the same threads (and
- * OPENBLAS_NUM_THREADS, so PyTorch's GEMM uses the same cores) and its times
- * sit beside ember's. Progress goes to stderr, the table to stdout (or JSON
+ * ../shared/peers/torch_peers.py runs right after each workload, on it alone,
+ * with the same threads (and OPENBLAS_NUM_THREADS, so PyTorch's GEMM uses the
+ * same cores), and its times sit beside ember's. Progress goes to stderr, the table to stdout (or JSON
  * lines with --json); bench/results/latest.json and latest.svg are rewritten.
  */
 #include "bench.h"
@@ -215,16 +215,19 @@ int main(int argc, char **argv) {
     }
     bench_row rows[16];
     int n = 0, failed = 0;
+    bool torch = a.peers && have_torch();
+    if (a.peers && !torch)
+        fprintf(stderr, "  no PyTorch under /usr/bin/python3 (apt-get install python3-torch): peers skipped\n");
     for (int i = 0; i < bm_nmodels && n < 16; i++) {
         if (!wanted(&a, bm_models[i].name)) continue;
         run_workload(&a, &bm_models[i], &lim, &rows[n]);
+        /* PyTorch right after ember's rounds of the same workload: run once for
+         * all workloads at the end, it ran a minute later, and this machine's
+         * speed changes from minute to minute (vs torch swung 0.88x-1.69x on mlp) */
+        if (torch) run_peers(&a, &rows[n], 1);
         failed += !rows[n++].ok;
     }
     if (n == 0) return fprintf(stderr, "ember-bench: --only matched no workload\n"), 2;
-    bool torch = a.peers && have_torch();
-    if (torch) run_peers(&a, rows, n);
-    else if (a.peers) fprintf(stderr, "  no PyTorch under /usr/bin/python3 (apt-get install python3-torch): "
-                                      "peers skipped\n");
     if (a.json) bench_print_json(stdout, rows, n, &lim);
     else bench_print_table(stdout, rows, n, &lim, torch);
     mkdir(EMBER_BENCH_DIR "/results", 0777);
