@@ -122,6 +122,7 @@ enum { SMALL_MAX = 64 << 10, SMALL_SLOTS = 8 };
 typedef struct small_cache {
     int n;                                   /* slots used, oldest first */
     bool registered;                         /* its exit destructor is set */
+    bool closed;                             /* the thread is exiting: keep nothing */
     struct { void *p; size_t size; } slot[SMALL_SLOTS];
 } small_cache;
 static _Thread_local small_cache small;
@@ -136,7 +137,10 @@ static size_t small_drop(small_cache *c) {
     atomic_fetch_sub(&small_bytes, bytes);
     return bytes;
 }
-static void small_at_exit(void *c) { small_drop(c); }
+static void small_at_exit(void *c) {
+    ((small_cache *)c)->closed = true; /* blocks freed later in the exit are freed at once */
+    small_drop(c);
+}
 static bool small_key_ok;
 static void small_key_init(void) { small_key_ok = pthread_key_create(&small_key, small_at_exit) == 0; }
 
@@ -161,7 +165,7 @@ static void *small_take(size_t size) {
 
 /* Keeps p in this thread's slots, freeing the oldest when they are full. */
 static bool small_keep(void *p, size_t size) {
-    if (!small_on(size)) return false;
+    if (!small_on(size) || small.closed) return false;
     if (!small.registered) { /* first block of this thread: free its slots when it exits */
         pthread_once(&small_once, small_key_init);
         if (!small_key_ok || pthread_setspecific(small_key, &small) != 0) return false;
