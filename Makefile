@@ -131,8 +131,8 @@ DEMO_BLAS := $(if $(OPENBLAS_CORETYPE),,$(shell grep -qw avx512f /proc/cpuinfo 2
 demo: $(B)/examples/gpt2_block $(B)/examples/mlp
 	EMBER_DUMP_DIR=$(B)/demo-dump $(DEMO_BLAS) $(B)/examples/gpt2_block
 
-$(B)/ember-bench-ops: bench/ops.c $(B)/libember.so
-	$(CC) $(ALL_CFLAGS) -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ $< \
+$(B)/ember-bench-ops: bench/ops.c bench/timing.c bench/bench.h $(B)/libember.so
+	$(CC) $(ALL_CFLAGS) -Ibench/models -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ bench/ops.c bench/timing.c \
 	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
 
 BENCH_SRC := bench/main.c bench/timing.c bench/limits.c bench/report.c bench/gemm.c bench/models/models.c

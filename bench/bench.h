@@ -38,6 +38,7 @@ typedef struct bench_limits {
 typedef em_tensor *(*bench_fn)(em_tensor *);
 typedef struct bench_timing { double med, best; } bench_timing; /* ms per call */
 double bench_now_ms(void);
+int bench_cmp_double(const void *a, const void *b); /* qsort's, ascending */
 void bench_time_pair(bench_fn eager, bench_fn fast, em_tensor *x, double seconds, int threads, bench_timing *te,
                      bench_timing *tc, double *speedup);
 

@@ -32,6 +32,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* popen, setenv */
 #endif
+#include "bench.h"
+
 #include <ember.h>
 #include <math.h>
 #include <stdio.h>
@@ -179,33 +181,23 @@ static void parse_args(int argc, char **argv) {
 
 /* ---- timing ------------------------------------------------------------------- */
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* reps back-to-back calls, each in its own scope; total ms, or -1 on a NULL result */
 static double time_batch(const bench_op *op, em_tensor **in, long reps) {
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     for (long r = 0; r < reps; r++) {
         em_scope_begin();
         em_tensor *y = op->run(in);
         em_scope_end();
         if (!y) return -1;
     }
-    return now_ms() - t0;
+    return bench_now_ms() - t0;
 }
 
 /* median ms per call; -1 with em_last_error() set when the op fails */
 static double time_op(const bench_op *op, em_tensor **in) {
     double t = time_batch(op, in, 1); /* check, then warm up caches and the heap */
-    for (double w0 = now_ms(); t >= 0 && now_ms() - w0 < WARMUP_MS;) t = time_batch(op, in, 1);
+    for (double w0 = bench_now_ms(); t >= 0 && bench_now_ms() - w0 < WARMUP_MS;) t = time_batch(op, in, 1);
     if (t < 0) return -1;
     long reps = 1;
     for (;;) { /* grow reps until one batch takes min_ms */
@@ -222,7 +214,7 @@ static double time_op(const bench_op *op, em_tensor **in) {
         if (b < 0) return free(ms), -1;
         ms[s] = b / reps;
     }
-    qsort(ms, opt.samples, sizeof *ms, cmp_double);
+    qsort(ms, opt.samples, sizeof *ms, bench_cmp_double);
     double med = opt.samples % 2 ? ms[opt.samples / 2]
                                  : 0.5 * (ms[opt.samples / 2 - 1] + ms[opt.samples / 2]);
     free(ms);

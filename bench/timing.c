@@ -23,7 +23,7 @@ double bench_now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int cmp_double(const void *a, const void *b) {
+int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
@@ -41,7 +41,7 @@ static long calls_per_round(bench_fn fn, em_tensor *x, double seconds) {
 }
 
 static bench_timing summarize(double *r) {
-    qsort(r, ROUNDS, sizeof *r, cmp_double);
+    qsort(r, ROUNDS, sizeof *r, bench_cmp_double);
     return (bench_timing){r[ROUNDS / 2], r[0]};
 }
 
