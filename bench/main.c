@@ -184,8 +184,9 @@ int main(int argc, char **argv) {
     args a;
     if (parse(argc, argv, &a) != 0) return usage();
     /* OpenBLAS 0.3.21 (Debian 12) misdetects AVX-512 CPUs it does not know under a
-     * hypervisor (this Ice Lake VM reports "Cooperlake") and falls back to its SSE3
-     * kernels, 2-3x slower. OpenBLAS reads OPENBLAS_CORETYPE when it is loaded, so
+     * hypervisor (it took an Ice Lake VM for "Cooperlake", a Sapphire Rapids one for
+     * "Prescott") and falls back to its SSE3 kernels, 2-5x slower. OpenBLAS reads
+     * OPENBLAS_CORETYPE when it is loaded, so
      * when it is unset on an AVX-512 CPU, run again with SkylakeX: ember and the
      * PyTorch peers (which inherit the environment) then both get its AVX-512 GEMM. */
     __builtin_cpu_init();
