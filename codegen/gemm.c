@@ -189,9 +189,10 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
      * K = 128 in place is faster (89% against 76%). */
     if (!g->pack && (double)g->kc * (double)Vb * 4 >= (double)budget / 2) g->pack = true;
     /* and so is one whose rows are a multiple of 4 KiB apart: they all fall in
-     * the same L1 sets (x @ w, 2048 x 128 x 2048: 0.85x OpenBLAS in place) */
+     * the same L1 sets (x @ w, 2048 x 128 x 2048: 0.85x OpenBLAS in place); a
+     * row broadcast along k (stride 0) stays in place */
     int64_t vk = g->vec_m ? g->ak : g->bk;
-    if (!g->pack && vk % 1024 == 0 && g->kc > 8) g->pack = true;
+    if (!g->pack && vk != 0 && vk % 1024 == 0 && g->kc > 8) g->pack = true;
     if (g->pack && g->kc * Vb * 4 > budget) g->kc = budget / (Vb * 4);
     g->rtiles = ceil_div(R, g->mr);
     g->units = g->batches * g->panels * g->rtiles;
