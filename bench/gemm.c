@@ -7,8 +7,8 @@
  * sweep times single products of each layout the kernel distinguishes (B's
  * rows contiguous, B transposed as in x w^T, A transposed, batched) at the
  * workloads' shapes and at square, thin and odd ones. For each it compiles
- * the product alone and times it against eager (OpenBLAS's sgemm) in
- * alternating rounds (timing.c), and says what the compiled code runs (the
+ * the product alone, checks it against eager (OpenBLAS's sgemm), times the two
+ * in alternating rounds (timing.c), and says what the compiled code runs (the
  * `kernels` dump: the generated GEMM's orientation and packing, or OpenBLAS).
  * It is how x @ w with a long k was found running at 40% of OpenBLAS's speed.
  */
@@ -100,6 +100,21 @@ static void kernel_of(void *fast, char *out, size_t cap) {
     free(text);
 }
 
+/* The compiled product agrees with eager's, normwise: ||got - want|| <= 2e-5
+ * ||want||. Elementwise tolerances fail on entries that cancel; an f32 sum of
+ * K products in another order is off by about sqrt(K) ulp normwise (3e-6 at
+ * K = 3000), a wrong kernel by order 1. */
+static bool same_product(em_tensor *got, em_tensor *want) {
+    int64_t n = em_numel(want);
+    if (em_numel(got) != n) return false;
+    float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4);
+    bool ok = a && b && !em_read(want, a, (size_t)n * 4) && !em_read(got, b, (size_t)n * 4);
+    double diff = 0, norm = 0;
+    for (int64_t i = 0; ok && i < n; i++) diff += ((double)b[i] - a[i]) * ((double)b[i] - a[i]), norm += (double)a[i] * a[i];
+    free(a), free(b);
+    return ok && diff <= 4e-10 * norm;
+}
+
 int bench_gemm_sweep(FILE *out, double seconds, int threads, const bench_limits *lim) {
     int failed = 0;
     fprintf(out, "ember-bench --gemm, %d thread(s); %s FMA peak %.1f GFLOP/s\n\n", threads, lim->fma_isa,
@@ -116,8 +131,10 @@ int bench_gemm_sweep(FILE *out, double seconds, int threads, const bench_limits 
         fprintf(stderr, "  %s %lld x %lld x %lld x %lld...\n", layout_name[p->l], (long long)p->batch,
                 (long long)p->m, (long long)p->k, (long long)p->n);
         if (fast) want = eager(x), got = fast(x);
-        if (!want || !got) {
-            fprintf(stderr, "  FAILED: %s\n", em_last_error());
+        if (!want || !got || !same_product(got, want)) {
+            fprintf(stderr, "  FAILED: %s\n", want && got ? "compiled result differs from eager" : em_last_error());
+            fprintf(out, "| %s | %lld x %lld x %lld x %lld | %s | FAILED |\n", layout_name[p->l], (long long)p->batch,
+                    (long long)p->m, (long long)p->k, (long long)p->n, p->what);
             failed++;
         } else {
             char code[96];
