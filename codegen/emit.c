@@ -535,23 +535,29 @@ static void row_body(cg_emitter *e, nest_state *s, void *ctx) {
  * part of what the code does): printing it as text took 7-9 ms of the GPT-2
  * block's 12 ms warm compile (LLVM formats every float constant through
  * APInt arithmetic), writing bitcode takes about 1. */
-static void module_key(LLVMModuleRef m, char *key, size_t cap, uint64_t *ir_hash) {
+static int module_key(LLVMModuleRef m, char *key, size_t cap, uint64_t *ir_hash) {
     size_t idn, srcn;
     const char *id0 = LLVMGetModuleIdentifier(m, &idn), *src0 = LLVMGetSourceFileName(m, &srcn);
-    char id[256], src[256];
-    snprintf(id, sizeof id, "%.*s", (int)idn, id0);
-    snprintf(src, sizeof src, "%.*s", (int)srcn, src0);
-    LLVMSetModuleIdentifier(m, "ember", 5);
-    LLVMSetSourceFileName(m, "ember", 5);
-    LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
-    *ir_hash = bc ? cg_hash_words(LLVMGetBufferStart(bc), LLVMGetBufferSize(bc)) : 0;
-    if (bc) LLVMDisposeMemoryBuffer(bc);
-    LLVMSetModuleIdentifier(m, id, strlen(id));
-    LLVMSetSourceFileName(m, src, strlen(src));
+    char *id = malloc(idn + 1), *src = malloc(srcn + 1);
+    LLVMMemoryBufferRef bc = NULL;
+    if (id && src) {
+        memcpy(id, id0, idn), memcpy(src, src0, srcn);
+        LLVMSetModuleIdentifier(m, "ember", 5);
+        LLVMSetSourceFileName(m, "ember", 5);
+        bc = LLVMWriteBitcodeToMemoryBuffer(m);
+        LLVMSetModuleIdentifier(m, id, idn);
+        LLVMSetSourceFileName(m, src, srcn);
+    }
+    free(id), free(src);
+    /* no hash, no key: a made-up one would share or load another program's code */
+    if (!bc) return rt_error("em_compile: out of memory writing the module's bitcode for its cache key");
+    *ir_hash = cg_hash_words(LLVMGetBufferStart(bc), LLVMGetBufferSize(bc));
+    LLVMDisposeMemoryBuffer(bc);
     unsigned major, minor, patch;
     LLVMGetVersion(&major, &minor, &patch);
     snprintf(key, cap, "ember %s | llvm %u.%u.%u | %s %s | ir %016llx", em_version(), major, minor, patch,
              cg_host_cpu(), cg_host_features(), (unsigned long long)*ir_hash);
+    return 0;
 }
 
 static atomic_int fail_next; /* cg_emit_fail_next: failures to inject */
@@ -602,8 +608,12 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
     /* Names from the code's hash: the same program compiled twice (or by another
      * process) has the same names, so the JIT shares it and the cache finds it. */
     char key[1024];
-    uint64_t h;
-    module_key(m, key, sizeof key, &h);
+    uint64_t h = 0;
+    if (module_key(m, key, sizeof key, &h) != 0) {
+        free(fn);
+        cg_module_discard(m);
+        return NULL;
+    }
     for (int k = 0; k < n; k++) {
         char fname[64];
         snprintf(fname, sizeof fname, "ember_%016llx_n%d", (unsigned long long)h, k);
