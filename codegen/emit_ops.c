@@ -143,6 +143,17 @@ static LLVMValueRef cg_ldexp(cg_emitter *e, LLVMValueRef u, LLVMValueRef q, LLVM
     return LLVMBuildFMul(b, LLVMBuildFMul(b, u, p1, ""), p2, "");
 }
 
+/* runtime/simd.h's rt_exp_reduced: *q and e^s - 1 for x = q ln 2 + s. */
+static LLVMValueRef cg_exp_reduced(cg_emitter *e, LLVMValueRef x, LLVMValueRef *q) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef y = LLVMBuildFMul(b, x, cg_splat(e, RT_EXP_LOG2E), "");
+    *q = cg_intrinsic(e, "llvm.roundeven", &y, 1);
+    LLVMValueRef s = cg_fma3(e, *q, cg_splat(e, RT_EXP_LN2_LO), cg_fma3(e, *q, cg_splat(e, RT_EXP_LN2_HI), x));
+    LLVMValueRef u = cg_splat(e, RT_EXP_P[0]);
+    for (int k = 1; k < 6; k++) u = cg_fma3(e, u, s, cg_splat(e, RT_EXP_P[k]));
+    return cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s);
+}
+
 /* runtime/simd.h's V_EXP, operation for operation (its comment says why). */
 static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
@@ -150,13 +161,7 @@ static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef under = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, RT_EXP_LO), "");
     x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, hi, x, ""), hi, x, ""); /* minps(hi, x) */
     x = LLVMBuildSelect(b, under, zero, x, "");
-    LLVMValueRef y = LLVMBuildFMul(b, x, cg_splat(e, RT_EXP_LOG2E), "");
-    LLVMValueRef q = cg_intrinsic(e, "llvm.roundeven", &y, 1);
-    LLVMValueRef s = cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_HI), x);
-    s = cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_LO), s);
-    LLVMValueRef u = cg_splat(e, RT_EXP_P[0]);
-    for (int k = 1; k < 6; k++) u = cg_fma3(e, u, s, cg_splat(e, RT_EXP_P[k]));
-    u = LLVMBuildFAdd(b, cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s), cg_splat(e, 1.0f), "");
+    LLVMValueRef q, u = LLVMBuildFAdd(b, cg_exp_reduced(e, x, &q), cg_splat(e, 1.0f), "");
     if (e->w == 16) return cg_ldexp(e, u, q, LLVMBuildNot(b, under, ""));
     return LLVMBuildSelect(b, under, zero, cg_ldexp(e, u, q, NULL), "");
 }
@@ -172,14 +177,9 @@ static LLVMValueRef cg_tanh(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef a = LLVMBuildBitCast(b, LLVMBuildXor(b, LLVMBuildBitCast(b, x, vi, ""), sign, ""), e->vt, "");
     LLVMValueRef hi = cg_splat(e, RT_TANH_HI);
     LLVMValueRef y = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, hi, a, ""), hi, a, ""); /* minps(hi, a) */
-    y = LLVMBuildFAdd(b, y, y, "");
-    LLVMValueRef yq = LLVMBuildFMul(b, y, cg_splat(e, RT_EXP_LOG2E), "");
-    LLVMValueRef q = cg_intrinsic(e, "llvm.roundeven", &yq, 1);
-    LLVMValueRef s = cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_LO), cg_fma3(e, q, cg_splat(e, RT_EXP_LN2_HI), y));
-    LLVMValueRef u = cg_splat(e, RT_EXP_P[0]);
-    for (int k = 1; k < 6; k++) u = cg_fma3(e, u, s, cg_splat(e, RT_EXP_P[k]));
+    LLVMValueRef q, w = cg_exp_reduced(e, LLVMBuildFAdd(b, y, y, ""), &q);
     LLVMValueRef one = cg_splat(e, 1.0f), p = cg_ldexp(e, one, q, NULL);
-    LLVMValueRef ev = cg_fma3(e, p, cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s), LLVMBuildFSub(b, p, one, ""));
+    LLVMValueRef ev = cg_fma3(e, p, w, LLVMBuildFSub(b, p, one, ""));
     LLVMValueRef t = LLVMBuildFDiv(b, ev, LLVMBuildFAdd(b, ev, cg_splat(e, 2.0f), ""), "");
     return LLVMBuildBitCast(b, LLVMBuildXor(b, LLVMBuildBitCast(b, t, vi, ""), sign, ""), e->vt, "");
 }

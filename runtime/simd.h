@@ -160,15 +160,20 @@ static inline void rt_store_bool4(void *p, __m128 v) {
 /* e^x (runtime.h's comment on V_EXP says what and why). SSE2 has no FMA, and
  * calls Sleef's. */
 #ifndef V_EXP
+/* The steps exp and tanh share: x = q ln 2 + s (*q, s by two FMAs), and
+ * e^s - 1 = s + s^2 P(s). */
+static inline vf rt_exp_reduced(vf x, vf *q) {
+    *q = V_ROUND(V_MUL(x, V_SET1(RT_EXP_LOG2E)));
+    vf s = V_FMA(*q, V_SET1(RT_EXP_LN2_LO), V_FMA(*q, V_SET1(RT_EXP_LN2_HI), x));
+    vf u = V_SET1(RT_EXP_P[0]);
+    for (int k = 1; k < 6; k++) u = V_FMA(u, s, V_SET1(RT_EXP_P[k]));
+    return V_FMA(u, V_MUL(s, s), s);
+}
 static inline vf rt_exp(vf x) {
     vmask under = V_MASK_LT(x, V_SET1(RT_EXP_LO));
     x = V_ZERO_WHERE(under, V_MIN(V_SET1(RT_EXP_HI), x));
-    vf q = V_ROUND(V_MUL(x, V_SET1(RT_EXP_LOG2E)));
-    vf s = V_FMA(q, V_SET1(RT_EXP_LN2_LO), V_FMA(q, V_SET1(RT_EXP_LN2_HI), x));
-    vf u = V_SET1(RT_EXP_P[0]);
-    for (int k = 1; k < 6; k++) u = V_FMA(u, s, V_SET1(RT_EXP_P[k]));
-    u = V_ADD(V_FMA(u, V_MUL(s, s), s), V_SET1(1.0f));
-    return V_ZERO_WHERE(under, V_LDEXP(u, q));
+    vf q, w = rt_exp_reduced(x, &q);
+    return V_ZERO_WHERE(under, V_LDEXP(V_ADD(w, V_SET1(1.0f)), q));
 }
 #define V_EXP(x) rt_exp(x)
 
@@ -177,13 +182,9 @@ static inline vf rt_exp(vf x) {
 static inline vf rt_tanh(vf x) {
     vf sign = V_AND(x, V_SET1(-0.0f));
     vf y = V_MIN(V_SET1(RT_TANH_HI), V_XOR(x, sign)); /* a NaN stays */
-    y = V_ADD(y, y);
-    vf q = V_ROUND(V_MUL(y, V_SET1(RT_EXP_LOG2E)));
-    vf s = V_FMA(q, V_SET1(RT_EXP_LN2_LO), V_FMA(q, V_SET1(RT_EXP_LN2_HI), y));
-    vf u = V_SET1(RT_EXP_P[0]);
-    for (int k = 1; k < 6; k++) u = V_FMA(u, s, V_SET1(RT_EXP_P[k]));
+    vf q, w = rt_exp_reduced(V_ADD(y, y), &q);
     vf p = V_LDEXP(V_SET1(1.0f), q);
-    vf e = V_FMA(p, V_FMA(u, V_MUL(s, s), s), V_SUB(p, V_SET1(1.0f)));
+    vf e = V_FMA(p, w, V_SUB(p, V_SET1(1.0f)));
     return V_XOR(V_DIV(e, V_ADD(e, V_SET1(2.0f))), sign);
 }
 #define V_TANH(x) rt_tanh(x)
