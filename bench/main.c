@@ -14,8 +14,9 @@
  * flops over FMA peak for GEMM-bound work. When /usr/bin/python3 has torch,
  * ../shared/peers/torch_peers.py runs right after each workload, on it alone,
  * with the same threads (and OPENBLAS_NUM_THREADS, so PyTorch's GEMM uses the
- * same cores), and its times sit beside ember's. Progress goes to stderr, the table to stdout (or JSON
- * lines with --json); bench/results/latest.json and latest.svg are rewritten.
+ * same cores), and its times sit beside ember's. Progress goes to stderr, the
+ * table to stdout (or JSON lines with --json); bench/results/latest.json and
+ * latest.svg are rewritten.
  */
 #include "bench.h"
 
@@ -24,7 +25,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <time.h>
 
 #ifndef EMBER_BENCH_DIR
 #define EMBER_BENCH_DIR "bench"
@@ -68,10 +68,8 @@ static bool wanted(const args *a, const char *name) {
     return false;
 }
 
-typedef bench_fn model_fn;
-
 /* Bytes one call allocates beyond what was live before it. */
-static size_t call_peak(model_fn fn, em_tensor *x, em_tensor **out) {
+static size_t call_peak(bench_fn fn, em_tensor *x, em_tensor **out) {
     em_memory_stats ms;
     em_memory_stats_get(&ms);
     size_t base = ms.live_bytes;
@@ -97,7 +95,7 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     r->eager_peak = call_peak(m->fn, x, &want);
     fprintf(stderr, "  %-10s compile...", m->name);
     double t0 = bench_now_ms();
-    model_fn fast = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
+    bench_fn fast = em_compile((void *)m->fn, "tensor(tensor)", &(em_options){.name = m->name});
     em_tensor *first = fast ? fast(x) : NULL;
     r->cold_ms = bench_now_ms() - t0;
     r->ok = close_enough(first, want);
