@@ -24,9 +24,10 @@
  * the 32 AVX-512 registers (12 of 16 with AVX2). A packed panel holds up to
  * an eighth of the L2 (at most 256 KiB) of k; past that k is blocked and
  * partial sums go through a stack buffer of at most 512 rows. The function's
- * range is the row tiles of every (batch, panel); the program gives each
- * thread one piece, so each packs a panel once. A product under 2^18
- * multiply-adds runs on the calling thread.
+ * range is the row tiles of every (batch, panel); the program cuts it into
+ * several pieces a thread, of whole panels where there are enough of them
+ * (program.c's gemm_grain), and a piece packs each panel it touches once. A
+ * product under 2^18 multiply-adds runs on the calling thread.
  *
  * Orientation is chosen by an estimate in cycles: the multiply-adds over the
  * lanes each orientation uses, the packing (0.2 cycles an element for a

@@ -21,8 +21,8 @@
  *                 product as the contraction's value) and the stores, masked at the
  *                 edge, scattered when the lanes run along m; else the partial sums
  *
- * A piece of the range (one per thread, exec.c) packs each panel it touches
- * once. The accumulators are SSA values (phis of the k loop), so the register
+ * A piece of the range (program.c's gemm_grain cuts them) packs each panel
+ * it touches once. The accumulators are SSA values (phis of the k loop), so the register
  * allocator keeps the tile in registers; R's scalars are broadcast loads, V's
  * vectors plain loads. The epilogue is emitted once per vector of a row, in a
  * loop over the rows, and the last tile reuses the full tile's code: code size

@@ -190,6 +190,7 @@ static int gemm_batch(gemm_job *j, operand *a, operand *b, int nbatch, const int
     int64_t batch = 1;
     for (int d = 0; d < nbatch; d++) batch *= bshape[d];
     if (batch == 0 || j->m == 0 || j->n == 0) return 0;
+    rt_pool_quiet(); /* OpenBLAS's threads want the cores our workers may be spinning on */
     int64_t ld;
     bool fold = batch > 1 && fold_rows(a, b, nbatch, bshape, &ld);
     if (!fits_int(fold ? batch * j->m : j->m) || !fits_int(j->n) || !fits_int(j->k) ||

@@ -3,18 +3,33 @@
  *
  * A fixed set of workers sleeps on a condition variable; rt_parallel_for
  * publishes one job (a range, a grain and a callback), wakes them, works on it
- * itself, and waits until every worker has checked in. Pieces are handed out
- * through an atomic counter, so a slow core does not hold the rest back, but
- * piece boundaries come from n and grain alone: a kernel that reduces within a
- * piece gets the same result for any number of threads.
+ * itself, and returns once every piece has run. Pieces are handed out through
+ * one atomic ticket, so a slow core does not hold the rest back, but piece
+ * boundaries come from n and grain alone: a kernel that reduces within a piece
+ * gets the same result for any number of threads.
+ *
+ * The caller waits for the pieces, not for the workers. On this VM a worker
+ * that has gone to sleep takes from tens of microseconds to over a millisecond
+ * to run again (its virtual CPU is halted and must be rescheduled by the
+ * host); had the caller waited for every worker to check in, as it once did, a
+ * job would last at least that long even when the caller ran every piece
+ * itself, and two threads were often slower than one (an eager add of 2^20
+ * floats: median 532 us and 1.75 ms at the 90th percentile at two threads,
+ * against 586 us at one). Now a late worker takes what is left, or nothing.
+ * The ticket holds the job's generation beside the next piece, and a worker
+ * claims a piece by compare-and-swap on both, with the job copied under the
+ * lock when it saw the generation: it can never take a piece of a job other
+ * than the one it copied, and the caller's context lives until every piece
+ * claimed has finished.
  *
  * A job from a compiled program (rt_parallel_for_hot) is followed at once by
- * the next step's: after it the workers spin for up to EMBER_SPIN_US (50 us)
+ * the next step's: after it the workers spin for up to EMBER_SPIN_US (1 ms)
  * watching for that job before they sleep, and the caller spins for the last
- * worker before it waits, so a step does not start or end with a futex
- * wake-up (tens of microseconds on this VM, per GEMM step). Eager jobs do not
- * spin: between them OpenBLAS's own threads want the cores (spinning there
- * made eager block 8-20% slower at 2 threads; compiled block got 3-8% faster).
+ * piece before it waits, so a step does not start or end with a wake-up.
+ * Eager jobs do not spin, and any BLAS call (rt_pool_quiet, from blas.c)
+ * sends spinning workers to sleep at once: OpenBLAS's own threads want the
+ * cores then (spinning there made eager block 8-20% slower at 2 threads, and a
+ * compiled program with an OpenBLAS step half as fast).
  *
  * One job runs at a time. A second caller (another user thread, or a kernel
  * calling rt_parallel_for from inside a worker) runs its range inline instead of
@@ -29,49 +44,91 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* One job as a worker copied it (under the lock, with its generation). */
+typedef struct job {
+    rt_range_fn fn;
+    void *ctx;
+    int64_t n, grain, npieces;
+    uint32_t gen;                /* the low 32 bits of its generation, as in the ticket */
+} job;
+
 static struct {
-    pthread_mutex_t mu;          /* guards everything below but `next` */
+    pthread_mutex_t mu;          /* guards everything below but the atomics */
     pthread_cond_t wake, done;
     pthread_mutex_t submit;      /* held by the one caller whose job runs */
     pthread_t *workers;
     _Atomic int nthreads;        /* workers + the calling thread (read without the lock) */
     _Atomic uint64_t generation; /* bumped per job (read without the lock while spinning) */
+    _Atomic uint64_t quiet;      /* bumped by rt_pool_quiet and stop: spinning ends */
     int sleepers;                /* workers blocked on `wake` */
     bool hot;                    /* the job is a compiled program's step: spin after it */
     uint64_t born;               /* generation when the workers were started */
-    _Atomic int busy;            /* workers yet to finish this job */
     bool stop;
-    rt_range_fn fn;              /* the job */
-    void *ctx;
-    int64_t n, grain, npieces;
-    atomic_llong next;           /* next piece to take */
+    bool held;                   /* rt_pool_hold_workers: workers take no piece */
+    pthread_cond_t unhold;
+    job cur;                     /* the job */
+    _Atomic uint64_t ticket;     /* cur.gen << 32 | the next piece to take */
+    _Atomic int64_t finished;    /* pieces of cur that have run */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
-          .done = PTHREAD_COND_INITIALIZER, .submit = PTHREAD_MUTEX_INITIALIZER};
+          .done = PTHREAD_COND_INITIALIZER, .submit = PTHREAD_MUTEX_INITIALIZER,
+          .unhold = PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-static uint64_t spin_ns = 50000; /* EMBER_SPIN_US */
+static void pool_init(void);
+static uint64_t spin_ns = 1000000; /* EMBER_SPIN_US */
 static _Thread_local bool in_job;
 
-static void run_pieces(void) {
+/* Takes the next piece of j, if j is still the pool's job and has one left. */
+static bool claim(const job *j, int64_t *piece) {
+    uint64_t t = atomic_load_explicit(&pool.ticket, memory_order_acquire);
     for (;;) {
-        int64_t p = atomic_fetch_add(&pool.next, 1);
-        if (p >= pool.npieces) return;
-        int64_t b = p * pool.grain, e = b + pool.grain < pool.n ? b + pool.grain : pool.n;
-        pool.fn(pool.ctx, b, e);
+        if ((uint32_t)(t >> 32) != j->gen || (int64_t)(uint32_t)t >= j->npieces) return false;
+        if (atomic_compare_exchange_weak_explicit(&pool.ticket, &t, t + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            *piece = (int64_t)(uint32_t)t;
+            return true;
+        }
     }
 }
 
-/* Spins up to spin_ns while *word == from (a generation) or, for busy, > 0;
- * true when that ended. */
-static bool spin_on(_Atomic uint64_t *gen, uint64_t from) {
-    uint64_t t0 = rt_now_ns();
+/* Runs pieces of j until none is left; the one that finishes its last piece
+ * wakes the caller if it sleeps. */
+static void run_pieces(const job *j, bool worker) {
+    int64_t p;
+    while (claim(j, &p)) {
+        int64_t b = p * j->grain, e = b + j->grain < j->n ? b + j->grain : j->n;
+        j->fn(j->ctx, b, e);
+        if (atomic_fetch_add_explicit(&pool.finished, 1, memory_order_acq_rel) + 1 == j->npieces && worker) {
+            pthread_mutex_lock(&pool.mu);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.mu);
+        }
+    }
+}
+
+/* Spins up to spin_ns while the generation is `from` (gen) or, for the caller
+ * (gen NULL), while pieces of a job of npieces are unfinished; true when that
+ * ended. A worker's spin also ends when rt_pool_quiet or stop is called. */
+static bool spin_on(_Atomic uint64_t *gen, uint64_t from, int64_t npieces) {
+    uint64_t t0 = rt_now_ns(), q = atomic_load_explicit(&pool.quiet, memory_order_acquire);
     for (unsigned i = 1;; i++) {
         if (gen ? atomic_load_explicit(gen, memory_order_acquire) != from
-                : atomic_load_explicit(&pool.busy, memory_order_acquire) == 0)
+                : atomic_load_explicit(&pool.finished, memory_order_acquire) == npieces)
             return true;
+        if (gen && atomic_load_explicit(&pool.quiet, memory_order_acquire) != q) return false;
         __builtin_ia32_pause();
         if (!(i & 63) && rt_now_ns() - t0 > spin_ns) return false;
     }
+}
+
+void rt_pool_quiet(void) { atomic_fetch_add_explicit(&pool.quiet, 1, memory_order_release); }
+
+void rt_pool_hold_workers(bool on) {
+    pthread_once(&pool_once, pool_init);
+    pthread_mutex_lock(&pool.mu);
+    pool.held = on;
+    if (!on) pthread_cond_broadcast(&pool.unhold);
+    pthread_mutex_unlock(&pool.mu);
 }
 
 static void *worker_main(void *arg) {
@@ -83,7 +140,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         if (hot && pool.generation == seen && !pool.stop) {
             pthread_mutex_unlock(&pool.mu);
-            spin_on(&pool.generation, seen);
+            spin_on(&pool.generation, seen, 0);
             pthread_mutex_lock(&pool.mu);
         }
         while (pool.generation == seen && !pool.stop) {
@@ -91,12 +148,13 @@ static void *worker_main(void *arg) {
             pthread_cond_wait(&pool.wake, &pool.mu);
             pool.sleepers--;
         }
+        while (pool.held && !pool.stop) pthread_cond_wait(&pool.unhold, &pool.mu);
         if (pool.stop) break;
         seen = pool.generation, hot = pool.hot && spin_ns > 0;
+        job j = pool.cur; /* the job of generation `seen`, or one already done */
         pthread_mutex_unlock(&pool.mu);
-        run_pieces();
+        run_pieces(&j, true);
         pthread_mutex_lock(&pool.mu);
-        if (--pool.busy == 0) pthread_cond_signal(&pool.done);
     }
     pthread_mutex_unlock(&pool.mu);
     return NULL;
@@ -105,7 +163,9 @@ static void *worker_main(void *arg) {
 static void stop_workers(void) {
     pthread_mutex_lock(&pool.mu);
     pool.stop = true;
+    rt_pool_quiet();
     pthread_cond_broadcast(&pool.wake);
+    pthread_cond_broadcast(&pool.unhold);
     pthread_mutex_unlock(&pool.mu);
     for (int i = 0; i < pool.nthreads - 1; i++) pthread_join(pool.workers[i], NULL);
     free(pool.workers);
@@ -182,6 +242,7 @@ int em_get_threads(void) { return rt_threads(); }
 static void parallel_for(int64_t n, int64_t grain, rt_range_fn fn, void *ctx, bool hot) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
+    if (grain < n / UINT32_MAX + 1) grain = n / UINT32_MAX + 1; /* pieces fit the ticket */
     if (n <= grain || in_job || rt_threads() == 1 || pthread_mutex_trylock(&pool.submit) != 0) {
         /* Inline, but cut the same pieces as the pool would. */
         for (int64_t b = 0; b < n; b += grain) fn(ctx, b, b + grain < n ? b + grain : n);
@@ -193,23 +254,28 @@ static void parallel_for(int64_t n, int64_t grain, rt_range_fn fn, void *ctx, bo
         return;
     }
     pthread_mutex_lock(&pool.mu);
-    pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.grain = grain;
-    pool.npieces = (n + grain - 1) / grain;
-    atomic_store(&pool.next, 0);
-    pool.busy = pool.nthreads - 1;
+    uint64_t gen = pool.generation + 1;
+    job j = {.fn = fn, .ctx = ctx, .n = n, .grain = grain, .npieces = (n + grain - 1) / grain, .gen = (uint32_t)gen};
+    pool.cur = j;
+    atomic_store(&pool.finished, 0);
+    atomic_store(&pool.ticket, (uint64_t)j.gen << 32);
     pool.hot = hot;
-    pool.generation++;
+    pool.generation = gen;
     if (pool.sleepers) pthread_cond_broadcast(&pool.wake); /* the others are spinning */
     pthread_mutex_unlock(&pool.mu);
 
     in_job = true;
-    run_pieces();
+    run_pieces(&j, false);
     in_job = false;
 
-    if (hot && spin_ns > 0) spin_on(NULL, 0);
-    pthread_mutex_lock(&pool.mu);
-    while (pool.busy > 0) pthread_cond_wait(&pool.done, &pool.mu);
-    pthread_mutex_unlock(&pool.mu);
+    /* every piece is claimed: wait for those still running elsewhere */
+    if (hot && spin_ns > 0) spin_on(NULL, 0, j.npieces);
+    if (atomic_load_explicit(&pool.finished, memory_order_acquire) < j.npieces) {
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load_explicit(&pool.finished, memory_order_acquire) < j.npieces)
+            pthread_cond_wait(&pool.done, &pool.mu);
+        pthread_mutex_unlock(&pool.mu);
+    }
     pthread_mutex_unlock(&pool.submit);
 }
 

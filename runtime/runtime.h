@@ -126,9 +126,14 @@ int rt_scope_depth(void);
 typedef void (*rt_range_fn)(void *ctx, int64_t begin, int64_t end);
 void rt_parallel_for(int64_t n, int64_t grain, rt_range_fn fn, void *ctx);
 /* The same for a job that another follows at once (a compiled program's steps):
- * the workers and the caller spin briefly (EMBER_SPIN_US, default 50 us)
- * instead of sleeping between them, saving a futex wake-up per step. */
+ * the workers and the caller spin (EMBER_SPIN_US, default 1 ms) instead of
+ * sleeping between them, saving a wake-up per step. */
 void rt_parallel_for_hot(int64_t n, int64_t grain, rt_range_fn fn, void *ctx);
+/* Ends the workers' spinning now: OpenBLAS is about to want the cores. */
+void rt_pool_quiet(void);
+/* Test hook: while on, workers take no piece of any job (as if their cores
+ * were slow to wake), so callers run every piece themselves. */
+void rt_pool_hold_workers(bool on);
 int rt_threads(void);
 
 /* ---- elementwise (ew.c, ew_simd.c, ew_generic.c) ---------------------------------- */

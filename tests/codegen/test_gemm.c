@@ -458,6 +458,39 @@ Test(gemm, two_threads_split_the_tasks_and_give_the_same_bytes_as_one) {
     em_compiled_free((void *)fast);
 }
 
+/* The program cuts a GEMM into several pieces a thread, taken as the threads
+ * come: whole (batch, panel) segments when there are 4 a thread or 2 a
+ * thread, else pieces inside a segment, each packing its panel. Each way, any
+ * number of threads gives the bytes of one. */
+Test(gemm, the_pieces_of_every_split_give_the_same_bytes_for_one_two_and_three_threads) {
+    setenv("EMBER_GEMM", "jit", 1);
+    const int64_t shapes[][3] = {
+        {128, 256, 1024}, /* 16 panels of 64 lanes: whole segments, 4 a thread */
+        {128, 256, 256},  /* 4 panels: one segment a piece */
+        {64, 512, 1000},  /* lanes along m, one panel: pieces inside it */
+        {200, 96, 50},    /* one partial panel */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+        em_tensor *x = uniform(2, SH(m, k), 1), *w = uniform(2, SH(n, k), 2), *b = uniform(1, SH(n), 3);
+        fn3 fast = (fn3)em_compile((void *)lin, "tensor(tensor, tensor, tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        cr_assert_eq(em_set_threads(1), 0);
+        em_tensor *one = fast(x, w, b), *e = lin(x, w, b);
+        tu_expect_compiled(one, e, "1 thread against eager");
+        for (int t = 2; t <= 3; t++) {
+            cr_assert_eq(em_set_threads(t), 0);
+            for (int rep = 0; rep < 3; rep++) {
+                em_tensor *got = fast(x, w, b);
+                tu_expect_identical(got, one, "more threads, the same bytes");
+                em_release(got);
+            }
+        }
+        em_release(one), em_release(e), em_release(x), em_release(w), em_release(b);
+        em_compiled_free((void *)fast);
+    }
+}
+
 Test(gemm, the_8_lane_avx2_kernels_match_the_reference_too) {
     /* EMBER_CODEGEN=avx2 generates 8-lane code on an AVX-512 host: the tiles,
      * masks and packing of the AVX2 path, checked here on this CPU */

@@ -5,7 +5,10 @@
  * multiples of the grain and are one grain long (the last may be shorter),
  * for n = 0, n < grain, n not a multiple of the grain and for 1 or 2 threads,
  * and so must rt_parallel_for_hot, whose workers spin between jobs;
- * a call made from inside a piece runs inline on that thread. Above it: two
+ * a call made from inside a piece runs inline on that thread; a job ends once
+ * its pieces have run even when no worker comes (rt_pool_hold_workers), and
+ * workers that come late run nothing of it; rt_pool_quiet ends the workers'
+ * spin without losing the next job. Above it: two
  * user threads running ops at the same time both get correct results and
  * their own error messages, em_set_threads changes em_get_threads, random
  * tensors do not depend on the thread count, and the pool needs no
@@ -188,6 +191,61 @@ Test(pool, a_job_published_right_after_a_resize_reaches_the_new_workers, .timeou
         cr_assert_eq(em_set_threads(2 + i % 2), 0);
         check_cover(64, 1);
     }
+}
+
+/* A worker that is slow to run (its core halted, or taken by the host) must
+ * not hold a job up once the caller has run every piece: the job ends when its
+ * pieces have run. With the workers held, every job is the caller's alone; a
+ * caller that waited for the workers to check in, as the pool once did, hangs
+ * here (the timeout fails the test). Released, the workers wake to jobs that
+ * are over and must run no piece of them (their contexts are gone), and then
+ * take pieces of new jobs again. */
+Test(pool, a_job_ends_when_its_pieces_have_run_even_if_no_worker_comes, .timeout = 60) {
+    cr_assert_eq(em_set_threads(2), 0);
+    rt_pool_hold_workers(true);
+    enum { JOBS = 40 };
+    cover *done = calloc(JOBS, sizeof *done);
+    for (int j = 0; j < JOBS; j++) {
+        done[j] = (cover){.n = 1000 + j, .grain = 7};
+        done[j].hits = calloc((size_t)done[j].n, sizeof *done[j].hits);
+        (j % 2 ? rt_parallel_for_hot : rt_parallel_for)(done[j].n, 7, cover_fn, &done[j]);
+        for (int64_t i = 0; i < done[j].n; i++)
+            cr_assert_eq(atomic_load(&done[j].hits[i]), 1, "job %d: index %lld", j, (long long)i);
+    }
+    who *w = calloc(1, sizeof *w);
+    w->caller = pthread_self();
+    rt_parallel_for(8, 1, outer_fn, w);
+    cr_expect_eq(atomic_load(&w->elsewhere), 0, "a held worker ran a piece");
+    rt_pool_hold_workers(false);
+    usleep(20000); /* the workers wake, find the jobs over */
+    for (int j = 0; j < JOBS; j++) {
+        int64_t pieces = (done[j].n + 6) / 7;
+        cr_expect_eq(atomic_load(&done[j].calls), pieces, "job %d ran pieces after it ended", j);
+        free(done[j].hits);
+    }
+    free(done);
+    memset(w, 0, sizeof *w);
+    w->caller = pthread_self();
+    rt_parallel_for(64, 1, outer_fn, w);
+    cr_expect_gt(atomic_load(&w->elsewhere), 0, "released workers take pieces again");
+    cr_expect_eq(atomic_load(&w->on_caller) + atomic_load(&w->elsewhere), 64);
+    free(w);
+}
+
+Test(pool, quiet_sends_spinning_workers_to_sleep_and_the_next_hot_job_still_runs) {
+    cr_assert_eq(em_set_threads(2), 0);
+    parallel_for = rt_parallel_for_hot;
+    for (int round = 0; round < 50; round++) {
+        check_cover(1000 + round, 7); /* the workers spin after it */
+        if (round % 2) rt_pool_quiet(); /* as blas.c does before OpenBLAS runs */
+    }
+    parallel_for = rt_parallel_for;
+    who *w = calloc(1, sizeof *w);
+    w->caller = pthread_self();
+    rt_pool_quiet();
+    rt_parallel_for_hot(64, 1, outer_fn, w);
+    cr_expect_gt(atomic_load(&w->elsewhere), 0, "a worker woke from its quiet sleep");
+    free(w);
 }
 
 /* ---- thread count ----------------------------------------------------------------------- */

@@ -4,14 +4,19 @@
  * enough that its generated kernel is split over the pool in row pieces) is
  * called from 2 threads at once: one submits its job to the pool, the other
  * runs its pieces inline (one job at a time). Then the same again while a
- * third thread resizes the pool (em_set_threads 1 and 2 in turn). Every
- * result must equal eager's, byte for byte.
+ * third thread resizes the pool (em_set_threads 1 and 2 in turn), and while
+ * a third thread holds the workers back and lets them go in turn (the
+ * runtime's test hook rt_pool_hold_workers: jobs end without them, and they
+ * wake to jobs that are over). Every result must equal eager's, byte for byte.
  */
 #include "tsan.h"
 
 #include <string.h>
+#include <time.h>
 
 enum { CALLERS = 2, CALLS = 12, RESIZES = 6 };
+
+void rt_pool_hold_workers(bool on); /* runtime/runtime.h's test hook */
 
 /* silu(x) * exp(-|x|): elementwise only, one generated kernel over 512 rows. */
 static em_tensor *big_chain(em_tensor *x) {
@@ -61,15 +66,28 @@ static void *resizer(void *arg) {
     return NULL;
 }
 
-static void run(shared *s, bool resize) {
-    int n = CALLERS + (resize ? 1 : 0);
+static void *holder(void *arg) {
+    worker *w = arg;
+    shared *s = w->s;
+    pthread_barrier_wait(&s->start);
+    for (int i = 0; atomic_load(&s->running) > 0; i++) {
+        rt_pool_hold_workers(i % 2 == 0);
+        struct timespec ts = {0, 300000}; /* 0.3 ms */
+        nanosleep(&ts, NULL);
+    }
+    rt_pool_hold_workers(false);
+    return NULL;
+}
+
+static void run(shared *s, void *(*third)(void *)) {
+    int n = CALLERS + (third ? 1 : 0);
     pthread_barrier_init(&s->start, NULL, (unsigned)n);
     atomic_store(&s->running, CALLERS);
     worker w[CALLERS + 1];
     pthread_t t[CALLERS + 1];
     for (int i = 0; i < n; i++) {
         w[i] = (worker){s, i};
-        CHECK(pthread_create(&t[i], NULL, i < CALLERS ? caller : resizer, &w[i]) == 0, "pthread_create");
+        CHECK(pthread_create(&t[i], NULL, i < CALLERS ? caller : third, &w[i]) == 0, "pthread_create");
     }
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
     pthread_barrier_destroy(&s->start);
@@ -88,7 +106,7 @@ void scenario_pool(void) {
     s.fast = em_compile((void *)big_chain, "tensor(tensor)", &(em_options){.name = "big_chain"});
     CHECK(s.fast, "em_compile");
 
-    run(&s, false);
+    run(&s, NULL);
     em_stats st;
     CHECK(em_compiled_stats((void *)s.fast, &st) == 0, "stats");
     CHECK(st.calls == CALLERS * CALLS && st.compiles == 1 && st.eager_fallbacks == 0,
@@ -103,11 +121,16 @@ void scenario_pool(void) {
     free(text);
     ts_pass("pool_two_callers_split_generated_kernels");
 
-    run(&s, true);
+    run(&s, resizer);
     CHECK(em_get_threads() == 2, "threads %d", em_get_threads());
     CHECK(em_compiled_stats((void *)s.fast, &st) == 0 && st.calls == 2 * CALLERS * CALLS && st.compiles == 1,
           "calls %llu compiles %llu", (unsigned long long)st.calls, (unsigned long long)st.compiles);
     ts_pass("pool_resized_while_generated_kernels_run");
+
+    run(&s, holder);
+    CHECK(em_compiled_stats((void *)s.fast, &st) == 0 && st.calls == 3 * CALLERS * CALLS && st.compiles == 1,
+          "calls %llu compiles %llu", (unsigned long long)st.calls, (unsigned long long)st.compiles);
+    ts_pass("pool_workers_held_back_and_let_go_while_generated_kernels_run");
 
     em_compiled_free((void *)s.fast);
     for (int k = 0; k < 2; k++) em_release(s.x[k]), em_release(s.want[k]);
