@@ -83,9 +83,17 @@ em_tensor *fz_make_leaf(const fz_node *n) {
 static em_tensor *sc(double v) { return em_scalar(EM_F32, v); }
 
 double fz_gemm_noise;
+unsigned fz_noise_pattern;
+
+/* The sign of element i's noise (+1 or -1): a hash of i, salt and the pattern. */
+static float noise_sign(int64_t i, uint64_t salt) {
+    uint64_t h = ((uint64_t)i + salt + 0x632BE59BD9B4E019ull * fz_noise_pattern) * 0x9E3779B97F4A7C15ull;
+    return (h ^ (h >> 29)) >> 63 ? 1.0f : -1.0f;
+}
 
 /* r (= x @ w, or x w^T when linear) plus, at each element, +-fz_gemm_noise *
- * sqrt(K) * 2^-24 * (|x| @ |w|) with a sign from a hash of its index: the
+ * sqrt(K) * 2^-24 * (|x| @ |w|) with a sign from a hash of its index and
+ * fz_noise_pattern: the
  * size of the difference another summation order makes (a random walk of
  * rounding errors no larger than the sum of magnitudes), for fz_check's
  * estimate of how much a program amplifies it. */
@@ -94,7 +102,7 @@ static em_tensor *gemm_noise(em_tensor *r, em_tensor *x, em_tensor *w, bool line
     int64_t n = em_numel(r), K = em_dim(x, -1);
     float *sg = malloc((size_t)(n > 0 ? n : 1) * sizeof *sg);
     if (!sg) return NULL;
-    for (int64_t i = 0; i < n; i++) sg[i] = ((uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull) >> 63 ? 1.0f : -1.0f;
+    for (int64_t i = 0; i < n; i++) sg[i] = noise_sign(i, 1);
     em_tensor *sign = em_from_data(EM_F32, em_ndim(r), em_shape(r), sg);
     free(sg);
     em_tensor *ax = em_abs(x), *aw = em_abs(w);
@@ -112,7 +120,7 @@ static em_tensor *sum_noise(em_tensor *r, em_tensor *x, const fz_node *n, bool m
     int64_t m = em_numel(r), len = em_ndim(x) ? em_dim(x, n->axis) : 1;
     float *sg = malloc((size_t)(m > 0 ? m : 1) * sizeof *sg);
     if (!sg) return NULL;
-    for (int64_t i = 0; i < m; i++) sg[i] = ((uint64_t)(i + 7) * 0x9E3779B97F4A7C15ull) >> 63 ? 1.0f : -1.0f;
+    for (int64_t i = 0; i < m; i++) sg[i] = noise_sign(i, 7);
     em_tensor *sign = em_from_data(EM_F32, em_ndim(r), em_shape(r), sg);
     free(sg);
     em_tensor *mag = mean ? em_mean(em_abs(x), n->axis, n->keepdim) : em_sum(em_abs(x), n->axis, n->keepdim);

@@ -119,7 +119,8 @@ int fz_make_leaves(const fz_prog *p, em_tensor **args, em_tensor **params, uint6
 int fz_compare(const em_tensor *got, const em_tensor *want, int k, char *why, size_t cap);
 /* The same with each element's tolerance widened by 8 times how far eager's
  * own result moves when every matmul, linear, sum and mean result gets the
- * noise of another summation order (jittered: fz_replay under fz_gemm_noise). Where a
+ * noise of another summation order (jittered: fz_replay under fz_gemm_noise;
+ * fz_check passes the farthest of several sign patterns at each element). Where a
  * program amplifies that noise (softmax of large logits after two GEMMs), a
  * compiled GEMM that sums in another order than OpenBLAS cannot be held to
  * the plain tolerance; elsewhere the widening is the GEMM's rounding. */
@@ -140,6 +141,8 @@ int fz_types(fz_prog *p);
  * noise of another summation order, this many times its expected size (fz_check's
  * estimate of how sensitive a program is; 0 otherwise). */
 extern double fz_gemm_noise;
+/* Which signs that noise takes (fz_check tries several patterns). */
+extern unsigned fz_noise_pattern;
 int fz_replay(const fz_prog *p, em_tensor *const *args, em_tensor *const *params,
               em_tensor **outs);
 

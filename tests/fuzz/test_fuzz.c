@@ -101,6 +101,41 @@ Test(fuzz, the_comparison_allows_rounding_and_nothing_more) {
     em_release(other_shape), em_release(other_dtype), em_release(want);
 }
 
+/* The jittered comparison widens an element's tolerance by 8 times how far
+ * eager's own result moved there under summation noise, and no other's. */
+Test(fuzz, the_jittered_comparison_widens_only_the_elements_that_moved) {
+    const float w[] = {80.0f, 1.0f, 0.5f}, moved[] = {80.01f, 1.0f, 0.5f};
+    em_tensor *want = em_from_data(EM_F32, 1, (int64_t[]){3}, w);
+    em_tensor *jit = em_from_data(EM_F32, 1, (int64_t[]){3}, moved);
+    char why[256];
+    const float near[] = {80.05f, 1.0f, 0.5f}, far[] = {80.2f, 1.0f, 0.5f}, other[] = {80.0f, 1.002f, 0.5f};
+    em_tensor *a = em_from_data(EM_F32, 1, (int64_t[]){3}, near), *b = em_from_data(EM_F32, 1, (int64_t[]){3}, far);
+    em_tensor *c = em_from_data(EM_F32, 1, (int64_t[]){3}, other);
+    /* the plain tolerance at 80 is 1e-5 + 1e-5 * 80 + 1e-4 * 80 = 0.0088 */
+    cr_expect_neq(fz_compare(a, want, 0, why, sizeof why), 0, "0.05 off 80 is beyond it");
+    cr_expect_eq(fz_compare_jittered(a, want, jit, 0, why, sizeof why), 0, "within 0.0088 + 8 x 0.01: %s", why);
+    cr_expect_neq(fz_compare_jittered(b, want, jit, 0, why, sizeof why), 0, "0.2 is beyond 0.0888");
+    cr_expect_neq(fz_compare_jittered(c, want, jit, 0, why, sizeof why), 0, "element 1 did not move");
+    em_release(a), em_release(b), em_release(c), em_release(jit), em_release(want);
+}
+
+/* Seed 4693: a softmax of logits near 80 after two GEMMs. With OpenBLAS's
+ * SSE3 kernels (what Debian's 0.3.21 runs on this VM when OPENBLAS_CORETYPE is
+ * unset, as under `make test`) compiled and eager differ by 9e-4 relatively at
+ * one element, where eager itself is as far from a double-precision
+ * reference. The checker's noise, in its one sign pattern, had left that
+ * element nearly still (its logit's noise close to the weighted mean of the
+ * others'), so the program was flagged; the checker now takes the farthest of
+ * four patterns at each element. */
+Test(fuzz, seed_4693_a_softmax_of_large_logits_after_two_gemms_is_held_to_its_conditioning) {
+    fz_prog *p = malloc(sizeof *p);
+    cr_assert(p);
+    fz_generate(p, 4693);
+    char why[512];
+    cr_expect_eq(fz_check(p, 1, why, sizeof why), FZ_OK, "%s", why);
+    free(p);
+}
+
 /* ---- reproducers the fuzzer found ---------------------------------------------------------------
  *
  * Found by `ember-fuzz -n 4000 -s 200001` while the library's working tree was
