@@ -26,10 +26,11 @@
  * the next step's: after it the workers spin for up to EMBER_SPIN_US (1 ms)
  * watching for that job before they sleep, and the caller spins for the last
  * piece before it waits, so a step does not start or end with a wake-up,
- * unless there are more threads than CPUs (may_spin). Eager jobs do not spin, and any BLAS call (rt_pool_quiet, from blas.c)
- * sends spinning workers to sleep at once: OpenBLAS's own threads want the
- * cores then (spinning there made eager block 8-20% slower at 2 threads, and a
- * compiled program with an OpenBLAS step half as fast).
+ * unless there are more threads than CPUs (may_spin). Eager jobs do not
+ * spin, and any BLAS call (rt_pool_quiet, from blas.c) sends spinning workers
+ * to sleep at once: OpenBLAS's own threads want the cores then (spinning there
+ * made eager block 8-20% slower at 2 threads, and a compiled program with an
+ * OpenBLAS step half as fast).
  *
  * One job runs at a time. A second caller (another user thread, or a kernel
  * calling rt_parallel_for from inside a worker) runs its range inline instead of
