@@ -80,7 +80,8 @@ static LLVMValueRef ceil_div(cg_emitter *e, LLVMValueRef a, LLVMValueRef b) {
 static LLVMValueRef gemm_grain(cg_emitter *e, const cg_gemm *g, LLVMValueRef nt) {
     LLVMBuilderRef b = e->b;
     int64_t segs = g->batches * g->panels, rt = g->rtiles;
-    LLVMValueRef s = cg_i64c(e, segs), p4 = LLVMBuildMul(b, nt, cg_i64c(e, 4), ""), p2 = LLVMBuildMul(b, nt, cg_i64c(e, 2), "");
+    LLVMValueRef s = cg_i64c(e, segs);
+    LLVMValueRef p4 = LLVMBuildMul(b, nt, cg_i64c(e, 4), ""), p2 = LLVMBuildMul(b, nt, cg_i64c(e, 2), "");
     LLVMValueRef whole = LLVMBuildMul(b, cg_i64c(e, rt), ceil_div(e, s, p4), "");
     LLVMValueRef inside = ceil_div(e, cg_i64c(e, segs * rt), p2);
     LLVMValueRef grain = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGE, s, p2, ""), cg_i64c(e, rt), inside, "");

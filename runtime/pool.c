@@ -265,7 +265,8 @@ static void parallel_for(int64_t n, int64_t grain, rt_range_fn fn, void *ctx, bo
     }
     pthread_mutex_lock(&pool.mu);
     uint64_t gen = pool.generation + 1;
-    job j = {.fn = fn, .ctx = ctx, .n = n, .grain = grain, .npieces = (n + grain - 1) / grain, .gen = (uint32_t)gen};
+    job j = {.fn = fn, .ctx = ctx, .n = n, .grain = grain, .npieces = (n + grain - 1) / grain,
+             .gen = (uint32_t)gen};
     pool.cur = j;
     atomic_store(&pool.finished, 0);
     atomic_store(&pool.ticket, (uint64_t)j.gen << 32);
