@@ -169,7 +169,8 @@ static void eager_jittered(const fz_prog *p, em_tensor **args, em_tensor **param
         ok = fz_replay(p, args, params, r) == 0;
         for (int k = 0; k < p->nout && ok; k++) {
             if (em_type(r[k]) != EM_F32 && em_type(r[k]) != EM_F64) continue; /* compared exactly */
-            em_tensor *moved = em_abs(em_sub(r[k], want[k]));
+            em_tensor *d = em_sub(r[k], want[k]), *moved = em_abs(d);
+            em_release(d);
             em_tensor *m = far[k] ? em_maximum(far[k], moved) : em_retain(moved);
             em_release(moved), em_release(far[k]);
             ok = (far[k] = m) != NULL;
