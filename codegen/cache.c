@@ -13,8 +13,9 @@
  * File layout, little-endian:
  *   "EMBEROBJ" | u32 format | u32 key length, key | u32 symbols, each u32 length + name |
  *   u64 object length, object | u64 IR length, IR | u64 asm length, asm | u64 checksum
- * The checksum (FNV-1a over everything before it) and the full key are
- * checked on load: a truncated, corrupt or mismatched file (another version,
+ * The checksum (cg_hash_words over everything before it: 8 bytes a step, where
+ * format 1's byte-wise FNV-1a took 0.3 ms of a GPT-2 block's 200 KB on every
+ * warm load) and the full key are checked on load: a truncated, corrupt or mismatched file (another version,
  * CPU or key colliding on the name) is ignored and rewritten by the next store.
  * Stores write a temporary file and rename it, so readers never see half a
  * file. A directory that cannot be created or written costs speed only: one
@@ -32,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { CACHE_FORMAT = 1 };
+enum { CACHE_FORMAT = 2 };
 #define CACHE_MAX_BYTES (1L << 30) /* no entry is near this: anything bigger is not ours */
 static const char magic[8] = {'E', 'M', 'B', 'E', 'R', 'O', 'B', 'J'};
 
@@ -123,7 +124,7 @@ static bool parse(const unsigned char *data, size_t n, const char *key, cg_blob 
     if (n < sizeof magic + 8) return false;
     uint64_t sum;
     memcpy(&sum, data + n - 8, 8);
-    if (cg_hash(data, n - 8, 0xcbf29ce484222325ull) != sum) return false;
+    if (cg_hash_words(data, n - 8) != sum) return false;
     reader r = {data, data + n - 8, false};
     char m[8];
     uint32_t format = 0, nsym = 0;
@@ -177,16 +178,24 @@ int cg_cache_load(const char *key, cg_blob *out) {
 
 /* ---- writing ------------------------------------------------------------------------ */
 
+/* The file's bytes, built in memory and checksummed at once. */
 typedef struct writer {
-    FILE *f;
-    uint64_t sum;
+    unsigned char *buf;
+    size_t len, cap;
     bool bad;
 } writer;
 
 static void put(writer *w, const void *p, size_t n) {
     if (w->bad) return;
-    w->sum = cg_hash(p, n, w->sum);
-    w->bad = fwrite(p, 1, n, w->f) != n;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < w->len + n) cap *= 2;
+        unsigned char *b = realloc(w->buf, cap);
+        if (!b) return (void)(w->bad = true);
+        w->buf = b, w->cap = cap;
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
 }
 
 static void put_bytes(writer *w, const void *p, size_t n, bool wide) {
@@ -216,9 +225,7 @@ void cg_cache_store(const char *key, const cg_blob *b) {
     path_of(dir, key, path, sizeof path);
     static atomic_uint seq;
     snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", path, (int)getpid(), atomic_fetch_add(&seq, 1));
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return store_failed(dir, "open");
-    writer w = {f, 0xcbf29ce484222325ull, false};
+    writer w = {0};
     uint32_t format = CACHE_FORMAT, nsym = (uint32_t)b->nsym;
     put(&w, magic, sizeof magic);
     put(&w, &format, 4);
@@ -228,9 +235,17 @@ void cg_cache_store(const char *key, const cg_blob *b) {
     put_bytes(&w, b->obj, b->nobj, true);
     put_bytes(&w, b->ir ? b->ir : "", b->ir ? strlen(b->ir) : 0, true);
     put_bytes(&w, b->asm_text ? b->asm_text : "", b->asm_text ? strlen(b->asm_text) : 0, true);
-    uint64_t sum = w.sum;
-    if (!w.bad) w.bad = fwrite(&sum, 1, 8, f) != 8;
-    bool bad = fclose(f) != 0 || w.bad;
+    uint64_t sum = w.bad ? 0 : cg_hash_words(w.buf, w.len);
+    put(&w, &sum, 8);
+    FILE *f = w.bad ? NULL : fopen(tmp, "wb"); /* out of memory: only not cached */
+    if (!f) {
+        free(w.buf);
+        if (!w.bad) store_failed(dir, "open");
+        return;
+    }
+    bool bad = fwrite(w.buf, 1, w.len, f) != w.len;
+    free(w.buf);
+    bad = fclose(f) != 0 || bad;
     if (bad || rename(tmp, path) != 0) {
         unlink(tmp);
         return store_failed(dir, bad ? "write" : "rename");

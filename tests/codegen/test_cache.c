@@ -152,7 +152,7 @@ static char *key_in(const char *path) {
     uint32_t format, len;
     memcpy(&format, p + 8, 4);
     memcpy(&len, p + 12, 4);
-    cr_expect_eq(format, 1u, "%s: format %u", path, format);
+    cr_expect_eq(format, 2u, "%s: format %u", path, format);
     cr_assert_leq(16 + (size_t)len, n, "%s: key length %u", path, len);
     char *k = malloc(len + 1);
     cr_assert(k);
@@ -538,15 +538,22 @@ Test(cache, files_that_are_not_ember_cache_entries_are_rejected) {
     cg_blob_free(&out);
     size_t n;
     unsigned char *p = read_all(path, &n);
-    uint32_t format = 2;
+    uint32_t format = 3;
     memcpy(p + 8, &format, 4);
-    uint64_t sum = cg_hash(p, n - 8, 0xcbf29ce484222325ull);
+    uint64_t sum = cg_hash_words(p, n - 8);
+    memcpy(p + n - 8, &sum, 8);
+    write_all(path, p, n);
+    cr_expect_eq(cg_cache_load("key R", &out), -1, "format 3");
+    /* and a format 1 file: the same bytes under format 1's checksum (FNV-1a) */
+    format = 1;
+    memcpy(p + 8, &format, 4);
+    sum = cg_hash(p, n - 8, 0xcbf29ce484222325ull);
     memcpy(p + n - 8, &sum, 8);
     write_all(path, p, n);
     free(p);
-    cr_expect_eq(cg_cache_load("key R", &out), -1, "format 2");
+    cr_expect_eq(cg_cache_load("key R", &out), -1, "format 1");
 
-    EXPECT_DELTA(s0, 1, 0, 4, 1, 0, "four bad files and one good");
+    EXPECT_DELTA(s0, 1, 0, 5, 1, 0, "five bad files and one good");
     env_end(&env);
 }
 
