@@ -15,8 +15,9 @@
  *   u64 object length, object | u64 IR length, IR | u64 asm length, asm | u64 checksum
  * The checksum (cg_hash_words over everything before it: 8 bytes a step, where
  * format 1's byte-wise FNV-1a took 0.3 ms of a GPT-2 block's 200 KB on every
- * warm load) and the full key are checked on load: a truncated, corrupt or mismatched file (another version,
- * CPU or key colliding on the name) is ignored and rewritten by the next store.
+ * warm load) and the full key are checked on load: a truncated, corrupt or
+ * mismatched file (another version, CPU or key colliding on the name) is
+ * ignored and rewritten by the next store.
  * Stores write a temporary file and rename it, so readers never see half a
  * file. A directory that cannot be created or written costs speed only: one
  * message on stderr per process, and compiles go on uncached.
