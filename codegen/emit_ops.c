@@ -5,10 +5,13 @@
  * 1): exp and tanh written inline as runtime/simd.h's V_EXP and V_TANH
  * (cg_exp, cg_tanh), the same Sleef functions runtime/ew_simd.c calls for the
  * other transcendentals (logf16_u10avx512f, logf8_u10avx2, ...), and the same
- * formulas for GELU (the erfc fit,
- * by Estrin's scheme), sigmoid and the tanh GELU (x / (1 + e^-2y)), operation
- * for operation, so a generated kernel gives eager's bits. Also the memory
- * helpers the nests share: element pointers, masked loads and stores, gathers.
+ * formulas for sigmoid and both GELUs: at 16 lanes rt_tabfn's piecewise
+ * polynomials (a vpermt2ps per coefficient) with a branch to the exp forms for
+ * vectors with a lane in the far negative tail; at 8 lanes and on scalars the
+ * exp forms (the erfc fit by Estrin's scheme, 1 / (1 + e^-x), x / (1 + e^-2y)),
+ * operation for operation, so a generated kernel gives eager's bits. Also the
+ * memory helpers the nests share: element pointers, masked loads and stores,
+ * gathers.
  */
 #include "codegen.h"
 
@@ -188,13 +191,13 @@ LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r) {
     return LLVMBuildSelect(e->b, LLVMBuildFCmp(e->b, LLVMRealUNO, a, a, ""), a, r, "");
 }
 
-LLVMValueRef cg_sigmoid(cg_emitter *e, LLVMValueRef x) {
+static LLVMValueRef cg_sigmoid_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef ex = cg_sleef(e, "exp", LLVMBuildFNeg(e->b, x, ""), NULL);
     return LLVMBuildFDiv(e->b, cg_splat(e, 1.0f), LLVMBuildFAdd(e->b, cg_splat(e, 1.0f), ex, ""), "");
 }
 
-/* runtime/ew_simd.c's v_gelu: erfc by the Numerical Recipes fit, through exp. */
-LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
+/* runtime/ew_simd.c's v_gelu_erfc: erfc by the Numerical Recipes fit, through exp. */
+static LLVMValueRef cg_gelu_erfc(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
     LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
     LLVMValueRef z = LLVMBuildFMul(b, ax, cg_splat(e, 0.70710678118654752f), "");
@@ -211,12 +214,91 @@ LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
     return LLVMBuildSelect(b, ge, pos, LLVMBuildFMul(b, x, half_c, ""), "");
 }
 
-/* runtime/ew_simd.c's U_GELU_TANH: x / (1 + e^(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3). */
-LLVMValueRef cg_gelu_tanh(cg_emitter *e, LLVMValueRef x) {
+/* runtime/ew_simd.c's v_gelu_tanh_exp: x / (1 + e^(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3). */
+static LLVMValueRef cg_gelu_tanh_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
     LLVMValueRef inner = cg_fma3(e, LLVMBuildFMul(b, cg_splat(e, 0.044715f), x, ""), LLVMBuildFMul(b, x, x, ""), x);
     LLVMValueRef ex = cg_sleef(e, "exp", LLVMBuildFMul(b, cg_splat(e, -1.5957691216057308f), inner, ""), NULL);
     return LLVMBuildFDiv(b, x, LLVMBuildFAdd(b, cg_splat(e, 1.0f), ex, ""), "");
+}
+
+/* A <16 x float> of lanes from..from+15 of a coefficient row. */
+static LLVMValueRef const_row(cg_emitter *e, const float *c) {
+    LLVMValueRef el[16];
+    for (int i = 0; i < 16; i++) el[i] = LLVMConstReal(e->f32, c[i]);
+    return LLVMConstVector(el, 16);
+}
+
+/* runtime/ew_simd.c's v_tab_phi at 16 lanes, operation for operation:
+ * rt_tabfn's P(x) (runtime.h says how and why). */
+static LLVMValueRef cg_tab_phi(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef amax = cg_splat(e, (float)RT_TAB_N / t->k), k = cg_splat(e, t->k);
+    LLVMValueRef top = cg_splat(e, (float)(RT_TAB_N - 1));
+    LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
+    LLVMValueRef a = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, amax, ax, ""), amax, ax, ""); /* minps(amax, |x|) */
+    LLVMValueRef u = LLVMBuildFMul(b, a, k, "");
+    LLVMValueRef f = cg_intrinsic(e, "llvm.floor", &u, 1);
+    f = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, f, top, ""), f, top, ""); /* minps(f, 31) */
+    LLVMValueRef r = cg_fma3(e, a, k, LLVMBuildFNeg(b, f, ""));
+    LLVMTypeRef vi = LLVMVectorType(e->i32, 16);
+    LLVMValueRef i = LLVMBuildBitCast(b, LLVMBuildFAdd(b, f, cg_splat(e, 0x1p23f), ""), vi, "");
+    LLVMValueRef h = NULL;
+    for (int p = RT_TAB_DEG; p >= 0; p--) {
+        LLVMValueRef args[3] = {const_row(e, t->c[p]), i, const_row(e, t->c[p] + 16)};
+        LLVMValueRef c = cg_target_call(e, "llvm.x86.avx512.vpermi2var.ps.512", args, 3);
+        h = h ? cg_fma3(e, h, r, c) : c;
+    }
+    LLVMValueRef neg = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, 0.0f), "");
+    return LLVMBuildSelect(b, neg, h, LLVMBuildFSub(b, cg_splat(e, 1.0f), h, ""), "");
+}
+
+/* ew_simd.c's V_TAB_TAIL: lanes of x below -amax take slow(x) instead of fast,
+ * in a block that a vector without such lanes branches around. */
+static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t, LLVMValueRef fast,
+                                LLVMValueRef (*slow)(cg_emitter *, LLVMValueRef)) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef far = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, -(float)RT_TAB_N / t->k), "");
+    LLVMTypeRef i16 = LLVMInt16TypeInContext(e->c);
+    LLVMValueRef any = LLVMBuildICmp(b, LLVMIntNE, LLVMBuildBitCast(b, far, i16, ""), LLVMConstInt(i16, 0, 0), "");
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(b);
+    LLVMValueRef fn = LLVMGetBasicBlockParent(from);
+    LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(e->c, fn, "tail");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(e->c, fn, "tail.end");
+    LLVMValueRef br = LLVMBuildCondBr(b, any, tail, join);
+    LLVMMetadataRef w[3] = {LLVMMDStringInContext2(e->c, "branch_weights", 14),
+                            LLVMValueAsMetadata(LLVMConstInt(e->i32, 1, 0)),
+                            LLVMValueAsMetadata(LLVMConstInt(e->i32, 1000, 0))};
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(e->c, "prof", 4), LLVMMetadataAsValue(e->c, LLVMMDNodeInContext2(e->c, w, 3)));
+    LLVMPositionBuilderAtEnd(b, tail);
+    LLVMValueRef mixed = LLVMBuildSelect(b, far, slow(e, x), fast, "");
+    LLVMBasicBlockRef tail_end = LLVMGetInsertBlock(b);
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, join);
+    LLVMValueRef phi = LLVMBuildPhi(b, e->vt, "");
+    LLVMValueRef in[2] = {fast, mixed};
+    LLVMBasicBlockRef bb[2] = {from, tail_end};
+    LLVMAddIncoming(phi, in, bb, 2);
+    return phi;
+}
+
+/* Sigmoid and both GELUs: rt_tabfn's tables at 16 lanes (AVX-512, as eager
+ * there), the exp-based forms at 8 lanes and on scalars (as eager's AVX2). */
+LLVMValueRef cg_sigmoid(cg_emitter *e, LLVMValueRef x) {
+    if (e->w != 16) return cg_sigmoid_exp(e, x);
+    return cg_tab_tail(e, x, &rt_tab_sigmoid, cg_tab_phi(e, x, &rt_tab_sigmoid), cg_sigmoid_exp);
+}
+
+LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
+    if (e->w != 16) return cg_gelu_erfc(e, x);
+    LLVMValueRef fast = LLVMBuildFMul(e->b, x, cg_tab_phi(e, x, &rt_tab_gelu), "");
+    return cg_tab_tail(e, x, &rt_tab_gelu, fast, cg_gelu_erfc);
+}
+
+LLVMValueRef cg_gelu_tanh(cg_emitter *e, LLVMValueRef x) {
+    if (e->w != 16) return cg_gelu_tanh_exp(e, x);
+    LLVMValueRef fast = LLVMBuildFMul(e->b, x, cg_tab_phi(e, x, &rt_tab_gelu_tanh), "");
+    return cg_tab_tail(e, x, &rt_tab_gelu_tanh, fast, cg_gelu_tanh_exp);
 }
 
 /* One member node on its operands' values. */

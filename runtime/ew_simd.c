@@ -5,10 +5,11 @@
  * is contiguous or a broadcast scalar; these are the loops over such runs. Each
  * function is one vector expression (simd.h names) applied VW floats at a time,
  * with the tail handled by the same expression on a zero-padded vector.
- * exp is V_EXP (simd.h: Sleef's algorithm, inline, so sigmoid, silu and both
- * GELUs are one straight-line expression each), and tanh V_TANH, built from
- * its steps; the other transcendentals are Sleef's 1-ulp functions for this
- * ISA. max/min propagate NaN as torch.maximum does; comparisons write bytes
+ * exp is V_EXP (simd.h: Sleef's algorithm, inline), and tanh V_TANH, built
+ * from its steps; the other transcendentals are Sleef's 1-ulp functions for
+ * this ISA. With AVX-512, sigmoid, silu and both GELUs are piecewise
+ * polynomials (rt_tabfn, runtime.h) with the exp forms for the far negative
+ * tail; AVX2 and SSE2 use the exp forms throughout. max/min propagate NaN as torch.maximum does; comparisons write bytes
  * of 0/1.
  */
 #include "simd.h"
@@ -17,7 +18,7 @@ static inline vf v_abs(vf x) {
     union { uint32_t u; float f; } m = {0x7fffffffu};
     return V_AND(x, V_SET1(m.f));
 }
-static inline vf v_sigmoid(vf x) {
+static inline vf v_sigmoid_exp(vf x) {
     return V_DIV(V_SET1(1.0f), V_ADD(V_SET1(1.0f), V_EXP(V_XOR(x, V_SET1(-0.0f)))));
 }
 /* GELU through erfc: x/2 (1 + erf(x/sqrt2)) = x (1 - erfc(z)/2) for x >= 0 and
@@ -27,7 +28,7 @@ static inline vf v_sigmoid(vf x) {
  * small negative tail, where an absolute-error erf (as PyTorch uses) loses all
  * relative precision. About 3x cheaper than Sleef's 1-ulp erf; em_erf itself
  * keeps Sleef's. */
-static inline vf v_gelu(vf x) {
+static inline vf v_gelu_erfc(vf x) {
     vf z = V_MUL(v_abs(x), V_SET1(0.70710678118654752f)); /* |x|/sqrt2 */
     vf t = V_DIV(V_SET1(1.0f), V_FMA(V_SET1(0.5f), z, V_SET1(1.0f)));
     /* P(t) by Estrin's scheme (8% faster than Horner's in the chain workload,
@@ -66,9 +67,44 @@ static inline vf v_isnan_select(vf a, vf r) { return V_WHERE(a, a, _CMP_UNORD_Q,
  * x / (1 + e^(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3): one inline exp and a
  * divide instead of a call of Sleef's tanh, and no cancellation in 1 + tanh
  * where tanh is near -1 (the negative tail keeps its relative accuracy). */
-#define U_GELU_TANH(x)                                                                             \
-    V_DIV(x, V_ADD(V_SET1(1.0f), V_EXP(V_MUL(V_SET1(-1.5957691216057308f),                            \
-                                             V_FMA(V_MUL(V_SET1(0.044715f), x), V_MUL(x, x), x)))))
+static inline vf v_gelu_tanh_exp(vf x) {
+    return V_DIV(x, V_ADD(V_SET1(1.0f), V_EXP(V_MUL(V_SET1(-1.5957691216057308f),
+                                                    V_FMA(V_MUL(V_SET1(0.044715f), x), V_MUL(x, x), x)))));
+}
+#if defined(RT_ISA_AVX512)
+/* rt_tabfn's P(x) (runtime.h says how and why), operation for operation as
+ * codegen/emit_ops.c's cg_tab_phi. */
+static inline vf v_tab_phi(vf x, const rt_tabfn *t) {
+    vf amax = V_SET1((float)RT_TAB_N / t->k), k = V_SET1(t->k);
+    vf a = V_MIN(amax, v_abs(x));
+    vf f = V_MIN(_mm512_roundscale_ps(V_MUL(a, k), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC),
+                 V_SET1((float)(RT_TAB_N - 1)));
+    vf r = _mm512_fmsub_ps(a, k, f);
+    __m512i i = _mm512_castps_si512(V_ADD(f, V_SET1(0x1p23f)));
+    vf h = _mm512_permutex2var_ps(V_LOAD(t->c[RT_TAB_DEG]), i, V_LOAD(t->c[RT_TAB_DEG] + 16));
+    for (int p = RT_TAB_DEG - 1; p >= 0; p--)
+        h = V_FMA(h, r, _mm512_permutex2var_ps(V_LOAD(t->c[p]), i, V_LOAD(t->c[p] + 16)));
+    return V_WHERE(x, V_ZERO(), _CMP_LT_OQ, h, V_SUB(V_SET1(1.0f), h));
+}
+/* Lanes of x below -amax take slow(x) instead of fast: the far negative tail. */
+#define V_TAB_TAIL(x, t, fast, slow)                                                              \
+    __extension__({                                                                               \
+        __mmask16 far_ = _mm512_cmp_ps_mask(x, V_SET1(-(float)RT_TAB_N / (t)->k), _CMP_LT_OQ);  \
+        vf r_ = fast;                                                                             \
+        if (__builtin_expect(far_ != 0, 0)) r_ = _mm512_mask_blend_ps(far_, r_, slow(x));           \
+        r_;                                                                                       \
+    })
+static inline vf v_sigmoid(vf x) { return V_TAB_TAIL(x, &rt_tab_sigmoid, v_tab_phi(x, &rt_tab_sigmoid), v_sigmoid_exp); }
+static inline vf v_gelu(vf x) { return V_TAB_TAIL(x, &rt_tab_gelu, V_MUL(x, v_tab_phi(x, &rt_tab_gelu)), v_gelu_erfc); }
+static inline vf v_gelu_tanh(vf x) {
+    return V_TAB_TAIL(x, &rt_tab_gelu_tanh, V_MUL(x, v_tab_phi(x, &rt_tab_gelu_tanh)), v_gelu_tanh_exp);
+}
+#else
+#define v_sigmoid v_sigmoid_exp
+#define v_gelu v_gelu_erfc
+#define v_gelu_tanh v_gelu_tanh_exp
+#endif
+#define U_GELU_TANH(x) v_gelu_tanh(x)
 #define U_SILU(x) V_MUL(x, v_sigmoid(x))
 
 #define DEF_UNARY(NAME)                                                             \

@@ -7,7 +7,7 @@
  * same model function.
  *
  * The eager path is the reference. The emitter mirrors runtime/ew_simd.c op for
- * op (the same Sleef functions, the same GELU and sigmoid formulas, the same
+ * op (the same Sleef functions, the same GELU and sigmoid tables and formulas, the same
  * maxps/minps operand order), so every compiled result here is expected to be
  * identical to eager, byte for byte, with the same dtype, shape and strides
  * (expect_same below reports the first differing element and its inputs).
@@ -20,6 +20,8 @@
  *    values in each op's domain and on special values (NaN, ±inf, ±0, a
  *    denormal, huge values; every pair of them for binary ops), placed at the
  *    start and in the masked tail; the kernels dump says each was generated;
+ *  - sigmoid, silu and both GELUs on vectors with and without a far-tail lane
+ *    (the two sides of their branch to the exp forms);
  *  - operands that are not dense: a transposed argument (gathered), a stepped
  *    slice made inside the model, [1,N] and [M,1] operands broadcast by an
  *    expand and by numpy rules (splats), a 0-d scalar operand;
@@ -275,6 +277,39 @@ Test(codegen, every_unary_op_in_a_chain_is_generated_and_identical_to_eager_at_e
         }
         em_compiled_free(fast);
     }
+}
+
+/* Sigmoid and both GELUs are piecewise polynomials with AVX-512 (runtime.h's
+ * rt_tabfn), and a vector with a lane in the far negative tail branches to the
+ * exp form for those lanes. Half the vectors here have no such lane, half have
+ * one at a rotating position (just past the table's end, -30, -1e30 or -inf):
+ * both sides of the branch give eager's bits. */
+Test(codegen, sigmoid_and_both_gelus_match_eager_on_both_sides_of_their_far_tail_branch) {
+    unary_fn ops[] = {em_sigmoid, em_gelu, em_gelu_tanh, em_silu};
+    const char *names[] = {"sigmoid", "gelu", "gelu_tanh", "silu"};
+    int64_t n = 4096 + 7; /* and a masked tail */
+    float *x = malloc((size_t)n * sizeof *x);
+    cr_assert(x);
+    tu_rng rng = {77};
+    for (int o = 0; o < 4; o++) {
+        float amax = o == 0 || o == 3 ? 18.2857f : o == 1 ? 6.4f : 5.3334f; /* rt_tab_*'s 32 / k, rounded out */
+        float far[4] = {-amax - 0.01f, -30.0f, -1e30f, -INFINITY};
+        for (int64_t i = 0; i < n; i++) {
+            x[i] = (float)tu_uniform(&rng, -amax, amax);
+            int64_t v = i / 16;
+            if (i >= n / 2 && i % 16 == v % 16) x[i] = far[v % 4];
+        }
+        g_unary = ops[o];
+        __typeof__(&unary_chain) fast = EM_COMPILE(unary_chain, "tensor(tensor)");
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *xt = f32_tensor(1, &n, x);
+        em_tensor *want = unary_chain(xt), *got = fast(xt);
+        expect_same_as(got, want, x, NULL, NAN_ANY, names[o]);
+        expect_all_generated(fast, names[o]);
+        em_release(got), em_release(want), em_release(xt);
+        em_compiled_free(fast);
+    }
+    free(x);
 }
 
 /* Size 15 is a regression case: see an_inner_loop_shorter_than_a_vector_is_generated. */

@@ -1,0 +1,152 @@
+/*
+ * test_tabfn.c — the AVX-512 GELU, sigmoid and tanh GELU as piecewise
+ * polynomials (runtime/tabfn.c's tables, rt_tabfn in runtime.h), through the
+ * avx512 unary loops called directly, against references in double.
+ *
+ * Covered: the relative error over a dense grid of each fast range (every
+ * 17th f32 of [-amax, amax] away from 0); the boundary at -amax, where lanes
+ * go over to the exp forms; positive lanes past amax, +inf and NaN; that a
+ * lane's result does not depend on its neighbours (a far-tail lane in the same
+ * vector); and the tables themselves, whose pieces must meet at their ends.
+ * On a CPU without AVX-512 the loop tests skip: the tables are not used there.
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+static double r_gelu(double x) { return x / 2 * erfc(-x / sqrt(2.0)); }
+static double r_sigmoid(double x) { return 1 / (1 + exp(-x)); }
+static double r_gelu_tanh(double x) { return x / (1 + exp(-2 * sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+typedef struct tab_case {
+    const char *name;
+    const rt_tabfn *tab;
+    rt_unary kernel;
+    double (*ref)(double);
+} tab_case;
+
+static const tab_case cases[] = {
+    {"gelu", &rt_tab_gelu, RT_UNARY_GELU, r_gelu},
+    {"sigmoid", &rt_tab_sigmoid, RT_UNARY_SIGMOID, r_sigmoid},
+    {"gelu_tanh", &rt_tab_gelu_tanh, RT_UNARY_GELU_TANH, r_gelu_tanh},
+};
+enum { NCASES = sizeof cases / sizeof cases[0] };
+
+static float amax_of(const rt_tabfn *t) { return (float)RT_TAB_N / t->k; }
+
+static const rt_simd *avx512_or_skip(void) {
+    const rt_simd *t = rt_simd_for("avx512");
+    if (!t) cr_skip_test("no AVX-512 on this CPU: the tables are not used");
+    return t;
+}
+
+static uint32_t bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static double rel_err(float got, double want) { return fabs(got - want) / fabs(want); }
+
+Test(tabfn, each_fast_range_is_within_6e_7_relative_of_its_function) {
+    const rt_simd *simd = avx512_or_skip();
+    for (int c = 0; c < NCASES; c++) {
+        float amax = amax_of(cases[c].tab);
+        size_t cap = 20u << 20, n = 0;
+        float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
+        cr_assert(x && y);
+        /* every 17th f32 of [-amax, amax] (12-14 million), skipping |x| < 1e-3 (x/2 or 1/2 there) */
+        for (float v = -amax; v <= amax && n < cap;) {
+            if (v > -1e-3f && v < 1e-3f) v = 1e-3f;
+            x[n++] = v;
+            uint32_t u;
+            memcpy(&u, &v, sizeof u);
+            u = v < 0 ? u - 17 : u + 17; /* 17 f32 toward +inf */
+            memcpy(&v, &u, sizeof v);
+        }
+        cr_assert_lt(n, cap, "%s: the grid did not fit", cases[c].name);
+        simd->unary[cases[c].kernel]((int64_t)n, x, y);
+        double worst = 0;
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            double e = rel_err(y[i], cases[c].ref(x[i]));
+            if (e > worst) worst = e, at = i;
+        }
+        cr_expect_lt(worst, 6e-7, "%s: relative error %.3g at x = %.9g (%zu points)", cases[c].name, worst, x[at], n);
+        free(x), free(y);
+    }
+}
+
+/* Fast lanes within 6e-7; past -amax the exp form within 5e-6 (the erfc fit's
+ * exp of -x^2/2 ~ -20, whose f32 rounding passes into the result). */
+Test(tabfn, the_boundary_at_minus_amax_joins_the_exp_form) {
+    const rt_simd *simd = avx512_or_skip();
+    for (int c = 0; c < NCASES; c++) {
+        float amax = amax_of(cases[c].tab), x[64], y[64];
+        /* 32 f32 either side of -amax: the last fast lanes and the first exp-form ones */
+        x[32] = -amax;
+        for (int i = 33; i < 64; i++) x[i] = nextafterf(x[i - 1], INFINITY);
+        for (int i = 31; i >= 0; i--) x[i] = nextafterf(x[i + 1], -INFINITY);
+        simd->unary[cases[c].kernel](64, x, y);
+        for (int i = 0; i < 64; i++)
+            cr_expect_lt(rel_err(y[i], cases[c].ref(x[i])), i < 32 ? 5e-6 : 6e-7, "%s(%.9g) = %.9g, want %.9g",
+                         cases[c].name, x[i], y[i], cases[c].ref(x[i]));
+    }
+}
+
+Test(tabfn, past_amax_gelu_is_x_and_sigmoid_is_1_and_nan_stays_nan) {
+    const rt_simd *simd = avx512_or_skip();
+    for (int c = 0; c < NCASES; c++) {
+        float amax = amax_of(cases[c].tab);
+        float x[5] = {amax, nextafterf(amax, INFINITY), 2 * amax, 1e30f, INFINITY}, y[5];
+        simd->unary[cases[c].kernel](5, x, y);
+        for (int i = 0; i < 5; i++) {
+            float want = cases[c].kernel == RT_UNARY_SIGMOID ? 1.0f : x[i];
+            cr_expect_eq(bits(y[i]), bits(want), "%s(%.9g) = %.9g, want %.9g", cases[c].name, x[i], y[i], want);
+        }
+        float nan_in[3] = {NAN, -NAN, 0.5f}, nan_out[3];
+        simd->unary[cases[c].kernel](3, nan_in, nan_out);
+        cr_expect(isnan(nan_out[0]) && isnan(nan_out[1]), "%s(NaN) = %g, %g", cases[c].name, nan_out[0], nan_out[1]);
+    }
+}
+
+/* The exp form replaces only the far lanes: each of 48 values, mixed with far
+ * negative ones in the same vectors, gets the bits it gets alone. */
+Test(tabfn, a_lane_s_result_does_not_depend_on_its_neighbours) {
+    const rt_simd *simd = avx512_or_skip();
+    for (int c = 0; c < NCASES; c++) {
+        float amax = amax_of(cases[c].tab), x[48], y[48];
+        for (int i = 0; i < 48; i++) {
+            float fast = -amax + (float)i * (2 * amax / 48);
+            float far[4] = {-amax - 0.5f, -30.0f, -1e30f, -INFINITY};
+            x[i] = i % 5 == 0 ? far[(i / 5) % 4] : fast;
+        }
+        simd->unary[cases[c].kernel](48, x, y);
+        for (int i = 0; i < 48; i++) {
+            float alone;
+            simd->unary[cases[c].kernel](1, &x[i], &alone);
+            cr_expect(bits(y[i]) == bits(alone) || (isnan(y[i]) && isnan(alone)),
+                      "%s(%.9g): %.9g among its neighbours, %.9g alone", cases[c].name, x[i], y[i], alone);
+        }
+    }
+}
+
+/* Each piece of each table, evaluated in double at r = 1, meets the next at r = 0
+ * within 1e-6 relative (the f32 rounding of seven coefficients; a mistyped one
+ * would break a join by far more). */
+Test(tabfn, the_pieces_of_every_table_meet_at_their_ends) {
+    for (int c = 0; c < NCASES; c++) {
+        const rt_tabfn *t = cases[c].tab;
+        for (int i = 0; i + 1 < RT_TAB_N; i++) {
+            double end = 0;
+            for (int p = RT_TAB_DEG; p >= 0; p--) end = end + t->c[p][i];
+            double next = t->c[0][i + 1];
+            cr_expect_lt(fabs(end - next) / next, 1e-6, "%s: piece %d ends at %.9g, piece %d starts at %.9g",
+                         cases[c].name, i, end, i + 1, next);
+        }
+    }
+}
