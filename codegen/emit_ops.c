@@ -229,36 +229,41 @@ static LLVMValueRef const_row(cg_emitter *e, const float *c) {
     return LLVMConstVector(el, 16);
 }
 
-/* runtime/ew_simd.c's v_tab_phi at 16 lanes, operation for operation:
- * rt_tabfn's P(x) (runtime.h says how and why). */
-static LLVMValueRef cg_tab_phi(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t) {
+/* runtime/ew_simd.c's v_tab_g at 16 lanes, operation for operation: rt_tabfn's
+ * g(v) (runtime.h says how and why). */
+static LLVMValueRef cg_tab_g(cg_emitter *e, LLVMValueRef v, const rt_tabfn *t) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef amax = cg_splat(e, (float)RT_TAB_N / t->k), k = cg_splat(e, t->k);
-    LLVMValueRef top = cg_splat(e, (float)(RT_TAB_N - 1));
-    LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
-    LLVMValueRef a = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, amax, ax, ""), amax, ax, ""); /* minps(amax, |x|) */
-    LLVMValueRef u = LLVMBuildFMul(b, a, k, "");
+    LLVMValueRef k = cg_splat(e, t->k);
+    LLVMValueRef u = LLVMBuildFMul(b, v, k, "");
     LLVMValueRef f = cg_intrinsic(e, "llvm.floor", &u, 1);
-    f = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, f, top, ""), f, top, ""); /* minps(f, 31) */
-    LLVMValueRef r = cg_fma3(e, a, k, LLVMBuildFNeg(b, f, ""));
+    LLVMValueRef r = cg_fma3(e, v, k, LLVMBuildFNeg(b, f, ""));
     LLVMTypeRef vi = LLVMVectorType(e->i32, 16);
-    LLVMValueRef i = LLVMBuildBitCast(b, LLVMBuildFAdd(b, f, cg_splat(e, 0x1p23f), ""), vi, "");
-    LLVMValueRef h = NULL;
+    LLVMValueRef i = LLVMBuildBitCast(b, LLVMBuildFAdd(b, f, cg_splat(e, RT_TAB_MAGIC), ""), vi, "");
+    LLVMValueRef g = NULL;
     for (int p = RT_TAB_DEG; p >= 0; p--) {
         LLVMValueRef args[3] = {const_row(e, t->c[p]), i, const_row(e, t->c[p] + 16)};
         LLVMValueRef c = cg_target_call(e, "llvm.x86.avx512.vpermi2var.ps.512", args, 3);
-        h = h ? cg_fma3(e, h, r, c) : c;
+        g = g ? cg_fma3(e, g, r, c) : c;
     }
-    LLVMValueRef neg = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, 0.0f), "");
-    return LLVMBuildSelect(b, neg, h, LLVMBuildFSub(b, cg_splat(e, 1.0f), h, ""), "");
+    return g;
+}
+
+/* ew_simd.c's v_tab_gelu: max(x, 0) - v h(v), v = min(|x|, hi). */
+static LLVMValueRef cg_tab_gelu(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef hi = cg_splat(e, t->hi), zero = cg_splat(e, 0.0f);
+    LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
+    LLVMValueRef v = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, hi, ax, ""), hi, ax, ""); /* minps(hi, |x|) */
+    LLVMValueRef relu = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, zero, x, ""), zero, x, ""); /* maxps(0, x) */
+    return cg_fma3(e, LLVMBuildFNeg(b, v, ""), cg_tab_g(e, v, t), relu);
 }
 
 /* ew_simd.c's V_TAB_TAIL: lanes of x below -amax take slow(x) instead of fast,
  * in a block that a vector without such lanes branches around. */
-static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t, LLVMValueRef fast,
+static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, float below, LLVMValueRef fast,
                                 LLVMValueRef (*slow)(cg_emitter *, LLVMValueRef)) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef far = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, -(float)RT_TAB_N / t->k), "");
+    LLVMValueRef far = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, below), "");
     LLVMTypeRef i16 = LLVMInt16TypeInContext(e->c);
     LLVMValueRef any = LLVMBuildICmp(b, LLVMIntNE, LLVMBuildBitCast(b, far, i16, ""), LLVMConstInt(i16, 0, 0), "");
     LLVMBasicBlockRef from = LLVMGetInsertBlock(b);
@@ -286,19 +291,20 @@ static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t
  * there), the exp-based forms at 8 lanes and on scalars (as eager's AVX2). */
 LLVMValueRef cg_sigmoid(cg_emitter *e, LLVMValueRef x) {
     if (e->w != 16) return cg_sigmoid_exp(e, x);
-    return cg_tab_tail(e, x, &rt_tab_sigmoid, cg_tab_phi(e, x, &rt_tab_sigmoid), cg_sigmoid_exp);
+    const rt_tabfn *t = &rt_tab_sigmoid;
+    LLVMValueRef top = LLVMBuildFCmp(e->b, LLVMRealOGE, x, cg_splat(e, t->hi), "");
+    LLVMValueRef fast = LLVMBuildSelect(e->b, top, cg_splat(e, 1.0f), cg_tab_g(e, x, t), "");
+    return cg_tab_tail(e, x, t->lo, fast, cg_sigmoid_exp);
 }
 
 LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
     if (e->w != 16) return cg_gelu_erfc(e, x);
-    LLVMValueRef fast = LLVMBuildFMul(e->b, x, cg_tab_phi(e, x, &rt_tab_gelu), "");
-    return cg_tab_tail(e, x, &rt_tab_gelu, fast, cg_gelu_erfc);
+    return cg_tab_tail(e, x, -rt_tab_gelu.hi, cg_tab_gelu(e, x, &rt_tab_gelu), cg_gelu_erfc);
 }
 
 LLVMValueRef cg_gelu_tanh(cg_emitter *e, LLVMValueRef x) {
     if (e->w != 16) return cg_gelu_tanh_exp(e, x);
-    LLVMValueRef fast = LLVMBuildFMul(e->b, x, cg_tab_phi(e, x, &rt_tab_gelu_tanh), "");
-    return cg_tab_tail(e, x, &rt_tab_gelu_tanh, fast, cg_gelu_tanh_exp);
+    return cg_tab_tail(e, x, -rt_tab_gelu_tanh.hi, cg_tab_gelu(e, x, &rt_tab_gelu_tanh), cg_gelu_tanh_exp);
 }
 
 /* One member node on its operands' values. */

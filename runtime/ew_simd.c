@@ -72,32 +72,39 @@ static inline vf v_gelu_tanh_exp(vf x) {
                                                     V_FMA(V_MUL(V_SET1(0.044715f), x), V_MUL(x, x), x)))));
 }
 #if defined(RT_ISA_AVX512)
-/* rt_tabfn's P(x) (runtime.h says how and why), operation for operation as
- * codegen/emit_ops.c's cg_tab_phi. */
-static inline vf v_tab_phi(vf x, const rt_tabfn *t) {
-    vf amax = V_SET1((float)RT_TAB_N / t->k), k = V_SET1(t->k);
-    vf a = V_MIN(amax, v_abs(x));
-    vf f = V_MIN(_mm512_roundscale_ps(V_MUL(a, k), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC),
-                 V_SET1((float)(RT_TAB_N - 1)));
-    vf r = _mm512_fmsub_ps(a, k, f);
-    __m512i i = _mm512_castps_si512(V_ADD(f, V_SET1(0x1p23f)));
-    vf h = _mm512_permutex2var_ps(V_LOAD(t->c[RT_TAB_DEG]), i, V_LOAD(t->c[RT_TAB_DEG] + 16));
+/* rt_tabfn's g(v) (runtime.h says how and why), operation for operation as
+ * codegen/emit_ops.c's cg_tab_g. */
+static inline vf v_tab_g(vf v, const rt_tabfn *t) {
+    vf k = V_SET1(t->k);
+    vf f = _mm512_roundscale_ps(V_MUL(v, k), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    vf r = _mm512_fmsub_ps(v, k, f);
+    __m512i i = _mm512_castps_si512(V_ADD(f, V_SET1(RT_TAB_MAGIC)));
+    vf g = _mm512_permutex2var_ps(V_LOAD(t->c[RT_TAB_DEG]), i, V_LOAD(t->c[RT_TAB_DEG] + 16));
     for (int p = RT_TAB_DEG - 1; p >= 0; p--)
-        h = V_FMA(h, r, _mm512_permutex2var_ps(V_LOAD(t->c[p]), i, V_LOAD(t->c[p] + 16)));
-    return V_WHERE(x, V_ZERO(), _CMP_LT_OQ, h, V_SUB(V_SET1(1.0f), h));
+        g = V_FMA(g, r, _mm512_permutex2var_ps(V_LOAD(t->c[p]), i, V_LOAD(t->c[p] + 16)));
+    return g;
 }
-/* Lanes of x below -amax take slow(x) instead of fast: the far negative tail. */
-#define V_TAB_TAIL(x, t, fast, slow)                                                              \
+/* A GELU: max(x, 0) - v h(v), v = min(|x|, hi). */
+static inline vf v_tab_gelu(vf x, const rt_tabfn *t) {
+    vf v = V_MIN(V_SET1(t->hi), v_abs(x)); /* NaN stays NaN: minps gives its second operand */
+    return _mm512_fnmadd_ps(v, v_tab_g(v, t), V_MAX(V_ZERO(), x));
+}
+/* Lanes of x below `below` take slow(x) instead of fast: the far negative tail. */
+#define V_TAB_TAIL(x, below, fast, slow)                                                          \
     __extension__({                                                                               \
-        __mmask16 far_ = _mm512_cmp_ps_mask(x, V_SET1(-(float)RT_TAB_N / (t)->k), _CMP_LT_OQ);  \
+        __mmask16 far_ = _mm512_cmp_ps_mask(x, V_SET1(below), _CMP_LT_OQ);                        \
         vf r_ = fast;                                                                             \
         if (__builtin_expect(far_ != 0, 0)) r_ = _mm512_mask_blend_ps(far_, r_, slow(x));           \
         r_;                                                                                       \
     })
-static inline vf v_sigmoid(vf x) { return V_TAB_TAIL(x, &rt_tab_sigmoid, v_tab_phi(x, &rt_tab_sigmoid), v_sigmoid_exp); }
-static inline vf v_gelu(vf x) { return V_TAB_TAIL(x, &rt_tab_gelu, V_MUL(x, v_tab_phi(x, &rt_tab_gelu)), v_gelu_erfc); }
+static inline vf v_sigmoid(vf x) {
+    const rt_tabfn *t = &rt_tab_sigmoid;
+    vf fast = V_WHERE(x, V_SET1(t->hi), _CMP_GE_OQ, V_SET1(1.0f), v_tab_g(x, t));
+    return V_TAB_TAIL(x, t->lo, fast, v_sigmoid_exp);
+}
+static inline vf v_gelu(vf x) { return V_TAB_TAIL(x, -rt_tab_gelu.hi, v_tab_gelu(x, &rt_tab_gelu), v_gelu_erfc); }
 static inline vf v_gelu_tanh(vf x) {
-    return V_TAB_TAIL(x, &rt_tab_gelu_tanh, V_MUL(x, v_tab_phi(x, &rt_tab_gelu_tanh)), v_gelu_tanh_exp);
+    return V_TAB_TAIL(x, -rt_tab_gelu_tanh.hi, v_tab_gelu(x, &rt_tab_gelu_tanh), v_gelu_tanh_exp);
 }
 #else
 #define v_sigmoid v_sigmoid_exp

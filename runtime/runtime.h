@@ -312,29 +312,33 @@ void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
                        0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f})
 
 /* rt_tabfn: GELU, sigmoid and the tanh GELU on AVX-512 without exp or a divide
- * (runtime/ew_simd.c's v_tab_phi, codegen/emit_ops.c's cg_tab_phi, the same
- * operations). Each is x P(x) or P(x) with P(x) = h(|x|) for x < 0 and 1 - h(|x|)
- * otherwise, h a lower tail (GELU: Phi(-a); sigmoid: 1 / (1 + e^a)), which
- * tabfn.c holds as 32 degree-6 polynomials over [0, amax], amax = 32 / k:
+ * (runtime/ew_simd.c's v_tab_*, codegen/emit_ops.c's cg_tab_*, the same
+ * operations). tabfn.c holds each as a function g of a variable v in 32
+ * degree-6 polynomial pieces of width 1/k:
  *
- *     a = min(amax, |x|)            (NaN stays NaN: minps gives its second operand)
- *     f = min(floor(a k), 31)       interval, as the low 5 bits of f + 2^23
- *     r = a k - f                   by one FMA: in [0, 1], exact but for one rounding
- *     h = c6[f] r^6 + ... + c0[f]   Horner; each c[f] one vpermt2ps of two registers
+ *     u = v k;  f = floor(u)        the piece, as the low 5 bits of f + 1.5 2^23
+ *     r = v k - f                   by one FMA: in [0, 1], one rounding
+ *     g = c6[f] r^6 + ... + c0[f]   Horner; each c[f] one vpermt2ps of two registers
  *
- * Relative error below 6e-7 over all f32 in range (tests/runtime/test_tabfn.c),
- * as good as the exp-based forms, and the GELU about twice as fast (the chain
- * workload was bound by its exp, erfc fit and two divides). Lanes below -amax,
- * the far negative tail, take the exp-based form (v_gelu_erfc and friends)
+ * The GELUs take v = min(|x|, hi) and g = h(v), the lower tail (Phi(-v) for
+ * GELU), so that gelu(x) = max(x, 0) - v h(v): for x < 0 that is x h(|x|)
+ * with its relative accuracy, for x > hi it rounds to x. The sigmoid takes v =
+ * x in [lo, hi) and g = sigmoid itself; x >= hi gives 1. Relative error below
+ * 6e-7 over every f32 in range (tests/runtime/test_tabfn.c), as good as the
+ * exp forms or better, for a third to a half of their vector operations (the
+ * chain workload was bound by its exp, erfc fit and two divides). Lanes below
+ * -hi (GELUs) or lo (sigmoid), the far negative tail, take the exp forms
  * instead, lane by lane, so a result never depends on its neighbours; a
- * vector with no such lane, nearly all of them, skips it. Positive lanes past
- * amax get P = 1 - h(amax), which rounds to 1. AVX2 and SSE2 keep the exp
- * forms: a 32-entry lookup costs them more than it saves. */
+ * vector with no such lane, nearly all of them, branches around them. AVX2
+ * and SSE2 keep the exp forms: a 32-entry lookup costs them more than it
+ * saves. */
 #define RT_TAB_N 32
 #define RT_TAB_DEG 6
+#define RT_TAB_MAGIC 0x1.8p23f /* f + 1.5 2^23 has f mod 2^22 in its low mantissa bits */
 typedef struct rt_tabfn {
-    float k;                             /* intervals per unit of |x|: amax = RT_TAB_N / k */
-    float c[RT_TAB_DEG + 1][RT_TAB_N];   /* c[p][i]: coefficient of r^p on interval i */
+    float k;                             /* pieces per unit of v */
+    float lo, hi;                        /* v's range: [0, hi] for |x| (GELUs), [lo, hi) for x (sigmoid) */
+    float c[RT_TAB_DEG + 1][RT_TAB_N];   /* c[p][floor(v k) mod 32]: the coefficient of r^p */
 } rt_tabfn;
 extern const rt_tabfn rt_tab_gelu, rt_tab_sigmoid, rt_tab_gelu_tanh;
 

@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
 """fit_tables.py - writes runtime/tabfn.c, the piecewise polynomials of the
-AVX-512 GELU, sigmoid and tanh-GELU (runtime.h's rt_tabfn says how they are
+AVX-512 GELU, sigmoid and tanh GELU (runtime.h's rt_tabfn says how they are
 evaluated).
 
-Each function is h(a), a = |x| in [0, amax], the lower tail of its
-"probability" (GELU: Phi(-a) = erfc(a / sqrt 2) / 2; sigmoid: 1 / (1 + e^a);
-tanh GELU: sigmoid(-2 y(a))), in 32 intervals of width 1/k. On interval i,
-h((i + r) / k) for r in [0, 1] is the degree-6 polynomial that interpolates
-it at the 7 Chebyshev nodes, its coefficients rounded to f32. Interpolating h
-itself at Chebyshev nodes keeps the *relative* error small: h changes by less
-than 4x across an interval. Measured over every f32 x in the fast range (see
-tests/runtime/test_tabfn.c): below 6e-7 relative for all three.
+Each table is a function g of a variable v in [lo, hi), in 32 pieces of
+width 1/k: the GELU's Phi(-v) = erfc(v / sqrt 2) / 2 and the tanh GELU's
+sigmoid(-2 y(v)) for v = |x| in [0, 32/k), the sigmoid itself for v = x in
+[-15, 17). On piece i, g((i + r) / k + lo) for r in [0, 1] is the degree-6
+polynomial that interpolates it at the 7 Chebyshev nodes, its coefficients
+rounded to f32, stored at index (floor(v k)) mod 32. Interpolating g itself
+at Chebyshev nodes keeps the *relative* error small: g changes by less than
+4x across a piece. Measured over every 17th f32 of each range
+(tests/runtime/test_tabfn.c): below 6e-7 relative for all three.
 
 Needs python3-mpmath (Debian); the output is committed, so a build never runs
 this. Usage: python3 scripts/fit_tables.py > runtime/tabfn.c
 """
+import math
 import struct
 import mpmath as mp
 
@@ -30,8 +32,8 @@ def gelu(a):
     return mp.erfc(a / mp.sqrt(2)) / 2
 
 
-def sigmoid(a):
-    return 1 / (1 + mp.e ** a)
+def sigmoid(x):
+    return 1 / (1 + mp.e ** -x)
 
 
 def gelu_tanh(a):
@@ -40,22 +42,43 @@ def gelu_tanh(a):
     return 1 / (1 + mp.e ** (2 * y))
 
 
-# name, h, k (intervals per unit of a; exact in f32), what it is
+# name, g, k (pieces per unit of v; exact in f32), lo, what it is
 FUNCS = [
-    ('rt_tab_gelu', gelu, mp.mpf(5), 'GELU: Phi(-a) = erfc(a / sqrt 2) / 2, a in [0, 6.4]'),
-    ('rt_tab_sigmoid', sigmoid, mp.mpf('1.75'), 'sigmoid: 1 / (1 + e^a), a in [0, 18.29]'),
-    ('rt_tab_gelu_tanh', gelu_tanh, mp.mpf(6), 'tanh GELU: sigmoid(-2 y(a)), a in [0, 5.33]'),
+    ('rt_tab_gelu', gelu, mp.mpf(5), 0, 'GELU: Phi(-v) = erfc(v / sqrt 2) / 2 for v = |x| in [0, 6.4)'),
+    ('rt_tab_sigmoid', sigmoid, mp.mpf(1), -15, 'sigmoid: 1 / (1 + e^-v) for v = x in [-15, 17)'),
+    ('rt_tab_gelu_tanh', gelu_tanh, mp.mpf(6), 0, 'tanh GELU: sigmoid(-2 y(v)) for v = |x| in [0, 5.33)'),
 ]
 
 
-def fit(h, k):
+def cfloat(x):
+    """x as a C float literal's digits: 9 significant, with a point."""
+    v = '%.9g' % x
+    return v if any(ch in v for ch in '.e') else v + '.0'
+
+
+def top(k, lo):
+    """hi: lo + 32/k for a signed table; for one of |x| (lo = 0), the largest f32
+    v whose piece floor(f32(v k)) is still 31, so that clamping |x| to it needs
+    no clamp of the piece."""
+    hi = f32(lo + N / k)
+    if lo != 0:
+        return hi
+    bits = struct.unpack('I', struct.pack('f', hi))[0]
+    while math.floor(f32(f32(hi) * f32(k))) > N - 1:
+        bits -= 1
+        hi = struct.unpack('f', struct.pack('I', bits))[0]
+    return hi
+
+
+def fit(g, k, lo):
     nodes = [(1 - mp.cos(mp.pi * (2 * j + 1) / (2 * (DEG + 1)))) / 2 for j in range(DEG + 1)]
     vander = mp.matrix([[r ** p for p in range(DEG + 1)] for r in nodes])
     coef = [[0.0] * N for _ in range(DEG + 1)]
-    for i in range(N):
-        c = mp.lu_solve(vander, mp.matrix([h((i + r) / k) for r in nodes]))
+    for j in range(N):
+        piece = int(lo * k) + j  # floor(v k) on this piece
+        c = mp.lu_solve(vander, mp.matrix([g((piece + r) / k) for r in nodes]))
         for p in range(DEG + 1):
-            coef[p][i] = f32(c[p])
+            coef[p][piece % N] = f32(c[p])
     return coef
 
 
@@ -68,15 +91,17 @@ def main():
     print(' * python3 scripts/fit_tables.py > runtime/tabfn.c to rebuild it.')
     print(' */')
     print('#include "runtime.h"')
-    for name, h, k, what in FUNCS:
-        coef = fit(h, k)
+    for name, g, k, lo, what in FUNCS:
+        coef = fit(g, k, lo)
         print()
         print('/* %s */' % what)
         print('const rt_tabfn %s = {' % name)
         print('    .k = %sf,' % mp.nstr(k, 8))
+        print('    .lo = %sf,' % cfloat(lo))
+        print('    .hi = %sf,' % cfloat(top(k, lo)))
         print('    .c = {')
         for p in range(DEG + 1):
-            vals = ['%.9g' % v for v in coef[p]]
+            vals = [cfloat(v) for v in coef[p]]
             lines, cur = [], '        {'
             for v in vals:
                 piece = v + 'f, '

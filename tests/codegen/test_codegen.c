@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime.h" /* rt_tab_*: where the GELU and sigmoid tables end */
 #include "../util.h"
 #include "../frontend/compile_util.h"
 
@@ -282,8 +283,9 @@ Test(codegen, every_unary_op_in_a_chain_is_generated_and_identical_to_eager_at_e
 /* Sigmoid and both GELUs are piecewise polynomials with AVX-512 (runtime.h's
  * rt_tabfn), and a vector with a lane in the far negative tail branches to the
  * exp form for those lanes. Half the vectors here have no such lane, half have
- * one at a rotating position (just past the table's end, -30, -1e30 or -inf):
- * both sides of the branch give eager's bits. */
+ * one at a rotating position (just past the table's end, -30, -1e30 or -inf);
+ * the rest run from the table's low end to one past its high end. Both sides
+ * of the branch give eager's bits. */
 Test(codegen, sigmoid_and_both_gelus_match_eager_on_both_sides_of_their_far_tail_branch) {
     unary_fn ops[] = {em_sigmoid, em_gelu, em_gelu_tanh, em_silu};
     const char *names[] = {"sigmoid", "gelu", "gelu_tanh", "silu"};
@@ -292,10 +294,12 @@ Test(codegen, sigmoid_and_both_gelus_match_eager_on_both_sides_of_their_far_tail
     cr_assert(x);
     tu_rng rng = {77};
     for (int o = 0; o < 4; o++) {
-        float amax = o == 0 || o == 3 ? 18.2857f : o == 1 ? 6.4f : 5.3334f; /* rt_tab_*'s 32 / k, rounded out */
-        float far[4] = {-amax - 0.01f, -30.0f, -1e30f, -INFINITY};
+        /* the fast range: [lo, hi) of rt_tab_sigmoid, [-hi, hi] of the GELUs' tables */
+        const rt_tabfn *t = o == 0 || o == 3 ? &rt_tab_sigmoid : o == 1 ? &rt_tab_gelu : &rt_tab_gelu_tanh;
+        float lo = t->lo == 0 ? -t->hi : t->lo, hi = t->hi;
+        float far[4] = {lo - 0.01f, -30.0f, -1e30f, -INFINITY};
         for (int64_t i = 0; i < n; i++) {
-            x[i] = (float)tu_uniform(&rng, -amax, amax);
+            x[i] = (float)tu_uniform(&rng, lo, hi + 1);
             int64_t v = i / 16;
             if (i >= n / 2 && i % 16 == v % 16) x[i] = far[v % 4];
         }

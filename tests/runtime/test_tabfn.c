@@ -4,11 +4,12 @@
  * avx512 unary loops called directly, against references in double.
  *
  * Covered: the relative error over a dense grid of each fast range (every
- * 17th f32 of [-amax, amax] away from 0); the boundary at -amax, where lanes
- * go over to the exp forms; positive lanes past amax, +inf and NaN; that a
- * lane's result does not depend on its neighbours (a far-tail lane in the same
- * vector); and the tables themselves, whose pieces must meet at their ends.
- * On a CPU without AVX-512 the loop tests skip: the tables are not used there.
+ * 17th f32 of [-hi, hi] for the GELUs, [lo, hi) for the sigmoid, away from
+ * 0); the lower boundary, where lanes go over to the exp forms; lanes at and
+ * past the upper end, +inf and NaN; that a lane's result does not depend on
+ * its neighbours (a far-tail lane in the same vector); and the tables
+ * themselves, whose pieces must meet at their ends. On a CPU without AVX-512
+ * the loop tests skip: the tables are not used there.
  */
 #include <criterion/criterion.h>
 
@@ -36,7 +37,9 @@ static const tab_case cases[] = {
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
-static float amax_of(const rt_tabfn *t) { return (float)RT_TAB_N / t->k; }
+/* The fast range: [-hi, hi] for the GELUs (a table of |x|), [lo, hi) for the sigmoid. */
+static float low_end(const rt_tabfn *t) { return t->lo == 0 ? -t->hi : t->lo; }
+static float high_end(const rt_tabfn *t) { return t->lo == 0 ? t->hi : nextafterf(t->hi, 0); }
 
 static const rt_simd *avx512_or_skip(void) {
     const rt_simd *t = rt_simd_for("avx512");
@@ -55,12 +58,12 @@ static double rel_err(float got, double want) { return fabs(got - want) / fabs(w
 Test(tabfn, each_fast_range_is_within_6e_7_relative_of_its_function) {
     const rt_simd *simd = avx512_or_skip();
     for (int c = 0; c < NCASES; c++) {
-        float amax = amax_of(cases[c].tab);
+        float lo = low_end(cases[c].tab), hi = high_end(cases[c].tab);
         size_t cap = 20u << 20, n = 0;
         float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
         cr_assert(x && y);
-        /* every 17th f32 of [-amax, amax] (12-14 million), skipping |x| < 1e-3 (x/2 or 1/2 there) */
-        for (float v = -amax; v <= amax && n < cap;) {
+        /* every 17th f32 of the range (12-14 million), skipping |x| < 1e-3 (x/2 or 1/2 there) */
+        for (float v = lo; v <= hi && n < cap;) {
             if (v > -1e-3f && v < 1e-3f) v = 1e-3f;
             x[n++] = v;
             uint32_t u;
@@ -81,14 +84,14 @@ Test(tabfn, each_fast_range_is_within_6e_7_relative_of_its_function) {
     }
 }
 
-/* Fast lanes within 6e-7; past -amax the exp form within 5e-6 (the erfc fit's
+/* Fast lanes within 6e-7; below them the exp form within 5e-6 (the erfc fit's
  * exp of -x^2/2 ~ -20, whose f32 rounding passes into the result). */
-Test(tabfn, the_boundary_at_minus_amax_joins_the_exp_form) {
+Test(tabfn, the_low_end_of_the_fast_range_joins_the_exp_form) {
     const rt_simd *simd = avx512_or_skip();
     for (int c = 0; c < NCASES; c++) {
-        float amax = amax_of(cases[c].tab), x[64], y[64];
-        /* 32 f32 either side of -amax: the last fast lanes and the first exp-form ones */
-        x[32] = -amax;
+        float x[64], y[64];
+        /* 32 f32 either side of the low end: the first exp-form lanes and the last fast ones */
+        x[32] = low_end(cases[c].tab);
         for (int i = 33; i < 64; i++) x[i] = nextafterf(x[i - 1], INFINITY);
         for (int i = 31; i >= 0; i--) x[i] = nextafterf(x[i + 1], -INFINITY);
         simd->unary[cases[c].kernel](64, x, y);
@@ -98,16 +101,21 @@ Test(tabfn, the_boundary_at_minus_amax_joins_the_exp_form) {
     }
 }
 
-Test(tabfn, past_amax_gelu_is_x_and_sigmoid_is_1_and_nan_stays_nan) {
+/* Past the high end the GELUs round to x and the sigmoid to 1, as the functions do. */
+Test(tabfn, past_the_high_end_gelu_is_x_and_sigmoid_is_1_and_nan_stays_nan) {
     const rt_simd *simd = avx512_or_skip();
     for (int c = 0; c < NCASES; c++) {
-        float amax = amax_of(cases[c].tab);
-        float x[5] = {amax, nextafterf(amax, INFINITY), 2 * amax, 1e30f, INFINITY}, y[5];
+        float hi = high_end(cases[c].tab);
+        float x[5] = {nextafterf(hi, INFINITY), nextafterf(nextafterf(hi, INFINITY), INFINITY), 2 * hi, 1e30f,
+                      INFINITY}, y[5];
         simd->unary[cases[c].kernel](5, x, y);
         for (int i = 0; i < 5; i++) {
             float want = cases[c].kernel == RT_UNARY_SIGMOID ? 1.0f : x[i];
             cr_expect_eq(bits(y[i]), bits(want), "%s(%.9g) = %.9g, want %.9g", cases[c].name, x[i], y[i], want);
         }
+        float at = hi, got;
+        simd->unary[cases[c].kernel](1, &at, &got);
+        cr_expect_lt(rel_err(got, cases[c].ref(at)), 6e-7, "%s(%.9g) = %.9g at the high end", cases[c].name, at, got);
         float nan_in[3] = {NAN, -NAN, 0.5f}, nan_out[3];
         simd->unary[cases[c].kernel](3, nan_in, nan_out);
         cr_expect(isnan(nan_out[0]) && isnan(nan_out[1]), "%s(NaN) = %g, %g", cases[c].name, nan_out[0], nan_out[1]);
@@ -119,10 +127,10 @@ Test(tabfn, past_amax_gelu_is_x_and_sigmoid_is_1_and_nan_stays_nan) {
 Test(tabfn, a_lane_s_result_does_not_depend_on_its_neighbours) {
     const rt_simd *simd = avx512_or_skip();
     for (int c = 0; c < NCASES; c++) {
-        float amax = amax_of(cases[c].tab), x[48], y[48];
+        float lo = low_end(cases[c].tab), hi = high_end(cases[c].tab), x[48], y[48];
         for (int i = 0; i < 48; i++) {
-            float fast = -amax + (float)i * (2 * amax / 48);
-            float far[4] = {-amax - 0.5f, -30.0f, -1e30f, -INFINITY};
+            float fast = lo + (float)i * ((hi - lo) / 48);
+            float far[4] = {lo - 0.5f, -30.0f, -1e30f, -INFINITY};
             x[i] = i % 5 == 0 ? far[(i / 5) % 4] : fast;
         }
         simd->unary[cases[c].kernel](48, x, y);
@@ -137,14 +145,16 @@ Test(tabfn, a_lane_s_result_does_not_depend_on_its_neighbours) {
 
 /* Each piece of each table, evaluated in double at r = 1, meets the next at r = 0
  * within 1e-6 relative (the f32 rounding of seven coefficients; a mistyped one
- * would break a join by far more). */
+ * would break a join by far more). Pieces sit at floor(v k) mod 32. */
 Test(tabfn, the_pieces_of_every_table_meet_at_their_ends) {
     for (int c = 0; c < NCASES; c++) {
         const rt_tabfn *t = cases[c].tab;
-        for (int i = 0; i + 1 < RT_TAB_N; i++) {
+        int first = (int)floorf(t->lo * t->k);
+        for (int j = first; j + 1 < first + RT_TAB_N; j++) {
+            int i = j & (RT_TAB_N - 1), i1 = (j + 1) & (RT_TAB_N - 1);
             double end = 0;
             for (int p = RT_TAB_DEG; p >= 0; p--) end = end + t->c[p][i];
-            double next = t->c[0][i + 1];
+            double next = t->c[0][i1];
             cr_expect_lt(fabs(end - next) / next, 1e-6, "%s: piece %d ends at %.9g, piece %d starts at %.9g",
                          cases[c].name, i, end, i + 1, next);
         }
