@@ -210,7 +210,16 @@ typedef struct cg_loopnest {
     int nops;                         /* accesses [0, nops) are GEMM operands, not read by members */
     bool is_gemm;                     /* a GEMM nest (gemm.c): the contraction, then its epilogue */
     cg_gemm gemm;
+    bool stream;                      /* pointwise, storing CG_STREAM_L2S L2s or more: the
+                                         full vectors of rows that start aligned are stored
+                                         non-temporally (lower.c says why) */
 } cg_loopnest;
+
+/* A pointwise nest whose stores add up to this many times the L2 streams them
+ * past the caches (lower.c). */
+#define CG_STREAM_L2S 4
+/* The L2's bytes per core (sysconf), or 2 MiB when the system does not say. */
+int64_t cg_l2_bytes(void);
 
 /* What a member of a row nest is: computed along the row before the anchors
  * (prologue), an anchor (a reduction or a norm over the last loop), or after
@@ -347,6 +356,7 @@ typedef struct cg_nest_state {
     LLVMValueRef nshift, nscale, nlsum, nk; /* its row statistics, splatted */
     int exp_at;                        /* softmax: the store access its exps go to in this pass, or -1 */
     int nexp;                          /* softmax: where the output pass finds them, or -1 */
+    bool nt;                           /* full-vector stores are non-temporal (aligned rows of a stream nest) */
 } cg_nest_state;
 
 /* A new step at lanes i.. (mask NULL: all lanes): values are computed afresh. */

@@ -101,7 +101,13 @@ static void store_at(cg_emitter *e, nest_state *s, int a, LLVMValueRef v) {
     } else if (st != 1) {
         cg_scatter(e, v, s->p[a], s->i, st, s->mask);
     } else if (!s->mask) {
-        LLVMSetAlignment(LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], s->i)), 4);
+        LLVMValueRef store = LLVMBuildStore(e->b, v, cg_elem_ptr(e, s->p[a], s->i));
+        LLVMSetAlignment(store, s->nt ? (unsigned)e->w * 4 : 4);
+        if (s->nt) {
+            LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(e->i32, 1, 0));
+            LLVMSetMetadata(store, LLVMGetMDKindIDInContext(e->c, "nontemporal", 11),
+                            LLVMMetadataAsValue(e->c, LLVMMDNodeInContext2(e->c, &one, 1)));
+        }
     } else {
         LLVMValueRef args[4] = {v, cg_elem_ptr(e, s->p[a], s->i), LLVMConstInt(e->i32, 4, 0), s->mask};
         cg_masked(e, "llvm.masked.store", over, args, 4);
@@ -261,6 +267,39 @@ static void block_iteration(cg_emitter *e, LLVMValueRef j, LLVMValueRef *total, 
     }
 }
 
+/* A stream nest's full vectors of a row (pointwise: no accumulators): stored
+ * non-temporally when every stored row starts on a vector boundary, as
+ * vmovntps needs (rows of a dense output at offset 0 do; a row of odd length
+ * does not), then an sfence so the stores are seen before the job is over;
+ * else stored as usual. */
+static void stream_loop(cg_emitter *e, nest_state *s, int64_t looped, pass_loop *pl) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef aligned = LLVMConstInt(LLVMInt1TypeInContext(e->c), 1, 0);
+    for (int a = 0; a < s->ln->naccess; a++) {
+        if (!s->ln->acc[a].store) continue;
+        LLVMValueRef low = LLVMBuildAnd(b, LLVMBuildPtrToInt(b, s->p[a], e->i64, ""), cg_i64c(e, e->w * 4 - 1), "");
+        aligned = LLVMBuildAnd(b, aligned, LLVMBuildICmp(b, LLVMIntEQ, low, cg_i64c(e, 0), ""), "");
+    }
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
+    LLVMBasicBlockRef nt = LLVMAppendBasicBlockInContext(e->c, fn, "stream");
+    LLVMBasicBlockRef plain = LLVMAppendBasicBlockInContext(e->c, fn, "cached");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(e->c, fn, "stored");
+    LLVMBuildCondBr(b, aligned, nt, plain);
+    for (int k = 0; k < 2; k++) {
+        LLVMPositionBuilderAtEnd(b, k == 0 ? nt : plain);
+        s->nt = k == 0;
+        cg_loop(e, cg_i64c(e, 0), cg_i64c(e, looped), e->w, NULL, 0, pass_iteration, pl);
+        if (s->nt) {
+            unsigned id = LLVMLookupIntrinsicID("llvm.x86.sse.sfence", 19);
+            LLVMBuildCall2(b, LLVMIntrinsicGetType(e->c, id, NULL, 0), LLVMGetIntrinsicDeclaration(e->m, id, NULL, 0),
+                           NULL, 0, "");
+        }
+        LLVMBuildBr(b, join);
+    }
+    s->nt = false;
+    LLVMPositionBuilderAtEnd(b, join);
+}
+
 /* for i in 0 .. L step W (then one masked step): the accumulators and stores of ps.
  * Builds from the current block and leaves the builder at the pass's end. */
 static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
@@ -280,7 +319,8 @@ static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
     for (int k = 0; k < n; k++) sums |= ps->kind[k] == RED_SUM || ps->kind[k] == RED_SQ;
     int64_t blocked = sums && looped >= 2 * SUM_BLOCK && SUM_BLOCK % (U * W) == 0 ? looped / SUM_BLOCK * SUM_BLOCK : 0;
     if (blocked > 0) cg_loop(e, cg_i64c(e, 0), cg_i64c(e, blocked), SUM_BLOCK, acc, (int)U * n, block_iteration, &pl);
-    if (looped > blocked) cg_loop(e, cg_i64c(e, blocked), cg_i64c(e, looped), U * W, acc, (int)U * n, pass_iteration, &pl);
+    if (looped > blocked && ln->stream && ps->store && n == 0) stream_loop(e, s, looped, &pl);
+    else if (looped > blocked) cg_loop(e, cg_i64c(e, blocked), cg_i64c(e, looped), U * W, acc, (int)U * n, pass_iteration, &pl);
     for (int64_t at = looped, u = 0; at < full; at += W, u++) { /* at most U - 1 steps */
         begin_step(s, cg_i64c(e, at), NULL);
         step_accumulate(e, s, ps, acc + (u % U) * n);

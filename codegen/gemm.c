@@ -46,7 +46,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 
 /* The contraction member of kernel K, or NULL when it is not exactly one
@@ -125,8 +124,7 @@ static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
  * (it is on the stack). 256 KiB for this machine's 2 MiB L2; a 2 MiB L2 is
  * assumed when the system does not say. */
 static int64_t panel_budget(void) {
-    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    int64_t b = (l2 > 0 ? (int64_t)l2 : (int64_t)2 << 20) / 8;
+    int64_t b = cg_l2_bytes() / 8;
     return b < (32 << 10) ? 32 << 10 : b > (256 << 10) ? 256 << 10 : b;
 }
 

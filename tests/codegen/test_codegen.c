@@ -26,6 +26,8 @@
  *    slice made inside the model, [1,N] and [M,1] operands broadcast by an
  *    expand and by numpy rules (splats), a 0-d scalar operand;
  *  - threads: one big kernel split over 1 and over 2 threads gives the same bytes;
+ *  - a kernel storing 4 L2s or more streams its stores (non-temporal), over
+ *    aligned rows and misaligned ones, with eager's bytes;
  *  - kernels codegen does not generate (i32 elementwise) say "interpreted:
  *    <reason>" in the kernels dump and still match eager (row kernels:
  *    test_codegen_rows.c);
@@ -46,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime.h" /* rt_tab_*: where the GELU and sigmoid tables end */
 #include "../util.h"
@@ -517,6 +520,43 @@ Test(codegen, expanded_and_broadcast_rows_and_columns_are_identical_to_eager) {
     free(d);
     EXPECT_STATS(fast, 2, 1, 1, 0);
     em_compiled_free(fast);
+}
+
+/* A pointwise kernel whose output is CG_STREAM_L2S (4) L2s or more stores
+ * non-temporally, and says so in the kernels dump; rows that start on a
+ * vector boundary take the non-temporal loop, the others the cached one. Rows
+ * of 2048 (dense: all aligned) and of 2049 (a row broadcast keeps the rows
+ * apart; every other row starts misaligned), each with as many rows as make
+ * the output just over 4 L2s, give eager's bits; a small output does not
+ * stream. */
+Test(codegen, a_pointwise_kernel_storing_4_l2s_streams_its_stores_and_stays_identical_to_eager) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    int64_t l2b = l2 > 0 ? l2 : 2 << 20;
+    for (int k = 0; k < 2; k++) {
+        int64_t L = k == 0 ? 2048 : 2049, R = 4 * l2b / (4 * L) + 1;
+        em_tensor *a = tu_uniform_tensor(2, SH(R, L), -4, 4, 60 + k);
+        em_tensor *b = tu_uniform_tensor(2, k == 0 ? SH(R, L) : SH(1, L), -4, 4, 70 + k);
+        model2 fast = (model2)em_compile((void *)mix_model, "tensor(tensor, tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *want = mix_model(a, b), *got = fast(a, b);
+        expect_same(got, want, NULL, NULL, k == 0 ? "rows of 2048" : "rows of 2049");
+        expect_all_generated((void *)fast, "a big pointwise kernel");
+        int status;
+        char *d = cu_dump((void *)fast, "kernels", &status);
+        cr_expect(strstr(d, "non-temporal stores"), "a %lld x %lld output streams:\n%s", (long long)R, (long long)L, d);
+        free(d);
+        em_release(got), em_release(want), em_release(a), em_release(b);
+        em_compiled_free((void *)fast);
+    }
+    model2 small = (model2)em_compile((void *)mix_model, "tensor(tensor, tensor)", NULL);
+    em_tensor *a = dense_mn(1), *b = dense_mn(2);
+    em_release(small(a, b));
+    int status;
+    char *d = cu_dump((void *)small, "kernels", &status);
+    cr_expect(d && !strstr(d, "non-temporal"), "a %d x %d output stays cached:\n%s", M, N, d);
+    free(d);
+    em_release(a), em_release(b);
+    em_compiled_free((void *)small);
 }
 
 /* A 0-d scalar argument and a 0-d constant. */
