@@ -23,7 +23,8 @@ typedef struct bench_row {
     int kernels;
     size_t arena, eager_peak, comp_peak; /* bytes */
     double torch_eager, torchscript;    /* ms, or 0 when not measured */
-    double bound_ms;                    /* the machine's limit for this work, ms */
+    double bound_ms;                    /* the machine's limit for this work, ms (median over rounds) */
+    double of_bound;                    /* median of the rounds' bound / compiled time */
     const char *bound_kind;             /* "memory" or "fma" */
     bool ok;                            /* compiled agreed with eager */
 } bench_row;
@@ -39,11 +40,25 @@ typedef em_tensor *(*bench_fn)(em_tensor *);
 typedef struct bench_timing { double med, best; } bench_timing; /* ms per call */
 double bench_now_ms(void);
 int bench_cmp_double(const void *a, const void *b); /* qsort's, ascending */
+typedef struct bench_bound bench_bound;
+/* bound (or NULL): measured after each compiled round; *of_bound is the
+ * median of the rounds' bound / compiled, *bound_ms the median bound. */
 void bench_time_pair(bench_fn eager, bench_fn fast, em_tensor *x, double seconds, int threads, bench_timing *te,
-                     bench_timing *tc, double *speedup);
+                     bench_timing *tc, double *speedup, bench_bound *bound, double *of_bound, double *bound_ms);
 
 /* limits.c */
 void bench_measure_limits(int threads, bench_limits *out);
+/* A workload's bound measured again beside each compiled round: FMA-bound
+ * (flops > 0) or memory-bound (triad arrays of `bytes` in all). */
+typedef struct bench_bound {
+    int threads, avx512;
+    double flops, bytes;                /* one call's work */
+    float *a, *b, *c;                   /* triad arrays, memory-bound only */
+    long n;
+} bench_bound;
+bench_bound *bench_bound_new(double flops, double bytes, int threads); /* NULL when out of memory */
+void bench_bound_free(bench_bound *b);
+double bench_bound_ms(bench_bound *b); /* the machine's time for one call's work, now */
 
 /* report.c */
 void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limits *lim,

@@ -4,6 +4,16 @@
  * caches) and the FMA peak (independent vector FMA chains, 512-bit when the
  * CPU has AVX-512F, else 256-bit). Both use the run's thread count, with
  * plain pthreads so they measure the machine, not ember.
+ *
+ * Each workload's bound is also measured again beside each of its compiled
+ * rounds (bench_bound_ms, called by timing.c): a short FMA run for GEMM-bound
+ * work, a triad over arrays as large as the workload's traffic for memory-
+ * bound work, with AVX-512 non-temporal stores where the CPU has them (the
+ * fastest way this machine streams, and what compiled code uses for large
+ * outputs). This machine's speed moved by up to 2x within a minute, so a peak
+ * measured once at the start made "of bound" swing with the minute (mlp:
+ * 62-85% in four runs of the same code); a bound from the same second as the
+ * compiled round does not.
  */
 #include "bench.h"
 
@@ -73,9 +83,28 @@ __attribute__((target("avx2,fma"))) static float fma256(long iters) {
 
 static volatile float sink;
 
+__attribute__((target("avx512f"))) static void triad512(float *a, const float *b, const float *c, long lo, long hi) {
+    __m512 s = _mm512_set1_ps(3.0f);
+    long i = lo;
+    for (; i < hi && (i & 15); i++) a[i] = b[i] + 3.0f * c[i];
+    for (; i + 16 <= hi; i += 16)
+        _mm512_stream_ps(a + i, _mm512_fmadd_ps(s, _mm512_loadu_ps(c + i), _mm512_loadu_ps(b + i)));
+    _mm_sfence();
+    for (; i < hi; i++) a[i] = b[i] + 3.0f * c[i];
+}
+
+static void *triad_nt_part(void *p) {
+    part *t = p;
+    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi);
+    else triad_part(p);
+    return NULL;
+}
+
+static long fma_iters = 20 * 1000 * 1000;
+
 static void *fma_part(void *p) {
     part *t = p;
-    long iters = 20 * 1000 * 1000;
+    long iters = fma_iters;
     pthread_barrier_wait(t->bar);
     double t0 = now_s();
     sink = t->avx512 ? fma512(iters) : fma256(iters);
@@ -119,4 +148,55 @@ void bench_measure_limits(int threads, bench_limits *out) {
     out->fma_gflops = 0;
     for (int i = 0; i < threads; i++) out->fma_gflops += parts[i].flops / 1e9;
     out->fma_isa = avx512 ? "AVX-512" : "AVX2";
+}
+
+/* ---- a workload's bound, beside each compiled round ---------------------------------- */
+
+bench_bound *bench_bound_new(double flops, double bytes, int threads) {
+    bench_bound *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    __builtin_cpu_init();
+    b->threads = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    b->avx512 = __builtin_cpu_supports("avx512f");
+    b->flops = flops, b->bytes = bytes;
+    if (b->flops > 0) return b;
+    b->n = (long)(bytes / 3 / sizeof(float)) / 16 * 16; /* three arrays: the workload's traffic */
+    size_t sz = (size_t)b->n * sizeof(float);
+    b->a = aligned_alloc(64, sz), b->b = aligned_alloc(64, sz), b->c = aligned_alloc(64, sz);
+    if (!b->a || !b->b || !b->c) return bench_bound_free(b), NULL;
+    for (long i = 0; i < b->n; i++) b->a[i] = 0, b->b[i] = 1, b->c[i] = 2;
+    return b;
+}
+
+void bench_bound_free(bench_bound *b) {
+    if (!b) return;
+    free(b->a), free(b->b), free(b->c), free(b);
+}
+
+/* The machine's time for one call's work, measured now: flops at the FMA rate
+ * of a 2M-iteration run (about 5 ms), or bytes at the triad rate of two
+ * passes over the arrays (the faster). */
+double bench_bound_ms(bench_bound *b) {
+    part parts[64];
+    pthread_barrier_t bar;
+    if (b->flops > 0) {
+        pthread_barrier_init(&bar, NULL, (unsigned)b->threads);
+        for (int i = 0; i < b->threads; i++) parts[i] = (part){.avx512 = b->avx512, .bar = &bar};
+        fma_iters = 2 * 1000 * 1000;
+        run_parts(b->threads, fma_part, parts);
+        fma_iters = 20 * 1000 * 1000;
+        pthread_barrier_destroy(&bar);
+        double flops = 0;
+        for (int i = 0; i < b->threads; i++) flops += parts[i].flops;
+        return b->flops / flops * 1e3;
+    }
+    for (int i = 0; i < b->threads; i++)
+        parts[i] = (part){b->a, b->b, b->c, b->n * i / b->threads, b->n * (i + 1) / b->threads, .avx512 = b->avx512};
+    double best = 1e9;
+    for (int rep = 0; rep < 2; rep++) {
+        double dt = run_parts(b->threads, triad_nt_part, parts);
+        if (dt < best) best = dt;
+    }
+    double gbs = 3.0 * (double)b->n * sizeof(float) / best / 1e9;
+    return b->bytes / (gbs * 1e9) * 1e3;
 }

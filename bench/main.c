@@ -10,8 +10,9 @@
  * object cache, as in a new process), kernels,
  * arena bytes, and eager vs compiled peak memory. The machine's limits are
  * measured in the same run (limits.c) and each workload is shown as a
- * fraction of its bound: bytes over triad bandwidth for memory-bound work,
- * flops over FMA peak for GEMM-bound work. When /usr/bin/python3 has torch,
+ * fraction of its bound, measured again beside each compiled round: bytes
+ * over triad bandwidth for memory-bound work, flops over FMA peak for
+ * GEMM-bound work. When /usr/bin/python3 has torch,
  * ../shared/peers/torch_peers.py runs right after each workload, on it alone,
  * with the same threads (and OPENBLAS_NUM_THREADS, so PyTorch's GEMM uses the
  * same cores), and its times sit beside ember's. Progress goes to stderr, the
@@ -120,15 +121,20 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     }
     fprintf(stderr, " %.1f ms cold, %.1f ms warm; eager and compiled...", r->cold_ms, r->warm_ms);
     bench_timing te, tc;
-    bench_time_pair(m->fn, fast, x, a->seconds, a->threads, &te, &tc, &r->speedup);
+    bench_bound *bound = m->flops > 0 || m->bytes > 0 ? bench_bound_new(m->flops, m->bytes, a->threads) : NULL;
+    bench_time_pair(m->fn, fast, x, a->seconds, a->threads, &te, &tc, &r->speedup, bound, &r->of_bound, &r->bound_ms);
+    bench_bound_free(bound);
     r->eager_med = te.med, r->eager_best = te.best, r->comp_med = tc.med, r->comp_best = tc.best;
     em_stats st;
     em_compiled_stats((void *)fast, &st);
     r->comp_peak = call_peak(fast, x, &got) + (size_t)st.arena_bytes;
     r->kernels = (int)st.kernels, r->arena = (size_t)st.arena_bytes;
     fprintf(stderr, " %.3f and %.3f ms\n", r->eager_med, r->comp_med);
-    if (m->flops > 0) r->bound_ms = m->flops / (lim->fma_gflops * 1e9) * 1e3, r->bound_kind = "fma";
-    else r->bound_ms = m->bytes / (lim->triad_gbs * 1e9) * 1e3, r->bound_kind = "memory";
+    r->bound_kind = m->flops > 0 ? "fma" : "memory";
+    if (!bound) { /* no measurement beside the rounds (out of memory): the run's limits */
+        r->bound_ms = m->flops > 0 ? m->flops / (lim->fma_gflops * 1e9) * 1e3 : m->bytes / (lim->triad_gbs * 1e9) * 1e3;
+        r->of_bound = r->bound_ms / r->comp_med;
+    }
     em_release(got), em_release(want), em_release(x);
     em_compiled_free((void *)fast);
 }

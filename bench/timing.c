@@ -54,14 +54,16 @@ static void settle(int threads) {
 }
 
 void bench_time_pair(bench_fn eager, bench_fn fast, em_tensor *x, double seconds, int threads, bench_timing *te,
-                     bench_timing *tc, double *speedup) {
+                     bench_timing *tc, double *speedup, bench_bound *bound, double *of_bound, double *bound_ms) {
     long pe = calls_per_round(eager, x, seconds), pc = calls_per_round(fast, x, seconds);
-    double e[ROUNDS], c[ROUNDS], q[ROUNDS];
+    double e[ROUNDS], c[ROUNDS], q[ROUNDS], b[ROUNDS], f[ROUNDS];
     for (int k = 0; k < ROUNDS; k++) {
         e[k] = per_call(eager, x, pe);
         settle(threads);
         c[k] = per_call(fast, x, pc);
         q[k] = e[k] / c[k];
+        if (bound) b[k] = bench_bound_ms(bound), f[k] = b[k] / c[k];
     }
     *te = summarize(e), *tc = summarize(c), *speedup = summarize(q).med;
+    if (bound) *bound_ms = summarize(b).med, *of_bound = summarize(f).med;
 }
