@@ -73,7 +73,7 @@ $(TEST_OBJ): ALL_CFLAGS += -Ibench/models
 TEST_BIN := $(B)/ember-tests
 
 .PHONY: all test demo install deps clean bench bench-ops bench-guard fuzz libfuzz
-all: $(B)/libember.so $(B)/libember.a $(B)/ember-bench
+all: $(B)/libember.so $(B)/libember.a $(B)/ember-bench $(B)/ember-bench-ops
 
 $(DEPS_STAMP):
 	@scripts/deps.sh
@@ -115,7 +115,8 @@ $(TSAN_BIN): $(wildcard tests/tsan/*.c tests/tsan/*.h) $(B)/libember.a
 test: $(TSAN_BIN)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" $(TSAN_BIN)
 else
-test: $(TEST_BIN)
+# The benchmarks are built too, so that a change that breaks them fails here.
+test: $(TEST_BIN) $(B)/ember-bench $(B)/ember-bench-ops
 	scripts/run-tests.sh $(TEST_BIN) --jobs 2 $(TESTFLAGS)
 endif
 
@@ -131,9 +132,9 @@ DEMO_BLAS := $(if $(OPENBLAS_CORETYPE),,$(shell grep -qw avx512f /proc/cpuinfo 2
 demo: $(B)/examples/gpt2_block $(B)/examples/mlp
 	EMBER_DUMP_DIR=$(B)/demo-dump $(DEMO_BLAS) $(B)/examples/gpt2_block
 
-$(B)/ember-bench-ops: bench/ops.c bench/timing.c bench/bench.h $(B)/libember.so
+$(B)/ember-bench-ops: bench/ops.c bench/timing.c bench/limits.c bench/bench.h $(B)/libember.so
 	$(CC) $(ALL_CFLAGS) -Ibench/models -DEMBER_BENCH_DIR='"$(abspath bench)"' -o $@ bench/ops.c bench/timing.c \
-	    -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm
+	    bench/limits.c -L$(B) -lember -Wl,-rpath,$(abspath $(B)) -lm -lpthread
 
 BENCH_SRC := bench/main.c bench/timing.c bench/limits.c bench/report.c bench/gemm.c bench/models/models.c
 $(B)/ember-bench: $(BENCH_SRC) bench/bench.h bench/models/models.h $(B)/libember.so

@@ -8,9 +8,8 @@
  * Each workload's bound is also measured again beside each of its compiled
  * rounds (bench_bound_ms, called by timing.c): a short FMA run for GEMM-bound
  * work, a triad over arrays as large as the workload's traffic for memory-
- * bound work, with AVX-512 non-temporal stores where the CPU has them (the
- * fastest way this machine streams, and what compiled code uses for large
- * outputs). This machine's speed moved by up to 2x within a minute, so a peak
+ * bound work, AVX-512 with non-temporal and with plain stores, the faster of
+ * the two (compiled code streams large outputs past the caches too). This machine's speed moved by up to 2x within a minute, so a peak
  * measured once at the start made "of bound" swing with the minute (mlp:
  * 62-85% in four runs of the same code); a bound from the same second as the
  * compiled round does not.
@@ -83,19 +82,31 @@ __attribute__((target("avx2,fma"))) static float fma256(long iters) {
 
 static volatile float sink;
 
-__attribute__((target("avx512f"))) static void triad512(float *a, const float *b, const float *c, long lo, long hi) {
+/* The triad with AVX-512, its stores non-temporal or not. */
+__attribute__((target("avx512f"))) static void triad512(float *a, const float *b, const float *c, long lo, long hi,
+                                                        bool nt) {
     __m512 s = _mm512_set1_ps(3.0f);
     long i = lo;
     for (; i < hi && (i & 15); i++) a[i] = b[i] + 3.0f * c[i];
-    for (; i + 16 <= hi; i += 16)
-        _mm512_stream_ps(a + i, _mm512_fmadd_ps(s, _mm512_loadu_ps(c + i), _mm512_loadu_ps(b + i)));
-    _mm_sfence();
+    for (; i + 16 <= hi; i += 16) {
+        __m512 v = _mm512_fmadd_ps(s, _mm512_loadu_ps(c + i), _mm512_loadu_ps(b + i));
+        if (nt) _mm512_stream_ps(a + i, v);
+        else _mm512_store_ps(a + i, v);
+    }
+    if (nt) _mm_sfence();
     for (; i < hi; i++) a[i] = b[i] + 3.0f * c[i];
 }
 
 static void *triad_nt_part(void *p) {
     part *t = p;
-    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi);
+    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi, true);
+    else triad_part(p);
+    return NULL;
+}
+
+static void *triad_vec_part(void *p) {
+    part *t = p;
+    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi, false);
     else triad_part(p);
     return NULL;
 }
@@ -174,8 +185,10 @@ void bench_bound_free(bench_bound *b) {
 }
 
 /* The machine's time for one call's work, measured now: flops at the FMA rate
- * of a 2M-iteration run (about 5 ms), or bytes at the triad rate of two
- * passes over the arrays (the faster). */
+ * of a 2M-iteration run (about 5 ms), or bytes at the triad rate of the
+ * fastest of four passes over the arrays, two with non-temporal stores (faster
+ * once the arrays outgrow the caches) and two with plain ones (faster while
+ * the L3 holds them). */
 double bench_bound_ms(bench_bound *b) {
     part parts[64];
     pthread_barrier_t bar;
@@ -193,8 +206,8 @@ double bench_bound_ms(bench_bound *b) {
     for (int i = 0; i < b->threads; i++)
         parts[i] = (part){b->a, b->b, b->c, b->n * i / b->threads, b->n * (i + 1) / b->threads, .avx512 = b->avx512};
     double best = 1e9;
-    for (int rep = 0; rep < 2; rep++) {
-        double dt = run_parts(b->threads, triad_nt_part, parts);
+    for (int rep = 0; rep < 4; rep++) {
+        double dt = run_parts(b->threads, rep % 2 ? triad_vec_part : triad_nt_part, parts);
         if (dt < best) best = dt;
     }
     double gbs = 3.0 * (double)b->n * sizeof(float) / best / 1e9;
