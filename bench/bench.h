@@ -22,7 +22,8 @@ typedef struct bench_row {
     double warm_ms;                     /* the same once freed: code from the object cache */
     int kernels;
     size_t arena, eager_peak, comp_peak; /* bytes */
-    double torch_eager, torchscript;    /* ms, or 0 when not measured */
+    double torch_eager, torchscript;    /* ms (median of the peer's runs), or 0 when not measured */
+    double vs_torch;                    /* median of the runs' torch eager / compiled just before, or 0 */
     double bound_ms;                    /* the machine's limit for this work, ms (median over rounds) */
     double of_bound;                    /* median of the rounds' bound / compiled time */
     const char *bound_kind;             /* "memory" or "fma" */
@@ -40,6 +41,9 @@ typedef em_tensor *(*bench_fn)(em_tensor *);
 typedef struct bench_timing { double med, best; } bench_timing; /* ms per call */
 double bench_now_ms(void);
 int bench_cmp_double(const void *a, const void *b); /* qsort's, ascending */
+/* ms per call of fn over about `seconds` of back-to-back calls (after the
+ * wait for OpenBLAS's threads that compiled rounds take at 2+ threads) */
+double bench_time_calls(bench_fn fn, em_tensor *x, double seconds, int threads);
 typedef struct bench_bound bench_bound;
 /* bound (or NULL): measured after each compiled round; *of_bound is the
  * median of the rounds' bound / compiled, *bound_ms the median bound. */

@@ -13,7 +13,8 @@
  * fraction of its bound, measured again beside each compiled round: bytes
  * over triad bandwidth for memory-bound work, flops over FMA peak for
  * GEMM-bound work. When /usr/bin/python3 has torch,
- * ../shared/peers/torch_peers.py runs right after each workload, on it alone,
+ * ../shared/peers/torch_peers.py runs beside each workload, on it alone, three
+ * times, each right after a run of compiled calls (run_peers),
  * with the same threads (and OPENBLAS_NUM_THREADS, so PyTorch's GEMM uses the
  * same cores), and its times sit beside ember's. Progress goes to stderr, the
  * table to stdout (or JSON lines with --json); bench/results/latest.json and
@@ -90,7 +91,9 @@ static bool close_enough(em_tensor *got, em_tensor *want) {
     return ok;
 }
 
-static void run_workload(const args *a, const bm_model *m, const bench_limits *lim, bench_row *r) {
+static void run_peers(const args *a, bench_fn fast, em_tensor *x, bench_row *r);
+
+static void run_workload(const args *a, const bm_model *m, const bench_limits *lim, bench_row *r, bool torch) {
     *r = (bench_row){.m = m, .threads = a->threads};
     em_tensor *x = m->input(1), *want, *got;
     r->eager_peak = call_peak(m->fn, x, &want);
@@ -130,6 +133,7 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     r->comp_peak = call_peak(fast, x, &got) + (size_t)st.arena_bytes;
     r->kernels = (int)st.kernels, r->arena = (size_t)st.arena_bytes;
     fprintf(stderr, " %.3f and %.3f ms\n", r->eager_med, r->comp_med);
+    if (torch) run_peers(a, fast, x, r);
     r->bound_kind = m->flops > 0 ? "fma" : "memory";
     if (!bound) { /* no measurement beside the rounds (out of memory): the run's limits */
         r->bound_ms = m->flops > 0 ? m->flops / (lim->fma_gflops * 1e9) * 1e3 : m->bytes / (lim->triad_gbs * 1e9) * 1e3;
@@ -154,28 +158,53 @@ static double json_num(const char *line, const char *key) {
     return atof(p + strlen(pat));
 }
 
-static void run_peers(const args *a, bench_row *rows, int n) {
-    char only[512] = "", cmd[1024];
-    for (int i = 0; i < n; i++)
-        snprintf(only + strlen(only), sizeof only - strlen(only), "%s%s", i ? "," : "", rows[i].m->name);
+/* PyTorch in PEER_RUNS runs of seconds / PEER_RUNS, each right after a run of
+ * compiled calls as long: vs torch is the median of the runs' ratios, torch's
+ * times the medians of its runs. One run after ember's rounds made the ratio
+ * swing with the seconds between them: Debian's PyTorch took 11.1 to 16.9 ms
+ * for mlp in back-to-back processes, and vs torch read 0.97x to 1.44x. */
+enum { PEER_RUNS = 3 };
+
+static void peer_run(const args *a, const char *name, double seconds, double *eager, double *script) {
+    char cmd[1024], line[1024];
     snprintf(cmd, sizeof cmd,
              "OPENBLAS_NUM_THREADS=%d OMP_NUM_THREADS=%d /usr/bin/python3 %s/../../shared/peers/torch_peers.py "
              "--threads %d --only %s --seconds %g",
-             a->threads, a->threads, EMBER_BENCH_DIR, a->threads, only, a->seconds);
-    fprintf(stderr, "  torch: %s\n", cmd);
+             a->threads, a->threads, EMBER_BENCH_DIR, a->threads, name, seconds);
+    *eager = *script = NAN;
     FILE *p = popen(cmd, "r");
-    char line[1024];
     while (p && fgets(line, sizeof line, p)) {
-        for (int i = 0; i < n; i++) {
-            char w[64];
-            snprintf(w, sizeof w, "\"workload\": \"%s\"", rows[i].m->name);
-            if (!strstr(line, w)) continue;
-            double ms = json_num(line, "ms");
-            if (strstr(line, "\"torch_eager\"")) rows[i].torch_eager = isnan(ms) ? 0 : ms;
-            if (strstr(line, "\"torchscript\"")) rows[i].torchscript = isnan(ms) ? 0 : ms;
-        }
+        char w[64];
+        snprintf(w, sizeof w, "\"workload\": \"%s\"", name);
+        if (!strstr(line, w)) continue;
+        if (strstr(line, "\"torch_eager\"")) *eager = json_num(line, "ms");
+        if (strstr(line, "\"torchscript\"")) *script = json_num(line, "ms");
     }
     if (p) pclose(p);
+}
+
+static double median3(double *v) {
+    qsort(v, PEER_RUNS, sizeof *v, bench_cmp_double);
+    return v[PEER_RUNS / 2];
+}
+
+static void run_peers(const args *a, bench_fn fast, em_tensor *x, bench_row *r) {
+    double te[PEER_RUNS], ts[PEER_RUNS], q[PEER_RUNS];
+    fprintf(stderr, "  %-10s torch (%d runs, each after compiled calls)...", r->m->name, PEER_RUNS);
+    for (int k = 0; k < PEER_RUNS; k++) {
+        double c = bench_time_calls(fast, x, a->seconds / PEER_RUNS, a->threads);
+        peer_run(a, r->m->name, a->seconds / PEER_RUNS, &te[k], &ts[k]);
+        q[k] = te[k] / c;
+    }
+    /* NaN (a run that printed no time) sorts anywhere: count the runs first */
+    bool all = true;
+    for (int k = 0; k < PEER_RUNS; k++) all &= !isnan(te[k]) && !isnan(ts[k]);
+    if (!all) {
+        fprintf(stderr, " no times\n");
+        return;
+    }
+    r->torch_eager = median3(te), r->torchscript = median3(ts), r->vs_torch = median3(q);
+    fprintf(stderr, " %.3f ms, %.2fx\n", r->torch_eager, r->vs_torch);
 }
 
 static void rmdir_cache(const char *dir) {
@@ -225,11 +254,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "  no PyTorch under /usr/bin/python3 (apt-get install python3-torch): peers skipped\n");
     for (int i = 0; i < bm_nmodels && n < 16; i++) {
         if (!wanted(&a, bm_models[i].name)) continue;
-        run_workload(&a, &bm_models[i], &lim, &rows[n]);
-        /* PyTorch right after ember's rounds of the same workload: run once for
-         * all workloads at the end, it ran a minute later, and this machine's
-         * speed changes from minute to minute (vs torch swung 0.88x-1.69x on mlp) */
-        if (torch) run_peers(&a, &rows[n], 1);
+        /* PyTorch beside ember's rounds of the same workload: run once for all
+         * workloads at the end, it ran a minute later, and this machine's speed
+         * changes from minute to minute (vs torch swung 0.88x-1.69x on mlp) */
+        run_workload(&a, &bm_models[i], &lim, &rows[n], torch);
         failed += !rows[n++].ok;
     }
     if (n == 0) return fprintf(stderr, "ember-bench: --only matched no workload\n"), 2;

@@ -53,6 +53,11 @@ static void settle(int threads) {
     if (threads > 1) nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
 }
 
+double bench_time_calls(bench_fn fn, em_tensor *x, double seconds, int threads) {
+    settle(threads);
+    return per_call(fn, x, calls_per_round(fn, x, seconds * ROUNDS));
+}
+
 void bench_time_pair(bench_fn eager, bench_fn fast, em_tensor *x, double seconds, int threads, bench_timing *te,
                      bench_timing *tc, double *speedup, bench_bound *bound, double *of_bound, double *bound_ms) {
     long pe = calls_per_round(eager, x, seconds), pc = calls_per_round(fast, x, seconds);

@@ -258,7 +258,7 @@ static LLVMValueRef cg_tab_gelu(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t
     return cg_fma3(e, LLVMBuildFNeg(b, v, ""), cg_tab_g(e, v, t), relu);
 }
 
-/* ew_simd.c's V_TAB_TAIL: lanes of x below -amax take slow(x) instead of fast,
+/* ew_simd.c's V_TAB_TAIL: lanes of x below `below` take slow(x) instead of fast,
  * in a block that a vector without such lanes branches around. */
 static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, float below, LLVMValueRef fast,
                                 LLVMValueRef (*slow)(cg_emitter *, LLVMValueRef)) {
