@@ -9,10 +9,11 @@
  * rounds (bench_bound_ms, called by timing.c): a short FMA run for GEMM-bound
  * work, a triad over arrays as large as the workload's traffic for memory-
  * bound work, AVX-512 with non-temporal and with plain stores, the faster of
- * the two (compiled code streams large outputs past the caches too). This machine's speed moved by up to 2x within a minute, so a peak
- * measured once at the start made "of bound" swing with the minute (mlp:
- * 62-85% in four runs of the same code); a bound from the same second as the
- * compiled round does not.
+ * the two (compiled code streams large outputs past the caches too). This
+ * machine's speed moved by up to 2x within a minute, so a peak measured once
+ * at the start made "of bound" swing with the minute (mlp: 62-85% in four runs
+ * of the same code); a bound from the same second as the compiled round does
+ * not.
  */
 #include "bench.h"
 

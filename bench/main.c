@@ -126,6 +126,7 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     bench_timing te, tc;
     bench_bound *bound = m->flops > 0 || m->bytes > 0 ? bench_bound_new(m->flops, m->bytes, a->threads) : NULL;
     bench_time_pair(m->fn, fast, x, a->seconds, a->threads, &te, &tc, &r->speedup, bound, &r->of_bound, &r->bound_ms);
+    bool measured = bound != NULL;
     bench_bound_free(bound);
     r->eager_med = te.med, r->eager_best = te.best, r->comp_med = tc.med, r->comp_best = tc.best;
     em_stats st;
@@ -135,7 +136,7 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     fprintf(stderr, " %.3f and %.3f ms\n", r->eager_med, r->comp_med);
     if (torch) run_peers(a, fast, x, r);
     r->bound_kind = m->flops > 0 ? "fma" : "memory";
-    if (!bound) { /* no measurement beside the rounds (out of memory): the run's limits */
+    if (!measured) { /* no measurement beside the rounds (out of memory): the run's limits */
         r->bound_ms = m->flops > 0 ? m->flops / (lim->fma_gflops * 1e9) * 1e3 : m->bytes / (lim->triad_gbs * 1e9) * 1e3;
         r->of_bound = r->bound_ms / r->comp_med;
     }

@@ -9,8 +9,8 @@
  * from its steps; the other transcendentals are Sleef's 1-ulp functions for
  * this ISA. With AVX-512, sigmoid, silu and both GELUs are piecewise
  * polynomials (rt_tabfn, runtime.h) with the exp forms for the far negative
- * tail; AVX2 and SSE2 use the exp forms throughout. max/min propagate NaN as torch.maximum does; comparisons write bytes
- * of 0/1.
+ * tail; AVX2 and SSE2 use the exp forms throughout. max/min propagate NaN as
+ * torch.maximum does; comparisons write bytes of 0/1.
  */
 #include "simd.h"
 
