@@ -162,8 +162,9 @@ static double json_num(const char *line, const char *key) {
 /* PyTorch in PEER_RUNS runs of seconds / PEER_RUNS, each right after a run of
  * compiled calls as long: vs torch is the median of the runs' ratios, torch's
  * times the medians of its runs. One run after ember's rounds made the ratio
- * swing with the seconds between them: Debian's PyTorch took 11.1 to 16.9 ms
- * for mlp in back-to-back processes, and vs torch read 0.97x to 1.44x. */
+ * swing with the seconds between them: Debian's PyTorch took 11.0 to 15.4 ms
+ * for mlp in five back-to-back runs of the peer script alone, and vs torch
+ * read 0.97x to 1.44x in three runs of the same code. */
 enum { PEER_RUNS = 3 };
 
 static void peer_run(const args *a, const char *name, double seconds, double *eager, double *script) {
