@@ -33,6 +33,8 @@ enum { TRIAD_N = 1 << 24 }; /* 64 MiB per array */
 typedef struct part {
     float *a, *b, *c;
     long lo, hi;
+    bool nt;                     /* triad_simd_part: non-temporal stores */
+    long iters;                  /* fma_part: iterations */
     double flops;
     int avx512;
     pthread_barrier_t *bar;
@@ -98,25 +100,17 @@ __attribute__((target("avx512f"))) static void triad512(float *a, const float *b
     for (; i < hi; i++) a[i] = b[i] + 3.0f * c[i];
 }
 
-static void *triad_nt_part(void *p) {
+/* triad512 where the CPU has AVX-512, else the plain loop. */
+static void *triad_simd_part(void *p) {
     part *t = p;
-    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi, true);
+    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi, t->nt);
     else triad_part(p);
     return NULL;
 }
-
-static void *triad_vec_part(void *p) {
-    part *t = p;
-    if (t->avx512) triad512(t->a, t->b, t->c, t->lo, t->hi, false);
-    else triad_part(p);
-    return NULL;
-}
-
-static long fma_iters = 20 * 1000 * 1000;
 
 static void *fma_part(void *p) {
     part *t = p;
-    long iters = fma_iters;
+    long iters = t->iters;
     pthread_barrier_wait(t->bar);
     double t0 = now_s();
     sink = t->avx512 ? fma512(iters) : fma256(iters);
@@ -154,7 +148,7 @@ void bench_measure_limits(int threads, bench_limits *out) {
     __builtin_cpu_init();
     int avx512 = __builtin_cpu_supports("avx512f");
     pthread_barrier_init(&bar, NULL, (unsigned)threads);
-    for (int i = 0; i < threads; i++) parts[i] = (part){.avx512 = avx512, .bar = &bar};
+    for (int i = 0; i < threads; i++) parts[i] = (part){.iters = 20 * 1000 * 1000, .avx512 = avx512, .bar = &bar};
     run_parts(threads, fma_part, parts);
     pthread_barrier_destroy(&bar);
     out->fma_gflops = 0;
@@ -195,10 +189,8 @@ double bench_bound_ms(bench_bound *b) {
     pthread_barrier_t bar;
     if (b->flops > 0) {
         pthread_barrier_init(&bar, NULL, (unsigned)b->threads);
-        for (int i = 0; i < b->threads; i++) parts[i] = (part){.avx512 = b->avx512, .bar = &bar};
-        fma_iters = 2 * 1000 * 1000;
+        for (int i = 0; i < b->threads; i++) parts[i] = (part){.iters = 2 * 1000 * 1000, .avx512 = b->avx512, .bar = &bar};
         run_parts(b->threads, fma_part, parts);
-        fma_iters = 20 * 1000 * 1000;
         pthread_barrier_destroy(&bar);
         double flops = 0;
         for (int i = 0; i < b->threads; i++) flops += parts[i].flops;
@@ -208,7 +200,8 @@ double bench_bound_ms(bench_bound *b) {
         parts[i] = (part){b->a, b->b, b->c, b->n * i / b->threads, b->n * (i + 1) / b->threads, .avx512 = b->avx512};
     double best = 1e9;
     for (int rep = 0; rep < 4; rep++) {
-        double dt = run_parts(b->threads, rep % 2 ? triad_vec_part : triad_nt_part, parts);
+        for (int i = 0; i < b->threads; i++) parts[i].nt = rep % 2 == 0;
+        double dt = run_parts(b->threads, triad_simd_part, parts);
         if (dt < best) best = dt;
     }
     double gbs = 3.0 * (double)b->n * sizeof(float) / best / 1e9;

@@ -315,6 +315,8 @@ LLVMValueRef cg_declare(cg_emitter *e, const char *name, LLVMTypeRef ret, LLVMTy
 /* name, a function of n (1 or 2) arguments of type t returning t, declared on first use. */
 LLVMValueRef cg_call_fn(cg_emitter *e, LLVMTypeRef t, const char *name, LLVMValueRef *args, int n);
 LLVMValueRef cg_intrinsic(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
+/* A call of a target intrinsic that is not overloaded (llvm.x86.*). */
+LLVMValueRef cg_target_call(cg_emitter *e, const char *name, LLVMValueRef *args, int n);
 /* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10 (tanh: u35);
  * exp at 16 and 8 lanes is written inline instead (runtime/simd.h's V_EXP). b may be NULL. */
 LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b);

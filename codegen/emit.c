@@ -289,11 +289,7 @@ static void stream_loop(cg_emitter *e, nest_state *s, int64_t looped, pass_loop 
         LLVMPositionBuilderAtEnd(b, k == 0 ? nt : plain);
         s->nt = k == 0;
         cg_loop(e, cg_i64c(e, 0), cg_i64c(e, looped), e->w, NULL, 0, pass_iteration, pl);
-        if (s->nt) {
-            unsigned id = LLVMLookupIntrinsicID("llvm.x86.sse.sfence", 19);
-            LLVMBuildCall2(b, LLVMIntrinsicGetType(e->c, id, NULL, 0), LLVMGetIntrinsicDeclaration(e->m, id, NULL, 0),
-                           NULL, 0, "");
-        }
+        if (s->nt) cg_target_call(e, "llvm.x86.sse.sfence", NULL, 0);
         LLVMBuildBr(b, join);
     }
     s->nt = false;

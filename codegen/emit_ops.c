@@ -114,7 +114,7 @@ LLVMValueRef cg_fma3(cg_emitter *e, LLVMValueRef a, LLVMValueRef b, LLVMValueRef
     return cg_intrinsic(e, "llvm.fma", args, 3);
 }
 
-static LLVMValueRef cg_target_call(cg_emitter *e, const char *name, LLVMValueRef *args, int n) {
+LLVMValueRef cg_target_call(cg_emitter *e, const char *name, LLVMValueRef *args, int n) {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
     EM_ASSERT(id != 0);
     LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, NULL, 0);
