@@ -3,15 +3,18 @@
  *
  * A unit's object file is stored under EMBER_CACHE_DIR (default
  * ~/.cache/ember; empty or "off" disables the cache), in a file named by a
- * hash of its key. The key names everything the machine code depends on:
- * ember's version, LLVM's, the host CPU name and features, and a hash of the
- * module's IR before optimisation (which holds the shapes, strides and
- * constants' layouts the code was specialised to). A new process that builds
- * the same module loads the object (LLVMOrcLLJITAddObjectFile) instead of
- * running passes and the backend.
+ * hash of its key. The key names everything the machine code depends on
+ * (key.c): ember's version and build, LLVM's version, the host CPU name and
+ * features, and a hash of the program (its graph, schedule and memory layout,
+ * which hold the shapes, strides and constants' layouts the code was
+ * specialised to). A new process that compiles the same program loads the
+ * object (LLVMOrcLLJITAddObjectFile) without building a module, running
+ * passes or the backend. The entry also records the hash of the module the
+ * object was compiled from, which EMBER_CACHE_VERIFY checks the key against.
  *
  * File layout, little-endian:
- *   "EMBEROBJ" | u32 format | u32 key length, key | u32 symbols, each u32 length + name |
+ *   "EMBEROBJ" | u32 format | u32 key length, key | u64 module hash |
+ *   u32 symbols, each u32 length + name |
  *   u64 object length, object | u64 IR length, IR | u64 asm length, asm | u64 checksum
  * The checksum (cg_hash_words over everything before it: 8 bytes a step, where
  * format 1's byte-wise FNV-1a took 0.3 ms of a GPT-2 block's 200 KB on every
@@ -34,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { CACHE_FORMAT = 2 };
+enum { CACHE_FORMAT = 3 };
 #define CACHE_MAX_BYTES (1L << 30) /* no entry is near this: anything bigger is not ours */
 static const char magic[8] = {'E', 'M', 'B', 'E', 'R', 'O', 'B', 'J'};
 
@@ -133,7 +136,7 @@ static bool parse(const unsigned char *data, size_t n, const char *key, cg_blob 
     char *k = take_bytes(&r, false, NULL);
     bool same = k && !strcmp(k, key);
     free(k);
-    if (!same || !take(&r, &nsym, 4) || nsym > 100000) return false;
+    if (!same || !take(&r, &b->ir_hash, 8) || !take(&r, &nsym, 4) || nsym > 100000) return false;
     b->syms = calloc(nsym ? nsym : 1, sizeof *b->syms);
     if (!b->syms) return false;
     for (uint32_t i = 0; i < nsym && !r.bad; i++) b->syms[b->nsym++] = take_bytes(&r, false, NULL);
@@ -231,6 +234,7 @@ void cg_cache_store(const char *key, const cg_blob *b) {
     put(&w, magic, sizeof magic);
     put(&w, &format, 4);
     put_bytes(&w, key, strlen(key), false);
+    put(&w, &b->ir_hash, 8);
     put(&w, &nsym, 4);
     for (int i = 0; i < b->nsym; i++) put_bytes(&w, b->syms[i], strlen(b->syms[i]), false);
     put_bytes(&w, b->obj, b->nobj, true);

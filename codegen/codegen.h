@@ -399,7 +399,7 @@ typedef int (*cg_program_fn)(void **homes, void *run);
  * object cache (the unit is shared with any live unit of the same code). NULL
  * with an error. */
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
-                 unsigned keep, void **fns, cg_program_fn *program, bool *cached);
+                 em_tensor *const *args, unsigned keep, void **fns, cg_program_fn *program, bool *cached);
 /* The program's body (program.c): each step's pointers, then its nest function
  * (nest_fn[i] for nest i) or cg_exec_interpret. */
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
@@ -417,6 +417,7 @@ typedef struct cg_blob {
     char *obj;            /* the object file */
     size_t nobj;
     char *ir, *asm_text;  /* optimised IR and assembly, or NULL */
+    uint64_t ir_hash;     /* cg_module_hash of the module it was compiled from */
 } cg_blob;
 
 /* FNV-1a, continuing from h (start with 0xcbf29ce484222325). */
@@ -437,12 +438,35 @@ typedef struct cg_cache_stats {
 } cg_cache_stats;
 void cg_cache_stats_get(cg_cache_stats *out);
 
-/* Like cg_unit_create, for a module whose exported names are unique to its
- * contents (emit.c names them by a hash of the IR): a live unit built from the
- * same key is shared (reference counted; cg_unit_destroy drops one), and the
- * object cache is consulted before compiling and written after. *cached says
- * whether the code came from the cache. */
-cg_unit *cg_unit_create_keyed(LLVMModuleRef mod, const char *key, const cg_opt *opts, bool *cached);
+/* Builds a keyed unit's module on demand: NULL with an error. */
+typedef LLVMModuleRef (*cg_module_maker)(void *ctx);
+/* Like cg_unit_create, for code whose exported names are unique to its key
+ * (emit.c names them by the key's hash): a live unit of the same key is
+ * shared (reference counted; cg_unit_destroy drops one), else the object
+ * cache is consulted, and only on a miss is make(ctx) called and its module
+ * compiled (the cache written after). Also called when the dumps ask for
+ * texts the code found lacks, and on every hit under EMBER_CACHE_VERIFY=1,
+ * where the module must hash as the one the code was compiled from (else
+ * ember aborts: the key missed something). *cached says whether the
+ * code came from the cache; `name` labels messages. */
+cg_unit *cg_unit_get_keyed(const char *name, const char *key, cg_module_maker make, void *ctx, const cg_opt *opts,
+                           bool *cached);
+
+/* ---- keys (key.c) ------------------------------------------------------------------------------ */
+
+/* The build id (hex) of the library or executable ember's code is in; "" if it has none. */
+const char *cg_build_id(void);
+/* The key of the code cg_emit makes of prog for these arguments, from the
+ * program itself (no module is built), and the hash its names come from. 0;
+ * 1 when there is no build id (use cg_module_key); -1 with an error. */
+int cg_program_key(const pass_program *prog, em_tensor *const *args, const cg_schedule *sched, const cg_layout *lay,
+                   unsigned keep, char *key, size_t cap, uint64_t *h);
+/* The hash of a module's bitcode (under a fixed name). 0, or -1 with an error. */
+int cg_module_hash(LLVMModuleRef m, uint64_t *h);
+/* The key of a module's code, from that hash. 0, or -1 with an error. */
+int cg_module_key(LLVMModuleRef m, char *key, size_t cap, uint64_t *h);
+/* For tests: with on, cg_program_key answers 1 as if there were no build id. */
+void cg_key_use_module_hash(bool on);
 
 /* ---- running a planned program (exec.c) ------------------------------------------- */
 

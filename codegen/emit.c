@@ -566,49 +566,48 @@ static void row_body(cg_emitter *e, nest_state *s, void *ctx) {
     else emit_reduce_row(e, s, &c, n);
 }
 
-/* The cache key of a module: everything its machine code depends on. The
- * module is hashed as bitcode, under a fixed name (the caller's label is not
- * part of what the code does): printing it as text took 7-9 ms of the GPT-2
- * block's 12 ms warm compile (LLVM formats every float constant through
- * APInt arithmetic), writing bitcode takes about 1. */
-static int module_key(LLVMModuleRef m, char *key, size_t cap, uint64_t *ir_hash) {
-    size_t idn, srcn;
-    const char *id0 = LLVMGetModuleIdentifier(m, &idn), *src0 = LLVMGetSourceFileName(m, &srcn);
-    char *id = malloc(idn + 1), *src = malloc(srcn + 1);
-    LLVMMemoryBufferRef bc = NULL;
-    if (id && src) {
-        memcpy(id, id0, idn), memcpy(src, src0, srcn);
-        LLVMSetModuleIdentifier(m, "ember", 5);
-        LLVMSetSourceFileName(m, "ember", 5);
-        bc = LLVMWriteBitcodeToMemoryBuffer(m);
-        LLVMSetModuleIdentifier(m, id, idn);
-        LLVMSetSourceFileName(m, src, srcn);
-    }
-    free(id), free(src);
-    /* no hash, no key: a made-up one would share or load another program's code */
-    if (!bc) return rt_error("em_compile: out of memory writing the module's bitcode for its cache key");
-    *ir_hash = cg_hash_words(LLVMGetBufferStart(bc), LLVMGetBufferSize(bc));
-    LLVMDisposeMemoryBuffer(bc);
-    unsigned major, minor, patch;
-    LLVMGetVersion(&major, &minor, &patch);
-    snprintf(key, cap, "ember %s | llvm %u.%u.%u | %s %s | ir %016llx", em_version(), major, minor, patch,
-             cg_host_cpu(), cg_host_features(), (unsigned long long)*ir_hash);
-    return 0;
-}
-
 static atomic_int fail_next; /* cg_emit_fail_next: failures to inject */
 
 void cg_emit_fail_next(int n) { atomic_store(&fail_next, n); }
 
-cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *sched, const cg_layout *lay,
-                 unsigned keep, void **fns, cg_program_fn *program, bool *cached) {
-    const cg_loopnest *ln = sched->nests;
-    int n = sched->nnests;
-    if (atomic_load(&fail_next) > 0 && atomic_fetch_sub(&fail_next, 1) > 0)
-        return rt_error("codegen %s: injected failure (cg_emit_fail_next)", name), NULL;
+/* What building a program's module needs; h names its functions. */
+typedef struct emit_job {
+    const char *name;
+    const pass_program *prog;
+    const cg_schedule *sched;
+    const cg_layout *lay;
+    unsigned keep;
+    uint64_t h;
+    LLVMModuleRef built;  /* made before its key (the module key), not yet handed over */
+} emit_job;
+
+/* Nest k's function (the program's for k = -1), by the hash that makes them unique. */
+static void fn_name(char *buf, size_t cap, uint64_t h, int k) {
+    if (k < 0) snprintf(buf, cap, "ember_%016llx_prog", (unsigned long long)h);
+    else snprintf(buf, cap, "ember_%016llx_n%d", (unsigned long long)h, k);
+}
+
+/* Names the module's functions by j->h. */
+static void name_functions(LLVMModuleRef m, const emit_job *j) {
+    for (int k = -1; k < j->sched->nnests; k++) {
+        char from[64], to[64];
+        if (k < 0) snprintf(from, sizeof from, "ember_prog");
+        else snprintf(from, sizeof from, "ember_n%d", k);
+        fn_name(to, sizeof to, j->h, k);
+        LLVMSetValueName2(LLVMGetNamedFunction(m, from), to, strlen(to));
+    }
+}
+
+/* The module of every loop nest and the program, with functions named
+ * ember_n<k> and ember_prog; NULL with an error. */
+static LLVMModuleRef build_module(const emit_job *j) {
+    const cg_loopnest *ln = j->sched->nests;
+    int n = j->sched->nnests;
+    const pass_program *prog = j->prog;
     LLVMContextRef c;
     LLVMModuleRef m;
-    if (cg_module_begin(name, &c, &m) != 0) return NULL;
+    if (cg_module_begin(j->name, &c, &m) != 0) return NULL;
+    LLVMSetSourceFileName(m, "ember", 5); /* the object names it: the same code, the same bytes */
     int nn = ir_graph_num_nodes(prog->graph);
     size_t nz = (size_t)(nn ? nn : 1);
     LLVMValueRef *val = calloc(nz, sizeof *val), *rowval = calloc(nz, sizeof *rowval);
@@ -629,7 +628,7 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
         e.w = ln[k].width;
         e.vt = e.w == 1 ? e.f32 : LLVMVectorType(e.f32, (unsigned)e.w);
         char fname[64];
-        snprintf(fname, sizeof fname, "ember_n%d", k); /* renamed below, by content */
+        snprintf(fname, sizeof fname, "ember_n%d", k);
         fn[k] = LLVMAddFunction(m, fname, fty);
         memset(rowval, 0, nz * sizeof *rowval);
         nest_state s = {.prog = prog, .ln = &ln[k], .fn = fn[k], .val = val, .gen = gen, .rowval = rowval,
@@ -638,39 +637,53 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
         else emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
         step = s.cur + 1; /* generations stay distinct across nests */
     }
-    LLVMValueRef pfn = cg_emit_program(&e, prog, sched, lay, fn, (keep & CG_PROFILE) != 0);
+    LLVMValueRef pfn = cg_emit_program(&e, prog, j->sched, j->lay, fn, (j->keep & CG_PROFILE) != 0);
+    LLVMSetValueName2(pfn, "ember_prog", strlen("ember_prog"));
     LLVMDisposeBuilder(e.b);
-    free(val), free(rowval), free(gen);
-    /* Names from the code's hash: the same program compiled twice (or by another
+    free(val), free(rowval), free(gen), free(fn);
+    return m;
+}
+
+/* cg_unit_get_keyed's module maker: the module built already, or a new one. */
+static LLVMModuleRef make_module(void *ctx) {
+    emit_job *j = ctx;
+    LLVMModuleRef m = j->built;
+    j->built = NULL;
+    if (!m && (m = build_module(j))) name_functions(m, j);
+    return m;
+}
+
+cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *sched, const cg_layout *lay,
+                 em_tensor *const *args, unsigned keep, void **fns, cg_program_fn *program, bool *cached) {
+    if (atomic_load(&fail_next) > 0 && atomic_fetch_sub(&fail_next, 1) > 0)
+        return rt_error("codegen %s: injected failure (cg_emit_fail_next)", name), NULL;
+    emit_job j = {.name = name, .prog = prog, .sched = sched, .lay = lay, .keep = keep};
+    /* Names from the key's hash: the same program compiled twice (or by another
      * process) has the same names, so the JIT shares it and the cache finds it. */
     char key[1024];
-    uint64_t h = 0;
-    if (module_key(m, key, sizeof key, &h) != 0) {
-        free(fn);
-        cg_module_discard(m);
-        return NULL;
+    int st = cg_program_key(prog, args, sched, lay, keep, key, sizeof key, &j.h);
+    if (st < 0) return NULL;
+    if (st == 1) { /* no build id: key the module by its own bitcode */
+        if (!(j.built = build_module(&j))) return NULL;
+        if (cg_module_key(j.built, key, sizeof key, &j.h) != 0) {
+            cg_module_discard(j.built);
+            return NULL;
+        }
+        name_functions(j.built, &j);
     }
-    for (int k = 0; k < n; k++) {
+    cg_unit *u = cg_unit_get_keyed(name, key, make_module, &j,
+                                   &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep}, cached);
+    cg_module_discard(j.built); /* not needed: the code was live or cached */
+    for (int k = -1; k < sched->nnests && u; k++) {
         char fname[64];
-        snprintf(fname, sizeof fname, "ember_%016llx_n%d", (unsigned long long)h, k);
-        LLVMSetValueName2(fn[k], fname, strlen(fname));
-    }
-    char pname[64];
-    snprintf(pname, sizeof pname, "ember_%016llx_prog", (unsigned long long)h);
-    LLVMSetValueName2(pfn, pname, strlen(pname));
-    free(fn);
-    cg_unit *u = cg_unit_create_keyed(m, key, &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep}, cached);
-    for (int k = 0; k < n && u; k++) {
-        char fname[64];
-        snprintf(fname, sizeof fname, "ember_%016llx_n%d", (unsigned long long)h, k);
-        if (!(fns[k] = cg_unit_lookup(u, fname))) {
+        fn_name(fname, sizeof fname, j.h, k);
+        void *f = cg_unit_lookup(u, fname);
+        if (!f) {
             cg_unit_destroy(u);
             return NULL;
         }
-    }
-    if (u && !(*program = (cg_program_fn)cg_unit_lookup(u, pname))) {
-        cg_unit_destroy(u);
-        return NULL;
+        if (k < 0) *program = (cg_program_fn)f;
+        else fns[k] = f;
     }
     return u;
 }

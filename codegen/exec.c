@@ -127,7 +127,7 @@ static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int 
     unit_name(prog, name, sizeof name);
     e->fns = calloc((size_t)s->nnests, sizeof *e->fns);
     if (!e->fns || layout_build(prog, &e->layout) != 0) return rt_error("em_compile: out of memory");
-    e->unit = cg_emit(name, prog, s, &e->layout, keep, e->fns, &e->program, &e->cached);
+    e->unit = cg_emit(name, prog, s, &e->layout, args, keep, e->fns, &e->program, &e->cached);
     if (e->unit) return 0;
     char why[300];
     snprintf(why, sizeof why, "code generation failed: %s", em_last_error());

@@ -76,6 +76,7 @@ struct cg_unit {
     void **addrs;                   /* their addresses */
     char *ir;                       /* optimised IR or NULL */
     char *asm_text;                 /* host assembly or NULL */
+    uint64_t ir_hash;               /* cg_module_hash of the module it came from; keyed units */
     cg_times times;
 };
 
@@ -454,6 +455,29 @@ static int unit_release_locked(cg_unit *u) {
     return left;
 }
 
+/* EMBER_CACHE_VERIFY=1: every unit found by key is checked against the
+ * module its key stands for (tests run so; see key.c). */
+static bool verifying(void) {
+    const char *v = getenv("EMBER_CACHE_VERIFY");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Under EMBER_CACHE_VERIFY: mod (from make) must hash as the module the code
+ * found under key was compiled from. A key that misses something the code
+ * depends on is a bug: loud, even though the code would still run. */
+static int verify_found(const char *name, const char *key, LLVMModuleRef mod, uint64_t want) {
+    uint64_t h;
+    if (!mod || cg_module_hash(mod, &h) != 0) return -1;
+    if (h != want) {
+        const char *what = strrchr(key, '|'); /* the program's part: the rest names ember, LLVM, the CPU */
+        fprintf(stderr, "ember: codegen %s: EMBER_CACHE_VERIFY: the code found under the key '...%s' was "
+                "compiled from the module %016llx, not from this key's %016llx\n", name, what ? what : key,
+                (unsigned long long)want, (unsigned long long)h);
+        EM_ASSERT(!"the code found under a key was compiled from the module the key stands for");
+    }
+    return 0;
+}
+
 /* A unit from a cached object: its symbols, texts, and the object linked. */
 static cg_unit *unit_from_blob(const char *name, cg_blob *b) {
     cg_unit *u = rt_malloc(sizeof *u, "codegen");
@@ -465,7 +489,7 @@ static cg_unit *unit_from_blob(const char *name, cg_blob *b) {
         cg_unit_destroy(u);
         return NULL;
     }
-    u->syms = b->syms, u->nsym = b->nsym, u->ir = b->ir, u->asm_text = b->asm_text;
+    u->syms = b->syms, u->nsym = b->nsym, u->ir = b->ir, u->asm_text = b->asm_text, u->ir_hash = b->ir_hash;
     b->syms = NULL, b->nsym = 0, b->ir = b->asm_text = NULL;
     LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(b->obj, b->nobj, name);
     if (unit_link(u, obj) != 0) {
@@ -482,8 +506,10 @@ static cg_unit *unit_compiled(LLVMModuleRef mod, const char *name, const cg_opt 
     *u = (cg_unit){0};
     LLVMMemoryBufferRef obj = NULL;
     int rc = (u->name = str_dup(name, "codegen")) ? 0 : -1;
+    if (rc == 0) rc = cg_module_hash(mod, &u->ir_hash); /* before the passes change it */
     if (rc == 0) rc = unit_compile(u, mod, opts, &obj);
     if (rc == 0) {
+        blob->ir_hash = u->ir_hash;
         blob->nobj = LLVMGetBufferSize(obj);
         blob->obj = malloc(blob->nobj ? blob->nobj : 1);
         blob->syms = calloc((size_t)(u->nsym ? u->nsym : 1), sizeof *blob->syms);
@@ -507,43 +533,70 @@ static cg_unit *unit_compiled(LLVMModuleRef mod, const char *name, const cg_opt 
     return u;
 }
 
-cg_unit *cg_unit_create_keyed(LLVMModuleRef mod, const char *key, const cg_opt *opts, bool *cached) {
+/* A throwaway compile of mod (not consumed) with opts, for the texts a
+ * found unit lacks (want_ir/want_asm, when not NULL). 0, or -1 with an error. */
+static int compile_texts(const char *name, LLVMModuleRef mod, const cg_opt *opts, char **want_ir, char **want_asm) {
+    cg_unit t = {.name = (char *)name};
+    LLVMMemoryBufferRef obj = NULL;
+    int rc = unit_compile(&t, mod, opts, &obj);
+    if (rc == 0 && want_ir && !*want_ir) *want_ir = t.ir, t.ir = NULL;
+    if (rc == 0 && want_asm && !*want_asm) *want_asm = t.asm_text, t.asm_text = NULL;
+    if (obj) LLVMDisposeMemoryBuffer(obj);
+    for (int i = 0; i < t.nsym; i++) free(t.syms[i]);
+    free(t.syms), free(t.addrs), free(t.ir), free(t.asm_text);
+    return rc;
+}
+
+/* The live unit of key, shared (one more owner), with the texts opts asks
+ * for; keyed.lock held. NULL with *failed when making the module for missing
+ * texts or a verification failed. */
+static cg_unit *share_live(cg_unit *u, const char *name, cg_module_maker make, void *ctx, const cg_opt *opts,
+                           bool *failed) {
+    bool want_ir = (opts->keep & CG_KEEP_IR) && !u->ir, want_asm = (opts->keep & CG_KEEP_ASM) && !u->asm_text;
+    bool verify = verifying();
+    if (want_ir || want_asm || verify) { /* the dumps ask for texts its first owner did not keep */
+        LLVMModuleRef mod = make(ctx);
+        if (!mod || (verify && verify_found(name, u->key, mod, u->ir_hash) != 0)) {
+            cg_module_discard(mod);
+            return *failed = true, NULL;
+        }
+        if ((want_ir || want_asm) &&
+            compile_texts(name, mod, opts, want_ir ? &u->ir : NULL, want_asm ? &u->asm_text : NULL) != 0)
+            em_clear_error(); /* the texts only: the code is fine */
+        cg_module_discard(mod);
+    }
+    u->refs++;
+    return u;
+}
+
+cg_unit *cg_unit_get_keyed(const char *name, const char *key, cg_module_maker make, void *ctx, const cg_opt *opts,
+                           bool *cached) {
     static const cg_opt defaults = {0};
     if (!opts) opts = &defaults;
     *cached = false;
-    if (!mod || !key) return cg_module_discard(mod), rt_error("cg_unit_create_keyed: NULL argument"), NULL;
-    if (cg_jit_init() != 0) return cg_module_discard(mod), NULL;
-    size_t len;
-    const char *name = LLVMGetModuleIdentifier(mod, &len);
-    char uname[128];
-    snprintf(uname, sizeof uname, "%.*s", (int)len, name);
+    if (!name || !key || !make) return rt_error("cg_unit_get_keyed: NULL argument"), NULL;
+    if (cg_jit_init() != 0) return NULL;
     pthread_mutex_lock(&keyed.lock);
     cg_unit *u = keyed.live;
     while (u && strcmp(u->key, key)) u = u->next;
-    if (u) { /* the same code is live: share it */
-        bool want_ir = (opts->keep & CG_KEEP_IR) && !u->ir, want_asm = (opts->keep & CG_KEEP_ASM) && !u->asm_text;
-        if (want_ir || want_asm) { /* the dumps asked for texts its first owner did not keep */
-            cg_unit t = {.name = uname};
-            LLVMMemoryBufferRef obj = NULL;
-            if (unit_compile(&t, mod, opts, &obj) == 0) {
-                if (want_ir) u->ir = t.ir, t.ir = NULL;
-                if (want_asm) u->asm_text = t.asm_text, t.asm_text = NULL;
-                LLVMDisposeMemoryBuffer(obj);
-            }
-            for (int i = 0; i < t.nsym; i++) free(t.syms[i]);
-            free(t.syms), free(t.addrs), free(t.ir), free(t.asm_text);
-        }
-        u->refs++;
+    if (u) {
+        bool failed = false;
+        u = share_live(u, name, make, ctx, opts, &failed);
         pthread_mutex_unlock(&keyed.lock);
-        cg_module_discard(mod);
         return u;
     }
     cg_blob blob;
+    LLVMModuleRef mod = NULL;
+    bool failed = false;
     if (cg_cache_load(key, &blob) == 0 && (blob.asm_text || !(opts->keep & CG_KEEP_ASM)) &&
-        (blob.ir || !(opts->keep & CG_KEEP_IR)))
-        u = unit_from_blob(uname, &blob), *cached = u != NULL;
+        (blob.ir || !(opts->keep & CG_KEEP_IR))) {
+        if (verifying()) failed = verify_found(name, key, mod = make(ctx), blob.ir_hash) != 0;
+        if (!failed) u = unit_from_blob(name, &blob), *cached = u != NULL;
+    }
     cg_blob_free(&blob);
-    if (!u && (u = unit_compiled(mod, uname, opts, &blob)) != NULL && blob.obj) cg_cache_store(key, &blob);
+    if (!u && !failed && (mod || (mod = make(ctx))) && (u = unit_compiled(mod, name, opts, &blob)) != NULL &&
+        blob.obj)
+        cg_cache_store(key, &blob);
     cg_blob_free(&blob);
     cg_module_discard(mod);
     if (u && !(u->key = str_dup(key, "codegen"))) {

@@ -14,6 +14,9 @@ if [ -z "${EMBER_CACHE_DIR+x}" ]; then
     export EMBER_CACHE_DIR
     trap 'rm -rf "$EMBER_CACHE_DIR"' EXIT
 fi
+# Every hit is checked against a fresh compile: a key that misses something
+# the code depends on aborts (codegen/key.c).
+export EMBER_CACHE_VERIFY=${EMBER_CACHE_VERIFY:-1}
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     "$bin" "$@" 2>&1 | tee "$log"
