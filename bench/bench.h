@@ -20,6 +20,7 @@ typedef struct bench_row {
     double speedup;                     /* median of the rounds' eager / compiled */
     double cold_ms;                     /* em_compile + first call (trace, passes, build) */
     double warm_ms;                     /* the same once freed: code from the object cache */
+    double proc_ms;                     /* the same in a new process (median of 3), or 0 */
     int kernels;
     size_t arena, eager_peak, comp_peak; /* bytes */
     double torch_eager, torchscript;    /* ms (median of the peer's runs), or 0 when not measured */

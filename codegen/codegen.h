@@ -64,14 +64,18 @@
 /* ---- the JIT session (jit.c) ------------------------------------------------------------- */
 
 /* Creates the process's LLJIT on first call (thread-safe, idempotent): native
- * target and asm printer, target machines for the host CPU, the runtime and
- * process symbol generators. 0, or -1 with an error (every later call fails
- * with the same message). Every other cg_ function calls it as needed. */
+ * target and asm printer, the host CPU, the runtime and process symbol
+ * generators. 0, or -1 with an error (every later call fails with the same
+ * message). Every other cg_ function calls it as needed. */
 int cg_jit_init(void);
+/* Starts cg_jit_init on a thread of its own, once per process (em_compile
+ * calls it, so the LLJIT is being made while the first call traces). */
+void cg_jit_prepare(void);
 
 /* The host CPU name (e.g. "icelake-server") and its feature string
  * ("+avx512f,+fma,...") the target machines are built from (an object cache
- * keys on both); "" if the JIT cannot be initialised. */
+ * keys on both); "" if LLVM has no target for the host. Neither waits for
+ * the LLJIT. */
 const char *cg_host_cpu(void);
 const char *cg_host_features(void);
 

@@ -23,8 +23,9 @@
  *
  * All target machines are alike: host CPU name and features, aggressive
  * codegen, PIC and the small code model (what LLJIT's JITLink linker
- * expects on x86-64 ELF). The LLJIT's own machine builder is made from the
- * same settings, so its triple and data layout match the units'.
+ * expects on x86-64 ELF). They are made on a unit's first compile, not
+ * before: the LLJIT's machine builder detects the host itself, and its data
+ * layout is the units'.
  *
  * Invariants: every LLVM error becomes an ember error in cg_fail and nowhere
  * else; an LLVM fatal error aborts with a message (never exit()); a module and
@@ -42,6 +43,7 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,8 +51,8 @@
 enum { TM_POOL_MAX = 8 }; /* idle target machines kept; more are made on demand */
 
 static struct {
-    pthread_once_t once;
-    int status;                          /* 0 ready, -1 init failed */
+    pthread_once_t host_once, once;      /* host_setup; lljit_setup after it */
+    int host_status, status;             /* 0 ready, -1 init failed */
     char error[512];                     /* why init failed, for every later caller */
     LLVMOrcLLJITRef lljit;               /* never disposed: lives as long as the process */
     LLVMOrcJITDylibRef main;             /* where units and runtime symbols live */
@@ -60,7 +62,7 @@ static struct {
     pthread_mutex_t pool_lock;
     LLVMTargetMachineRef pool[TM_POOL_MAX]; /* idle machines */
     int npool;
-} jit = {.once = PTHREAD_ONCE_INIT, .pool_lock = PTHREAD_MUTEX_INITIALIZER};
+} jit = {.host_once = PTHREAD_ONCE_INIT, .once = PTHREAD_ONCE_INIT, .pool_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Text of the last JIT session error reported on this thread (see session_report). */
 static _Thread_local char session_note[256];
@@ -165,12 +167,6 @@ static int host_setup(void) {
     char *msg = NULL;
     if (LLVMGetTargetFromTriple(jit.triple, &jit.target, &msg))
         return cg_fail("codegen: target lookup", NULL, msg);
-    LLVMTargetMachineRef tm = tm_create();
-    if (!tm) return rt_error("codegen: cannot create a target machine for %s", jit.cpu);
-    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
-    jit.layout = LLVMCopyStringRepOfTargetData(td);
-    LLVMDisposeTargetData(td);
-    tm_release(tm);
     return 0;
 }
 
@@ -201,14 +197,19 @@ static int define_runtime_symbols(void) {
     return 0;
 }
 
+/* The LLJIT, from a machine builder that detects the host: no target machine
+ * is made here (a warm process that only loads cached objects never needs
+ * one), and the data layout is the LLJIT's (x86-64's does not depend on the
+ * CPU's features, so it is the units' too). */
 static int lljit_setup(void) {
-    LLVMTargetMachineRef tm = tm_create(); /* consumed by the machine builder */
-    if (!tm) return rt_error("codegen: cannot create a target machine for %s", jit.cpu);
+    LLVMOrcJITTargetMachineBuilderRef jtmb;
+    LLVMErrorRef err = LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
+    if (err) return cg_fail("codegen: detecting the host for the LLJIT", err, NULL);
     LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
-    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
-        builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
-    LLVMErrorRef err = LLVMOrcCreateLLJIT(&jit.lljit, builder); /* consumes the builder */
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb); /* consumes it */
+    err = LLVMOrcCreateLLJIT(&jit.lljit, builder); /* consumes the builder */
     if (err) return cg_fail("codegen: creating the LLJIT", err, NULL);
+    if (!(jit.layout = str_dup(LLVMOrcLLJITGetDataLayoutStr(jit.lljit), "codegen"))) return -1;
     LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(jit.lljit),
                                             session_report, NULL);
     jit.main = LLVMOrcLLJITGetMainJITDylib(jit.lljit);
@@ -221,8 +222,20 @@ static int lljit_setup(void) {
     return 0;
 }
 
+static void host_once(void) {
+    jit.host_status = host_setup();
+    if (jit.host_status != 0) snprintf(jit.error, sizeof jit.error, "%s", em_last_error());
+}
+
+/* The target and the host's CPU name and features: what keys and widths need,
+ * without the LLJIT. */
+static int host_init(void) {
+    pthread_once(&jit.host_once, host_once);
+    return jit.host_status == 0 ? 0 : rt_error("%s", jit.error);
+}
+
 static void jit_setup(void) {
-    jit.status = host_setup() == 0 && lljit_setup() == 0 ? 0 : -1;
+    jit.status = host_init() == 0 && lljit_setup() == 0 ? 0 : -1;
     if (jit.status != 0) snprintf(jit.error, sizeof jit.error, "%s", em_last_error());
 }
 
@@ -231,9 +244,46 @@ int cg_jit_init(void) {
     return jit.status == 0 ? 0 : rt_error("%s", jit.error);
 }
 
-const char *cg_host_cpu(void) { return cg_jit_init() == 0 ? jit.cpu : ""; }
+/* ---- a head start: the LLJIT made while the first call traces ---------------------------------- */
 
-const char *cg_host_features(void) { return cg_jit_init() == 0 ? jit.features : ""; }
+/* Making the LLJIT takes 1-1.5 ms, a quarter of a new process's first
+ * compiled call when its code is cached. em_compile starts it on a thread of
+ * its own, so it overlaps the trace, the passes, the key and the cache read
+ * of the first call (and whatever the program does before that call); the
+ * first use waits for it in cg_jit_init's pthread_once. A fork or exit() waits
+ * for it too (pthread_atfork, atexit): a child must not inherit LLVM's locks
+ * from a thread it does not have, nor exit() destroy LLVM's statics under it. */
+static struct {
+    pthread_once_t once;
+    atomic_bool started;
+} head = {.once = PTHREAD_ONCE_INIT};
+
+static void *head_main(void *arg) {
+    (void)arg;
+    if (cg_jit_init() != 0) em_clear_error(); /* the first real use reports it */
+    return NULL;
+}
+
+static void head_wait(void) {
+    if (atomic_load(&head.started)) (void)cg_jit_init();
+}
+
+static void head_start(void) {
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr) != 0) return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_atfork(head_wait, NULL, NULL) == 0 && atexit(head_wait) == 0 &&
+        pthread_create(&t, &attr, head_main, NULL) == 0)
+        atomic_store(&head.started, true);
+    pthread_attr_destroy(&attr);
+}
+
+void cg_jit_prepare(void) { pthread_once(&head.once, head_start); }
+
+const char *cg_host_cpu(void) { return host_init() == 0 ? jit.cpu : ""; }
+
+const char *cg_host_features(void) { return host_init() == 0 ? jit.features : ""; }
 
 void *cg_jit_lookup(const char *sym) {
     if (!sym) return rt_error("cg_jit_lookup: symbol is NULL"), NULL;

@@ -368,6 +368,7 @@ void *em_compile(void *fn, const char *signature, const em_options *opts) {
         compiled_destroy(c);
         return NULL;
     }
+    cg_jit_prepare(); /* the LLJIT is made while the first call traces */
     pthread_mutex_lock(&registry_lock);
     c->next = registry;
     registry = c;

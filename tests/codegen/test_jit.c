@@ -12,7 +12,8 @@
  * destroying a unit removes its symbols so the name can be defined again;
  * many units come and go without leaking (LeakSanitizer in `make SAN=1 test`,
  * and malloc's own count in the plain build); two threads compile and run
- * units at the same time.
+ * units at the same time; a fork or exit() right after the head start
+ * (cg_jit_prepare) leaves the child a working JIT and exits cleanly.
  */
 #include <criterion/criterion.h>
 
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "codegen.h"
 
@@ -142,6 +145,54 @@ Test(jit, init_is_idempotent_and_names_the_host_cpu) {
     cr_assert_neq(cg_host_cpu()[0], '\0');
     if (has_avx512())
         cr_assert(strstr(cg_host_features(), "+avx512f"), "features: %s", cg_host_features());
+}
+
+/* The head start (cg_jit_prepare, as em_compile calls it): the LLJIT is made
+ * on a thread of its own. A fork while it is being made must leave the child
+ * a whole session. (glibc's pthread_once restarts an initialisation a fork
+ * cut short, so this passes without jit.c's pthread_atfork wait too; the wait
+ * is for the LLVM locks the vanished thread could hold, which no test can
+ * time reliably.) */
+Test(jit, a_fork_right_after_the_head_start_leaves_the_child_a_working_jit, .timeout = 60) {
+    for (int round = 0; round < 4; round++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0, "fork");
+        if (pid == 0) { /* a fresh session in each child: fork again while it is being made */
+            cg_jit_prepare();
+            usleep(200 * (useconds_t)round); /* making it takes about a millisecond */
+            pid_t inner = fork();
+            if (inner < 0) _exit(3);
+            if (inner == 0) {
+                cg_unit *u = cg_unit_create(add_module("add"), "add", NULL);
+                float (*add)(float, float) = u ? (float (*)(float, float))cg_unit_lookup(u, "add") : NULL;
+                _exit(add && add(1.5f, 2.25f) == 3.75f ? 0 : 4);
+            }
+            int st;
+            if (waitpid(inner, &st, 0) != inner) _exit(5);
+            _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 6);
+        }
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: status %d", round, st);
+    }
+}
+
+/* exit() right after the head start waits for it (atexit) rather than tear
+ * LLVM's statics down under the thread making the LLJIT. */
+Test(jit, exit_right_after_the_head_start_is_clean) {
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0, "fork");
+        if (pid == 0) {
+            cg_jit_prepare();
+            exit(0);
+        }
+        int st;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: status %d", round, st);
+    }
+    cg_jit_prepare();
+    cr_assert_eq(cg_jit_init(), 0, "%s", em_last_error());
 }
 
 Test(jit, a_scalar_function_adds_two_floats) {
