@@ -140,18 +140,15 @@ Test(key, under_EMBER_CACHE_VERIFY_an_honest_hit_hashes_as_its_module) {
     env_end(&env);
 }
 
-Test(key, under_EMBER_CACHE_VERIFY_an_entry_made_from_another_module_aborts, .signal = SIGABRT) {
-    cache_env env;
-    env_begin(&env);
-    cr_assert_eq(setenv("EMBER_CACHE_VERIFY", "1", 1), 0);
-    inputs in = inputs_new();
-    compile_run_free(&in, "first");
+/* With EMBER_CACHE_VERIFY set to `verify`: compiles affine_tanh once, then
+ * rewrites its entry with its own key, symbols and object but another
+ * module's hash, as if the key had left out something that changed the module. */
+static void entry_from_another_module(cache_env *env, inputs *in, const char *verify) {
+    cr_assert_eq(setenv("EMBER_CACHE_VERIFY", verify, 1), 0);
+    compile_run_free(in, "first");
     char path[600];
-    only_entry(env.dir, path, sizeof path, "first");
+    only_entry(env->dir, path, sizeof path, "first");
     char *key = key_in(path);
-
-    /* the entry's own key, symbols and object, but another module's hash: as
-     * if a key had left out something that changed the module */
     cg_blob b;
     cr_assert_eq(cg_cache_load(key, &b), 0);
     cr_assert_neq(b.ir_hash, 0u, "the entry records its module's hash");
@@ -159,7 +156,13 @@ Test(key, under_EMBER_CACHE_VERIFY_an_entry_made_from_another_module_aborts, .si
     cg_cache_store(key, &b);
     cg_blob_free(&b);
     free(key);
+}
 
+Test(key, under_EMBER_CACHE_VERIFY_an_entry_made_from_another_module_aborts, .signal = SIGABRT) {
+    cache_env env;
+    env_begin(&env);
+    inputs in = inputs_new();
+    entry_from_another_module(&env, &in, "1");
     compile_run_free(&in, "over the lying entry"); /* aborts */
     cr_assert_fail("the lying entry was not caught");
 }
@@ -167,18 +170,8 @@ Test(key, under_EMBER_CACHE_VERIFY_an_entry_made_from_another_module_aborts, .si
 Test(key, without_EMBER_CACHE_VERIFY_the_same_entry_is_used_as_found) {
     cache_env env;
     env_begin(&env);
-    cr_assert_eq(setenv("EMBER_CACHE_VERIFY", "0", 1), 0);
     inputs in = inputs_new();
-    compile_run_free(&in, "first");
-    char path[600];
-    only_entry(env.dir, path, sizeof path, "first");
-    char *key = key_in(path);
-    cg_blob b;
-    cr_assert_eq(cg_cache_load(key, &b), 0);
-    b.ir_hash ^= 1;
-    cg_cache_store(key, &b);
-    cg_blob_free(&b);
-    free(key);
+    entry_from_another_module(&env, &in, "0");
     cg_cache_stats s0 = stats_now();
     compile_run_free(&in, "the recorded hash is not read"); /* the object itself is right */
     EXPECT_DELTA(s0, 1, 0, 0, 0, 0, "a hit, unchecked");

@@ -36,7 +36,6 @@
  */
 #include <criterion/criterion.h>
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +48,7 @@
 #include "frontend.h"
 #include "../util.h"
 #include "compile_util.h"
+#include "../codegen/cache_util.h"
 
 typedef em_tensor *(*model1)(em_tensor *);
 
@@ -68,48 +68,6 @@ static bool injection_was_pending(long n) {
     em_clear_error();
     return pending;
 }
-
-/* A fresh folder from mkdtemp as EMBER_CACHE_DIR, and the value it replaced. */
-typedef struct cache_env {
-    char dir[256];
-    char *saved;
-} cache_env;
-
-static void cache_begin(cache_env *c) {
-    const char *old = getenv("EMBER_CACHE_DIR");
-    c->saved = old ? strdup(old) : NULL;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(c->dir, sizeof c->dir, "%s/ember-failures.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    cr_assert(mkdtemp(c->dir), "mkdtemp %s", c->dir);
-    cr_assert_eq(setenv("EMBER_CACHE_DIR", c->dir, 1), 0);
-}
-
-static int entries_in(const char *dir) {
-    DIR *d = opendir(dir);
-    cr_assert(d, "opendir %s", dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-    closedir(d);
-    return n;
-}
-
-static void cache_end(cache_env *c) {
-    DIR *d = opendir(c->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", c->dir, e->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(c->dir);
-    if (c->saved) setenv("EMBER_CACHE_DIR", c->saved, 1);
-    else unsetenv("EMBER_CACHE_DIR");
-    free(c->saved);
-}
-
 
 static model1 compile_chain(const char *name, int max_recompiles) {
     model1 f = (model1)em_compile((void *)chain, "tensor(tensor)",
@@ -262,7 +220,7 @@ Test(failures, a_storm_of_fifty_shapes_compiles_four_runs_the_rest_eagerly_and_l
 Test(failures, a_cache_folder_that_cannot_grow_costs_only_the_store) {
     if (cg_host_width() == 0) cr_skip_test("no code generation on this host");
     cache_env env;
-    cache_begin(&env);
+    env_begin(&env);
     em_tensor *x = tu_uniform_tensor(2, SH(64, 256), -2, 2, 1);
     em_tensor *want = chain(x);
     model1 fast = compile_chain("chain", 0);
@@ -305,7 +263,7 @@ Test(failures, a_cache_folder_that_cannot_grow_costs_only_the_store) {
                  s1.store_failures - s0.store_failures);
     cr_expect_eq(s1.stores - s0.stores, 0, "stores +%ld", s1.stores - s0.stores);
     cr_expect_eq(s1.misses - s0.misses, 1, "misses +%ld", s1.misses - s0.misses);
-    cr_expect_eq(entries_in(env.dir), 0, "no entry and no temporary left in %s", env.dir);
+    cr_expect_eq(count_files(env.dir, "", NULL, 0), 0, "no entry and no temporary left in %s", env.dir);
     EXPECT_STATS(fast, 1, 1, 1, 0);
     int status;
     char *ll = cu_dump((void *)fast, "llvm", &status);
@@ -326,7 +284,7 @@ Test(failures, a_cache_folder_that_cannot_grow_costs_only_the_store) {
     cg_cache_stats s2;
     cg_cache_stats_get(&s2);
     cr_expect_eq(s2.stores - s1.stores, 1, "stores +%ld", s2.stores - s1.stores);
-    cr_expect_eq(entries_in(env.dir), 1, "one entry in %s", env.dir);
+    cr_expect_eq(count_files(env.dir, "", NULL, 0), 1, "one entry in %s", env.dir);
     em_release(want), em_release(x);
-    cache_end(&env);
+    env_end(&env);
 }
