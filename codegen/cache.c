@@ -22,11 +22,13 @@
  * mismatched file (another version, CPU or key colliding on the name) is
  * ignored and rewritten by the next store.
  * Stores write a temporary file and rename it, so readers never see half a
- * file. A directory that cannot be created or written costs speed only: one
+ * file; after a store the folder is trimmed to EMBER_CACHE_MAX_MB, least
+ * recently used first (a hit refreshes an entry's time). A directory that cannot be created or written costs speed only: one
  * message on stderr per process, and compiles go on uncached.
  */
 #include "codegen.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -35,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { CACHE_FORMAT = 3 };
@@ -42,7 +45,7 @@ enum { CACHE_FORMAT = 3 };
 static const char magic[8] = {'E', 'M', 'B', 'E', 'R', 'O', 'B', 'J'};
 
 static struct {
-    atomic_long hits, misses, rejected, stores, store_failures;
+    atomic_long hits, misses, rejected, stores, store_failures, evicted;
     atomic_bool warned;
 } stats;
 
@@ -177,7 +180,93 @@ int cg_cache_load(const char *key, cg_blob *out) {
         return -1;
     }
     atomic_fetch_add(&stats.hits, 1);
+    utimensat(AT_FDCWD, path, NULL, 0); /* used now: the trim keeps what is used (a read-only folder: no matter) */
     return 0;
+}
+
+/* ---- keeping the folder bounded ------------------------------------------------------ */
+
+/* Every new shape, and every rebuild of ember (its build id is in the keys),
+ * makes entries; none is ever rewritten in place. So after each store, when
+ * the entries add up to more than EMBER_CACHE_MAX_MB (default 1024; 0 keeps
+ * everything), the least recently used go (by modification time, which a hit
+ * refreshes) until the rest fit in three quarters of it, never the entry just
+ * stored. Temporary files older than an hour (a writer that died) go too. A
+ * store is a miss that just compiled (tens to hundreds of ms), so scanning the
+ * folder then costs little. */
+enum { TRIM_DEFAULT_MB = 1024, STALE_TMP_SECONDS = 3600 };
+
+typedef struct entry_info {
+    char name[64];
+    off_t size;
+    struct timespec mtime;
+} entry_info;
+
+static int by_mtime(const void *a, const void *b) {
+    const struct timespec *x = &((const entry_info *)a)->mtime, *y = &((const entry_info *)b)->mtime;
+    if (x->tv_sec != y->tv_sec) return x->tv_sec < y->tv_sec ? -1 : 1;
+    return (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
+}
+
+static double trim_limit(void) {
+    const char *env = getenv("EMBER_CACHE_MAX_MB");
+    char *end = NULL;
+    double mb = env && *env ? strtod(env, &end) : TRIM_DEFAULT_MB;
+    if (env && *env && (*end || !(mb >= 0))) mb = TRIM_DEFAULT_MB; /* not a number: the default */
+    return mb * 1024 * 1024;
+}
+
+/* Whether name is one of ours: 16 hex digits and ".o", or a temporary of one. */
+static bool ours(const char *name, bool *tmp) {
+    size_t n = strlen(name);
+    if (n < 18 || strspn(name, "0123456789abcdef") != 16 || strncmp(name + 16, ".o", 2)) return false;
+    *tmp = n > 18;
+    return n == 18 || (n > 22 && !strcmp(name + n - 4, ".tmp"));
+}
+
+static void trim(const char *dir, const char *keep) {
+    double limit = trim_limit();
+    DIR *d = opendir(dir);
+    if (!d) return;
+    entry_info *e = NULL;
+    size_t n = 0, cap = 0;
+    double total = 0;
+    time_t now = time(NULL);
+    const char *keep_name = strrchr(keep, '/') ? strrchr(keep, '/') + 1 : keep;
+    for (struct dirent *de; (de = readdir(d));) {
+        bool tmp;
+        struct stat st;
+        char path[1200];
+        if (!ours(de->d_name, &tmp)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (tmp) {
+            if (now - st.st_mtime > STALE_TMP_SECONDS) unlink(path);
+            continue;
+        }
+        if (!strcmp(de->d_name, keep_name)) continue;
+        total += (double)st.st_size;
+        if (n == cap) {
+            entry_info *g = realloc(e, (cap = cap ? 2 * cap : 64) * sizeof *e);
+            if (!g) break; /* out of memory: trim what was listed */
+            e = g;
+        }
+        snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
+        e[n].size = st.st_size, e[n].mtime = st.st_mtim;
+        n++;
+    }
+    closedir(d);
+    struct stat kst;
+    if (stat(keep, &kst) == 0) total += (double)kst.st_size;
+    if (limit > 0 && total > limit) {
+        qsort(e, n, sizeof *e, by_mtime);
+        for (size_t i = 0; i < n && total > 0.75 * limit; i++) {
+            char path[1200];
+            snprintf(path, sizeof path, "%s/%s", dir, e[i].name);
+            if (unlink(path) == 0) total -= (double)e[i].size, atomic_fetch_add(&stats.evicted, 1);
+        }
+    }
+    free(e);
 }
 
 /* ---- writing ------------------------------------------------------------------------ */
@@ -256,10 +345,11 @@ void cg_cache_store(const char *key, const cg_blob *b) {
         return store_failed(dir, bad ? "write" : "rename");
     }
     atomic_fetch_add(&stats.stores, 1);
+    trim(dir, path);
 }
 
 void cg_cache_stats_get(cg_cache_stats *out) {
     out->hits = atomic_load(&stats.hits), out->misses = atomic_load(&stats.misses);
     out->rejected = atomic_load(&stats.rejected), out->stores = atomic_load(&stats.stores);
-    out->store_failures = atomic_load(&stats.store_failures);
+    out->store_failures = atomic_load(&stats.store_failures), out->evicted = atomic_load(&stats.evicted);
 }

@@ -439,6 +439,7 @@ void cg_blob_free(cg_blob *b);
 
 typedef struct cg_cache_stats {
     long hits, misses, rejected, stores, store_failures;
+    long evicted;         /* entries removed to keep the folder under EMBER_CACHE_MAX_MB */
 } cg_cache_stats;
 void cg_cache_stats_get(cg_cache_stats *out);
 

@@ -43,7 +43,6 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,8 +238,11 @@ static void jit_setup(void) {
     if (jit.status != 0) snprintf(jit.error, sizeof jit.error, "%s", em_last_error());
 }
 
+static void head_join(void);
+
 int cg_jit_init(void) {
     pthread_once(&jit.once, jit_setup);
+    head_join(); /* the head start's thread, if any, is done: free it */
     return jit.status == 0 ? 0 : rt_error("%s", jit.error);
 }
 
@@ -250,33 +252,35 @@ int cg_jit_init(void) {
  * compiled call when its code is cached. em_compile starts it on a thread of
  * its own, so it overlaps the trace, the passes, the key and the cache read
  * of the first call (and whatever the program does before that call); the
- * first use waits for it in cg_jit_init's pthread_once. A fork or exit() waits
- * for it too (pthread_atfork, atexit): a child must not inherit LLVM's locks
- * from a thread it does not have, nor exit() destroy LLVM's statics under it. */
+ * first use waits for it in cg_jit_init's pthread_once and then joins the
+ * thread. A fork or exit() joins it first too (pthread_atfork, atexit): a
+ * child must not inherit locks (LLVM's, or a sanitizer's taken as a thread
+ * exits) from a thread it does not have, nor exit() destroy LLVM's statics
+ * under it. */
 static struct {
     pthread_once_t once;
-    atomic_bool started;
-} head = {.once = PTHREAD_ONCE_INIT};
+    pthread_mutex_t lock;                /* guards thread and running */
+    pthread_t thread;
+    bool running;                        /* started and not yet joined */
+} head = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void *head_main(void *arg) {
     (void)arg;
-    if (cg_jit_init() != 0) em_clear_error(); /* the first real use reports it */
+    pthread_once(&jit.once, jit_setup); /* not cg_jit_init: that joins this thread */
     return NULL;
 }
 
-static void head_wait(void) {
-    if (atomic_load(&head.started)) (void)cg_jit_init();
+static void head_join(void) {
+    pthread_mutex_lock(&head.lock);
+    if (head.running) pthread_join(head.thread, NULL), head.running = false;
+    pthread_mutex_unlock(&head.lock);
 }
 
 static void head_start(void) {
-    pthread_attr_t attr;
-    pthread_t t;
-    if (pthread_attr_init(&attr) != 0) return;
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_atfork(head_wait, NULL, NULL) == 0 && atexit(head_wait) == 0 &&
-        pthread_create(&t, &attr, head_main, NULL) == 0)
-        atomic_store(&head.started, true);
-    pthread_attr_destroy(&attr);
+    if (pthread_atfork(head_join, NULL, NULL) != 0 || atexit(head_join) != 0) return;
+    pthread_mutex_lock(&head.lock);
+    head.running = pthread_create(&head.thread, NULL, head_main, NULL) == 0;
+    pthread_mutex_unlock(&head.lock);
 }
 
 void cg_jit_prepare(void) { pthread_once(&head.once, head_start); }
