@@ -133,6 +133,28 @@ typedef struct cg_times {
 
 typedef struct cg_unit cg_unit;
 
+/* Where a compiled graph's code came from. */
+typedef enum cg_code_source {
+    CG_CODE_NONE,         /* nothing generated: every kernel is interpreted */
+    CG_CODE_LIVE,         /* shared with a live function's unit of the same key */
+    CG_CODE_CACHED,       /* loaded from the object cache */
+    CG_CODE_COMPILED,     /* built, optimised and compiled now */
+} cg_code_source;
+
+/* Where one compile's time went: em_dump's `compile` stage, EMBER_LOG=compile. */
+typedef struct cg_compile_times {
+    double total_ms;      /* the frontend's: the first call's start to a runnable program */
+    double trace_ms;      /* the frontend's: tracing the function on proxies */
+    double passes_ms;     /* the frontend's: the pass pipeline (simplify, fuse, plan memory) */
+    double schedule_ms;   /* scheduling the kernels, planning memory for that, the layout */
+    double key_ms;        /* the program key (key.c) */
+    double module_ms;     /* building the LLVM module (0 when it was not needed) */
+    double hash_ms;       /* hashing its bitcode (misses, keys without a build id, verification) */
+    double load_ms;       /* reading the object cache's entry */
+    cg_times unit;        /* the unit's, when this compile made or loaded it */
+    cg_code_source source;
+} cg_compile_times;
+
 /* Verifies, optimises (opts->pipeline), compiles and links `mod`, which the
  * call consumes together with its context whatever the outcome. `name` names
  * the unit in messages; opts may be NULL (CG_PIPELINE_O2, nothing kept).
@@ -403,7 +425,8 @@ typedef int (*cg_program_fn)(void **homes, void *run);
  * object cache (the unit is shared with any live unit of the same code). NULL
  * with an error. */
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
-                 em_tensor *const *args, unsigned keep, void **fns, cg_program_fn *program, bool *cached);
+                 em_tensor *const *args, unsigned keep, cg_compile_times *times, void **fns, cg_program_fn *program,
+                 bool *cached);
 /* The program's body (program.c): each step's pointers, then its nest function
  * (nest_fn[i] for nest i) or cg_exec_interpret. */
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
@@ -455,7 +478,7 @@ typedef LLVMModuleRef (*cg_module_maker)(void *ctx);
  * ember aborts: the key missed something). *cached says whether the
  * code came from the cache; `name` labels messages. */
 cg_unit *cg_unit_get_keyed(const char *name, const char *key, cg_module_maker make, void *ctx, const cg_opt *opts,
-                           bool *cached);
+                           bool *cached, cg_compile_times *times);
 
 /* ---- keys (key.c) ------------------------------------------------------------------------------ */
 
@@ -507,5 +530,10 @@ int cg_exec_mark(void *run, int step);
  * (with CG_PROFILE; else how to ask for it). */
 int cg_exec_print_profile(const cg_exec *e, FILE *out);
 size_t cg_exec_arena_bytes(const cg_exec *e);
+/* The compile's times: codegen's part filled by cg_exec_compile, the frontend
+ * adds its own (trace, passes, total). */
+cg_compile_times *cg_exec_times(cg_exec *e);
+/* The `compile` stage: where the compile's time went, and where the code came from. */
+int cg_exec_print_compile(const cg_exec *e, FILE *out);
 
 #endif /* EMBER_CODEGEN_H */

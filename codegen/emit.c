@@ -579,6 +579,7 @@ typedef struct emit_job {
     unsigned keep;
     uint64_t h;
     LLVMModuleRef built;  /* made before its key (the module key), not yet handed over */
+    cg_compile_times *times; /* module_ms goes here (may be NULL) */
 } emit_job;
 
 /* Nest k's function (the program's for k = -1), by the hash that makes them unique. */
@@ -644,35 +645,49 @@ static LLVMModuleRef build_module(const emit_job *j) {
     return m;
 }
 
+/* The module, timed. */
+static LLVMModuleRef timed_module(emit_job *j) {
+    double t0 = rt_now_ms();
+    LLVMModuleRef m = build_module(j);
+    if (j->times) j->times->module_ms += rt_now_ms() - t0;
+    return m;
+}
+
 /* cg_unit_get_keyed's module maker: the module built already, or a new one. */
 static LLVMModuleRef make_module(void *ctx) {
     emit_job *j = ctx;
     LLVMModuleRef m = j->built;
     j->built = NULL;
-    if (!m && (m = build_module(j))) name_functions(m, j);
+    if (!m && (m = timed_module(j))) name_functions(m, j);
     return m;
 }
 
 cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *sched, const cg_layout *lay,
-                 em_tensor *const *args, unsigned keep, void **fns, cg_program_fn *program, bool *cached) {
+                 em_tensor *const *args, unsigned keep, cg_compile_times *times, void **fns, cg_program_fn *program,
+                 bool *cached) {
     if (atomic_load(&fail_next) > 0 && atomic_fetch_sub(&fail_next, 1) > 0)
         return rt_error("codegen %s: injected failure (cg_emit_fail_next)", name), NULL;
-    emit_job j = {.name = name, .prog = prog, .sched = sched, .lay = lay, .keep = keep};
+    emit_job j = {.name = name, .prog = prog, .sched = sched, .lay = lay, .keep = keep, .times = times};
     /* Names from the key's hash: the same program compiled twice (or by another
      * process) has the same names, so the JIT shares it and the cache finds it. */
     char key[1024];
+    double t0 = rt_now_ms();
     int st = cg_program_key(prog, args, sched, lay, keep, key, sizeof key, &j.h);
+    if (times) times->key_ms = rt_now_ms() - t0;
     if (st < 0) return NULL;
     if (st == 1) { /* no build id: key the module by its own bitcode */
-        if (!(j.built = build_module(&j))) return NULL;
-        if (cg_module_key(j.built, key, sizeof key, &j.h) != 0) {
+        if (!(j.built = timed_module(&j))) return NULL;
+        t0 = rt_now_ms();
+        int kst = cg_module_key(j.built, key, sizeof key, &j.h);
+        if (times) times->hash_ms += rt_now_ms() - t0;
+        if (kst != 0) {
             cg_module_discard(j.built);
             return NULL;
         }
         name_functions(j.built, &j);
     }
     cg_unit *u = cg_unit_get_keyed(name, key, make_module, &j,
-                                   &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep}, cached);
+                                   &(cg_opt){.pipeline = CG_PIPELINE_LEAN, .keep = keep}, cached, times);
     cg_module_discard(j.built); /* not needed: the code was live or cached */
     for (int k = -1; k < sched->nnests && u; k++) {
         char fname[64];

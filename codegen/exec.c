@@ -42,6 +42,7 @@ struct cg_exec {
     cg_layout layout;           /* where the program finds each home */
     cg_unit *unit;              /* the generated code, or NULL */
     bool cached;                /* it came from the object cache */
+    cg_compile_times times;     /* where the compile's time went */
     bool profiled;              /* compiled with CG_PROFILE: steps are timed */
     _Atomic uint64_t *step_ns;  /* per step: nanoseconds over all calls (profiled) */
     atomic_ulong calls;         /* calls timed (profiled) */
@@ -118,21 +119,25 @@ static int plan(pass_program *prog, const cg_schedule *s) {
  * instead (and memory planned again), with the reason kept for the `kernels`
  * dump. */
 static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int width, unsigned keep) {
+    double t0 = rt_now_ms();
     if (cg_schedule_build(prog, args, width, &e->sched) != 0) return -1;
     e->scheduled = true;
     cg_schedule *s = &e->sched;
     if (plan(prog, s) != 0) return -1;
+    e->times.schedule_ms = rt_now_ms() - t0;
     if (!s->nnests) return 0;
     char name[96];
     unit_name(prog, name, sizeof name);
     e->fns = calloc((size_t)s->nnests, sizeof *e->fns);
     if (!e->fns || layout_build(prog, &e->layout) != 0) return rt_error("em_compile: out of memory");
-    e->unit = cg_emit(name, prog, s, &e->layout, args, keep, e->fns, &e->program, &e->cached);
+    e->times.schedule_ms = rt_now_ms() - t0;
+    e->unit = cg_emit(name, prog, s, &e->layout, args, keep, &e->times, e->fns, &e->program, &e->cached);
     if (e->unit) return 0;
     char why[300];
     snprintf(why, sizeof why, "code generation failed: %s", em_last_error());
     em_clear_error();
     e->program = NULL;
+    e->times.source = CG_CODE_NONE;
     cg_schedule_free(s);
     if (cg_schedule_build(prog, args, 0, s) != 0) return -1;
     for (int k = 0; k < s->nwhy; k++) free(s->why[k]), s->why[k] = strdup(why);
@@ -175,6 +180,40 @@ void cg_exec_destroy(cg_exec *e) {
 const cg_unit *cg_exec_unit(const cg_exec *e) { return e ? e->unit : NULL; }
 
 bool cg_exec_cached(const cg_exec *e) { return e && e->cached; }
+
+cg_compile_times *cg_exec_times(cg_exec *e) { return &e->times; }
+
+int cg_exec_print_compile(const cg_exec *e, FILE *out) {
+    const cg_compile_times *t = &e->times;
+    int nests = cg_exec_generated_nests(e), steps = e->scheduled ? e->sched.nsteps : 0;
+    fprintf(out, "; compile of %s: %.3f ms from the first call's start to a runnable program\n",
+            ir_graph_name(e->prog->graph), t->total_ms);
+    fprintf(out, "  trace      %9.3f ms\n", t->trace_ms);
+    fprintf(out, "  passes     %9.3f ms  simplify, fuse, plan memory\n", t->passes_ms);
+    fprintf(out, "  schedule   %9.3f ms  %d step%s, %d of them generated loop nests\n", t->schedule_ms, steps,
+            steps == 1 ? "" : "s", nests);
+    if (t->source == CG_CODE_NONE) {
+        fprintf(out, "  code       %9.3f ms  nothing generated: every kernel runs the runtime's (the kernels stage "
+                     "says why)\n", 0.0);
+        return 0;
+    }
+    fprintf(out, "  key        %9.3f ms  of the program, before any LLVM IR\n", t->key_ms);
+    if (t->module_ms > 0 || t->hash_ms > 0)
+        fprintf(out, "  module     %9.3f ms  LLVM IR built, %.3f ms to hash its bitcode%s\n", t->module_ms, t->hash_ms,
+                t->source == CG_CODE_COMPILED ? "" : " (EMBER_CACHE_VERIFY, or no build id)");
+    const cg_times *u = &t->unit;
+    if (t->source == CG_CODE_LIVE)
+        fprintf(out, "  code       %9.3f ms  shared with a live function's code of the same key\n", 0.0);
+    else if (t->source == CG_CODE_CACHED)
+        fprintf(out, "  code       %9.3f ms  from the object cache: %.3f ms to read the entry, %.3f ms to link it\n",
+                t->load_ms + u->link_ms, t->load_ms, u->link_ms);
+    else
+        fprintf(out, "  code       %9.3f ms  compiled: verify %.3f ms, LLVM passes %.3f ms, machine code %.3f ms, "
+                     "assembly text %.3f ms, link %.3f ms\n",
+                t->load_ms + u->verify_ms + u->passes_ms + u->codegen_ms + u->asm_ms + u->link_ms, u->verify_ms,
+                u->passes_ms, u->codegen_ms, u->asm_ms, u->link_ms);
+    return 0;
+}
 
 int cg_exec_print_kernels(const cg_exec *e, FILE *out) {
     if (pass_fusion_print(e->prog->fusion, out) != 0) return -1;

@@ -32,6 +32,7 @@
  * its context are disposed of exactly once, by the unit code, whatever happens.
  */
 #include "codegen.h"
+#include "jit_internal.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Error.h>
@@ -66,20 +67,6 @@ static struct {
 /* Text of the last JIT session error reported on this thread (see session_report). */
 static _Thread_local char session_note[256];
 
-struct cg_unit {
-    char *name;                     /* for messages */
-    char *key;                      /* cg_unit_create_keyed: shared by key, else NULL */
-    int refs;                       /* keyed units: owners (guarded by keyed.lock) */
-    struct cg_unit *next;           /* keyed units: the live list */
-    LLVMOrcResourceTrackerRef rt;   /* owns the unit's code in the JIT; NULL until linked */
-    int nsym;
-    char **syms;                    /* exported definitions, nsym */
-    void **addrs;                   /* their addresses */
-    char *ir;                       /* optimised IR or NULL */
-    char *asm_text;                 /* host assembly or NULL */
-    uint64_t ir_hash;               /* cg_module_hash of the module it came from; keyed units */
-    cg_times times;
-};
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
@@ -122,7 +109,7 @@ static void fatal_handler(const char *reason) {
     abort();
 }
 
-static char *str_dup(const char *s, const char *what) {
+char *cg_str_dup(const char *s, const char *what) {
     size_t n = strlen(s) + 1;
     char *p = rt_malloc(n, what);
     if (p) memcpy(p, s, n);
@@ -208,7 +195,7 @@ static int lljit_setup(void) {
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb); /* consumes it */
     err = LLVMOrcCreateLLJIT(&jit.lljit, builder); /* consumes the builder */
     if (err) return cg_fail("codegen: creating the LLJIT", err, NULL);
-    if (!(jit.layout = str_dup(LLVMOrcLLJITGetDataLayoutStr(jit.lljit), "codegen"))) return -1;
+    if (!(jit.layout = cg_str_dup(LLVMOrcLLJITGetDataLayoutStr(jit.lljit), "codegen"))) return -1;
     LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(jit.lljit),
                                             session_report, NULL);
     jit.main = LLVMOrcLLJITGetMainJITDylib(jit.lljit);
@@ -339,7 +326,7 @@ static int add_symbol(cg_unit *u, LLVMValueRef v, int *cap) {
         free(u->syms), free(u->addrs);
         u->syms = syms, u->addrs = addrs, *cap = ncap;
     }
-    if (!(u->syms[u->nsym] = str_dup(name, "codegen"))) return -1;
+    if (!(u->syms[u->nsym] = cg_str_dup(name, "codegen"))) return -1;
     u->addrs[u->nsym++] = NULL;
     return 0;
 }
@@ -413,7 +400,7 @@ static int keep_asm(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod) {
 
 /* Module -> object file: verify, optimise, keep the texts asked for, compile.
  * Does not consume mod. */
-static int unit_compile(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMMemoryBufferRef *obj) {
+int cg_unit_compile_obj(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMMemoryBufferRef *obj) {
     if (verify(u, mod) != 0) return -1;
     LLVMSetTarget(mod, jit.triple);
     LLVMSetDataLayout(mod, jit.layout);
@@ -422,7 +409,7 @@ static int unit_compile(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
     int rc = run_passes(u, mod, tm, opts->pipeline ? opts->pipeline : CG_PIPELINE_O2);
     if (rc == 0 && (opts->keep & CG_KEEP_IR)) {
         char *text = LLVMPrintModuleToString(mod);
-        u->ir = text ? str_dup(text, "codegen") : NULL;
+        u->ir = text ? cg_str_dup(text, "codegen") : NULL;
         if (text) LLVMDisposeMessage(text);
         if (!u->ir) rc = rt_error("codegen %s: cannot print the module", u->name);
     }
@@ -439,7 +426,7 @@ static int unit_compile(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
 
 /* Adds the object (consumed) under a new resource tracker and resolves every
  * exported name, which links it. */
-static int unit_link(cg_unit *u, LLVMMemoryBufferRef obj) {
+int cg_unit_link_obj(cg_unit *u, LLVMMemoryBufferRef obj) {
     char what[160];
     double t0 = rt_now_ms();
     u->rt = LLVMOrcJITDylibCreateResourceTracker(jit.main);
@@ -473,10 +460,10 @@ cg_unit *cg_unit_create(LLVMModuleRef mod, const char *name, const cg_opt *opts)
     }
     *u = (cg_unit){0};
     LLVMMemoryBufferRef obj = NULL;
-    int rc = (u->name = str_dup(name ? name : "unit", "codegen")) ? 0 : -1;
-    if (rc == 0) rc = unit_compile(u, mod, opts ? opts : &defaults, &obj);
+    int rc = (u->name = cg_str_dup(name ? name : "unit", "codegen")) ? 0 : -1;
+    if (rc == 0) rc = cg_unit_compile_obj(u, mod, opts ? opts : &defaults, &obj);
     cg_module_discard(mod);
-    if (rc == 0) rc = unit_link(u, obj);
+    if (rc == 0) rc = cg_unit_link_obj(u, obj);
     if (rc != 0) {
         char saved[512];
         snprintf(saved, sizeof saved, "%s", em_last_error());
@@ -484,185 +471,6 @@ cg_unit *cg_unit_create(LLVMModuleRef mod, const char *name, const cg_opt *opts)
         rt_error("%s", saved); /* the cause, not a later clean-up message */
         return NULL;
     }
-    return u;
-}
-
-/* ---- units shared by key, and the object cache ---------------------------------------- */
-
-static struct {
-    pthread_mutex_t lock;        /* the list, and every keyed create: one symbol set at a time */
-    cg_unit *live;
-} keyed = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-/* Drops one owner of a keyed unit, with keyed.lock held; returns the owners
- * left. At 0 the unit is unlinked, and the caller removes its code before it
- * unlocks, so a new unit of the same key (the same symbol names) can only be
- * linked once the old one is gone. */
-static int unit_release_locked(cg_unit *u) {
-    int left = --u->refs;
-    if (left == 0)
-        for (cg_unit **p = &keyed.live; *p; p = &(*p)->next)
-            if (*p == u) {
-                *p = u->next;
-                break;
-            }
-    return left;
-}
-
-/* EMBER_CACHE_VERIFY=1: every unit found by key is checked against the
- * module its key stands for (tests run so; see key.c). */
-static bool verifying(void) {
-    const char *v = getenv("EMBER_CACHE_VERIFY");
-    return v && *v && strcmp(v, "0") != 0;
-}
-
-/* Under EMBER_CACHE_VERIFY: mod (from make) must hash as the module the code
- * found under key was compiled from. A key that misses something the code
- * depends on is a bug: loud, even though the code would still run. */
-static int verify_found(const char *name, const char *key, LLVMModuleRef mod, uint64_t want) {
-    uint64_t h;
-    if (!mod || cg_module_hash(mod, &h) != 0) return -1;
-    if (h != want) {
-        const char *what = strrchr(key, '|'); /* the program's part: the rest names ember, LLVM, the CPU */
-        fprintf(stderr, "ember: codegen %s: EMBER_CACHE_VERIFY: the code found under the key '...%s' was "
-                "compiled from the module %016llx, not from this key's %016llx\n", name, what ? what : key,
-                (unsigned long long)want, (unsigned long long)h);
-        EM_ASSERT(!"the code found under a key was compiled from the module the key stands for");
-    }
-    return 0;
-}
-
-/* A unit from a cached object: its symbols, texts, and the object linked. */
-static cg_unit *unit_from_blob(const char *name, cg_blob *b) {
-    cg_unit *u = rt_malloc(sizeof *u, "codegen");
-    if (!u) return NULL;
-    *u = (cg_unit){0};
-    u->name = str_dup(name, "codegen");
-    u->addrs = calloc((size_t)(b->nsym ? b->nsym : 1), sizeof *u->addrs);
-    if (!u->name || !u->addrs) {
-        cg_unit_destroy(u);
-        return NULL;
-    }
-    u->syms = b->syms, u->nsym = b->nsym, u->ir = b->ir, u->asm_text = b->asm_text, u->ir_hash = b->ir_hash;
-    b->syms = NULL, b->nsym = 0, b->ir = b->asm_text = NULL;
-    LLVMMemoryBufferRef obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(b->obj, b->nobj, name);
-    if (unit_link(u, obj) != 0) {
-        cg_unit_destroy(u);
-        return NULL;
-    }
-    return u;
-}
-
-/* Compiles mod (not consumed) and links it; the object, names and texts go to blob. */
-static cg_unit *unit_compiled(LLVMModuleRef mod, const char *name, const cg_opt *opts, cg_blob *blob) {
-    cg_unit *u = rt_malloc(sizeof *u, "codegen");
-    if (!u) return NULL;
-    *u = (cg_unit){0};
-    LLVMMemoryBufferRef obj = NULL;
-    int rc = (u->name = str_dup(name, "codegen")) ? 0 : -1;
-    if (rc == 0) rc = cg_module_hash(mod, &u->ir_hash); /* before the passes change it */
-    if (rc == 0) rc = unit_compile(u, mod, opts, &obj);
-    if (rc == 0) {
-        blob->ir_hash = u->ir_hash;
-        blob->nobj = LLVMGetBufferSize(obj);
-        blob->obj = malloc(blob->nobj ? blob->nobj : 1);
-        blob->syms = calloc((size_t)(u->nsym ? u->nsym : 1), sizeof *blob->syms);
-        bool whole = blob->obj && blob->syms;
-        if (blob->obj) memcpy(blob->obj, LLVMGetBufferStart(obj), blob->nobj);
-        for (int i = 0; blob->syms && i < u->nsym; i++)
-            whole &= (blob->syms[blob->nsym++] = strdup(u->syms[i])) != NULL;
-        blob->ir = u->ir ? strdup(u->ir) : NULL;
-        blob->asm_text = u->asm_text ? strdup(u->asm_text) : NULL;
-        whole &= (!u->ir || blob->ir) && (!u->asm_text || blob->asm_text);
-        if (!whole) cg_blob_free(blob); /* out of memory: the unit is fine, only not cached */
-        rc = unit_link(u, obj);
-    }
-    if (rc != 0) {
-        char saved[512];
-        snprintf(saved, sizeof saved, "%s", em_last_error());
-        cg_unit_destroy(u);
-        rt_error("%s", saved);
-        return NULL;
-    }
-    return u;
-}
-
-/* A throwaway compile of mod (not consumed) with opts, for the texts a
- * found unit lacks (want_ir/want_asm, when not NULL). 0, or -1 with an error. */
-static int compile_texts(const char *name, LLVMModuleRef mod, const cg_opt *opts, char **want_ir, char **want_asm) {
-    cg_unit t = {.name = (char *)name};
-    LLVMMemoryBufferRef obj = NULL;
-    int rc = unit_compile(&t, mod, opts, &obj);
-    if (rc == 0 && want_ir && !*want_ir) *want_ir = t.ir, t.ir = NULL;
-    if (rc == 0 && want_asm && !*want_asm) *want_asm = t.asm_text, t.asm_text = NULL;
-    if (obj) LLVMDisposeMemoryBuffer(obj);
-    for (int i = 0; i < t.nsym; i++) free(t.syms[i]);
-    free(t.syms), free(t.addrs), free(t.ir), free(t.asm_text);
-    return rc;
-}
-
-/* The live unit of key, shared (one more owner), with the texts opts asks
- * for; keyed.lock held. NULL with *failed when making the module for missing
- * texts or a verification failed. */
-static cg_unit *share_live(cg_unit *u, const char *name, cg_module_maker make, void *ctx, const cg_opt *opts,
-                           bool *failed) {
-    bool want_ir = (opts->keep & CG_KEEP_IR) && !u->ir, want_asm = (opts->keep & CG_KEEP_ASM) && !u->asm_text;
-    bool verify = verifying();
-    if (want_ir || want_asm || verify) { /* the dumps ask for texts its first owner did not keep */
-        LLVMModuleRef mod = make(ctx);
-        if (!mod || (verify && verify_found(name, u->key, mod, u->ir_hash) != 0)) {
-            cg_module_discard(mod);
-            return *failed = true, NULL;
-        }
-        if ((want_ir || want_asm) &&
-            compile_texts(name, mod, opts, want_ir ? &u->ir : NULL, want_asm ? &u->asm_text : NULL) != 0)
-            em_clear_error(); /* the texts only: the code is fine */
-        cg_module_discard(mod);
-    }
-    u->refs++;
-    return u;
-}
-
-cg_unit *cg_unit_get_keyed(const char *name, const char *key, cg_module_maker make, void *ctx, const cg_opt *opts,
-                           bool *cached) {
-    static const cg_opt defaults = {0};
-    if (!opts) opts = &defaults;
-    *cached = false;
-    if (!name || !key || !make) return rt_error("cg_unit_get_keyed: NULL argument"), NULL;
-    if (cg_jit_init() != 0) return NULL;
-    pthread_mutex_lock(&keyed.lock);
-    cg_unit *u = keyed.live;
-    while (u && strcmp(u->key, key)) u = u->next;
-    if (u) {
-        bool failed = false;
-        u = share_live(u, name, make, ctx, opts, &failed);
-        pthread_mutex_unlock(&keyed.lock);
-        return u;
-    }
-    cg_blob blob;
-    LLVMModuleRef mod = NULL;
-    bool failed = false;
-    if (cg_cache_load(key, &blob) == 0 && (blob.asm_text || !(opts->keep & CG_KEEP_ASM)) &&
-        (blob.ir || !(opts->keep & CG_KEEP_IR))) {
-        if (verifying()) failed = verify_found(name, key, mod = make(ctx), blob.ir_hash) != 0;
-        if (!failed) u = unit_from_blob(name, &blob), *cached = u != NULL;
-    }
-    cg_blob_free(&blob);
-    if (!u && !failed && (mod || (mod = make(ctx))) && (u = unit_compiled(mod, name, opts, &blob)) != NULL &&
-        blob.obj)
-        cg_cache_store(key, &blob);
-    cg_blob_free(&blob);
-    cg_module_discard(mod);
-    if (u && !(u->key = str_dup(key, "codegen"))) {
-        cg_unit_destroy(u);
-        u = NULL;
-    }
-    if (u) {
-        u->refs = 1;
-        u->next = keyed.live;
-        keyed.live = u;
-    }
-    pthread_mutex_unlock(&keyed.lock);
     return u;
 }
 
@@ -684,13 +492,7 @@ const cg_times *cg_unit_times(const cg_unit *u) { return u ? &u->times : NULL; }
 void cg_unit_destroy(cg_unit *u) {
     if (!u) return;
     bool locked = u->key != NULL;
-    if (locked) {
-        pthread_mutex_lock(&keyed.lock);
-        if (unit_release_locked(u) > 0) { /* shared: others still run it */
-            pthread_mutex_unlock(&keyed.lock);
-            return;
-        }
-    }
+    if (locked && cg_keyed_release(u)) return; /* shared: others still run it */
     if (u->rt) {
         LLVMErrorRef err = LLVMOrcResourceTrackerRemove(u->rt);
         if (err) {
@@ -711,5 +513,5 @@ void cg_unit_destroy(cg_unit *u) {
     free(u->asm_text);
     free(u->name);
     free(u);
-    if (locked) pthread_mutex_unlock(&keyed.lock);
+    if (locked) cg_keyed_unlock();
 }

@@ -181,7 +181,7 @@ int main(void) {
            eager_ms / comp_ms, (double)comp_peak / eager_peak, st.kernels, st.compile_ms);
     printf("\nhow the compiler grouped the block (em_dump(fast, \"kernels\", stdout)):\n");
     em_dump((void *)fast, "kernels", stdout);
-    printf("\nevery stage (graph, opt, kernels, memplan, llvm, asm, dot) is in %s/\n", opts.dump_dir);
+    printf("\nevery stage (graph, opt, kernels, memplan, llvm, asm, dot, compile) is in %s/\n", opts.dump_dir);
 
     em_release(got), em_release(want), em_release(x);
     em_compiled_free((void *)fast);

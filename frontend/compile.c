@@ -214,19 +214,18 @@ static void log_miss(compiled *c, const int64_t *key, int klen) {
  * EMBER_LOG=opt,kernels,memplan), and its executor; -1 with an error naming
  * the pass that failed. */
 static int build(compiled *c, const ir_graph *captured, void **args, pass_program **prog,
-                 cg_exec **exec) {
+                 cg_exec **exec, double *passes_ms) {
     bool log = fe_log_on(FE_LOG_OPT);
     *exec = NULL;
+    double t0 = rt_now_ms();
     if (!(*prog = pass_program_build(captured, true, log ? fe_log_pass : NULL, NULL))) return -1;
+    *passes_ms = rt_now_ms() - t0;
     em_tensor *targs[FE_MAX_ARGS];
     tensor_args(c, args, targs);
     unsigned keep = CG_KEEP_IR | (c->dump_dir[0] || fe_log_on(FE_LOG_ASM) ? CG_KEEP_ASM : 0);
     const char *profile = getenv("EMBER_PROFILE"); /* time each step, for em_dump's `profile` stage */
     if (profile && strcmp(profile, "1") == 0) keep |= CG_PROFILE;
-    if ((*exec = cg_exec_compile(*prog, targs, keep))) {
-        fe_log_program(*prog, *exec);
-        return 0;
-    }
+    if ((*exec = cg_exec_compile(*prog, targs, keep))) return 0;
     pass_program_destroy(*prog);
     *prog = NULL;
     return -1;
@@ -246,11 +245,18 @@ static entry *compile_entry(compiled *c, void **args, const int64_t *key, int kl
     cg_exec *exec = NULL;
     char brk[256] = "";
     int st = g ? trace(c, g, args, brk, sizeof brk) : -1;
+    double trace_ms = rt_now_ms() - t0, passes_ms = 0;
     if (st == 0) {
         fe_log_graph(g);
-        if (build(c, g, args, &prog, &exec) != 0) st = -1;
+        if (build(c, g, args, &prog, &exec, &passes_ms) != 0) st = -1;
     }
-    c->compile_ms += rt_now_ms() - t0;
+    double ms = rt_now_ms() - t0;
+    c->compile_ms += ms;
+    if (exec) {
+        cg_compile_times *t = cg_exec_times(exec);
+        t->total_ms = ms, t->trace_ms = trace_ms, t->passes_ms = passes_ms;
+        fe_log_program(prog, exec);
+    }
     if (st < 0 || (st == 1 && c->opts.fullgraph)) {
         if (st == 1)
             rt_error("em_compile: %s: graph break with fullgraph set: %s", c->name, brk);

@@ -120,6 +120,7 @@ typedef enum fe_log_cat {
     FE_LOG_GRAPH = 1 << 0, FE_LOG_OPT = 1 << 1, FE_LOG_KERNELS = 1 << 2,
     FE_LOG_MEMPLAN = 1 << 3, FE_LOG_LLVM = 1 << 4, FE_LOG_ASM = 1 << 5,
     FE_LOG_GUARDS = 1 << 6, FE_LOG_RECOMPILES = 1 << 7, FE_LOG_FALLBACKS = 1 << 8,
+    FE_LOG_COMPILE = 1 << 9,
 } fe_log_cat;
 bool fe_log_on(fe_log_cat cat);
 void fe_log(fe_log_cat cat, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -8,7 +8,8 @@
  * demand (em_dump). `graph` and `dot` show the graph as captured, `opt` the
  * graph the passes made of it (the one that runs), `kernels` how fusion
  * grouped it (and why nodes were left unfused), `memplan` where each value
- * lives; EMBER_LOG=opt shows each pass's result with a one-line summary.
+ * lives, `compile` where the compile's time went and where the code came
+ * from; EMBER_LOG=opt shows each pass's result with a one-line summary.
  * Stages the pipeline does not produce yet say so in one line rather than
  * pretending.
  */
@@ -25,6 +26,7 @@ static const struct { const char *name; fe_log_cat cat; } cats[] = {
     {"graph", FE_LOG_GRAPH}, {"opt", FE_LOG_OPT}, {"kernels", FE_LOG_KERNELS},
     {"memplan", FE_LOG_MEMPLAN}, {"llvm", FE_LOG_LLVM}, {"asm", FE_LOG_ASM},
     {"guards", FE_LOG_GUARDS}, {"recompiles", FE_LOG_RECOMPILES}, {"fallbacks", FE_LOG_FALLBACKS},
+    {"compile", FE_LOG_COMPILE},
 };
 
 static unsigned log_mask;
@@ -80,10 +82,11 @@ int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *ex
                   FILE *out) {
     if (!stage) return rt_error("em_dump: stage is NULL");
     if (!g) { /* only validate the stage name */
-        static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot", "profile"};
+        static const char *all[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot", "profile",
+                                    "compile"};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
             if (strcmp(stage, all[i]) == 0) return 0;
-        return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot, profile)",
+        return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot, profile, compile)",
                         stage);
     }
     if (strcmp(stage, "graph") == 0) return ir_graph_print(g, out);
@@ -96,13 +99,17 @@ int fe_dump_stage(const ir_graph *g, const pass_program *prog, const cg_exec *ex
     if (strcmp(stage, "llvm") == 0) return code_text(exec, false, out);
     if (strcmp(stage, "asm") == 0) return code_text(exec, true, out);
     if (strcmp(stage, "profile") == 0) return cg_exec_print_profile(exec, out);
-    return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot, profile)",
+    if (strcmp(stage, "compile") == 0) {
+        if (!exec) return fprintf(out, "; compile: no program was built for this graph\n"), 0;
+        return cg_exec_print_compile(exec, out);
+    }
+    return rt_error("em_dump: unknown stage '%s' (graph, opt, kernels, memplan, llvm, asm, dot, profile, compile)",
                     stage);
 }
 
 int fe_dump_all(const ir_graph *g, const pass_program *prog, const cg_exec *exec, const char *dir,
                 const char *name, int n) {
-    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
+    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot", "compile"};
     if (rt_mkdirs(dir) != 0) {
         fprintf(stderr, "ember: cannot create dump directory %s: %s\n", dir, strerror(errno));
         return -1;
@@ -153,5 +160,9 @@ void fe_log_program(const pass_program *prog, const cg_exec *exec) {
     if (fe_log_on(FE_LOG_ASM)) {
         fprintf(stderr, "ember[asm]\n");
         code_text(exec, true, stderr);
+    }
+    if (fe_log_on(FE_LOG_COMPILE)) {
+        fprintf(stderr, "ember[compile]\n");
+        cg_exec_print_compile(exec, stderr);
     }
 }

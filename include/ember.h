@@ -213,8 +213,10 @@ void em_compiled_free(void *compiled); /* NULL is a no-op */
 int em_compiled_stats(void *compiled, em_stats *out);
 /* Writes one stage of the newest graph: "graph" (as captured), "opt", "kernels",
  * "memplan", "llvm", "asm", "dot", "profile" (time per step over the calls so
- * far, when compiled with EMBER_PROFILE=1). A stage not produced yet says so in
- * one line. */
+ * far, when compiled with EMBER_PROFILE=1), "compile" (where the compile's time
+ * went: trace, passes, schedule, key, module, and whether the code was
+ * compiled, loaded from the object cache or shared). A stage not produced yet
+ * says so in one line. */
 int em_dump(void *compiled, const char *stage, FILE *out);
 
 /* ---- memory accounting ------------------------------------------------------------- */

@@ -6,7 +6,8 @@
  * Covered:
  *  - em_dump of every stage (unknown stage, before any call, one-line stages,
  *    dot); dump files from opts.dump_dir and EMBER_DUMP_DIR named by
- *    opts.name;
+ *    opts.name; the compile stage of a miss, a live share, a cache hit and an
+ *    interpreted graph, and EMBER_LOG=compile;
  *  - the environment: EMBER_DISABLE, EMBER_LOG=recompiles / fallbacks / graph
  *    (stderr is redirected to a temporary file around the calls; the log
  *    categories are read once per process and Criterion runs each test in a
@@ -27,6 +28,7 @@
 #include "frontend.h"
 #include "../util.h"
 #include "compile_util.h"
+#include "../codegen/cache_util.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
@@ -82,7 +84,7 @@ static int files_in(const char *dir) {
 
 Test(compile, dump_says_no_graph_yet_before_the_first_call) {
     __typeof__(&chain) fast = em_compile((void *)chain, "tensor(tensor)", &(em_options){.name = "chain"});
-    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot"};
+    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "dot", "compile"};
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
         int status;
         char *text = cu_dump((void *)fast, stages[i], &status);
@@ -170,8 +172,82 @@ Test(compile, dumps_every_stage_of_the_newest_graph) {
     globals_fini();
 }
 
+/* The compile stage of tiny's newest graph (malloc'd), after checking the
+ * lines every compile has: the total, then trace, passes, schedule, code. */
+static char *compile_stage(void *fast, const char *what) {
+    int status;
+    char *t = cu_dump(fast, "compile", &status);
+    cr_assert_eq(status, 0, "%s: %s", what, em_last_error());
+    double total = -1;
+    cr_expect_eq(sscanf(t, "; compile of tiny: %lf ms from the first call's start to a runnable program", &total), 1,
+                 "%s: %s", what, t);
+    cr_expect_gt(total, 0, "%s: a total time: %s", what, t);
+    cr_expect(strstr(t, "\n  trace ") && strstr(t, "\n  passes ") && strstr(t, "\n  schedule ") &&
+                  strstr(t, "\n  code "), "%s: %s", what, t);
+    return t;
+}
+
+Test(compile, the_compile_stage_says_where_the_time_went_and_where_the_code_came_from) {
+    globals_init();
+    cache_env env;
+    env_begin(&env); /* a fresh object cache: the first compile is a miss */
+    cr_assert_eq(setenv("EMBER_CACHE_VERIFY", "0", 1), 0); /* a hit builds no module */
+    em_tensor *x = tu_randn(2, SH(4, 16), 1);
+    __typeof__(&tiny) f = em_compile((void *)tiny, "tensor(tensor)", &(em_options){.name = "tiny"});
+    tiny_expect(f, x, "first compile");
+    char *t = compile_stage((void *)f, "a miss");
+    cr_expect(strstr(t, "\n  key ") && strstr(t, "LLVM IR built") && strstr(t, "compiled: verify") &&
+                  strstr(t, "LLVM passes") && strstr(t, "machine code"), "a miss builds and compiles: %s", t);
+    free(t);
+    /* a second function of the same code while the first lives: shared */
+    __typeof__(&tiny) g = em_compile((void *)tiny, "tensor(tensor)", &(em_options){.name = "tiny"});
+    tiny_expect(g, x, "second, live");
+    t = compile_stage((void *)g, "shared");
+    cr_expect(strstr(t, "shared with a live function") && !strstr(t, "LLVM IR built"), "%s", t);
+    free(t);
+    em_compiled_free((void *)f), em_compiled_free((void *)g);
+    /* with none alive: the object cache, and no module built */
+    f = em_compile((void *)tiny, "tensor(tensor)", &(em_options){.name = "tiny"});
+    tiny_expect(f, x, "from the cache");
+    t = compile_stage((void *)f, "a hit");
+    cr_expect(strstr(t, "from the object cache") && strstr(t, "to link it") && !strstr(t, "LLVM IR built"), "%s", t);
+    free(t);
+    em_compiled_free((void *)f);
+    /* nothing generated */
+    cr_assert_eq(setenv("EMBER_CODEGEN", "0", 1), 0);
+    f = em_compile((void *)tiny, "tensor(tensor)", &(em_options){.name = "tiny"});
+    tiny_expect(f, x, "interpreted");
+    t = compile_stage((void *)f, "interpreted");
+    cr_expect(strstr(t, "nothing generated") && !strstr(t, "\n  key "), "%s", t);
+    free(t);
+    em_compiled_free((void *)f);
+    unsetenv("EMBER_CODEGEN");
+    em_release(x);
+    env_end(&env);
+    globals_fini();
+}
+
+Test(compile, EMBER_LOG_compile_prints_the_compile_stage_at_each_compile) {
+    globals_init();
+    setenv("EMBER_LOG", "compile", 1);
+    em_tensor *x = tu_randn(2, SH(4, 16), 1);
+    tu_capture cap;
+    tu_capture_begin(&cap);
+    __typeof__(&tiny) f = em_compile((void *)tiny, "tensor(tensor)", &(em_options){.name = "tiny"});
+    tiny_expect(f, x, "logged compile");
+    tiny_expect(f, x, "a call that compiles nothing");
+    char *err = tu_capture_end(&cap);
+    cr_expect_eq(cu_count_of(err, "ember[compile]\n; compile of tiny: "), 1, "one compile, logged once: %s", err);
+    cr_expect(strstr(err, "\n  trace ") && strstr(err, "\n  code "), "%s", err);
+    free(err);
+    em_compiled_free((void *)f);
+    em_release(x);
+    unsetenv("EMBER_LOG");
+    globals_fini();
+}
+
 static void expect_dump_files(const char *dir, const char *name, int n) {
-    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm"};
+    static const char *stages[] = {"graph", "opt", "kernels", "memplan", "llvm", "asm", "compile"};
     char path[1024];
     for (size_t i = 0; i < sizeof stages / sizeof stages[0]; i++) {
         snprintf(path, sizeof path, "%s/%s.%d.%s.txt", dir, name, n, stages[i]);
@@ -204,12 +280,12 @@ Test(compile, writes_each_stage_of_each_graph_to_the_dump_dir) {
     em_tensor *x = tu_randn(2, SH(4, 16), 1), *x2 = tu_randn(2, SH(2, 16), 2);
     tiny_expect(fast, x, "first");
     expect_dump_files(dir, "tiny", 1);
-    cr_expect_eq(files_in(dir), 7);
+    cr_expect_eq(files_in(dir), 8);
     tiny_expect(fast, x, "hit");
-    cr_expect_eq(files_in(dir), 7, "a hit writes nothing");
+    cr_expect_eq(files_in(dir), 8, "a hit writes nothing");
     tiny_expect(fast, x2, "second shape");
     expect_dump_files(dir, "tiny", 2);
-    cr_expect_eq(files_in(dir), 14);
+    cr_expect_eq(files_in(dir), 16);
     em_release(x), em_release(x2);
     em_compiled_free((void *)fast);
     remove_dir(dir);
