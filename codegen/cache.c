@@ -271,14 +271,7 @@ static void trim(const char *dir, const char *keep) {
 
 /* ---- writing ------------------------------------------------------------------------ */
 
-/* The file's bytes, built in memory and checksummed at once. */
-typedef struct writer {
-    unsigned char *buf;
-    size_t len, cap;
-    bool bad;
-} writer;
-
-static void put(writer *w, const void *p, size_t n) {
+void cg_buf_put(cg_buf *w, const void *p, size_t n) {
     if (w->bad) return;
     if (w->len + n > w->cap) {
         size_t cap = w->cap ? w->cap : 4096;
@@ -291,15 +284,16 @@ static void put(writer *w, const void *p, size_t n) {
     w->len += n;
 }
 
-static void put_bytes(writer *w, const void *p, size_t n, bool wide) {
+/* A length-prefixed byte string (u64 or u32 length). */
+static void put_bytes(cg_buf *w, const void *p, size_t n, bool wide) {
     if (wide) {
         uint64_t n64 = n;
-        put(w, &n64, 8);
+        cg_buf_put(w, &n64, 8);
     } else {
         uint32_t n32 = (uint32_t)n;
-        put(w, &n32, 4);
+        cg_buf_put(w, &n32, 4);
     }
-    put(w, p, n);
+    cg_buf_put(w, p, n);
 }
 
 static void store_failed(const char *dir, const char *what) {
@@ -318,19 +312,19 @@ void cg_cache_store(const char *key, const cg_blob *b) {
     path_of(dir, key, path, sizeof path);
     static atomic_uint seq;
     snprintf(tmp, sizeof tmp, "%s.%d.%u.tmp", path, (int)getpid(), atomic_fetch_add(&seq, 1));
-    writer w = {0};
+    cg_buf w = {0}; /* the file, built in memory and checksummed at once */
     uint32_t format = CACHE_FORMAT, nsym = (uint32_t)b->nsym;
-    put(&w, magic, sizeof magic);
-    put(&w, &format, 4);
+    cg_buf_put(&w, magic, sizeof magic);
+    cg_buf_put(&w, &format, 4);
     put_bytes(&w, key, strlen(key), false);
-    put(&w, &b->ir_hash, 8);
-    put(&w, &nsym, 4);
+    cg_buf_put(&w, &b->ir_hash, 8);
+    cg_buf_put(&w, &nsym, 4);
     for (int i = 0; i < b->nsym; i++) put_bytes(&w, b->syms[i], strlen(b->syms[i]), false);
     put_bytes(&w, b->obj, b->nobj, true);
     put_bytes(&w, b->ir ? b->ir : "", b->ir ? strlen(b->ir) : 0, true);
     put_bytes(&w, b->asm_text ? b->asm_text : "", b->asm_text ? strlen(b->asm_text) : 0, true);
     uint64_t sum = w.bad ? 0 : cg_hash_words(w.buf, w.len);
-    put(&w, &sum, 8);
+    cg_buf_put(&w, &sum, 8);
     FILE *f = w.bad ? NULL : fopen(tmp, "wb"); /* out of memory: only not cached */
     if (!f) {
         free(w.buf);

@@ -447,6 +447,14 @@ typedef struct cg_blob {
     uint64_t ir_hash;     /* cg_module_hash of the module it was compiled from */
 } cg_blob;
 
+/* A growing byte buffer: bad (and unchanged) once an allocation failed. */
+typedef struct cg_buf {
+    unsigned char *buf;
+    size_t len, cap;
+    bool bad;
+} cg_buf;
+void cg_buf_put(cg_buf *b, const void *p, size_t n);
+
 /* FNV-1a, continuing from h (start with 0xcbf29ce484222325). */
 uint64_t cg_hash(const void *data, size_t n, uint64_t h);
 uint64_t cg_hash_words(const void *data, size_t n); /* faster, for large inputs */

@@ -100,40 +100,14 @@ static void key_prefix(char *key, size_t cap) {
              patch, cg_host_cpu(), cg_host_features());
 }
 
-/* A growing array of words to hash. */
-typedef struct words {
-    int64_t *w;
-    size_t n, cap;
-    bool oom;
-} words;
+static void put(cg_buf *s, int64_t v) { cg_buf_put(s, &v, sizeof v); }
 
-static void put(words *s, int64_t v) {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 1024;
-        int64_t *w = s->oom ? NULL : realloc(s->w, cap * sizeof *w);
-        if (!w) {
-            s->oom = true;
-            return;
-        }
-        s->w = w, s->cap = cap;
-    }
-    s->w[s->n++] = v;
-}
-
-static void put_bytes(words *s, const void *p, size_t n) {
-    for (size_t i = 0; i < n; i += 8) {
-        int64_t v = 0;
-        memcpy(&v, (const char *)p + i, n - i < 8 ? n - i : 8);
-        put(s, v);
-    }
-}
-
-static void put_type(words *s, const ir_type *t) {
+static void put_type(cg_buf *s, const ir_type *t) {
     put(s, t->dtype), put(s, t->ndim);
     for (int d = 0; d < t->ndim; d++) put(s, t->shape[d]);
 }
 
-static void put_strides(words *s, int ndim, const int64_t *strides) {
+static void put_strides(cg_buf *s, int ndim, const int64_t *strides) {
     for (int d = 0; d < ndim; d++) put(s, strides[d]);
 }
 
@@ -148,14 +122,14 @@ _Static_assert(sizeof(cg_loopnest) == 3736, "cg_loopnest changed: hash its new f
 _Static_assert(sizeof(cg_step) == 12, "cg_step changed: hash its new fields in put_schedule");
 _Static_assert(sizeof(cg_layout) == 32, "cg_layout changed: hash its new fields in put_layout");
 
-static void put_gemm(words *s, const cg_gemm *g) {
+static void put_gemm(cg_buf *s, const cg_gemm *g) {
     put(s, g->node), put(s, g->bias), put(s, g->nbatch), put(s, g->m), put(s, g->n), put(s, g->k);
     put(s, g->ak), put(s, g->bk), put(s, g->vec_m), put(s, g->pack), put(s, g->mr), put(s, g->nvec);
     put(s, g->kc), put(s, g->panels), put(s, g->batches), put(s, g->rtiles), put(s, g->units);
     put(s, g->subtiles), put(s, g->serial);
 }
 
-static void put_nest(words *s, const cg_loopnest *ln) {
+static void put_nest(cg_buf *s, const cg_loopnest *ln) {
     put(s, ln->kernel), put(s, ln->nnodes), put(s, ln->compiled), put(s, ln->ndim), put(s, ln->width);
     for (int i = 0; i < ln->nnodes; i++) put(s, ln->nodes[i]), put(s, ln->role[i]);
     for (int d = 0; d < ln->ndim; d++) put(s, ln->shape[d]);
@@ -169,7 +143,7 @@ static void put_nest(words *s, const cg_loopnest *ln) {
     if (ln->is_gemm) put_gemm(s, &ln->gemm);
 }
 
-static void put_schedule(words *s, const cg_schedule *sched, int nnodes) {
+static void put_schedule(cg_buf *s, const cg_schedule *sched, int nnodes) {
     put(s, sched->nsteps);
     for (int i = 0; i < sched->nsteps; i++)
         put(s, sched->steps[i].kernel), put(s, sched->steps[i].node), put(s, sched->steps[i].nest);
@@ -178,17 +152,17 @@ static void put_schedule(words *s, const cg_schedule *sched, int nnodes) {
     for (int i = 0; i < nnodes; i++) put(s, sched->step_of[i]), put(s, sched->materialize[i]);
 }
 
-static void put_layout(words *s, const cg_layout *lay, int nnodes) {
+static void put_layout(cg_buf *s, const cg_layout *lay, int nnodes) {
     for (int i = 0; i < nnodes; i++) put(s, lay->offset[i]), put(s, lay->slot[i]);
     put(s, lay->nslots);
     for (int i = 0; i < lay->nslots; i++) put(s, lay->slot_node[i]);
 }
 
 /* Everything the program's code is a function of (see the opening comment). */
-static void put_program(words *s, const pass_program *prog, em_tensor *const *args, const cg_schedule *sched,
+static void put_program(cg_buf *s, const pass_program *prog, em_tensor *const *args, const cg_schedule *sched,
                         const cg_layout *lay, unsigned keep) {
     const char *gemm = getenv("EMBER_GEMM");
-    put_bytes(s, gemm ? gemm : "", gemm ? strlen(gemm) + 1 : 1);
+    cg_buf_put(s, gemm ? gemm : "", gemm ? strlen(gemm) + 1 : 1);
     put(s, cg_l2_bytes()), put(s, (keep & CG_PROFILE) != 0);
     const ir_graph *g = prog->graph;
     int n = ir_graph_num_nodes(g);
@@ -197,7 +171,7 @@ static void put_program(words *s, const pass_program *prog, em_tensor *const *ar
         const ir_node *x = ir_graph_node(g, i);
         put(s, x->kind), put(s, x->op), put(s, x->arg), put(s, x->nin);
         put_type(s, &x->type);
-        put_bytes(s, &x->attrs, sizeof x->attrs);
+        cg_buf_put(s, &x->attrs, sizeof x->attrs);
         for (int k = 0; k < x->nin; k++) put(s, x->in[k] ? x->in[k]->id : -1);
         if (x->kind == IR_NODE_CONST) put_strides(s, x->type.ndim, x->value->strides);
         if (x->kind == IR_NODE_INPUT) put_strides(s, x->type.ndim, args[x->arg]->strides);
@@ -215,13 +189,12 @@ void cg_key_use_module_hash(bool on) { atomic_store(&module_keys, on); }
 int cg_program_key(const pass_program *prog, em_tensor *const *args, const cg_schedule *sched, const cg_layout *lay,
                    unsigned keep, char *key, size_t cap, uint64_t *h) {
     if (!cg_build_id()[0] || atomic_load(&module_keys)) return 1;
-    words s = {0};
+    cg_buf s = {0};
     put_program(&s, prog, args, sched, lay, keep);
-    if (s.oom) return free(s.w), rt_error("em_compile: out of memory hashing the program for its cache key");
-    size_t bytes = s.n * sizeof *s.w;
-    *h = cg_hash_words(s.w, bytes);
-    uint64_t h2 = cg_hash(s.w, bytes, 0xcbf29ce484222325ull);
-    free(s.w);
+    if (s.bad) return free(s.buf), rt_error("em_compile: out of memory hashing the program for its cache key");
+    *h = cg_hash_words(s.buf, s.len);
+    uint64_t h2 = cg_hash(s.buf, s.len, 0xcbf29ce484222325ull);
+    free(s.buf);
     key_prefix(key, cap);
     size_t len = strlen(key);
     snprintf(key + len, cap - len, " | program %016llx%016llx", (unsigned long long)*h, (unsigned long long)h2);
