@@ -202,4 +202,14 @@ void compile_run_free(const inputs *in, const char *what) {
     em_compiled_free((void *)fast);
 }
 
+void first_entry_make(const cache_env *env, inputs *in, const char *what, first_entry *f) {
+    compile_run_free(in, what);
+    only_entry(env->dir, f->path, sizeof f->path, what);
+    f->key = key_in(f->path);
+    cr_assert_eq(cg_cache_load(f->key, &f->good), 0);
+}
 
+void first_entry_free(first_entry *f) {
+    cg_blob_free(&f->good);
+    free(f->key);
+}

@@ -30,6 +30,13 @@ typedef struct inputs {
     em_tensor *x, *a, *b;
 } inputs;
 
+/* The one entry a first compile wrote: its path, its key, and what it holds. */
+typedef struct first_entry {
+    char path[600];
+    char *key;
+    cg_blob good;
+} first_entry;
+
 /* The counters moved from `before` by exactly these amounts. */
 #define EXPECT_DELTA(before, hits_, misses_, rejected_, stores_, failures_, what)                   \
     do {                                                                                          \
@@ -99,5 +106,9 @@ void call_expect(model3 fast, model3 m, const inputs *in, const char *what);
 /* Compiles affine_tanh anew (the previous one freed, so no live unit is shared),
  * calls it twice, expects eager's result, and frees it. */
 void compile_run_free(const inputs *in, const char *what);
+
+/* compile_run_free into env's empty folder, then its one entry (f->good loaded: one hit). */
+void first_entry_make(const cache_env *env, inputs *in, const char *what, first_entry *f);
+void first_entry_free(first_entry *f);
 
 #endif

@@ -120,25 +120,6 @@ static void damage_file(const char *path, damage how) {
     free(p);
 }
 
-/* The one entry a first compile wrote: its path, its key, and what it holds. */
-typedef struct first_entry {
-    char path[600];
-    char *key;
-    cg_blob good;
-} first_entry;
-
-static void first_entry_make(const cache_env *env, inputs *in, const char *what, first_entry *f) {
-    compile_run_free(in, what);
-    only_entry(env->dir, f->path, sizeof f->path, what);
-    f->key = key_in(f->path);
-    cr_assert_eq(cg_cache_load(f->key, &f->good), 0);
-}
-
-static void first_entry_free(first_entry *f) {
-    cg_blob_free(&f->good);
-    free(f->key);
-}
-
 /* Compiles once, damages the entry, and expects the next compile to reject
  * it, recompile, rewrite the same bytes, and a compile after that to hit. */
 static void damaged_entry_is_rewritten(damage how, const char *what) {
@@ -631,10 +612,9 @@ Test(cache, a_folder_at_the_entrys_name_is_rejected_and_the_compile_goes_on) {
     cache_env env;
     env_begin(&env);
     inputs in = inputs_new();
-    compile_run_free(&in, "first");
-    char path[600];
-    only_entry(env.dir, path, sizeof path, "first");
-    char *key = key_in(path);
+    first_entry f;
+    first_entry_make(&env, &in, "first", &f);
+    const char *path = f.path, *key = f.key;
     cr_assert_eq(unlink(path), 0);
     cr_assert_eq(mkdir(path, 0777), 0);
     char inside[700];
@@ -647,7 +627,6 @@ Test(cache, a_folder_at_the_entrys_name_is_rejected_and_the_compile_goes_on) {
     cr_expect_eq(cg_cache_load(key, &b), -1, "a folder is not an entry");
     cr_expect_null(b.obj);
     EXPECT_DELTA(s0, 0, 0, 1, 0, 0, "loading a folder");
-    free(key);
 
     s0 = stats_now();
     tu_capture cap;
@@ -660,6 +639,7 @@ Test(cache, a_folder_at_the_entrys_name_is_rejected_and_the_compile_goes_on) {
     struct stat st;
     cr_expect(stat(path, &st) == 0 && S_ISDIR(st.st_mode), "the folder is left alone");
     cr_expect_eq(count_files(env.dir, ".tmp", NULL, 0), 0, "no temporary left");
+    first_entry_free(&f);
     inputs_free(&in);
     env_end(&env);
 }

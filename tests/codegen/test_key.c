@@ -61,15 +61,13 @@ Test(key, the_library_has_a_build_id_in_hex_and_keys_name_it) {
     cache_env env;
     env_begin(&env);
     inputs in = inputs_new();
-    compile_run_free(&in, "one compile");
-    char path[600];
-    only_entry(env.dir, path, sizeof path, "one compile");
-    char *key = key_in(path);
+    first_entry f;
+    first_entry_make(&env, &in, "one compile", &f);
     char want[200];
     snprintf(want, sizeof want, "ember %s | build %s | llvm ", em_version(), id);
-    cr_expect(strncmp(key, want, strlen(want)) == 0, "'%s' starts with '%s'", key, want);
-    cr_expect(strstr(key, " | program "), "'%s' ends with the program's hash", key);
-    free(key);
+    cr_expect(strncmp(f.key, want, strlen(want)) == 0, "'%s' starts with '%s'", f.key, want);
+    cr_expect(strstr(f.key, " | program "), "'%s' ends with the program's hash", f.key);
+    first_entry_free(&f);
     inputs_free(&in);
     env_end(&env);
 }
@@ -145,17 +143,12 @@ Test(key, under_EMBER_CACHE_VERIFY_an_honest_hit_hashes_as_its_module) {
  * module's hash, as if the key had left out something that changed the module. */
 static void entry_from_another_module(cache_env *env, inputs *in, const char *verify) {
     cr_assert_eq(setenv("EMBER_CACHE_VERIFY", verify, 1), 0);
-    compile_run_free(in, "first");
-    char path[600];
-    only_entry(env->dir, path, sizeof path, "first");
-    char *key = key_in(path);
-    cg_blob b;
-    cr_assert_eq(cg_cache_load(key, &b), 0);
-    cr_assert_neq(b.ir_hash, 0u, "the entry records its module's hash");
-    b.ir_hash ^= 1;
-    cg_cache_store(key, &b);
-    cg_blob_free(&b);
-    free(key);
+    first_entry f;
+    first_entry_make(env, in, "first", &f);
+    cr_assert_neq(f.good.ir_hash, 0u, "the entry records its module's hash");
+    f.good.ir_hash ^= 1;
+    cg_cache_store(f.key, &f.good);
+    first_entry_free(&f);
 }
 
 Test(key, under_EMBER_CACHE_VERIFY_an_entry_made_from_another_module_aborts, .signal = SIGABRT) {
@@ -184,12 +177,10 @@ Test(key, without_a_build_id_the_modules_bitcode_keys_the_code_and_still_hits) {
     env_begin(&env);
     cg_key_use_module_hash(true);
     inputs in = inputs_new();
-    compile_run_free(&in, "first");
-    char path[600];
-    only_entry(env.dir, path, sizeof path, "first");
-    char *key = key_in(path);
-    cr_expect(strstr(key, " | ir ") && !strstr(key, " | program "), "a module key: '%s'", key);
-    free(key);
+    first_entry f;
+    first_entry_make(&env, &in, "first", &f);
+    cr_expect(strstr(f.key, " | ir ") && !strstr(f.key, " | program "), "a module key: '%s'", f.key);
+    first_entry_free(&f);
     cg_cache_stats s0 = stats_now();
     compile_run_free(&in, "second");
     EXPECT_DELTA(s0, 1, 0, 0, 0, 0, "a hit by the module's key");
