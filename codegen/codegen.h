@@ -239,11 +239,15 @@ typedef struct cg_loopnest {
     bool stream;                      /* pointwise, storing CG_STREAM_L2S L2s or more: the
                                          full vectors of rows that start aligned are stored
                                          non-temporally (lower.c says why) */
+    int prefetch;                     /* bytes ahead that contiguous loads are prefetched in
+                                         a row's first pass, or 0 (lower.c says when) */
 } cg_loopnest;
 
 /* A pointwise nest whose stores add up to this many times the L2 streams them
  * past the caches (lower.c). */
 #define CG_STREAM_L2S 4
+/* How far ahead such nests prefetch their contiguous loads (lower.c). */
+#define CG_PREFETCH_BYTES 2048
 /* The L2's bytes per core (sysconf), or 2 MiB when the system does not say. */
 int64_t cg_l2_bytes(void);
 
@@ -385,6 +389,7 @@ typedef struct cg_nest_state {
     int exp_at;                        /* softmax: the store access its exps go to in this pass, or -1 */
     int nexp;                          /* softmax: where the output pass finds them, or -1 */
     bool nt;                           /* full-vector stores are non-temporal (aligned rows of a stream nest) */
+    bool pf;                           /* the row's next pass prefetches its loads (ln->prefetch) */
 } cg_nest_state;
 
 /* A new step at lanes i.. (mask NULL: all lanes): values are computed afresh. */

@@ -164,6 +164,7 @@ static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
     LLVMValueRef off[CG_MAX_ACCESS];
     for (int a = 0; a < ln->naccess; a++) off[a] = cg_i64c(e, ln->acc[a].offset);
     LLVMValueRef rem = r;
+    s->pf = ln->prefetch > 0;
     for (int d = ln->ndim - 2; d >= 0; d--) {
         LLVMValueRef idx = d > 0 ? LLVMBuildURem(e->b, rem, cg_i64c(e, ln->shape[d]), "") : rem;
         if (d > 0) rem = LLVMBuildUDiv(e->b, rem, cg_i64c(e, ln->shape[d]), "");
@@ -237,12 +238,31 @@ typedef struct pass_loop {
     nest_state *s;
     pass *ps;
     int64_t U;
+    bool prefetch;                  /* this pass prefetches its contiguous loads */
 } pass_loop;
+
+/* Each contiguous load's line ln->prefetch bytes ahead of step i's (past the
+ * row's end: the next row's, when rows follow each other; a prefetch never faults). */
+static void prefetch_step(cg_emitter *e, nest_state *s, LLVMValueRef i) {
+    LLVMTypeRef pt = e->ptr;
+    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, &pt, 1);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(e->c, id, &pt, 1);
+    for (int a = 0; a < s->ln->naccess; a++) {
+        if (s->ln->acc[a].store || s->lane[a] != 1) continue;
+        LLVMValueRef at = LLVMBuildAdd(e->b, i, cg_i64c(e, s->ln->prefetch / (int)sizeof(float)), "");
+        /* read, locality 3 (into L1), data */
+        LLVMValueRef args[4] = {cg_elem_ptr(e, s->p[a], at), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
+                                LLVMConstInt(e->i32, 1, 0)};
+        LLVMBuildCall2(e->b, fty, f, args, 4, "");
+    }
+}
 
 static void pass_iteration(cg_emitter *e, LLVMValueRef i, LLVMValueRef *acc, void *ctx) {
     pass_loop *l = ctx;
     for (int u = 0; u < l->U; u++) {
         begin_step(l->s, u ? LLVMBuildAdd(e->b, i, cg_i64c(e, u * e->w), "") : i, NULL);
+        if (l->prefetch && (u * e->w * (int)sizeof(float)) % 64 == 0) prefetch_step(e, l->s, l->s->i);
         step_accumulate(e, l->s, l->ps, acc + u * l->ps->n);
     }
 }
@@ -310,7 +330,8 @@ static void run_pass(cg_emitter *e, nest_state *s, pass *ps) {
     LLVMValueRef acc[16]; /* U sets of n, set u at acc + u n */
     for (int u = 0; u < U; u++)
         for (int k = 0; k < n; k++) acc[u * n + k] = cg_splat(e, identity(ps->kind[k]));
-    pass_loop pl = {s, ps, U};
+    pass_loop pl = {s, ps, U, s->pf};
+    s->pf = false;
     bool sums = false;
     for (int k = 0; k < n; k++) sums |= ps->kind[k] == RED_SUM || ps->kind[k] == RED_SQ;
     int64_t blocked = sums && looped >= 2 * SUM_BLOCK && SUM_BLOCK % (U * W) == 0 ? looped / SUM_BLOCK * SUM_BLOCK : 0;

@@ -139,7 +139,7 @@ static void put_nest(cg_buf *s, const cg_loopnest *ln) {
         put(s, c->home), put(s, c->value), put(s, c->store), put(s, c->offset);
         put_strides(s, ln->ndim, c->strides);
     }
-    put(s, ln->row), put(s, ln->nops), put(s, ln->is_gemm), put(s, ln->stream);
+    put(s, ln->row), put(s, ln->nops), put(s, ln->is_gemm), put(s, ln->stream), put(s, ln->prefetch);
     if (ln->is_gemm) put_gemm(s, &ln->gemm);
 }
 

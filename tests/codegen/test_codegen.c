@@ -523,13 +523,13 @@ Test(codegen, expanded_and_broadcast_rows_and_columns_are_identical_to_eager) {
 }
 
 /* A pointwise kernel whose output is CG_STREAM_L2S (4) L2s or more stores
- * non-temporally, and says so in the kernels dump; rows that start on a
- * vector boundary take the non-temporal loop, the others the cached one. Rows
- * of 2048 (dense: all aligned) and of 2049 (a row broadcast keeps the rows
- * apart; every other row starts misaligned), each with as many rows as make
- * the output just over 4 L2s, give eager's bits; a small output does not
- * stream. */
-Test(codegen, a_pointwise_kernel_storing_4_l2s_streams_its_stores_and_stays_identical_to_eager) {
+ * non-temporally and prefetches its loads, and says so in the kernels dump
+ * (the prefetches are in its IR); rows that start on a vector boundary take
+ * the non-temporal loop, the others the cached one. Rows of 2048 (dense: all
+ * aligned) and of 2049 (a row broadcast keeps the rows apart; every other row
+ * starts misaligned), each with as many rows as make the output just over 4
+ * L2s, give eager's bits; a small output neither streams nor prefetches. */
+Test(codegen, a_pointwise_kernel_storing_4_l2s_streams_its_stores_and_prefetches_and_stays_identical_to_eager) {
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     int64_t l2b = l2 > 0 ? l2 : 2 << 20;
     for (int k = 0; k < 2; k++) {
@@ -544,7 +544,12 @@ Test(codegen, a_pointwise_kernel_storing_4_l2s_streams_its_stores_and_stays_iden
         int status;
         char *d = cu_dump((void *)fast, "kernels", &status);
         cr_expect(strstr(d, "non-temporal stores"), "a %lld x %lld output streams:\n%s", (long long)R, (long long)L, d);
+        cr_expect(strstr(d, "loads prefetched 2048 bytes ahead"), "a %lld x %lld kernel prefetches:\n%s", (long long)R,
+                  (long long)L, d);
         free(d);
+        char *ir = cu_dump((void *)fast, "llvm", &status);
+        cr_expect(ir && strstr(ir, "@llvm.prefetch"), "the prefetches are in the IR");
+        free(ir);
         em_release(got), em_release(want), em_release(a), em_release(b);
         em_compiled_free((void *)fast);
     }
@@ -553,7 +558,7 @@ Test(codegen, a_pointwise_kernel_storing_4_l2s_streams_its_stores_and_stays_iden
     em_release(small(a, b));
     int status;
     char *d = cu_dump((void *)small, "kernels", &status);
-    cr_expect(d && !strstr(d, "non-temporal"), "a %d x %d output stays cached:\n%s", M, N, d);
+    cr_expect(d && !strstr(d, "non-temporal") && !strstr(d, "prefetched"), "a %d x %d output stays cached:\n%s", M, N, d);
     free(d);
     em_release(a), em_release(b);
     em_compiled_free((void *)small);

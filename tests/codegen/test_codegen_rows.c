@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../util.h"
 #include "../frontend/compile_util.h"
@@ -128,6 +129,30 @@ Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_
             em_compiled_free(fast);
         }
     }
+}
+
+/* A row kernel over CG_STREAM_L2S (4) L2s or more of rows prefetches its
+ * loads in each row's first pass and says so (the prefetches are in its IR);
+ * softmax and layer_norm by hand over 2049 rows of 1024 (8 MiB in, 8 out on a
+ * 2 MiB L2) stay close to eager; over 37 rows they do not prefetch. */
+Test(codegen, a_row_kernel_over_4_l2s_prefetches_its_loads_and_stays_close_to_eager) {
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    int64_t l2b = l2 > 0 ? l2 : 2 << 20, rows = 4 * l2b / (2 * 4 * 1024) + 1;
+    em_tensor *(*models[])(em_tensor *) = {softmax_by_hand, layer_norm_by_hand};
+    const char *names[] = {"softmax by hand", "layer_norm by hand"};
+    for (int m = 0; m < 2; m++)
+        for (int big = 0; big < 2; big++) {
+            char what[96];
+            void *fast = expect_rows_close(models[m], names[m], big ? rows : 37, 1024, 90 + (uint64_t)m, what, sizeof what);
+            char *sec = cu_codegen_section(fast, what);
+            cr_expect(!strstr(sec, "prefetched") == !big, "%s, %lld rows:\n%s", what, (long long)(big ? rows : 37), sec);
+            free(sec);
+            int status;
+            char *ir = cu_dump(fast, "llvm", &status);
+            cr_expect(ir && !strstr(ir, "@llvm.prefetch") == !big, "%s: prefetches in the IR iff prefetched", what);
+            free(ir);
+            em_compiled_free(fast);
+        }
 }
 
 /* ---- long rows: sums in blocks ---------------------------------------------------------------- */
