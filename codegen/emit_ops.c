@@ -233,12 +233,11 @@ static LLVMValueRef const_row(cg_emitter *e, const float *c) {
  * g(v) (runtime.h says how and why). */
 static LLVMValueRef cg_tab_g(cg_emitter *e, LLVMValueRef v, const rt_tabfn *t) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef k = cg_splat(e, t->k);
-    LLVMValueRef u = LLVMBuildFMul(b, v, k, "");
-    LLVMValueRef f = cg_intrinsic(e, "llvm.floor", &u, 1);
-    LLVMValueRef r = cg_fma3(e, v, k, LLVMBuildFNeg(b, f, ""));
-    LLVMTypeRef vi = LLVMVectorType(e->i32, 16);
-    LLVMValueRef i = LLVMBuildBitCast(b, LLVMBuildFAdd(b, f, cg_splat(e, RT_TAB_MAGIC), ""), vi, "");
+    LLVMValueRef k = cg_splat(e, t->k), magic = cg_splat(e, RT_TAB_MAGIC);
+    LLVMValueRef fa[4] = {v, k, magic, LLVMConstInt(e->i32, RT_TAB_ROUND_DOWN, 0)};
+    LLVMValueRef s = cg_target_call(e, "llvm.x86.avx512.vfmadd.ps.512", fa, 4);
+    LLVMValueRef r = cg_fma3(e, v, k, LLVMBuildFNeg(b, LLVMBuildFSub(b, s, magic, ""), ""));
+    LLVMValueRef i = LLVMBuildBitCast(b, s, LLVMVectorType(e->i32, 16), "");
     LLVMValueRef g = NULL;
     for (int p = RT_TAB_DEG; p >= 0; p--) {
         LLVMValueRef args[3] = {const_row(e, t->c[p]), i, const_row(e, t->c[p] + 16)};

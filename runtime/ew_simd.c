@@ -75,10 +75,10 @@ static inline vf v_gelu_tanh_exp(vf x) {
 /* rt_tabfn's g(v) (runtime.h says how and why), operation for operation as
  * codegen/emit_ops.c's cg_tab_g. */
 static inline vf v_tab_g(vf v, const rt_tabfn *t) {
-    vf k = V_SET1(t->k);
-    vf f = _mm512_roundscale_ps(V_MUL(v, k), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    vf r = _mm512_fmsub_ps(v, k, f);
-    __m512i i = _mm512_castps_si512(V_ADD(f, V_SET1(RT_TAB_MAGIC)));
+    vf k = V_SET1(t->k), magic = V_SET1(RT_TAB_MAGIC);
+    vf s = _mm512_fmadd_round_ps(v, k, magic, RT_TAB_ROUND_DOWN);
+    vf r = _mm512_fmsub_ps(v, k, V_SUB(s, magic));
+    __m512i i = _mm512_castps_si512(s);
     vf g = _mm512_permutex2var_ps(V_LOAD(t->c[RT_TAB_DEG]), i, V_LOAD(t->c[RT_TAB_DEG] + 16));
     for (int p = RT_TAB_DEG - 1; p >= 0; p--)
         g = V_FMA(g, r, _mm512_permutex2var_ps(V_LOAD(t->c[p]), i, V_LOAD(t->c[p] + 16)));

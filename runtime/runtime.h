@@ -316,7 +316,9 @@ void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
  * operations). tabfn.c holds each as a function g of a variable v in 32
  * degree-6 polynomial pieces of width 1/k:
  *
- *     u = v k;  f = floor(u)        the piece, as the low 5 bits of f + 1.5 2^23
+ *     s = v k + 1.5 2^23            by one FMA rounded down: 1.5 2^23 + floor(v k)
+ *                                   (ulp 1 there), the piece in its low 5 bits
+ *     f = s - 1.5 2^23              exact: floor(v k)
  *     r = v k - f                   by one FMA: in [0, 1], one rounding
  *     g = c6[f] r^6 + ... + c0[f]   Horner; each c[f] one vpermt2ps of two registers
  *
@@ -335,6 +337,7 @@ void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
 #define RT_TAB_N 32
 #define RT_TAB_DEG 6
 #define RT_TAB_MAGIC 0x1.8p23f /* f + 1.5 2^23 has f mod 2^22 in its low mantissa bits */
+#define RT_TAB_ROUND_DOWN 9     /* _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC: the FMA of s */
 typedef struct rt_tabfn {
     float k;                             /* pieces per unit of v */
     float lo, hi;                        /* v's range: [0, hi] for |x| (GELUs), [lo, hi) for x (sigmoid) */
