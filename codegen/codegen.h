@@ -246,7 +246,8 @@ typedef struct cg_loopnest {
 /* A pointwise nest whose stores add up to this many times the L2 streams them
  * past the caches (lower.c). */
 #define CG_STREAM_L2S 4
-/* How far ahead such nests prefetch their contiguous loads (lower.c). */
+/* How far ahead a nest whose rows move CG_STREAM_L2S L2s or more prefetches its
+ * contiguous loads (lower.c). */
 #define CG_PREFETCH_BYTES 2048
 /* The L2's bytes per core (sysconf), or 2 MiB when the system does not say. */
 int64_t cg_l2_bytes(void);
