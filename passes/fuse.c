@@ -27,7 +27,9 @@
  *    to memory and read with a broadcast.
  *  - a contraction (matmul, linear) takes an elementwise epilogue (bias,
  *    activation, residual add, scale) but no prologue: its operands are read
- *    by the GEMM from memory.
+ *    by the GEMM from memory. The cheap prologues come before fusion: a
+ *    transposed operand is only strides, and a power-of-two scale of an
+ *    operand has become a scale of the result (scale.c).
  *  - embedding and concat are kernels of their own.
  *  - an op whose producers sit in several elementwise kernels of its shape
  *    merges them all (x*a+b and sigmoid(x) feeding one multiply: one kernel);

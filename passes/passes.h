@@ -87,6 +87,11 @@ ir_graph *pass_cse(const ir_graph *g, const pass_consts *k);
  * fixed constants of g, for this call only). */
 enum { PASS_FOLD_MAX_BYTES = 1 << 20, PASS_FOLD_MAX_GROWTH = 4 };
 ir_graph *pass_fold(const ir_graph *g, pass_consts *k);
+/* scale.c: matmul(x * s, w), linear(x, w / s, b) and the like, with s a fixed
+ * f32 constant of one element, a power of two in [2^-24, 2^24] in magnitude,
+ * become matmul(x, w) * s, linear(x, w, b * s) / s, with the same bits: the
+ * scale joins the GEMM's epilogue. k NULL: nothing is fixed, nothing moves. */
+ir_graph *pass_scale(const ir_graph *g, const pass_consts *k);
 /* True when x is contiguous at run time whatever the arguments' layouts are:
  * the result of an op that writes a new dense tensor, or a dense constant. */
 bool pass_node_contiguous(const ir_node *x);

@@ -5,6 +5,9 @@
  *         fold does not spend compile time evaluating dead constant subgraphs;
  *   fold  constant subgraphs and exact identities (x*1, neg(neg x), permute of
  *         permute, ...), in one walk, inputs before users;
+ *   scale a fixed power-of-two scale of a matmul's or linear's operand moves
+ *         to the result (exactly), where fusion makes it part of the GEMM's
+ *         store; after fold, which makes constant scales (em_scalar(2) * 0.5);
  *   cse   after fold, because fold exposes equal values: x*1 + y and y + x
  *         are one add once x*1 is x and the operands are ordered, and equal
  *         constants merge after fold has produced them;
@@ -39,6 +42,7 @@ typedef ir_graph *(*pass_fn)(const ir_graph *g, pass_consts *k);
 static ir_graph *run_dce(const ir_graph *g, pass_consts *k) { (void)k; return pass_dce(g); }
 static ir_graph *run_fold(const ir_graph *g, pass_consts *k) { return pass_fold(g, k); }
 static ir_graph *run_cse(const ir_graph *g, pass_consts *k) { return pass_cse(g, k); }
+static ir_graph *run_scale(const ir_graph *g, pass_consts *k) { return pass_scale(g, k); }
 
 static const struct {
     const char *name;
@@ -46,12 +50,13 @@ static const struct {
 } passes[] = {
     {"dce", run_dce},
     {"fold", run_fold},
+    {"scale", run_scale},
     {"cse", run_cse},
     {"dce", run_dce},
 };
 enum { NPASSES = sizeof passes / sizeof passes[0] };
 
-const char *const pass_pipeline_names[] = {"dce", "fold", "cse", "dce", NULL};
+const char *const pass_pipeline_names[] = {"dce", "fold", "scale", "cse", "dce", NULL};
 _Static_assert(sizeof pass_pipeline_names / sizeof *pass_pipeline_names == NPASSES + 1,
                "pass_pipeline_names lists every pass");
 

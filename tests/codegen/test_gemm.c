@@ -18,6 +18,9 @@
  *  - batched products with a broadcast batch, and batch dims that fold into M;
  *  - linear with and without bias; epilogues: bias + gelu, a residual add, a
  *    scale, relu, a chain; a product also read by a later kernel;
+ *  - the scale prologue: attention's (q / sqrt 64) k^T is one GEMM step with
+ *    the scale in its store, and a linear over a scaled weight reads the
+ *    weight itself (passes/scale.c), against the reference and eager;
  *  - the 8-lane AVX2 path (EMBER_CODEGEN=avx2) on the same sizes;
  *  - the choice: EMBER_GEMM=blas and the cost model give OpenBLAS and the
  *    kernels dump says why; 2 threads give the same result as 1.
@@ -332,6 +335,54 @@ Test(gemm, epilogues_run_in_the_store_and_match_eager) {
     em_release(g), em_release(e);
     em_compiled_free((void *)f2);
     em_release(a), em_release(c), em_release(x), em_release(w), em_release(b), em_release(g_r);
+}
+
+/* ---- the scale prologue (passes/scale.c) ------------------------------------------------------ */
+
+static em_tensor *scaled_scores(em_tensor *q, em_tensor *k) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_matmul(em_div(q, em_scalar(EM_F32, 8.0)), em_transpose(k, -2, -1)));
+    em_scope_end();
+    return y;
+}
+static em_tensor *linear_of_scaled_weight(em_tensor *x, em_tensor *w, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_tanh(em_linear(x, em_mul(em_scalar(EM_F32, 0.25), w), b)));
+    em_scope_end();
+    return y;
+}
+
+Test(gemm, a_scaled_operand_is_read_unscaled_and_scaled_in_the_store_and_matches_the_reference) {
+    setenv("EMBER_GEMM", "jit", 1);
+    em_tensor *q = uniform(3, SH(4, 33, 64), 31), *k = uniform(3, SH(4, 47, 64), 32);
+    fn2 f2 = (fn2)em_compile((void *)scaled_scores, "tensor(tensor, tensor)", NULL);
+    cr_assert(f2, "%s", em_last_error());
+    em_tensor *g = f2(q, k), *e = scaled_scores(q, k), *kt = transposed_copy(k);
+    double *qv = tu_values_of(q), *kv = tu_values_of(kt);
+    for (int64_t i = 0; i < em_numel(q); i++) qv[i] /= 8.0;
+    double *want = ref_bmm(qv, kv, 4, 4, 33, 64, 47);
+    expect_near_ref(g, want, 64, "(q / 8) k^T");
+    tu_expect_compiled(g, e, "(q / 8) k^T against eager");
+    char *sec = cu_codegen_section((void *)f2, "(q / 8) k^T");
+    cr_expect(strstr(sec, "generated GEMM") && cu_count_of(sec, "step ") == 1,
+              "one GEMM step, the scale in its store: %s", sec);
+    free(sec), free(qv), free(kv), free(want);
+    em_release(g), em_release(e), em_release(kt);
+    em_compiled_free((void *)f2);
+
+    em_tensor *x = signed_uniform(2, SH(37, 200), 33), *w = signed_uniform(2, SH(150, 200), 34);
+    em_tensor *b = signed_uniform(1, SH(150), 35);
+    fn3 f3 = (fn3)em_compile((void *)linear_of_scaled_weight, "tensor(tensor, tensor, tensor)", NULL);
+    cr_assert(f3, "%s", em_last_error());
+    g = f3(x, w, b), e = linear_of_scaled_weight(x, w, b);
+    tu_expect_compiled(g, e, "tanh(linear(x, 0.25 w, b))");
+    sec = cu_codegen_section((void *)f3, "tanh(linear(x, 0.25 w, b))");
+    /* the GEMM reads w itself; only the bias (150 floats) is scaled the other way */
+    cr_expect(strstr(sec, "generated GEMM") && strstr(sec, "loops [150],") && !strstr(sec, "loops [150, 200]"),
+              "no kernel over the weight, the scale and tanh in the GEMM's store: %s", sec);
+    free(sec);
+    em_release(g), em_release(e), em_release(x), em_release(w), em_release(b), em_release(q), em_release(k);
+    em_compiled_free((void *)f3);
 }
 
 /* model(a, b) against the double reference want (check_product), then its

@@ -2,7 +2,7 @@
  * test_pipeline.c — all passes together (passes/pipeline.c), on hand-built
  * graphs, on random graphs, and end to end through em_compile.
  *
- *  - order and logging: dce, fold, cse, dce, each reported to the log hook
+ *  - order and logging: dce, fold, scale, cse, dce, each reported to the log hook
  *    with its graph and a summary line (exact text); bad arguments; an
  *    injected allocation failure at every point fails cleanly, naming the pass;
  *  - random graphs: 200 seeds, each a DAG of 6-30 ops over 1-3 arguments
@@ -67,17 +67,18 @@ static ir_graph *small_graph(void) {
 
 /* ---- order, logging, failures ------------------------------------------------------------- */
 
-Test(pipeline, runs_dce_fold_cse_dce_and_logs_each_pass_with_a_summary) {
+Test(pipeline, runs_dce_fold_scale_cse_dce_and_logs_each_pass_with_a_summary) {
     ir_graph *g = small_graph(), *o;
     log_rec r = {0};
     cr_assert_eq(pass_pipeline_run(g, &o, record, &r), 0, "%s", em_last_error());
-    cr_assert_eq(r.n, 4);
-    for (int i = 0; i < 4; i++) cr_expect_str_eq(r.names[i], pass_pipeline_names[i]);
-    cr_expect_null(pass_pipeline_names[4]);
+    cr_assert_eq(r.n, 5);
+    for (int i = 0; i < 5; i++) cr_expect_str_eq(r.names[i], pass_pipeline_names[i]);
+    cr_expect_null(pass_pipeline_names[5]);
     cr_expect_str_eq(r.lines[0], "dce: 10 -> 9 nodes (ops 6 -> 5, consts 3 -> 3)");
     cr_expect_str_eq(r.lines[1], "fold: 9 -> 8 nodes (ops 5 -> 4, consts 3 -> 3)");
-    cr_expect_str_eq(r.lines[2], "cse: 8 -> 6 nodes (ops 4 -> 3, consts 3 -> 2)");
-    cr_expect_str_eq(r.lines[3], "dce: 6 -> 5 nodes (ops 3 -> 3, consts 2 -> 1)");
+    cr_expect_str_eq(r.lines[2], "scale: 8 -> 8 nodes (ops 4 -> 4, consts 3 -> 3)");
+    cr_expect_str_eq(r.lines[3], "cse: 8 -> 6 nodes (ops 4 -> 3, consts 3 -> 2)");
+    cr_expect_str_eq(r.lines[4], "dce: 6 -> 5 nodes (ops 3 -> 3, consts 2 -> 1)");
     char *s = pu_text(o);
     cr_expect_str_eq(s, "graph small\n"
                         "  %0 = input 0 : f32[4]\n"
@@ -429,7 +430,7 @@ Test(pipeline, keeps_the_results_of_200_random_graphs_bit_identical_after_every_
         ir_graph *o;
         cr_assert_eq(pass_pipeline_run(g, &o, check_pass, &c), 0, "seed %llu: %s",
                      (unsigned long long)seed, em_last_error());
-        cr_expect_eq(c.passes, 4);
+        cr_expect_eq(c.passes, 5);
         ir_graph *again;
         cr_assert_eq(pass_pipeline_run(o, &again, NULL, NULL), 0, "%s", em_last_error());
         char *t1 = pu_text(o), *t2 = pu_text(again);
