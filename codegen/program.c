@@ -19,15 +19,21 @@
  *
  * So a compiled call does no per-kernel work in C: exec.c fills homes once
  * and makes one call. The offsets make the code specific to the memory plan,
- * which is itself a function of the graph and the schedule, so the object
- * cache's key (the IR) still identifies it.
+ * which is itself a function of the graph and the schedule, so the program
+ * key (key.c hashes the layout and the schedule) still identifies it.
  */
 #include "codegen.h"
 
 #include <stdlib.h>
 
-/* Work below this many elements runs on the calling thread (as exec.c did). */
-enum { SERIAL_ELEMENTS = 32768 };
+/* A loop nest of at most this many elements runs on the calling thread. It
+ * was 32768: the GPT-2 block's layer norms and head merge (32768 floats each)
+ * then ran on one thread at two threads, and read half their input from the
+ * other core's cache (the GEMM before them wrote it from both). Split, they
+ * took 12.5-13.6, 9 and 13 us against 16-20, 13-14 and 16.5-19.5 (EMBER_PROFILE,
+ * two runs each). Below it, a pointwise nest takes about as long as waking the
+ * other threads. */
+enum { SERIAL_ELEMENTS = 16384 };
 
 /* The data pointer of access a's home. */
 static LLVMValueRef home_ptr(cg_emitter *e, const cg_layout *lay, LLVMValueRef homes, LLVMValueRef arena, int node) {
