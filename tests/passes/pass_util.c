@@ -78,6 +78,15 @@ ir_node *pu_output(const ir_graph *g) { return ir_graph_output(g, 0); }
 
 /* ---- fold then dce ------------------------------------------------------------------------- */
 
+ir_graph *pu_then_dce(ir_graph *o) {
+    cr_assert(o, "%s", em_last_error());
+    cr_assert_eq(ir_graph_verify(o), 0, "%s", em_last_error());
+    ir_graph *d = pass_dce(o);
+    cr_assert(d, "%s", em_last_error());
+    ir_graph_destroy(o);
+    return d;
+}
+
 /* fold then dce, both verified; g is destroyed. k: the fixed constants, NULL
  * to let fold decide on g (which must then be the only graph holding them). */
 ir_graph *pu_simplify_with(ir_graph *g, pass_consts *k) {

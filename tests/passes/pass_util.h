@@ -43,6 +43,9 @@ void pu_expect_text(const ir_graph *g, const char *want);
 /* Output 0 of g. */
 ir_node *pu_output(const ir_graph *g);
 
+/* o (a pass's result, asserted non-NULL and verified) then dce; o is destroyed. */
+ir_graph *pu_then_dce(ir_graph *o);
+
 /* ---- fold then dce ------------------------------------------------------------------------- */
 
 /* fold then dce, both verified; g is destroyed. k: the fixed constants, NULL
