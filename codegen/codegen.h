@@ -249,7 +249,9 @@ typedef struct cg_loopnest {
 /* How far ahead a nest whose rows move CG_STREAM_L2S L2s or more prefetches its
  * contiguous loads (lower.c). */
 #define CG_PREFETCH_BYTES 2048
-/* The L2's bytes per core (sysconf), or 2 MiB when the system does not say. */
+/* The L2's bytes per core (sysconf), or 2 MiB when the system does not say;
+ * EMBER_L2_KB=n says n KiB instead (tests: it moves the streaming, prefetching
+ * and GEMM panel thresholds within reach of small programs). */
 int64_t cg_l2_bytes(void);
 
 /* What a member of a row nest is: computed along the row before the anchors

@@ -10,7 +10,8 @@
  * em_compile, called twice (trace and cache hit), and its outputs are compared
  * with the eager run: dtype, shape, values within rtol 1e-4 / atol 1e-5.
  * The batch runs at one kernel thread and again at two, where the compiled
- * loops are split across the pool.
+ * loops are split across the pool, and at two again with EMBER_L2_KB=16, so
+ * that its bigger programs stream their stores and prefetch their loads.
  *
  * A failing program is shrunk and printed to stderr as a C model function
  * with its seed; `make fuzz N=... SEED=...` runs longer batches. Reproducers of
@@ -40,6 +41,15 @@ static void run_batch(int threads) {
 Test(fuzz, compiled_random_programs_equal_their_eager_runs, .timeout = 120) { run_batch(1); }
 
 Test(fuzz, compiled_random_programs_equal_their_eager_runs_on_two_threads, .timeout = 120) { run_batch(2); }
+
+/* With a 16 KiB L2 as far as codegen knows, nests that move 64 KiB or more
+ * prefetch their loads and pointwise ones store non-temporally, and GEMM
+ * panels of 32 KiB block k: paths the batch's sizes (up to 512 KiB a value)
+ * otherwise never reach against this machine's 2 MiB. */
+Test(fuzz, compiled_random_programs_equal_their_eager_runs_when_they_stream_and_prefetch, .timeout = 120) {
+    setenv("EMBER_L2_KB", "16", 1);
+    run_batch(2);
+}
 
 /* The generator, the printer and the shrinker themselves. */
 Test(fuzz, the_generator_is_deterministic_and_makes_valid_programs) {
