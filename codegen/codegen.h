@@ -213,6 +213,8 @@ typedef struct cg_gemm {
     int64_t units;                    /* batches * panels * rtiles: the function's range */
     int64_t subtiles;                 /* tiles per k-block sweep (the partial sums' rows) */
     bool serial;                      /* too small to split over threads */
+    bool stage;                       /* tiles of C^T go out through a staged tile, row by row
+                                         of C (gemm_emit.c) */
     char how[200];                    /* the choice and its reason, for the dump */
 } cg_gemm;
 

@@ -198,9 +198,11 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     /* k blocks sweep at most 512 rows (their partial sums stay on the stack) */
     g->subtiles = g->kc < g->k ? ceil_div(512, g->mr) : g->rtiles;
     g->serial = macs < (double)(1 << 18);
+    g->stage = g->vec_m && g->mr <= width; /* gemm_emit.c: the tile's rows as lanes of one vector */
     snprintf(g->how, sizeof g->how,
              "generated GEMM%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld tiles %s",
-             jit ? " (EMBER_GEMM=jit)" : "", g->vec_m ? "m (tiles of C^T)" : "n", g->mr, g->nvec,
+             jit ? " (EMBER_GEMM=jit)" : "", g->vec_m ? g->stage ? "m (tiles of C^T, staged)" : "m (tiles of C^T)" : "n",
+             g->mr, g->nvec,
              g->pack ? "packed per panel" : "read in place", (long long)g->kc, (long long)g->units,
              g->serial ? "on the calling thread" : "split over the threads");
     return true;

@@ -337,6 +337,39 @@ Test(gemm, epilogues_run_in_the_store_and_match_eager) {
     em_release(a), em_release(c), em_release(x), em_release(w), em_release(b), em_release(g_r);
 }
 
+/* ---- tiles of C^T, staged ------------------------------------------------------------------------ */
+
+/* x w^T with under 64 rows, a long k and many outputs: lanes along m. The
+ * product is also read by a row max (exact in any order), so the GEMM stores
+ * two values, each through its own staged tile. */
+static em_tensor *lin_gelu_and_row_max(em_tensor *x, em_tensor *w, em_tensor *b) {
+    em_scope_begin();
+    em_tensor *p = em_linear(x, w, b);
+    em_tensor *y = em_keep(em_add(em_gelu(p), em_max(p, -1, 1)));
+    em_scope_end();
+    return y;
+}
+
+Test(gemm, tiles_of_C_transposed_go_out_row_by_row_with_their_epilogue_and_match_eager) {
+    /* 61 rows: a last panel of 13 lanes; 1003 outputs: a last tile of 1 row */
+    em_tensor *x = signed_uniform(2, SH(61, 1500), 41), *w = signed_uniform(2, SH(1003, 1500), 42);
+    em_tensor *b = signed_uniform(1, SH(1003), 43);
+    for (int avx2 = 0; avx2 < 2; avx2++) {
+        if (avx2) setenv("EMBER_CODEGEN", "avx2", 1);
+        fn3 f3 = (fn3)em_compile((void *)lin_gelu_and_row_max, "tensor(tensor, tensor, tensor)", NULL);
+        cr_assert(f3, "%s", em_last_error());
+        em_tensor *g = f3(x, w, b), *e = lin_gelu_and_row_max(x, w, b);
+        tu_expect_compiled(g, e, avx2 ? "gelu(x w^T + b) + row max, AVX2" : "gelu(x w^T + b) + row max");
+        char *sec = cu_codegen_section((void *)f3, "C^T tiles");
+        cr_expect(strstr(sec, avx2 ? "lanes along m (tiles of C^T" : "lanes along m (tiles of C^T, staged)"), "%s", sec);
+        free(sec);
+        em_release(g), em_release(e);
+        em_compiled_free((void *)f3);
+    }
+    unsetenv("EMBER_CODEGEN");
+    em_release(x), em_release(w), em_release(b);
+}
+
 /* ---- the scale prologue (passes/scale.c) ------------------------------------------------------ */
 
 static em_tensor *scaled_scores(em_tensor *q, em_tensor *k) {
