@@ -115,8 +115,9 @@ $(TSAN_BIN): $(wildcard tests/tsan/*.c tests/tsan/*.h) $(B)/libember.a
 test: $(TSAN_BIN)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" $(TSAN_BIN)
 else
-# The benchmarks are built too, so that a change that breaks them fails here.
-test: $(TEST_BIN) $(B)/ember-bench $(B)/ember-bench-ops
+# The benchmarks and the fuzzer are built too, so that a change that breaks them
+# fails here, and `make fuzz` after `make test` never runs a stale library.
+test: $(TEST_BIN) $(B)/ember-bench $(B)/ember-bench-ops $(B)/ember-fuzz
 	scripts/run-tests.sh $(TEST_BIN) --jobs 2 $(TESTFLAGS)
 endif
 
