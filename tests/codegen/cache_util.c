@@ -22,25 +22,8 @@ void env_begin(cache_env *c) {
     cr_assert_eq(setenv("EMBER_CACHE_DIR", c->dir, 1), 0);
 }
 
-/* Removes dir and what is in it (files, and folders of files). */
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[600];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 void env_end(cache_env *c) {
-    remove_tree(c->dir);
+    tu_remove_tree(c->dir);
     struct stat st;
     cr_expect_neq(stat(c->dir, &st), 0, "%s was not removed", c->dir);
     if (c->saved) setenv("EMBER_CACHE_DIR", c->saved, 1);

@@ -53,23 +53,6 @@ static char *read_file(const char *path) {
     return text;
 }
 
-/* Removes dir and the files in it. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[1024];
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) remove_dir(path);
-        else unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static int files_in(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return -1;
@@ -288,7 +271,7 @@ Test(compile, writes_each_stage_of_each_graph_to_the_dump_dir) {
     cr_expect_eq(files_in(dir), 16);
     em_release(x), em_release(x2);
     em_compiled_free((void *)fast);
-    remove_dir(dir);
+    tu_remove_tree(dir);
     globals_fini();
 }
 
@@ -307,7 +290,7 @@ Test(compile, writes_dumps_to_ember_dump_dir_and_creates_it) {
     expect_dump_files(sub, "mlp", 1);
     em_release(x);
     em_compiled_free((void *)fast);
-    remove_dir(dir);
+    tu_remove_tree(dir);
     globals_fini();
 }
 
