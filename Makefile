@@ -94,6 +94,8 @@ $(foreach i,$(ISAS),$(eval $(call simd_rule,$(i))))
 
 # Plain C kernel loops (casts, f64 and integer math) rely on the vectoriser.
 $(B)/obj/runtime/ew.o: CFLAGS += -O3
+# The AMX packers keep 48 vectors in registers only when unrolled.
+$(B)/obj/runtime/amx.o: CFLAGS += -O3
 
 $(B)/libember.a: $(OBJ)
 	@rm -f $@

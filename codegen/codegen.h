@@ -87,7 +87,8 @@ void *cg_jit_lookup(const char *sym);
 
 /* The ember runtime functions generated code may call by name. */
 #define CG_RUNTIME_SYMBOLS(X) \
-    X(rt_parallel_for) X(rt_parallel_for_hot) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) X(cg_exec_interpret) X(cg_exec_mark)
+    X(rt_parallel_for) X(rt_parallel_for_hot) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) \
+    X(rt_amx_pack_rows) X(rt_amx_pack_cols) X(rt_amx_tile) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -215,6 +216,8 @@ typedef struct cg_gemm {
     bool serial;                      /* too small to split over threads */
     bool stage;                       /* tiles of C^T go out through a staged tile, row by row
                                          of C (gemm_emit.c) */
+    bool amx;                         /* on the AMX tile unit (runtime/amx.c): tiles of 32 x 32,
+                                         A packed once a call, B per panel of 32 columns */
     char how[200];                    /* the choice and its reason, for the dump */
 } cg_gemm;
 

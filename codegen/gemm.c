@@ -128,6 +128,28 @@ static int64_t panel_budget(void) {
     return b < (32 << 10) ? 32 << 10 : b > (256 << 10) ? 256 << 10 : b;
 }
 
+/* The AMX tile unit (runtime/amx.c), where it may run and pays: an unbatched
+ * product whose k (rounded up to 32) fits a panel of 32 columns on the stack
+ * (192 KiB at k = 1024), with a slot left for the packed rows. Cost in
+ * cycles, calibrated on this machine: 64 multiply-adds a cycle on whole tiles
+ * (32 x 32 x 32 each), a cycle an element to split and pack B (once, as its
+ * panels come) and 0.6 for A, against 27 a cycle for the FMA kernel (about 85%
+ * of its peak). 128 x 256 x 768 (x w^T): tiles at 360 GFLOP/s, all in 210 us
+ * against 380 us; 64 x 1024 x 4096 gains nothing (each element of w packed
+ * serves only 64 rows). EMBER_GEMM=amx takes it wherever it may run,
+ * EMBER_GEMM=fma never. */
+static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const char *force) {
+    if (force && !strcmp(force, "fma")) return false;
+    if (width != 16 || g->nbatch != 0 || g->k < 1 || ceil_div(g->k, 32) * 32 > 1024) return false;
+    if (ln->naccess >= CG_MAX_ACCESS || !rt_amx_usable()) return false;
+    if (force && !strcmp(force, "amx")) return true;
+    double M = (double)(ceil_div(g->m, 32) * 32), N = (double)(ceil_div(g->n, 32) * 32);
+    double K = (double)(ceil_div(g->k, 32) * 32);
+    double fma = (double)g->m * (double)g->n * (double)g->k / 27.0;
+    double amx = M * N * K / 64.0 + N * K + 0.6 * M * K;
+    return amx < 0.8 * fma;
+}
+
 /* Orientation, tile, blocking and tasks (the file's opening comment). False
  * when OpenBLAS is the better choice. */
 static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
@@ -150,8 +172,22 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     g->pack = g->vec_m ? sam != 1 : sbn != 1;
     int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     const char *force = getenv("EMBER_GEMM");
-    bool jit = force && !strcmp(force, "jit"), blas = force && !strcmp(force, "blas");
+    bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx")),
+         blas = force && !strcmp(force, "blas");
     if (blas) return cg_loopnest_refuse(ln, "EMBER_GEMM=blas");
+    if (choose_amx(ln, g, width, force)) {
+        g->amx = true, g->vec_m = false, g->pack = false, g->stage = false;
+        g->mr = 32, g->nvec = 32 / width, g->kc = g->k;
+        g->panels = ceil_div(g->n, 32), g->rtiles = ceil_div(g->m, 32), g->subtiles = g->rtiles;
+        g->units = g->panels * g->rtiles;
+        g->serial = macs < (double)(1 << 18);
+        snprintf(g->how, sizeof g->how,
+                 "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "
+                 "A packed once a call, B per panel of 32 columns, %lld tiles %s",
+                 force && !strcmp(force, "amx") ? " (EMBER_GEMM=amx)" : "", (long long)g->units,
+                 g->serial ? "on the calling thread" : "split over the threads");
+        return true;
+    }
     if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
         snprintf(ln->why, sizeof ln->why, "cost model: %lld of %d lanes would be used, on %.0f multiply-adds",
                  (long long)V, width, macs);
@@ -200,8 +236,8 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     g->serial = macs < (double)(1 << 18);
     g->stage = g->vec_m && g->mr <= width; /* gemm_emit.c: the tile's rows as lanes of one vector */
     snprintf(g->how, sizeof g->how,
-             "generated GEMM%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld tiles %s",
-             jit ? " (EMBER_GEMM=jit)" : "", g->vec_m ? g->stage ? "m (tiles of C^T, staged)" : "m (tiles of C^T)" : "n",
+             "generated GEMM%s%s%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld tiles %s",
+             jit ? " (EMBER_GEMM=" : "", jit ? force : "", jit ? ")" : "", g->vec_m ? g->stage ? "m (tiles of C^T, staged)" : "m (tiles of C^T)" : "n",
              g->mr, g->nvec,
              g->pack ? "packed per panel" : "read in place", (long long)g->kc, (long long)g->units,
              g->serial ? "on the calling thread" : "split over the threads");

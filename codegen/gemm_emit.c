@@ -66,6 +66,8 @@ typedef struct gemm_emit {
     LLVMValueRef v0, r0;               /* this panel's first lane; the rows of the partial sums */
     LLVMValueRef kb, kn;               /* this k block: first k, length */
     LLVMValueRef first, last;          /* i1: the first and the last k block */
+    LLVMValueRef rpack;                /* AMX: the row operand packed (program.c, once a call) */
+    int64_t trow;                      /* floats per row of tilebuf */
     int nv;                            /* vectors of the panel being emitted */
     LLVMValueRef mask;                 /* its last vector's lanes, or NULL */
 } gemm_emit;
@@ -212,7 +214,7 @@ static void epilogue_row(gemm_emit *q, LLVMValueRef i, LLVMValueRef *vals, void 
     tile *t = ctx;
     cg_emitter *e = q->e;
     for (int j = 0; j < q->nv; j++) {
-        LLVMValueRef at = add(q, mul(q, i, (int64_t)q->nv * e->w), i64c(q, (int64_t)j * e->w));
+        LLVMValueRef at = add(q, mul(q, i, q->trow), i64c(q, (int64_t)j * e->w));
         epilogue(q, add(q, t->r, i), i, j, vload(q, cg_elem_ptr(e, q->tilebuf, at), NULL, valign(q)));
     }
 }
@@ -254,10 +256,18 @@ static void stage_lane(gemm_emit *q, LLVMValueRef m, LLVMValueRef *vals, void *c
     }
 }
 
+static void finish_rows(gemm_emit *q, tile *t);
+
 static void finish(gemm_emit *q, tile *t, LLVMValueRef *acc) {
     cg_emitter *e = q->e;
-    LLVMBuilderRef b = e->b;
     for (int k = 0; k < q->g->mr * q->nv; k++) vstore(q, acc[k], cg_elem_ptr(e, q->tilebuf, i64c(q, (int64_t)k * e->w)));
+    finish_rows(q, t);
+}
+
+/* The epilogue and the stores of the tile in tilebuf, for its rows that exist. */
+static void finish_rows(gemm_emit *q, tile *t) {
+    cg_emitter *e = q->e;
+    LLVMBuilderRef b = e->b;
     LLVMValueRef left = LLVMBuildSub(b, i64c(q, q->NR), t->r, "");
     LLVMValueRef rows = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, i64c(q, q->g->mr), ""), left,
                                         i64c(q, q->g->mr), "");
@@ -338,6 +348,40 @@ static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
     loop(q, mul(q, s0, g->mr), end, g->mr, NULL, 0, tile_step, NULL);
 }
 
+/* ---- on the AMX tile unit ---------------------------------------------------------------- */
+
+static void amx_tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ctx) {
+    (void)vals, (void)ctx;
+    cg_emitter *e = q->e;
+    LLVMTypeRef params[4] = {e->ptr, e->ptr, e->ptr, e->i64}, fty;
+    LLVMValueRef f = cg_declare(e, "rt_amx_tile", LLVMVoidTypeInContext(e->c), params, 4, &fty);
+    /* rows r.. are row groups r / 16, each (k / 32) blocks of 3 x 512 bf16 */
+    int64_t group = (q->g->k + 31) / 32 * 1536 * 2;
+    LLVMValueRef a = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), q->rpack,
+                                   (LLVMValueRef[]){mul(q, LLVMBuildSDiv(e->b, r, i64c(q, 16), ""), group)}, 1, "");
+    LLVMBuildCall2(e->b, fty, f, (LLVMValueRef[]){q->tilebuf, a, q->pk, i64c(q, q->g->k)}, 4, "");
+    tile t = {.r = r};
+    finish_rows(q, &t);
+}
+
+/* Tiles [t0, t1) of the current panel on AMX: the panel's 32 columns split
+ * and packed on the stack, then each tile's product into tilebuf and its
+ * epilogue from there. */
+static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
+    cg_emitter *e = q->e;
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef params[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, fty;
+    LLVMValueRef f = cg_declare(e, "rt_amx_pack_cols", LLVMVoidTypeInContext(e->c), params, 6, &fty);
+    LLVMValueRef cols = LLVMBuildSub(b, i64c(q, q->NV), q->v0, "");
+    cols = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, cols, i64c(q, q->Vb), ""), cols, i64c(q, q->Vb), "");
+    LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], mul(q, q->v0, q->vv));
+    LLVMValueRef args[6] = {q->pk, src, cols, i64c(q, q->g->k), i64c(q, q->vv), i64c(q, q->vk)};
+    LLVMBuildCall2(b, fty, f, args, 6, "");
+    LLVMValueRef end = mul(q, t1, 32);
+    end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, q->NR), ""), end, i64c(q, q->NR), "");
+    loop(q, mul(q, t0, 32), end, 32, NULL, 0, amx_tile_step, NULL);
+}
+
 typedef struct span {
     LLVMValueRef s0, s1;               /* tiles */
 } span;
@@ -368,6 +412,11 @@ static void sub_step(gemm_emit *q, LLVMValueRef s0, LLVMValueRef *vals, void *ct
 /* Tiles [t0, t1) of one panel of nv vectors (mask: the last vector's lanes, or NULL). */
 static void panel(gemm_emit *q, int nv, LLVMValueRef mask, LLVMValueRef t0, LLVMValueRef t1) {
     q->nv = nv, q->mask = mask;
+    q->trow = q->g->amx ? 32 : (int64_t)nv * q->e->w;
+    if (q->g->amx) {
+        amx_block(q, t0, t1);
+        return;
+    }
     if (q->g->kc >= q->g->k) { /* one k block: no partial sums, the whole span at once */
         q->kb = i64c(q, 0), q->kn = i64c(q, q->g->k), q->r0 = mul(q, t0, q->g->mr);
         q->first = q->last = LLVMConstInt(LLVMInt1TypeInContext(q->e->c), 1, 0);
@@ -470,6 +519,11 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
                                LLVMCreateStringAttribute(e->c, "probe-stack", 11, "inline-asm", 10));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
+    if (g->amx) { /* the panel's 32 columns as bf16 pieces; the rows packed by program.c */
+        q.pk = stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4);
+        LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess)}, 1, "");
+        q.rpack = LLVMBuildLoad2(b, e->ptr, slot, "rpack");
+    }
     if (g->kc < g->k) q.cbuf = stack_buffer(&q, g->subtiles * g->mr * q.Vb);
     q.tilebuf = stack_buffer(&q, (int64_t)g->mr * q.Vb);
     if (g->stage) { /* a C^T tile's column would scatter over as many lines as it has lanes */
@@ -479,5 +533,10 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
         q.stage = stack_buffer(&q, (int64_t)n * g->mr * q.Vb);
     }
     emit_units(&q, lo, hi);
+    if (g->amx) { /* the tile state back to the kernel */
+        LLVMTypeRef fty;
+        LLVMValueRef f = cg_declare(e, "rt_amx_release", LLVMVoidTypeInContext(e->c), NULL, 0, &fty);
+        LLVMBuildCall2(b, fty, f, NULL, 0, "");
+    }
     LLVMBuildRetVoid(b);
 }

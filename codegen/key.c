@@ -126,7 +126,7 @@ static void put_gemm(cg_buf *s, const cg_gemm *g) {
     put(s, g->node), put(s, g->bias), put(s, g->nbatch), put(s, g->m), put(s, g->n), put(s, g->k);
     put(s, g->ak), put(s, g->bk), put(s, g->vec_m), put(s, g->pack), put(s, g->mr), put(s, g->nvec);
     put(s, g->kc), put(s, g->panels), put(s, g->batches), put(s, g->rtiles), put(s, g->units);
-    put(s, g->subtiles), put(s, g->serial), put(s, g->stage);
+    put(s, g->subtiles), put(s, g->serial), put(s, g->stage), put(s, g->amx);
 }
 
 static void put_nest(cg_buf *s, const cg_loopnest *ln) {

@@ -94,20 +94,53 @@ static LLVMValueRef gemm_grain(cg_emitter *e, const cg_gemm *g, LLVMValueRef nt)
     return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGE, s, p4, ""), whole, grain, "");
 }
 
+/* An AMX GEMM's row operand, split and packed once a call (on the calling
+ * thread, before the pieces start) into a block of its own, whose address
+ * goes in the slot after the nest's accesses. The block is freed after the
+ * step (rt_alloc keeps it for the next call); no block ends the program. */
+static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
+    LLVMBuilderRef b = e->b;
+    const cg_gemm *g = &ln->gemm;
+    LLVMTypeRef sp[1] = {e->i64}, st, pp[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, pt;
+    LLVMValueRef sf = cg_declare(e, "rt_alloc", e->ptr, sp, 1, &st);
+    LLVMValueRef buf = LLVMBuildCall2(b, st, sf, (LLVMValueRef[]){cg_i64c(e, rt_amx_packed_bytes(g->m, g->k))}, 1, "");
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
+    LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "packed");
+    LLVMBuildCondBr(b, LLVMBuildIsNull(b, buf, ""), fail, ok);
+    LLVMPositionBuilderAtEnd(b, ok);
+    LLVMValueRef a = LLVMBuildLoad2(b, e->ptr, ptrs, "");
+    a = cg_elem_ptr(e, a, cg_i64c(e, ln->acc[0].offset));
+    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
+    LLVMValueRef args[6] = {buf, a, cg_i64c(e, g->m), cg_i64c(e, g->k), cg_i64c(e, ln->acc[0].strides[0]),
+                            cg_i64c(e, g->ak)};
+    LLVMBuildCall2(b, pt, pf, args, 6, "");
+    LLVMBuildStore(b, buf, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess)}, 1, ""));
+    return buf;
+}
+
+static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
+    LLVMTypeRef fp[2] = {e->ptr, e->i64}, ft;
+    LLVMValueRef ff = cg_declare(e, "rt_free", LLVMVoidTypeInContext(e->c), fp, 2, &ft);
+    LLVMValueRef args[2] = {buf, cg_i64c(e, rt_amx_packed_bytes(ln->gemm.m, ln->gemm.k))};
+    LLVMBuildCall2(e->b, ft, ff, args, 2, "");
+}
+
 /* A loop nest's step: its rows (or a GEMM's row tiles) split as exec.c's run_generated did. */
-static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef ptrs) {
+static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
     LLVMBuilderRef b = e->b;
     if (ln->is_gemm) {
+        LLVMValueRef packed = ln->gemm.amx ? amx_prepare(e, ln, ptrs, fail) : NULL;
         int64_t units = ln->gemm.units;
         if (ln->gemm.serial || units == 1) {
             call_range(e, fn, ptrs, cg_i64c(e, units), cg_i64c(e, units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
-            return;
+        } else {
+            LLVMTypeRef thr_t;
+            LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
+            LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
+            call_range(e, fn, ptrs, cg_i64c(e, units), gemm_grain(e, &ln->gemm, nt),
+                       LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
         }
-        LLVMTypeRef thr_t;
-        LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
-        LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
-        call_range(e, fn, ptrs, cg_i64c(e, units), gemm_grain(e, &ln->gemm, nt),
-                   LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
+        if (packed) amx_finish(e, ln, packed);
         return;
     }
     int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
@@ -151,7 +184,7 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
             LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
             LLVMBuildStore(b, home_ptr(e, lay, homes, arena, ln->acc[a].home), slot);
         }
-        nest_step(e, ln, nest_fn[st->nest], ptrs);
+        nest_step(e, ln, nest_fn[st->nest], ptrs, fail);
     }
     LLVMBuildRet(b, LLVMConstInt(e->i32, 0, 0));
     LLVMMoveBasicBlockAfter(fail, LLVMGetLastBasicBlock(fn));

@@ -226,6 +226,25 @@ static inline double rt_now_ms(void) { return (double)rt_now_ns() / 1e6; }
 void rt_pack_panel(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst);
 const rt_simd *rt_simd_for(const char *isa); /* a named table the CPU runs, or NULL */
 
+/* ---- f32 products on the AMX tile unit (amx.c) ------------------------------------------ */
+/* Whether the AMX kernels may run: AMX-TILE, AMX-BF16 and AVX512-BF16, the
+ * tile state granted by the kernel, and EMBER_AMX not 0. Asked once. */
+bool rt_amx_usable(void);
+/* Bytes of an operand of `rows` rows (or columns) by k, packed (rows and k
+ * rounded up to 32, three bf16 pieces). */
+int64_t rt_amx_packed_bytes(int64_t rows, int64_t k);
+/* The row operand (element (i, j) at src[i * rs + j * ks]), split and packed
+ * into tiles of 16 rows by 32 k; dst is 64-byte aligned, rt_amx_packed_bytes. */
+void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks);
+/* The column operand (column i, k j at src[i * cs + j * ks]) into tiles of 16
+ * k pairs by 16 columns. */
+void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks);
+/* out[32][32] = 32 packed rows (a: the first of two row groups) times 32
+ * packed columns (b), over k. */
+void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k);
+/* Gives back this thread's tile state (the end of a generated GEMM's piece). */
+void rt_amx_release(void);
+
 #define RT_SIMD_PARTS(X, isa) X(ew, isa) X(norm, isa) X(reduce, isa) X(pack, isa)
 #define RT_SIMD_DECL(part, isa) void rt_simd_fill_##part##_##isa(rt_simd *t);
 RT_SIMD_PARTS(RT_SIMD_DECL, avx512)

@@ -1,0 +1,282 @@
+/*
+ * amx.c — f32 products on the AMX tile unit, exactly split into bf16 pieces.
+ *
+ * Sapphire Rapids' AMX multiplies 16 x 32 by 32 x 16 bf16 tiles into f32
+ * accumulators (TDPBF16PS: 16 cycles for 8192 multiply-adds, against 32 f32
+ * multiply-adds a cycle for AVX-512's two FMA ports). bf16 alone would round
+ * every operand to 8 bits, so each f32 x is cut into three bf16 pieces
+ * x = x1 + x2 + x3, exactly: x1 is the bf16 nearest x, x2 the bf16 nearest
+ * x - x1 (which is exact in f32), x3 = x - x1 - x2 (at most 8 significant bits,
+ * exact in bf16 unless it falls below bf16's normal range, 2^-126, which AMX
+ * reads as zero); |x2| <= 2^-8 |x| and |x3| <= 2^-16 |x|. A product x y is then
+ * six pieces' products x1 y1 + x1 y2 + x2 y1 + x1 y3 + x2 y2 + x3 y1, each exact
+ * in f32, accumulated in f32 by the tile unit's FMAs; the three left out are
+ * below 2^-23 |x y| together, about the rounding of one f32 product. So a dot
+ * product's error is that of an f32 one (a few ulps, from the sums' order and
+ * rounding): "bf16x6" of Henry, Tang and Heinecke, "Leveraging the bfloat16
+ * artificial intelligence datatype for higher-precision computations" (2019).
+ * (Truncated pieces, the first try, leave out up to 2^-20 |x y|: 8 ulps, which
+ * tests/codegen/test_gemm_amx.c's bound caught on k = 1.)
+ * Six tile products for one f32 product still leave 16 / 6 = 2.7 times AVX-512's
+ * peak; this machine's 128 x 256 x 1024 ran at 300 GFLOP/s against 140 for
+ * OpenBLAS and about 150 for the generated FMA kernel.
+ *
+ * What differs from f32 FMAs: an infinite element gives NaN where the other
+ * operand's pieces are zero (inf * 0), and values below 2^-126 (pieces or
+ * results) are flushed to zero. NaN stays NaN.
+ *
+ * Layouts (bf16 elements; a tile is 16 rows of 64 bytes, 1 KiB):
+ *   rows ("A"): [row group of 16][k block of 32][piece][16 rows][32 k]
+ *   cols ("B"): [col group of 16][k block of 32][piece][16 k pairs][16 cols][2 k]
+ * Rows, columns and k past the operand are zero. codegen/gemm_emit.c packs the
+ * row operand once a call (program.c) and each panel of 32 columns on the
+ * stack, then calls rt_amx_tile per 32 x 32 tile of C and runs its epilogue
+ * on the result.
+ *
+ * The kernels are compiled for AVX-512 + AMX by target pragmas, so this file
+ * builds and loads anywhere; rt_amx_usable() says whether they may run: the
+ * CPU has AMX-TILE and AMX-BF16, the kernel grants the tile state
+ * (arch_prctl(ARCH_REQ_XCOMP_PERM)), and EMBER_AMX is not 0.
+ */
+#include "runtime.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define RT_AMX_BUILD 1
+#endif
+
+/* ---- may the tile unit run here? ------------------------------------------------------ */
+
+static bool usable;
+static pthread_once_t usable_once = PTHREAD_ONCE_INIT;
+
+#ifdef RT_AMX_BUILD
+enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+
+static void probe(void) {
+    const char *env = getenv("EMBER_AMX");
+    if (env && !strcmp(env, "0")) return;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
+    bool tile = d & (1u << 24), bf16 = d & (1u << 22), avx512bf16 = false;
+    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) avx512bf16 = a & (1u << 5);
+    if (!tile || !bf16 || !avx512bf16 || !__builtin_cpu_supports("avx512bw")) return;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
+    usable = true;
+}
+#else
+static void probe(void) {}
+#endif
+
+bool rt_amx_usable(void) {
+    pthread_once(&usable_once, probe);
+    return usable;
+}
+
+int64_t rt_amx_packed_bytes(int64_t rows, int64_t k) {
+    return (rows + 31) / 32 * 32 * ((k + 31) / 32 * 32) * 3 * 2;
+}
+
+/* ---- the kernels ---------------------------------------------------------------------- */
+
+#ifdef RT_AMX_BUILD
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")
+#include <immintrin.h>
+
+/* x to its nearest bf16 (ties to even) as f32; values that would round up
+ * to infinity are truncated instead, so a finite x keeps a finite x1. */
+static inline __m512 round_bf16(__m512 x) {
+    __m512i u = _mm512_castps_si512(x), mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i up = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd);
+    __mmask16 near_max = _mm512_cmpge_epu32_mask(mag, _mm512_set1_epi32(0x7f7f8000)) &
+                         _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(0x7f800000));
+    up = _mm512_mask_mov_epi32(up, near_max, u);
+    return _mm512_castsi512_ps(_mm512_and_si512(up, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* x = a + b + c exactly, each with at most 8 significant bits: a the nearest
+ * bf16 to x, b the nearest to x - a, c the rest (|b| <= 2^-8 |x|, |c| <=
+ * 2^-16 |x|: the products left out are below 2^-23 |x y| together). Where
+ * x is a itself (an infinity among them) b and c are 0; NaN gives NaN pieces. */
+static inline void split3(__m512 x, __m512 *a, __m512 *b, __m512 *c) {
+    *a = round_bf16(x);
+    __mmask16 same = _mm512_cmp_ps_mask(x, *a, _CMP_EQ_OQ);
+    __m512 r = _mm512_maskz_sub_ps((__mmask16)~same, x, *a);
+    *b = round_bf16(r);
+    *c = _mm512_sub_ps(r, *b);
+}
+
+/* 16 rows by 32 k of src (row i, k j at src[i * rs + j * ks]; zero past rows
+ * and kn) as its three pieces: p[piece][i] holds row i's 32 k as bf16. */
+static void split16x32(const float *src, int64_t rows, int64_t kn, int64_t rs, int64_t ks, __m512i p[3][16]) {
+    __mmask16 m0 = kn >= 16 ? 0xffff : (__mmask16)((1u << kn) - 1);
+    __mmask16 m1 = kn >= 32 ? 0xffff : kn <= 16 ? 0 : (__mmask16)((1u << (kn - 16)) - 1);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        __m512 x[2];
+        if (i >= rows) {
+            x[0] = x[1] = _mm512_setzero_ps();
+        } else if (ks == 1) {
+            x[0] = _mm512_maskz_loadu_ps(m0, src + i * rs);
+            x[1] = _mm512_maskz_loadu_ps(m1, src + i * rs + 16);
+        } else {
+            float t[32];
+            for (int j = 0; j < 32; j++) t[j] = j < kn ? src[i * rs + j * ks] : 0.0f;
+            x[0] = _mm512_loadu_ps(t), x[1] = _mm512_loadu_ps(t + 16);
+        }
+        __m512 a[2], b[2], c[2];
+        for (int h = 0; h < 2; h++) split3(x[h], &a[h], &b[h], &c[h]);
+        /* exact: every piece has at most 8 significant bits */
+        p[0][i] = (__m512i)_mm512_cvtne2ps_pbh(a[1], a[0]);
+        p[1][i] = (__m512i)_mm512_cvtne2ps_pbh(b[1], b[0]);
+        p[2][i] = (__m512i)_mm512_cvtne2ps_pbh(c[1], c[0]);
+    }
+}
+
+/* The 16 x 16 transpose of 32-bit lanes by four butterfly stages (as pack_simd.c). */
+static void transpose16(__m512i *r) {
+    static const int32_t idx[4][2][16] __attribute__((aligned(64))) = {
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+    };
+#pragma GCC unroll 4
+    for (int s = 0, d = 1; s < 4; s++, d *= 2) {
+        __m512i i0 = _mm512_load_si512(idx[s][0]), i1 = _mm512_load_si512(idx[s][1]);
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i & d) continue;
+            __m512i a = _mm512_permutex2var_epi32(r[i], i0, r[i + d]);
+            __m512i b = _mm512_permutex2var_epi32(r[i], i1, r[i + d]);
+            r[i] = a, r[i + d] = b;
+        }
+    }
+}
+
+void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks) {
+    int64_t groups = (rows + 31) / 32 * 2, kb = (k + 31) / 32;
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t b = 0; b < kb; b++) {
+            __m512i p[3][16];
+            int64_t left = rows - g * 16;
+            split16x32(left > 0 ? src + g * 16 * rs + b * 32 * ks : src, left < 0 ? 0 : left, k - b * 32, rs, ks, p);
+            uint16_t *t = dst + (g * kb + b) * 3 * 512;
+            for (int s = 0; s < 3; s++)
+                for (int i = 0; i < 16; i++) _mm512_store_si512(t + s * 512 + i * 32, p[s][i]);
+        }
+}
+
+void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks) {
+    int64_t groups = (cols + 31) / 32 * 2, kb = (k + 31) / 32;
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t b = 0; b < kb; b++) {
+            uint16_t *t = dst + (g * kb + b) * 3 * 512;
+            int64_t left = cols - g * 16, kn = k - b * 32;
+            const float *at = left > 0 ? src + g * 16 * cs + b * 32 * ks : src;
+            if (cs == 1 && left >= 16) { /* rows along k: two k rows interleave into a tile row */
+                const __m512i lo = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+                                                    7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+                for (int q = 0; q < 16; q++) {
+                    __m512 x[2];
+                    for (int h = 0; h < 2; h++)
+                        x[h] = 2 * q + h < kn ? _mm512_loadu_ps(at + (2 * q + h) * ks) : _mm512_setzero_ps();
+                    __m512 a[2], bb[2], c[2];
+                    for (int h = 0; h < 2; h++) split3(x[h], &a[h], &bb[h], &c[h]);
+                    /* (k even, k odd) of column j side by side: cvtne2ps puts x[0]'s 16 then x[1]'s */
+                    __m512i pa = (__m512i)_mm512_cvtne2ps_pbh(a[1], a[0]);
+                    __m512i pb = (__m512i)_mm512_cvtne2ps_pbh(bb[1], bb[0]);
+                    __m512i pc = (__m512i)_mm512_cvtne2ps_pbh(c[1], c[0]);
+                    _mm512_store_si512(t + 0 * 512 + q * 32, _mm512_permutexvar_epi16(lo, pa));
+                    _mm512_store_si512(t + 1 * 512 + q * 32, _mm512_permutexvar_epi16(lo, pb));
+                    _mm512_store_si512(t + 2 * 512 + q * 32, _mm512_permutexvar_epi16(lo, pc));
+                }
+                continue;
+            }
+            /* columns along k (a linear's weight rows): split 16 columns' 32 k, then
+             * transpose the k pairs (32-bit lanes) into tile rows */
+            __m512i p[3][16];
+            split16x32(at, left < 0 ? 0 : left, kn, cs, ks, p);
+            for (int s = 0; s < 3; s++) {
+                transpose16(p[s]);
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; i++) _mm512_store_si512(t + s * 512 + i * 32, p[s][i]);
+            }
+        }
+}
+
+typedef struct {
+    uint8_t palette, start;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* Tiles 0-3 accumulate C's four 16 x 16 quarters; 4, 5 hold two row groups'
+ * pieces, 6, 7 two column groups'. The six products in an order that reloads
+ * 18 tiles a k block (A1 B1, A1 B2, A1 B3, A2 B1, A2 B2, A3 B1). */
+void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+    int64_t kb = (k + 31) / 32;
+    const uint16_t *a1 = a + kb * 1536, *b1 = b + kb * 1536;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    static const int pa[6] = {0, 0, 0, 1, 1, 2}, pb[6] = {0, 1, 2, 0, 1, 0};
+    for (int64_t s = 0; s < kb; s++) {
+        const uint16_t *x0 = a + s * 1536, *x1 = a1 + s * 1536, *y0 = b + s * 1536, *y1 = b1 + s * 1536;
+        int la = -1, lb = -1;
+        for (int p = 0; p < 6; p++) {
+            if (pa[p] != la) {
+                la = pa[p];
+                _tile_loadd(4, x0 + la * 512, 64);
+                _tile_loadd(5, x1 + la * 512, 64);
+            }
+            if (pb[p] != lb) {
+                lb = pb[p];
+                _tile_loadd(6, y0 + lb * 512, 64);
+                _tile_loadd(7, y1 + lb * 512, 64);
+            }
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, out, 128);
+    _tile_stored(1, out + 16, 128);
+    _tile_stored(2, out + 16 * 32, 128);
+    _tile_stored(3, out + 16 * 32 + 16, 128);
+}
+
+void rt_amx_release(void) { _tile_release(); }
+#pragma GCC pop_options
+
+#else
+void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks) {
+    (void)dst, (void)src, (void)rows, (void)k, (void)rs, (void)ks;
+    EM_ASSERT(!"AMX kernels called where rt_amx_usable() is false");
+}
+void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks) {
+    (void)dst, (void)src, (void)cols, (void)k, (void)cs, (void)ks;
+    EM_ASSERT(!"AMX kernels called where rt_amx_usable() is false");
+}
+void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k) {
+    (void)out, (void)a, (void)b, (void)k;
+    EM_ASSERT(!"AMX kernels called where rt_amx_usable() is false");
+}
+void rt_amx_release(void) {}
+#endif
