@@ -11,7 +11,8 @@
  * with the eager run: dtype, shape, values within rtol 1e-4 / atol 1e-5.
  * The batch runs at one kernel thread and again at two, where the compiled
  * loops are split across the pool, and at two again with EMBER_L2_KB=16, so
- * that its bigger programs stream their stores and prefetch their loads.
+ * that its bigger programs stream their stores and prefetch their loads, and
+ * with EMBER_GEMM=amx, so that their products run on the AMX tile unit.
  *
  * A failing program is shrunk and printed to stderr as a C model function
  * with its seed; `make fuzz N=... SEED=...` runs longer batches. Reproducers of
@@ -48,6 +49,13 @@ Test(fuzz, compiled_random_programs_equal_their_eager_runs_on_two_threads, .time
  * otherwise never reach against this machine's 2 MiB. */
 Test(fuzz, compiled_random_programs_equal_their_eager_runs_when_they_stream_and_prefetch, .timeout = 120) {
     setenv("EMBER_L2_KB", "16", 1);
+    run_batch(2);
+}
+
+/* With EMBER_GEMM=amx every product that may run on the AMX tile unit does
+ * (the cost model gives it none of the batch's small ones), on two threads. */
+Test(fuzz, compiled_random_programs_equal_their_eager_runs_with_products_on_the_amx_unit, .timeout = 120) {
+    setenv("EMBER_GEMM", "amx", 1);
     run_batch(2);
 }
 
