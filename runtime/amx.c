@@ -114,6 +114,38 @@ static inline void split3(__m512 x, __m512 *a, __m512 *b, __m512 *c) {
     *c = _mm512_sub_ps(r, *b);
 }
 
+/* The 32 bf16 of h (lanes 0-15 from its low half) as two f32 vectors. */
+static inline void widen(__m512i h, __m512 *lo, __m512 *hi) {
+    *lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+    *hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
+}
+
+/* split3 of x0 (lanes 0-15) and x1 (16-31), as three vectors of 32 bf16
+ * pieces. The nearest bf16s come from vcvtne2ps2bf16 (ties to even: half
+ * the work of rounding in integers), widened back for the remainders. It
+ * would round a finite x past bf16's largest to infinity, so blocks with an
+ * |x| that large, an infinity or a NaN take split3. */
+static inline void split32(__m512 x0, __m512 x1, __m512i *pa, __m512i *pb, __m512i *pc) {
+    const __m512 big = _mm512_castsi512_ps(_mm512_set1_epi32(0x7f7f8000));
+    if (_mm512_cmp_ps_mask(_mm512_abs_ps(x0), big, _CMP_NLT_UQ) | _mm512_cmp_ps_mask(_mm512_abs_ps(x1), big, _CMP_NLT_UQ)) {
+        __m512 a[2], b[2], c[2];
+        split3(x0, &a[0], &b[0], &c[0]);
+        split3(x1, &a[1], &b[1], &c[1]);
+        /* exact: every piece has at most 8 significant bits */
+        *pa = (__m512i)_mm512_cvtne2ps_pbh(a[1], a[0]);
+        *pb = (__m512i)_mm512_cvtne2ps_pbh(b[1], b[0]);
+        *pc = (__m512i)_mm512_cvtne2ps_pbh(c[1], c[0]);
+        return;
+    }
+    __m512 a0, a1, b0, b1;
+    *pa = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+    widen(*pa, &a0, &a1);
+    __m512 r0 = _mm512_sub_ps(x0, a0), r1 = _mm512_sub_ps(x1, a1); /* exact */
+    *pb = (__m512i)_mm512_cvtne2ps_pbh(r1, r0);
+    widen(*pb, &b0, &b1);
+    *pc = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(r1, b1), _mm512_sub_ps(r0, b0));
+}
+
 /* 16 rows by 32 k of src (row i, k j at src[i * rs + j * ks]; zero past rows
  * and kn) as its three pieces: p[piece][i] holds row i's 32 k as bf16. */
 static void split16x32(const float *src, int64_t rows, int64_t kn, int64_t rs, int64_t ks, __m512i p[3][16]) {
@@ -132,12 +164,7 @@ static void split16x32(const float *src, int64_t rows, int64_t kn, int64_t rs, i
             for (int j = 0; j < 32; j++) t[j] = j < kn ? src[i * rs + j * ks] : 0.0f;
             x[0] = _mm512_loadu_ps(t), x[1] = _mm512_loadu_ps(t + 16);
         }
-        __m512 a[2], b[2], c[2];
-        for (int h = 0; h < 2; h++) split3(x[h], &a[h], &b[h], &c[h]);
-        /* exact: every piece has at most 8 significant bits */
-        p[0][i] = (__m512i)_mm512_cvtne2ps_pbh(a[1], a[0]);
-        p[1][i] = (__m512i)_mm512_cvtne2ps_pbh(b[1], b[0]);
-        p[2][i] = (__m512i)_mm512_cvtne2ps_pbh(c[1], c[0]);
+        split32(x[0], x[1], &p[0][i], &p[1][i], &p[2][i]);
     }
 }
 
@@ -189,12 +216,9 @@ void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, 
                     __m512 x[2];
                     for (int h = 0; h < 2; h++)
                         x[h] = 2 * q + h < kn ? _mm512_loadu_ps(at + (2 * q + h) * ks) : _mm512_setzero_ps();
-                    __m512 a[2], bb[2], c[2];
-                    for (int h = 0; h < 2; h++) split3(x[h], &a[h], &bb[h], &c[h]);
-                    /* (k even, k odd) of column j side by side: cvtne2ps puts x[0]'s 16 then x[1]'s */
-                    __m512i pa = (__m512i)_mm512_cvtne2ps_pbh(a[1], a[0]);
-                    __m512i pb = (__m512i)_mm512_cvtne2ps_pbh(bb[1], bb[0]);
-                    __m512i pc = (__m512i)_mm512_cvtne2ps_pbh(c[1], c[0]);
+                    /* (k even, k odd) of column j side by side: the pieces hold x[0]'s 16, then x[1]'s */
+                    __m512i pa, pb, pc;
+                    split32(x[0], x[1], &pa, &pb, &pc);
                     _mm512_store_si512(t + 0 * 512 + q * 32, _mm512_permutexvar_epi16(lo, pa));
                     _mm512_store_si512(t + 1 * 512 + q * 32, _mm512_permutexvar_epi16(lo, pb));
                     _mm512_store_si512(t + 2 * 512 + q * 32, _mm512_permutexvar_epi16(lo, pc));
