@@ -94,8 +94,8 @@ static LLVMValueRef gemm_grain(cg_emitter *e, const cg_gemm *g, LLVMValueRef nt)
     return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGE, s, p4, ""), whole, grain, "");
 }
 
-/* An AMX GEMM's row operand, split and packed once a call (on the calling
- * thread, before the pieces start) into a block of its own, whose address
+/* An AMX GEMM's row operand, split and packed once a call (over the pool,
+ * before the GEMM's pieces start) into a block of its own, whose address
  * goes in the slot after the nest's accesses. The block is freed after the
  * step (rt_alloc keeps it for the next call); no block ends the program. */
 static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
@@ -110,7 +110,7 @@ static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueR
     LLVMPositionBuilderAtEnd(b, ok);
     LLVMValueRef a = LLVMBuildLoad2(b, e->ptr, ptrs, "");
     a = cg_elem_ptr(e, a, cg_i64c(e, ln->acc[0].offset));
-    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
+    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_parallel", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
     LLVMValueRef args[6] = {buf, a, cg_i64c(e, g->m), cg_i64c(e, g->k), cg_i64c(e, ln->acc[0].strides[0]),
                             cg_i64c(e, g->ak)};
     LLVMBuildCall2(b, pt, pf, args, 6, "");

@@ -202,6 +202,27 @@ void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, 
         }
 }
 
+typedef struct rows_job {
+    uint16_t *dst;
+    const float *src;
+    int64_t rows, k, rs, ks;
+} rows_job;
+
+/* Row pairs [lo, hi) (32 rows each) of a rows_job. */
+static void rows_range(void *ctx, int64_t lo, int64_t hi) {
+    const rows_job *j = ctx;
+    int64_t left = j->rows - lo * 32, n = (hi - lo) * 32;
+    rt_amx_pack_rows(j->dst + lo * 2 * ((j->k + 31) / 32) * 1536, j->src + lo * 32 * j->rs, left < n ? left : n, j->k,
+                     j->rs, j->ks);
+}
+
+void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks) {
+    rows_job j = {dst, src, rows, k, rs, ks};
+    int64_t pairs = (rows + 31) / 32;
+    if (rows * k < 16384) rows_range(&j, 0, pairs);
+    else rt_parallel_for_hot(pairs, 1, rows_range, &j);
+}
+
 void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks) {
     int64_t groups = (cols + 31) / 32 * 2, kb = (k + 31) / 32;
     for (int64_t g = 0; g < groups; g++)
@@ -293,6 +314,9 @@ void rt_amx_release(void) { _tile_release(); }
 void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks) {
     (void)dst, (void)src, (void)rows, (void)k, (void)rs, (void)ks;
     EM_ASSERT(!"AMX kernels called where rt_amx_usable() is false");
+}
+void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks) {
+    rt_amx_pack_rows(dst, src, rows, k, rs, ks);
 }
 void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks) {
     (void)dst, (void)src, (void)cols, (void)k, (void)cs, (void)ks;

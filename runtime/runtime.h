@@ -236,6 +236,9 @@ int64_t rt_amx_packed_bytes(int64_t rows, int64_t k);
 /* The row operand (element (i, j) at src[i * rs + j * ks]), split and packed
  * into tiles of 16 rows by 32 k; dst is 64-byte aligned, rt_amx_packed_bytes. */
 void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks);
+/* The same over the thread pool, by pairs of 16-row groups (a compiled
+ * program's step: the workers spin while the caller packs). */
+void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks);
 /* The column operand (column i, k j at src[i * cs + j * ks]) into tiles of 16
  * k pairs by 16 columns. */
 void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks);
