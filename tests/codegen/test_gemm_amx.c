@@ -13,7 +13,8 @@
  *
  * Also: the runtime's packers and tile against a scalar reference, including
  * values whose pieces are all nonzero and an exact product of pieces; NaN
- * stays NaN; where the unit is not used (k past 1024, batches, EMBER_GEMM=fma)
+ * stays NaN, FLT_MAX and infinity keep their values; EMBER_AMX=0 turns the
+ * unit off; where the unit is not used (k past 1024, batches, EMBER_GEMM=fma)
  * and which shapes the cost model gives it; a failed allocation of the packed
  * rows fails the call with a message and leaves nothing behind.
  *
@@ -126,6 +127,20 @@ Test(amx, nan_stays_nan_and_the_other_rows_are_untouched) {
     amx_product(a, 8, 1, b, 2, 1, 2, 8, 2, c);
     cr_expect(isnan(c[0]) && isnan(c[1]), "row 0 read a NaN: %g %g", (double)c[0], (double)c[1]);
     cr_expect(c[2] == 1.0f && c[3] == 1.0f, "row 1: %g %g", (double)c[2], (double)c[3]);
+}
+
+Test(amx, values_that_would_round_past_bf16s_largest_keep_their_pieces_finite) {
+    need_amx();
+    /* FLT_MAX rounds to bf16 infinity; the split keeps it finite (the slow
+     * path of a block), so FLT_MAX * 0.5 + (the others) stays exact */
+    float a[32], b[32], c;
+    for (int k = 0; k < 32; k++) a[k] = k == 5 ? 3.40282347e38f : 0.0f, b[k] = 0.5f;
+    amx_product(a, 32, 1, b, 1, 1, 1, 32, 1, &c);
+    cr_expect_eq(c, 3.40282347e38f * 0.5f, "got %a", (double)c);
+    /* an infinity times a value whose pieces are all nonzero stays infinite */
+    a[5] = INFINITY, b[5] = 1.0f + 0x1p-9f + 0x1p-18f;
+    amx_product(a, 32, 1, b, 1, 1, 1, 32, 1, &c);
+    cr_expect(isinf(c) && c > 0, "got %g", (double)c);
 }
 
 /* ---- generated GEMMs on the unit -------------------------------------------------------------- */
@@ -298,6 +313,23 @@ Test(amx, the_cost_model_takes_the_unit_for_block_sized_linears_and_not_for_64_r
         em_release(g), em_release(e), em_release(x), em_release(w);
         em_compiled_free((void *)fast);
     }
+}
+
+Test(amx, EMBER_AMX_0_turns_the_unit_off) {
+    /* each test is a process of its own: the unit is not probed yet */
+    setenv("EMBER_AMX", "0", 1);
+    cr_expect(!rt_amx_usable(), "EMBER_AMX=0 leaves the unit off");
+    use("amx");
+    em_tensor *a = tu_uniform_tensor(2, SH(128, 256), 0, 1, 13), *b = tu_uniform_tensor(2, SH(256, 768), 0, 1, 14);
+    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *e = mm(a, b), *g = fast(a, b);
+    tu_expect_compiled(g, e, "EMBER_AMX=0");
+    expect_section((void *)fast, "AMX", false, "EMBER_AMX=0");
+    em_release(g), em_release(e), em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
+    use(NULL);
+    unsetenv("EMBER_AMX");
 }
 
 Test(amx, a_failed_allocation_of_the_packed_rows_fails_the_call_with_a_message_and_leaves_nothing_behind) {
