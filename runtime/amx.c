@@ -21,9 +21,9 @@
  * peak; this machine's 128 x 256 x 1024 ran at 300 GFLOP/s against 140 for
  * OpenBLAS and about 150 for the generated FMA kernel.
  *
- * What differs from f32 FMAs: an infinite element gives NaN where the other
- * operand's pieces are zero (inf * 0), and values below 2^-126 (pieces or
- * results) are flushed to zero. NaN stays NaN.
+ * What differs from f32 FMAs: an infinity times an element with a zero piece
+ * (16 significant bits or fewer, 1.0 say) gives NaN (inf * 0), and values
+ * below 2^-126 (pieces or results) are flushed to zero. NaN stays NaN.
  *
  * Layouts (bf16 elements; a tile is 16 rows of 64 bytes, 1 KiB):
  *   rows ("A"): [row group of 16][k block of 32][piece][16 rows][32 k]
