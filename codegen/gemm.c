@@ -132,12 +132,14 @@ static int64_t panel_budget(void) {
  * product whose k (rounded up to 32) fits a panel of 32 columns on the stack
  * (192 KiB at k = 1024), with a slot left for the packed rows. Cost in
  * cycles, calibrated on this machine: 64 multiply-adds a cycle on whole tiles
- * (32 x 32 x 32 each), a cycle an element to split and pack B (once, as its
- * panels come) and 0.6 for A, against 27 a cycle for the FMA kernel (about 85%
- * of its peak). 128 x 256 x 768 (x w^T): tiles at 360 GFLOP/s, all in 210 us
- * against 380 us; 64 x 1024 x 4096 gains nothing (each element of w packed
- * serves only 64 rows). EMBER_GEMM=amx takes it wherever it may run,
- * EMBER_GEMM=fma never. */
+ * (32 x 32 x 32 each; they ran at 290-400 GFLOP/s), a cycle an element to split
+ * and pack B (once, as its panels come: 0.35-0.45 ns an element through the
+ * transposes a linear's weight needs) and 0.6 for A, against 27 a cycle for the
+ * FMA kernel (about 85% of its peak). In one process, alternating: x w^T at
+ * 128 x 256 x 768, 128 x 1024 x 256 and 128 x 256 x 1024 took 0.80, 0.79 and
+ * 0.84 of the FMA kernel's time on one thread; 64 x 1024 x 4096 would gain
+ * nothing (each element of w packed serves only 64 rows), so mlp keeps FMAs.
+ * EMBER_GEMM=amx takes the unit wherever it may run, EMBER_GEMM=fma never. */
 static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const char *force) {
     if (force && !strcmp(force, "fma")) return false;
     if (width != 16 || g->nbatch != 0 || g->k < 1 || ceil_div(g->k, 32) * 32 > 1024) return false;
