@@ -33,6 +33,7 @@
 
 #include "../util.h"
 #include "../frontend/compile_util.h"
+#include "gemm_util.h"
 
 typedef em_tensor *(*fn2)(em_tensor *, em_tensor *);
 typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
@@ -101,21 +102,6 @@ static em_tensor *transposed_copy(em_tensor *t) {
 
 /* ---- models ----------------------------------------------------------------------------------- */
 
-static em_tensor *mm(em_tensor *a, em_tensor *b) { return em_matmul(a, b); }
-/* b given as [.., N, K]: the product reads it transposed (k contiguous). */
-static em_tensor *mm_bt(em_tensor *a, em_tensor *bt) {
-    em_scope_begin();
-    em_tensor *y = em_keep(em_matmul(a, em_transpose(bt, -1, -2)));
-    em_scope_end();
-    return y;
-}
-/* a given as [K, M]: the product reads it transposed (m contiguous). */
-static em_tensor *mm_at(em_tensor *at, em_tensor *b) {
-    em_scope_begin();
-    em_tensor *y = em_keep(em_matmul(em_transpose(at, -1, -2), b));
-    em_scope_end();
-    return y;
-}
 static em_tensor *lin(em_tensor *x, em_tensor *w, em_tensor *b) { return em_linear(x, w, b); }
 static em_tensor *lin_nobias(em_tensor *x, em_tensor *w) { return em_linear(x, w, NULL); }
 
@@ -149,7 +135,7 @@ enum { NSIZES = sizeof SIZES / sizeof SIZES[0] };
 typedef enum layout { PLAIN, B_TRANSPOSED, A_TRANSPOSED } layout;
 
 static void check_sizes(layout how, uint64_t seed) {
-    static const fn2 model[] = {mm, mm_bt, mm_at};
+    static const fn2 model[] = {gu_mm, gu_mm_bt, gu_mm_at};
     static const char *const form[] = {"[%lld x %lld] @ [%lld x %lld]", "[%lld x %lld] @ [%lld x %lld]^T",
                                        "[%lld x %lld]^T @ [%lld x %lld]"};
     for (int s = 0; s < NSIZES; s++) {
@@ -181,7 +167,7 @@ Test(gemm, a_strided_argument_that_is_neither_row_nor_column_contiguous_is_packe
     em_tensor *view = em_slice(wide, 1, 0, 600, 2);
     em_tensor *a = em_contiguous(view), *b = transposed_copy(bt);
     double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 1, 1, 64, 300, 40);
-    check_product(mm_bt, view, bt, want, 300, "a stepped slice @ a transposed B");
+    check_product(gu_mm_bt, view, bt, want, 300, "a stepped slice @ a transposed B");
     free(av), free(bv), free(want);
     em_release(view), em_release(a), em_release(b), em_release(wide), em_release(bt);
 }
@@ -191,7 +177,7 @@ Test(gemm, a_strided_argument_that_is_neither_row_nor_column_contiguous_is_packe
 Test(gemm, a_batch_times_one_matrix_broadcasts_the_matrix) {
     em_tensor *a = uniform(3, SH(4, 17, 33), 1), *b = uniform(2, SH(33, 20), 2);
     double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 4, 1, 17, 33, 20);
-    check_product(mm, a, b, want, 33, "[4,17,33] @ [33,20]");
+    check_product(gu_mm, a, b, want, 33, "[4,17,33] @ [33,20]");
     free(av), free(bv), free(want);
     em_release(a), em_release(b);
 }
@@ -199,13 +185,13 @@ Test(gemm, a_batch_times_one_matrix_broadcasts_the_matrix) {
 Test(gemm, batched_operands_and_a_broadcast_batch_dim_match_the_reference) {
     em_tensor *a = uniform(3, SH(3, 64, 32), 3), *b = uniform(3, SH(3, 32, 48), 4);
     double *av = tu_values_of(a), *bv = tu_values_of(b), *want = ref_bmm(av, bv, 3, 3, 64, 32, 48);
-    check_product(mm, a, b, want, 32, "[3,64,32] @ [3,32,48]");
+    check_product(gu_mm, a, b, want, 32, "[3,64,32] @ [3,32,48]");
     free(av), free(bv), free(want);
     em_release(a), em_release(b);
     /* [1, 5, 7] against [3, 7, 9]: a's batch of one is broadcast */
     a = uniform(3, SH(1, 5, 7), 5), b = uniform(3, SH(3, 7, 9), 6);
     av = tu_values_of(a), bv = tu_values_of(b), want = ref_bmm(av, bv, 1, 3, 5, 7, 9);
-    check_product(mm, a, b, want, 7, "[1,5,7] @ [3,7,9]");
+    check_product(gu_mm, a, b, want, 7, "[1,5,7] @ [3,7,9]");
     free(av), free(bv), free(want);
     em_release(a), em_release(b);
 }
@@ -448,7 +434,7 @@ Test(gemm, x_at_w_with_a_long_k_copies_its_contiguous_panels_and_matches_the_ref
      * copied (in k blocks) rather than read in place; the last panel is masked */
     em_tensor *x = uniform(2, SH(40, 1500), 1), *w = uniform(2, SH(1500, 100), 2);
     double *xv = tu_values_of(x), *wv = tu_values_of(w), *want = ref_bmm(xv, wv, 1, 1, 40, 1500, 100);
-    expect_product_plan(mm, x, w, want, 1500, "[40 x 1500] @ [1500 x 100]",
+    expect_product_plan(gu_mm, x, w, want, 1500, "[40 x 1500] @ [1500 x 100]",
                         (const char *[]){"lanes along n", "packed per panel", NULL}, "k blocks of 1500");
     free(xv), free(wv), free(want);
     em_release(x), em_release(w);
@@ -457,7 +443,7 @@ Test(gemm, x_at_w_with_a_long_k_copies_its_contiguous_panels_and_matches_the_ref
 Test(gemm, x_at_w_with_a_short_k_reads_its_panels_in_place) {
     em_tensor *x = uniform(2, SH(40, 32), 1), *w = uniform(2, SH(32, 100), 2);
     double *xv = tu_values_of(x), *wv = tu_values_of(w), *want = ref_bmm(xv, wv, 1, 1, 40, 32, 100);
-    expect_product_plan(mm, x, w, want, 32, "[40 x 32] @ [32 x 100]",
+    expect_product_plan(gu_mm, x, w, want, 32, "[40 x 32] @ [32 x 100]",
                         (const char *[]){"lanes along n", "read in place", NULL}, NULL);
     free(xv), free(wv), free(want);
     em_release(x), em_release(w);
@@ -485,7 +471,7 @@ static void expect_model(fn2 model, em_tensor *a, em_tensor *b, const char *what
 
 /* a @ b, as expect_model */
 static void expect_product(em_tensor *a, em_tensor *b, const char *what, const char *says) {
-    expect_model(mm, a, b, what, says);
+    expect_model(gu_mm, a, b, what, says);
 }
 
 Test(gemm, EMBER_GEMM_blas_gives_the_product_to_OpenBLAS_and_says_so) {
@@ -509,10 +495,10 @@ Test(gemm, the_cost_model_gives_a_big_product_with_few_lanes_to_OpenBLAS_and_sma
 Test(gemm, the_cost_model_gives_a_product_of_two_k_major_operands_to_OpenBLAS_unless_it_is_small) {
     unsetenv("EMBER_GEMM");
     /* x^T @ w, 100 x 200 x 100: A's rows are 100 floats apart along k */
-    expect_model(mm_at, uniform(2, SH(200, 100), 1), uniform(2, SH(200, 100), 2), "x^T @ w by OpenBLAS",
+    expect_model(gu_mm_at, uniform(2, SH(200, 100), 1), uniform(2, SH(200, 100), 2), "x^T @ w by OpenBLAS",
                  "contraction by OpenBLAS: cost model: A's rows are strided along k (100 floats)");
     /* 20 x 30 x 40: 24,000 multiply-adds stay generated */
-    expect_model(mm_at, uniform(2, SH(30, 20), 3), uniform(2, SH(30, 40), 4), "a small x^T @ w", NULL);
+    expect_model(gu_mm_at, uniform(2, SH(30, 20), 3), uniform(2, SH(30, 40), 4), "a small x^T @ w", NULL);
 }
 
 Test(gemm, x_at_w_copies_panels_whose_rows_are_a_multiple_of_4_KiB_apart) {
@@ -594,7 +580,7 @@ Test(gemm, a_product_over_an_empty_batch_is_not_generated_and_gives_an_empty_res
     tu_expect_shape(g, 3, SH(0, 4, 16), "linear over [0, 4, 32]");
     em_release(g), em_release(e);
     em_tensor *a = uniform(3, SH(0, 5, 7), 3), *b = uniform(2, SH(7, 9), 4);
-    fn2 f2 = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    fn2 f2 = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
     cr_assert(f2, "%s", em_last_error());
     g = f2(a, b);
     cr_assert(g, "%s", em_last_error());

@@ -29,6 +29,7 @@
 #include "runtime.h"
 #include "../util.h"
 #include "../frontend/compile_util.h"
+#include "gemm_util.h"
 
 typedef em_tensor *(*fn2)(em_tensor *, em_tensor *);
 typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
@@ -145,19 +146,6 @@ Test(amx, values_that_would_round_past_bf16s_largest_keep_their_pieces_finite) {
 
 /* ---- generated GEMMs on the unit -------------------------------------------------------------- */
 
-static em_tensor *mm(em_tensor *a, em_tensor *b) { return em_matmul(a, b); }
-static em_tensor *mm_bt(em_tensor *a, em_tensor *bt) {
-    em_scope_begin();
-    em_tensor *y = em_keep(em_matmul(a, em_transpose(bt, -1, -2)));
-    em_scope_end();
-    return y;
-}
-static em_tensor *mm_at(em_tensor *at, em_tensor *b) {
-    em_scope_begin();
-    em_tensor *y = em_keep(em_matmul(em_transpose(at, -1, -2), b));
-    em_scope_end();
-    return y;
-}
 static em_tensor *g_res; /* a residual, captured */
 static em_tensor *lin_gelu_res(em_tensor *x, em_tensor *w, em_tensor *b) {
     em_scope_begin();
@@ -166,7 +154,7 @@ static em_tensor *lin_gelu_res(em_tensor *x, em_tensor *w, em_tensor *b) {
     return y;
 }
 
-/* double reference of the product of model(x, y) for the three mm forms */
+/* double reference of the product of model(x, y) for the three gu_mm forms */
 static double *reference(int form, em_tensor *x, em_tensor *y, int64_t M, int64_t K, int64_t N) {
     double *xv = tu_values_of(x), *yv = tu_values_of(y), *c = calloc((size_t)(M * N), sizeof *c);
     cr_assert(c);
@@ -197,7 +185,7 @@ Test(amx, generated_products_on_the_unit_match_the_reference_and_eager_for_every
     static const int64_t sizes[][3] = {{1, 1, 1},     {3, 17, 64},    {17, 3, 255},  {64, 64, 64},
                                        {255, 17, 3},  {100, 33, 47},  {3, 1000, 17}, {17, 255, 1000},
                                        {64, 1000, 64}, {255, 255, 17}, {128, 256, 96}};
-    static const fn2 models[] = {mm, mm_bt, mm_at};
+    static const fn2 models[] = {gu_mm, gu_mm_bt, gu_mm_at};
     for (int form = 0; form < 3; form++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             int64_t M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
@@ -254,9 +242,9 @@ Test(amx, a_stepped_slice_as_an_operand_is_split_through_its_strides) {
     use("amx");
     em_tensor *wide = tu_uniform_tensor(2, SH(70, 2 * 90), 0, 1, 5), *b = tu_uniform_tensor(2, SH(90, 40), 0, 1, 6);
     em_tensor *view = em_slice(wide, 1, 0, 180, 2);
-    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    fn2 fast = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
     cr_assert(fast, "%s", em_last_error());
-    em_tensor *e = mm(view, b), *g = fast(view, b);
+    em_tensor *e = gu_mm(view, b), *g = fast(view, b);
     tu_expect_compiled(g, e, "a stepped slice @ b");
     expect_section((void *)fast, "AMX tiles", true, "a stepped slice @ b");
     em_release(g), em_release(e), em_release(view), em_release(wide), em_release(b);
@@ -279,9 +267,9 @@ Test(amx, k_past_1024_batches_and_EMBER_GEMM_fma_keep_the_fma_kernel) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         use(cases[i].gemm);
         em_tensor *a = tu_uniform_tensor(cases[i].nd, cases[i].a, 0, 1, 7), *b = tu_uniform_tensor(cases[i].nd, cases[i].b, 0, 1, 8);
-        fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+        fn2 fast = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
         cr_assert(fast, "%s", em_last_error());
-        em_tensor *e = mm(a, b), *g = fast(a, b);
+        em_tensor *e = gu_mm(a, b), *g = fast(a, b);
         tu_expect_compiled(g, e, cases[i].what);
         expect_section((void *)fast, "generated GEMM", true, cases[i].what);
         expect_section((void *)fast, "AMX", false, cases[i].what);
@@ -302,9 +290,9 @@ Test(amx, the_cost_model_takes_the_unit_for_block_sized_linears_and_not_for_64_r
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         em_tensor *x = tu_uniform_tensor(2, SH(cases[i].m, cases[i].k), -1, 1, 9);
         em_tensor *w = tu_uniform_tensor(2, SH(cases[i].n, cases[i].k), -0.1, 0.1, 10);
-        fn2 fast = (fn2)em_compile((void *)mm_bt, "tensor(tensor, tensor)", NULL);
+        fn2 fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", NULL);
         cr_assert(fast, "%s", em_last_error());
-        em_tensor *g = fast(x, w), *e = mm_bt(x, w);
+        em_tensor *g = fast(x, w), *e = gu_mm_bt(x, w);
         char what[64];
         snprintf(what, sizeof what, "x [%lld x %lld] w^T [%lld]", (long long)cases[i].m, (long long)cases[i].k,
                  (long long)cases[i].n);
@@ -321,9 +309,9 @@ Test(amx, EMBER_AMX_0_turns_the_unit_off) {
     cr_expect(!rt_amx_usable(), "EMBER_AMX=0 leaves the unit off");
     use("amx");
     em_tensor *a = tu_uniform_tensor(2, SH(128, 256), 0, 1, 13), *b = tu_uniform_tensor(2, SH(256, 768), 0, 1, 14);
-    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    fn2 fast = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
     cr_assert(fast, "%s", em_last_error());
-    em_tensor *e = mm(a, b), *g = fast(a, b);
+    em_tensor *e = gu_mm(a, b), *g = fast(a, b);
     tu_expect_compiled(g, e, "EMBER_AMX=0");
     expect_section((void *)fast, "AMX", false, "EMBER_AMX=0");
     em_release(g), em_release(e), em_release(a), em_release(b);
@@ -336,8 +324,8 @@ Test(amx, a_failed_allocation_of_the_packed_rows_fails_the_call_with_a_message_a
     need_amx();
     use("amx");
     em_tensor *a = tu_uniform_tensor(2, SH(96, 128), 0, 1, 11), *b = tu_uniform_tensor(2, SH(128, 80), 0, 1, 12);
-    em_tensor *want = mm(a, b);
-    fn2 fast = (fn2)em_compile((void *)mm, "tensor(tensor, tensor)", NULL);
+    em_tensor *want = gu_mm(a, b);
+    fn2 fast = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
     cr_assert(fast, "%s", em_last_error());
     em_release(fast(a, b)); /* compiled; the arena is kept */
     size_t base = tu_live_bytes();
