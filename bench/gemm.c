@@ -80,8 +80,8 @@ static void operands(const product *p, em_tensor **x, em_tensor **w) {
     }
 }
 
-/* What the compiled product runs, from its `kernels` dump: "OpenBLAS", or the
- * generated GEMM's orientation and packing. */
+/* What the compiled product runs, from its `kernels` dump: "OpenBLAS", the
+ * AMX tiles, or the generated FMA GEMM's orientation and packing. */
 static void kernel_of(void *fast, char *out, size_t cap) {
     char *text = NULL;
     size_t len = 0;
@@ -91,7 +91,9 @@ static void kernel_of(void *fast, char *out, size_t cap) {
     em_dump(fast, "kernels", f);
     fclose(f);
     const char *g = text ? strstr(text, "generated GEMM") : NULL;
-    if (g) {
+    if (g && !strncmp(g, "generated GEMM on AMX tiles", 27)) {
+        snprintf(out, cap, "generated: AMX tiles (bf16x6)");
+    } else if (g) {
         snprintf(out, cap, "generated: lanes along %s, %s", strstr(g, "lanes along m") ? "m" : "n",
                  strstr(g, "read in place") ? "read in place" : "packed");
     } else if (text && strstr(text, "OpenBLAS")) {

@@ -139,16 +139,25 @@ static int64_t panel_budget(void) {
  * 128 x 256 x 768, 128 x 1024 x 256 and 128 x 256 x 1024 took 0.80, 0.79 and
  * 0.84 of the FMA kernel's time on one thread; 64 x 1024 x 4096 would gain
  * nothing (each element of w packed serves only 64 rows), so mlp keeps FMAs.
- * EMBER_GEMM=amx takes the unit wherever it may run, EMBER_GEMM=fma never. */
+ * Packed A must also fit half the L2, and operands with no contiguous side
+ * cost more to split. EMBER_GEMM=amx takes the unit wherever it may run,
+ * EMBER_GEMM=fma never. */
 static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const char *force) {
     if (force && !strcmp(force, "fma")) return false;
     if (width != 16 || g->nbatch != 0 || g->k < 1 || ceil_div(g->k, 32) * 32 > 1024) return false;
     if (ln->naccess >= CG_MAX_ACCESS || !rt_amx_usable()) return false;
     if (force && !strcmp(force, "amx")) return true;
+    /* every panel sweeps all of packed A: past half the L2 it comes from
+     * further out each time (1024 x 1024 x 1024: 0.67x OpenBLAS against 1.09x
+     * on FMAs; 2048 x 128 x 2048: 0.66x) */
+    if (rt_amx_packed_bytes(g->m, g->k) > cg_l2_bytes() / 2) return false;
     double M = (double)(ceil_div(g->m, 32) * 32), N = (double)(ceil_div(g->n, 32) * 32);
     double K = (double)(ceil_div(g->k, 32) * 32);
+    /* strided operands are split element by element (about 4 cycles each) */
+    int64_t sbn = ln->acc[1].strides[g->nbatch + 1];
+    double pack_a = g->ak == 1 ? 0.6 : 4.0, pack_b = g->bk == 1 || sbn == 1 ? 1.0 : 4.0;
     double fma = (double)g->m * (double)g->n * (double)g->k / 27.0;
-    double amx = M * N * K / 64.0 + N * K + 0.6 * M * K;
+    double amx = M * N * K / 64.0 + pack_b * N * K + pack_a * M * K;
     return amx < 0.8 * fma;
 }
 

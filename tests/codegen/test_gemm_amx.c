@@ -279,14 +279,14 @@ Test(amx, k_past_1024_batches_and_EMBER_GEMM_fma_keep_the_fma_kernel) {
     use(NULL);
 }
 
-Test(amx, the_cost_model_takes_the_unit_for_block_sized_linears_and_not_for_64_rows_of_a_wide_one) {
+Test(amx, the_cost_model_takes_the_unit_for_block_sized_linears_not_for_64_rows_of_a_wide_one_nor_a_big_A) {
     need_amx();
     use(NULL);
     struct {
         int64_t m, k, n;
         bool amx;
     } cases[] = {{128, 256, 768, true}, {128, 1024, 256, true}, {256, 512, 512, true}, {64, 1024, 4096, false},
-                 {16, 16, 16, false}};
+                 {16, 16, 16, false}, {512, 512, 512, false}}; /* the last: packed A past half the L2 */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         em_tensor *x = tu_uniform_tensor(2, SH(cases[i].m, cases[i].k), -1, 1, 9);
         em_tensor *w = tu_uniform_tensor(2, SH(cases[i].n, cases[i].k), -0.1, 0.1, 10);
