@@ -41,6 +41,10 @@
  * operands k-major, as x^T @ w: plan says why); EMBER_GEMM=jit or =blas
  * forces either (tests use both). What was chosen and why is in the
  * `kernels` dump; `ember-bench --gemm` times each layout against OpenBLAS.
+ *
+ * Before all of this, the AMX tile unit where the CPU has it (choose_amx):
+ * f32 products as bf16 pieces (runtime/amx.c), tiles of 32 x 32, for
+ * unbatched products with enough rows to repay splitting B each call.
  */
 #include "codegen.h"
 

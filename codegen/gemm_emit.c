@@ -43,6 +43,13 @@
  * alternating rounds); 64 x 1024 x 4096 alone 1.14-1.15x, 64 x 4096 x 1024
  * 1.04x. Only where a tile's rows fit in one vector (AVX2's 12-row tiles keep
  * the scatters).
+ *
+ * On the AMX tile unit (cg_gemm.amx, gemm.c chooses it): lanes along n, tiles
+ * of 32 x 32. program.c has split and packed A (runtime/amx.c) once a call into
+ * a block whose address is in the slot after the accesses; each segment packs
+ * its panel of 32 columns of B on the stack, and each tile is one call of
+ * rt_amx_tile into tilebuf, whose rows then go through the same epilogue and
+ * stores as above. The function gives the tile state back before it returns.
  */
 #include "codegen.h"
 
