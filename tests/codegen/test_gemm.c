@@ -532,16 +532,18 @@ Test(gemm, two_threads_split_the_tasks_and_give_the_same_bytes_as_one) {
  * come: whole (batch, panel) segments when there are 4 a thread or 2 a
  * thread, else pieces inside a segment, each packing its panel. Each way, any
  * number of threads gives the bytes of one. */
+/* On FMAs, and on the AMX tile unit where the CPU has one (each tile is
+ * computed whole by one thread there too). */
 Test(gemm, the_pieces_of_every_split_give_the_same_bytes_for_one_two_and_three_threads) {
-    setenv("EMBER_GEMM", "jit", 1);
     const int64_t shapes[][3] = {
         {128, 256, 1024}, /* 16 panels of 64 lanes: whole segments, 4 a thread */
         {128, 256, 256},  /* 4 panels: one segment a piece */
         {64, 512, 1000},  /* lanes along m, one panel: pieces inside it */
         {200, 96, 50},    /* one partial panel */
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        int64_t m = shapes[i][0], k = shapes[i][1], n = shapes[i][2];
+    for (size_t i = 0; i < 2 * sizeof shapes / sizeof *shapes; i++) {
+        setenv("EMBER_GEMM", i % 2 ? "amx" : "fma", 1);
+        int64_t m = shapes[i / 2][0], k = shapes[i / 2][1], n = shapes[i / 2][2];
         em_tensor *x = uniform(2, SH(m, k), 1), *w = uniform(2, SH(n, k), 2), *b = uniform(1, SH(n), 3);
         fn3 fast = (fn3)em_compile((void *)lin, "tensor(tensor, tensor, tensor)", NULL);
         cr_assert(fast, "%s", em_last_error());
