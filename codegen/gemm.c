@@ -44,7 +44,7 @@
  *
  * Before all of this, the AMX tile unit where the CPU has it (choose_amx):
  * f32 products as bf16 pieces (runtime/amx.c), tiles of 32 x 32, for
- * unbatched products with enough rows to repay splitting B each call.
+ * products with enough rows to repay splitting B each call.
  */
 #include "codegen.h"
 
@@ -132,8 +132,8 @@ static int64_t panel_budget(void) {
     return b < (32 << 10) ? 32 << 10 : b > (256 << 10) ? 256 << 10 : b;
 }
 
-/* The AMX tile unit (runtime/amx.c), where it may run and pays: an unbatched
- * product whose k (rounded up to 32) fits a panel of 32 columns on the stack
+/* The AMX tile unit (runtime/amx.c), where it may run and pays: a product
+ * (per batch) whose k (rounded up to 32) fits a panel of 32 columns on the stack
  * (192 KiB at k = 1024), with a slot left for the packed rows. Cost in
  * cycles, calibrated on this machine: 64 multiply-adds a cycle on whole tiles
  * (32 x 32 x 32 each; they ran at 290-400 GFLOP/s), a cycle an element to split
@@ -148,9 +148,15 @@ static int64_t panel_budget(void) {
  * EMBER_GEMM=fma never. */
 static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const char *force) {
     if (force && !strcmp(force, "fma")) return false;
-    if (width != 16 || g->nbatch != 0 || g->k < 1 || ceil_div(g->k, 32) * 32 > 1024) return false;
+    if (width != 16 || g->k < 1 || ceil_div(g->k, 32) * 32 > 1024) return false;
     if (ln->naccess >= CG_MAX_ACCESS || !rt_amx_usable()) return false;
     if (force && !strcmp(force, "amx")) return true;
+    /* batched products run on the unit (EMBER_GEMM=amx), but attention's
+     * per-head ones (8 x 256 x 64 x 256 and 8 x 256 x 256 x 64) took 1.17x the
+     * FMA kernel's time there, and 1.07-1.09x with only p @ v on the unit (in
+     * one process, alternating): splitting p, 256 x 256 a head, and short
+     * tiles cost more than the unit gains */
+    if (g->nbatch) return false;
     /* every panel sweeps all of packed A: past half the L2 it comes from
      * further out each time (1024 x 1024 x 1024: 0.67x OpenBLAS against 1.09x
      * on FMAs; 2048 x 128 x 2048: 0.66x) */
@@ -194,7 +200,7 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
         g->amx = true, g->vec_m = false, g->pack = false, g->stage = false;
         g->mr = 32, g->nvec = 32 / width, g->kc = g->k;
         g->panels = ceil_div(g->n, 32), g->rtiles = ceil_div(g->m, 32), g->subtiles = g->rtiles;
-        g->units = g->panels * g->rtiles;
+        g->units = g->batches * g->panels * g->rtiles;
         g->serial = macs < (double)(1 << 18);
         snprintf(g->how, sizeof g->how,
                  "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "

@@ -45,8 +45,9 @@
  * the scatters).
  *
  * On the AMX tile unit (cg_gemm.amx, gemm.c chooses it): lanes along n, tiles
- * of 32 x 32. program.c has split and packed A (runtime/amx.c) once a call into
- * a block whose address is in the slot after the accesses; each segment packs
+ * of 32 x 32. program.c has split and packed A (runtime/amx.c) once a call,
+ * batch after batch, into a block whose address is in the slot after the
+ * accesses; each segment packs
  * its panel of 32 columns of B on the stack, and each tile is one call of
  * rt_amx_tile into tilebuf, whose rows then go through the same epilogue and
  * stores as above. The function gives the tile state back before it returns.
@@ -74,6 +75,7 @@ typedef struct gemm_emit {
     LLVMValueRef kb, kn;               /* this k block: first k, length */
     LLVMValueRef first, last;          /* i1: the first and the last k block */
     LLVMValueRef rpack;                /* AMX: the row operand packed (program.c, once a call) */
+    LLVMValueRef batch;                /* AMX: this segment's batch (its block of rpack) */
     int64_t trow;                      /* floats per row of tilebuf */
     int nv;                            /* vectors of the panel being emitted */
     LLVMValueRef mask;                 /* its last vector's lanes, or NULL */
@@ -362,10 +364,12 @@ static void amx_tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void
     cg_emitter *e = q->e;
     LLVMTypeRef params[4] = {e->ptr, e->ptr, e->ptr, e->i64}, fty;
     LLVMValueRef f = cg_declare(e, "rt_amx_tile", LLVMVoidTypeInContext(e->c), params, 4, &fty);
-    /* rows r.. are row groups r / 16, each (k / 32) blocks of 3 x 512 bf16 */
+    /* the batch's block, then rows r.. as row groups r / 16, each (k / 32)
+     * blocks of 3 x 512 bf16 */
     int64_t group = (q->g->k + 31) / 32 * 1536 * 2;
-    LLVMValueRef a = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), q->rpack,
-                                   (LLVMValueRef[]){mul(q, LLVMBuildSDiv(e->b, r, i64c(q, 16), ""), group)}, 1, "");
+    LLVMValueRef at = add(q, mul(q, q->batch, rt_amx_packed_bytes(q->g->m, q->g->k)),
+                          mul(q, LLVMBuildSDiv(e->b, r, i64c(q, 16), ""), group));
+    LLVMValueRef a = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), q->rpack, &at, 1, "");
     LLVMBuildCall2(e->b, fty, f, (LLVMValueRef[]){q->tilebuf, a, q->pk, i64c(q, q->g->k)}, 4, "");
     tile t = {.r = r};
     finish_rows(q, &t);
@@ -440,6 +444,7 @@ static void segment(gemm_emit *q, LLVMValueRef bi, LLVMValueRef pnl, LLVMValueRe
     const cg_gemm *g = q->g;
     const cg_loopnest *ln = q->ln;
     LLVMValueRef off[CG_MAX_ACCESS];
+    q->batch = bi;
     for (int a = 0; a < ln->naccess; a++) off[a] = i64c(q, ln->acc[a].offset);
     for (int d = g->nbatch - 1; d >= 0; d--) {
         LLVMValueRef idx = d > 0 ? LLVMBuildURem(b, bi, i64c(q, ln->shape[d]), "") : bi;

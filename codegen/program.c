@@ -95,25 +95,48 @@ static LLVMValueRef gemm_grain(cg_emitter *e, const cg_gemm *g, LLVMValueRef nt)
 }
 
 /* An AMX GEMM's row operand, split and packed once a call (over the pool,
- * before the GEMM's pieces start) into a block of its own, whose address
- * goes in the slot after the nest's accesses. The block is freed after the
- * step (rt_alloc keeps it for the next call); no block ends the program. */
+ * before the GEMM's pieces start) into a block of its own, batch after batch,
+ * whose address goes in the slot after the nest's accesses. The block is
+ * freed after the step (rt_alloc keeps it for the next call); no block ends
+ * the program. */
+typedef struct amx_pack {
+    const cg_loopnest *ln;
+    LLVMValueRef buf, a;               /* the block; A's data */
+} amx_pack;
+
+static int64_t amx_block_bytes(const cg_gemm *g) { return g->batches * rt_amx_packed_bytes(g->m, g->k); }
+
+static void amx_pack_batch(cg_emitter *e, LLVMValueRef bi, LLVMValueRef *vals, void *ctx) {
+    (void)vals;
+    const amx_pack *p = ctx;
+    const cg_loopnest *ln = p->ln;
+    const cg_gemm *g = &ln->gemm;
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef off = cg_i64c(e, ln->acc[0].offset), at = LLVMBuildMul(b, bi, cg_i64c(e, rt_amx_packed_bytes(g->m, g->k)), "");
+    for (int d = g->nbatch - 1; d >= 0; d--) { /* bi's index along each batch dim, as gemm_emit.c's segment */
+        LLVMValueRef idx = d > 0 ? LLVMBuildURem(b, bi, cg_i64c(e, ln->shape[d]), "") : bi;
+        if (d > 0) bi = LLVMBuildUDiv(b, bi, cg_i64c(e, ln->shape[d]), "");
+        off = LLVMBuildAdd(b, off, LLVMBuildMul(b, idx, cg_i64c(e, ln->acc[0].strides[d]), ""), "");
+    }
+    LLVMTypeRef pp[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, pt;
+    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_parallel", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
+    LLVMValueRef args[6] = {LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), p->buf, &at, 1, ""), cg_elem_ptr(e, p->a, off),
+                            cg_i64c(e, g->m), cg_i64c(e, g->k), cg_i64c(e, ln->acc[0].strides[g->nbatch]),
+                            cg_i64c(e, g->ak)};
+    LLVMBuildCall2(b, pt, pf, args, 6, "");
+}
+
 static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
     LLVMBuilderRef b = e->b;
-    const cg_gemm *g = &ln->gemm;
-    LLVMTypeRef sp[1] = {e->i64}, st, pp[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, pt;
+    LLVMTypeRef sp[1] = {e->i64}, st;
     LLVMValueRef sf = cg_declare(e, "rt_alloc", e->ptr, sp, 1, &st);
-    LLVMValueRef buf = LLVMBuildCall2(b, st, sf, (LLVMValueRef[]){cg_i64c(e, rt_amx_packed_bytes(g->m, g->k))}, 1, "");
+    LLVMValueRef buf = LLVMBuildCall2(b, st, sf, (LLVMValueRef[]){cg_i64c(e, amx_block_bytes(&ln->gemm))}, 1, "");
     LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
     LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "packed");
     LLVMBuildCondBr(b, LLVMBuildIsNull(b, buf, ""), fail, ok);
     LLVMPositionBuilderAtEnd(b, ok);
-    LLVMValueRef a = LLVMBuildLoad2(b, e->ptr, ptrs, "");
-    a = cg_elem_ptr(e, a, cg_i64c(e, ln->acc[0].offset));
-    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_parallel", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
-    LLVMValueRef args[6] = {buf, a, cg_i64c(e, g->m), cg_i64c(e, g->k), cg_i64c(e, ln->acc[0].strides[0]),
-                            cg_i64c(e, g->ak)};
-    LLVMBuildCall2(b, pt, pf, args, 6, "");
+    amx_pack p = {ln, buf, LLVMBuildLoad2(b, e->ptr, ptrs, "")};
+    cg_loop(e, cg_i64c(e, 0), cg_i64c(e, ln->gemm.batches), 1, NULL, 0, amx_pack_batch, &p);
     LLVMBuildStore(b, buf, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess)}, 1, ""));
     return buf;
 }
@@ -121,7 +144,7 @@ static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueR
 static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
     LLVMTypeRef fp[2] = {e->ptr, e->i64}, ft;
     LLVMValueRef ff = cg_declare(e, "rt_free", LLVMVoidTypeInContext(e->c), fp, 2, &ft);
-    LLVMValueRef args[2] = {buf, cg_i64c(e, rt_amx_packed_bytes(ln->gemm.m, ln->gemm.k))};
+    LLVMValueRef args[2] = {buf, cg_i64c(e, amx_block_bytes(&ln->gemm))};
     LLVMBuildCall2(e->b, ft, ff, args, 2, "");
 }
 

@@ -14,7 +14,8 @@
  * Also: the runtime's packers and tile against a scalar reference, including
  * values whose pieces are all nonzero and an exact product of pieces; NaN
  * stays NaN, FLT_MAX and infinity keep their values; EMBER_AMX=0 turns the
- * unit off; where the unit is not used (k past 1024, batches, EMBER_GEMM=fma)
+ * unit off; batched products (a broadcast batch, attention's per-head views);
+ * where the unit is not used (k past 1024, EMBER_GEMM=fma)
  * and which shapes the cost model gives it; a failed allocation of the packed
  * rows fails the call with a message and leaves nothing behind.
  *
@@ -252,7 +253,7 @@ Test(amx, a_stepped_slice_as_an_operand_is_split_through_its_strides) {
     use(NULL);
 }
 
-Test(amx, k_past_1024_batches_and_EMBER_GEMM_fma_keep_the_fma_kernel) {
+Test(amx, k_past_1024_and_EMBER_GEMM_fma_keep_the_fma_kernel) {
     need_amx();
     struct {
         const char *gemm;
@@ -261,7 +262,6 @@ Test(amx, k_past_1024_batches_and_EMBER_GEMM_fma_keep_the_fma_kernel) {
         const char *what;
     } cases[] = {
         {"amx", 2, {64, 1056}, {1056, 64}, "k = 1056 (its panel would not fit the stack)"},
-        {"amx", 3, {2, 64, 64}, {2, 64, 64}, "a batch of two"},
         {"fma", 2, {128, 256}, {256, 768}, "EMBER_GEMM=fma"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -276,6 +276,55 @@ Test(amx, k_past_1024_batches_and_EMBER_GEMM_fma_keep_the_fma_kernel) {
         em_release(g), em_release(e), em_release(a), em_release(b);
         em_compiled_free((void *)fast);
     }
+    use(NULL);
+}
+
+/* attention's per-head scores, q_h k_h^T / 8 plus a mask, from views of one [T, 3C] tensor */
+static em_tensor *g_mask;
+static em_tensor *head_scores(em_tensor *qkv, em_tensor *unused) {
+    (void)unused;
+    em_scope_begin();
+    int64_t T = em_dim(qkv, 0), C = em_dim(qkv, 1) / 3, H = 4, D = C / H;
+    em_tensor *q = em_permute(em_reshape(em_slice(qkv, 1, 0, C, 1), 3, SH(T, H, D)), (int[]){1, 0, 2});
+    em_tensor *k = em_permute(em_reshape(em_slice(qkv, 1, C, 2 * C, 1), 3, SH(T, H, D)), (int[]){1, 2, 0});
+    em_tensor *y = em_keep(em_add(em_mul(em_matmul(q, k), em_scalar(EM_F32, 0.125)), g_mask));
+    em_scope_end();
+    return y;
+}
+
+Test(amx, batched_products_a_broadcast_batch_and_per_head_views_run_on_the_unit_and_match_eager) {
+    need_amx();
+    use("amx");
+    struct {
+        int nda, ndb;
+        int64_t a[3], b[3];
+    } cases[] = {{3, 3, {3, 70, 40}, {3, 40, 50}}, {3, 2, {2, 64, 96}, {96, 33}}, {3, 3, {1, 33, 17}, {4, 17, 64}}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        em_tensor *a = tu_uniform_tensor(cases[i].nda, cases[i].a, -1, 1, 20 + i);
+        em_tensor *b = tu_uniform_tensor(cases[i].ndb, cases[i].b, -1, 1, 30 + i);
+        char what[64];
+        snprintf(what, sizeof what, "batched case %zu", i);
+        fn2 fast = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *e = gu_mm(a, b), *g = fast(a, b);
+        tu_expect_compiled(g, e, what);
+        expect_section((void *)fast, "AMX tiles", true, what);
+        em_release(g), em_release(e), em_release(a), em_release(b);
+        em_compiled_free((void *)fast);
+    }
+    em_tensor *qkv = tu_uniform_tensor(2, SH(100, 3 * 128), -1, 1, 40), *none = tu_uniform_tensor(1, SH(1), 0, 1, 41);
+    g_mask = tu_uniform_tensor(2, SH(100, 100), -1, 1, 42);
+    for (int threads = 1; threads <= 2; threads++) {
+        fn2 fast = (fn2)em_compile((void *)head_scores, "tensor(tensor, tensor)", &(em_options){.threads = threads});
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *e = head_scores(qkv, none), *g = fast(qkv, none);
+        tu_expect_compiled(g, e, "q_h k_h^T / 8 + mask over 4 heads");
+        expect_section((void *)fast, "AMX tiles", true, "per-head scores");
+        em_release(g), em_release(e);
+        em_compiled_free((void *)fast);
+    }
+    em_set_threads(1);
+    em_release(qkv), em_release(none), em_release(g_mask);
     use(NULL);
 }
 
