@@ -284,9 +284,8 @@ static em_tensor *g_mask;
 static em_tensor *head_scores(em_tensor *qkv, em_tensor *unused) {
     (void)unused;
     em_scope_begin();
-    int64_t T = em_dim(qkv, 0), C = em_dim(qkv, 1) / 3, H = 4, D = C / H;
-    em_tensor *q = em_permute(em_reshape(em_slice(qkv, 1, 0, C, 1), 3, SH(T, H, D)), (int[]){1, 0, 2});
-    em_tensor *k = em_permute(em_reshape(em_slice(qkv, 1, C, 2 * C, 1), 3, SH(T, H, D)), (int[]){1, 2, 0});
+    em_tensor *q, *k;
+    gu_head_views(qkv, 4, &q, &k);
     em_tensor *y = em_keep(em_add(em_mul(em_matmul(q, k), em_scalar(EM_F32, 0.125)), g_mask));
     em_scope_end();
     return y;
