@@ -111,8 +111,8 @@ $(TEST_BIN): $(TEST_OBJ) $(B)/libember.a
 # report; run-tests.sh fails the run on any sanitizer report Criterion let pass.
 ifeq ($(TSAN),1)
 TSAN_BIN := $(B)/ember-tsan-tests
-$(TSAN_BIN): $(wildcard tests/tsan/*.c tests/tsan/*.h) $(B)/libember.a
-	$(CC) $(ALL_CFLAGS) -o $@ $(wildcard tests/tsan/*.c) $(B)/libember.a $(LDLIBS)
+$(TSAN_BIN): $(wildcard tests/tsan/*.c tests/tsan/*.h) tests/tree.c tests/tree.h $(B)/libember.a
+	$(CC) $(ALL_CFLAGS) -o $@ $(wildcard tests/tsan/*.c) tests/tree.c $(B)/libember.a $(LDLIBS)
 
 test: $(TSAN_BIN)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)" $(TSAN_BIN)

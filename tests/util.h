@@ -84,9 +84,8 @@ void tu_expect_identical(const em_tensor *got, const em_tensor *want, const char
  * identical. Generated row kernels sum in another order than the runtime's. */
 void tu_expect_compiled(const em_tensor *got, const em_tensor *want, const char *what);
 
-/* Removes dir and what is in it (files, and folders of files; a symbolic link
- * is removed, never followed). */
-void tu_remove_tree(const char *dir);
+/* tu_remove_tree: in tree.h, shared with the ThreadSanitizer program. */
+#include "tree.h"
 
 /* stderr redirected into a temporary file between tu_capture_begin and
  * tu_capture_end, which restores it and returns what was written (malloc'd). */

@@ -103,7 +103,7 @@ void scenario_cache(void) {
 
     pthread_barrier_destroy(&s.round);
     em_release(s.x), em_release(s.a), em_release(s.b), em_release(s.want);
-    ts_rmdir(dir);
+    tu_remove_tree(dir);
     if (saved) setenv("EMBER_CACHE_DIR", saved, 1);
     else unsetenv("EMBER_CACHE_DIR");
     free(saved);

@@ -59,21 +59,6 @@ void ts_tmpdir(char *buf, size_t cap, const char *tag) {
     CHECK(mkdtemp(buf), "mkdtemp %s", buf);
 }
 
-void ts_rmdir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[1200];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) ts_rmdir(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 int ts_count_files(const char *dir, const char *suffix) {
     DIR *d = opendir(dir);
@@ -111,7 +96,7 @@ int main(void) {
     em_memory_stats_get(&m1);
     CHECK(m1.live_bytes == m0.live_bytes, "tensor storage left behind: %zu bytes live, %zu at the start",
           m1.live_bytes, m0.live_bytes);
-    if (cache[0]) ts_rmdir(cache);
+    if (cache[0]) tu_remove_tree(cache);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("all scenarios passed in %.1f s\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;

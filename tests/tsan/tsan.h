@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+
+#include "../tree.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,9 +58,9 @@ void ts_run(int n, void *(*fn)(void *), void *args, size_t size);
 /* Checks, on the main thread, that no worker failed; prints "ok <name>". */
 void ts_pass(const char *name);
 
-/* A fresh folder from mkdtemp (path into buf), and its removal with its files. */
+/* A fresh folder from mkdtemp (path into buf); tu_remove_tree (tests/tree.h)
+ * removes it with its files. */
 void ts_tmpdir(char *buf, size_t cap, const char *tag);
-void ts_rmdir(const char *dir);
 /* Entries of dir whose names end in suffix ("" counts all). */
 int ts_count_files(const char *dir, const char *suffix);
 
