@@ -408,6 +408,9 @@ LLVMValueRef cg_nest_eval(cg_emitter *e, cg_nest_state *s, int id);
 void cg_nest_set(cg_nest_state *s, int id, LLVMValueRef v);
 /* Every store access at the current step: all values first, then the stores. */
 void cg_nest_store_all(cg_emitter *e, cg_nest_state *s, bool row_shaped);
+/* Each access's element offset (its own offset included) at batch bi of a
+ * GEMM nest's batch loops (gemm_emit.c's segments, program.c's AMX packing). */
+void cg_gemm_batch_offsets(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef bi, LLVMValueRef *off);
 /* The body of a GEMM nest's function (gemm_emit.c), in s->fn. */
 void cg_emit_gemm(cg_emitter *e, cg_nest_state *s);
 /* Lanes p[i*stride ...] written from v (a scatter; mask NULL: all lanes). */

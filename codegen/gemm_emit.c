@@ -366,7 +366,7 @@ static void amx_tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void
     LLVMValueRef f = cg_declare(e, "rt_amx_tile", LLVMVoidTypeInContext(e->c), params, 4, &fty);
     /* the batch's block, then rows r.. as row groups r / 16, each (k / 32)
      * blocks of 3 x 512 bf16 */
-    int64_t group = (q->g->k + 31) / 32 * 1536 * 2;
+    int64_t group = rt_amx_packed_bytes(32, q->g->k) / 2;
     LLVMValueRef at = add(q, mul(q, q->batch, rt_amx_packed_bytes(q->g->m, q->g->k)),
                           mul(q, LLVMBuildSDiv(e->b, r, i64c(q, 16), ""), group));
     LLVMValueRef a = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), q->rpack, &at, 1, "");
@@ -437,6 +437,18 @@ static void panel(gemm_emit *q, int nv, LLVMValueRef mask, LLVMValueRef t0, LLVM
     }
 }
 
+void cg_gemm_batch_offsets(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef bi, LLVMValueRef *off) {
+    LLVMBuilderRef b = e->b;
+    for (int a = 0; a < ln->naccess; a++) off[a] = cg_i64c(e, ln->acc[a].offset);
+    for (int d = ln->gemm.nbatch - 1; d >= 0; d--) {
+        LLVMValueRef idx = d > 0 ? LLVMBuildURem(b, bi, cg_i64c(e, ln->shape[d]), "") : bi;
+        if (d > 0) bi = LLVMBuildUDiv(b, bi, cg_i64c(e, ln->shape[d]), "");
+        for (int a = 0; a < ln->naccess; a++)
+            if (ln->acc[a].strides[d])
+                off[a] = LLVMBuildAdd(b, off[a], LLVMBuildMul(b, idx, cg_i64c(e, ln->acc[a].strides[d]), ""), "");
+    }
+}
+
 /* One segment: row tiles [t0, t1) of panel pnl of batch bi. */
 static void segment(gemm_emit *q, LLVMValueRef bi, LLVMValueRef pnl, LLVMValueRef t0, LLVMValueRef t1) {
     cg_emitter *e = q->e;
@@ -445,13 +457,7 @@ static void segment(gemm_emit *q, LLVMValueRef bi, LLVMValueRef pnl, LLVMValueRe
     const cg_loopnest *ln = q->ln;
     LLVMValueRef off[CG_MAX_ACCESS];
     q->batch = bi;
-    for (int a = 0; a < ln->naccess; a++) off[a] = i64c(q, ln->acc[a].offset);
-    for (int d = g->nbatch - 1; d >= 0; d--) {
-        LLVMValueRef idx = d > 0 ? LLVMBuildURem(b, bi, i64c(q, ln->shape[d]), "") : bi;
-        if (d > 0) bi = LLVMBuildUDiv(b, bi, i64c(q, ln->shape[d]), "");
-        for (int a = 0; a < ln->naccess; a++)
-            if (ln->acc[a].strides[d]) off[a] = add(q, off[a], mul(q, idx, ln->acc[a].strides[d]));
-    }
+    cg_gemm_batch_offsets(e, ln, bi, off);
     LLVMValueRef ptrs = LLVMGetParam(q->s->fn, 0);
     for (int a = 0; a < ln->naccess; a++) {
         LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){i64c(q, a)}, 1, "");

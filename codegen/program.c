@@ -112,15 +112,11 @@ static void amx_pack_batch(cg_emitter *e, LLVMValueRef bi, LLVMValueRef *vals, v
     const cg_loopnest *ln = p->ln;
     const cg_gemm *g = &ln->gemm;
     LLVMBuilderRef b = e->b;
-    LLVMValueRef off = cg_i64c(e, ln->acc[0].offset), at = LLVMBuildMul(b, bi, cg_i64c(e, rt_amx_packed_bytes(g->m, g->k)), "");
-    for (int d = g->nbatch - 1; d >= 0; d--) { /* bi's index along each batch dim, as gemm_emit.c's segment */
-        LLVMValueRef idx = d > 0 ? LLVMBuildURem(b, bi, cg_i64c(e, ln->shape[d]), "") : bi;
-        if (d > 0) bi = LLVMBuildUDiv(b, bi, cg_i64c(e, ln->shape[d]), "");
-        off = LLVMBuildAdd(b, off, LLVMBuildMul(b, idx, cg_i64c(e, ln->acc[0].strides[d]), ""), "");
-    }
+    LLVMValueRef off[CG_MAX_ACCESS], at = LLVMBuildMul(b, bi, cg_i64c(e, rt_amx_packed_bytes(g->m, g->k)), "");
+    cg_gemm_batch_offsets(e, ln, bi, off);
     LLVMTypeRef pp[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, pt;
     LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_parallel", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
-    LLVMValueRef args[6] = {LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), p->buf, &at, 1, ""), cg_elem_ptr(e, p->a, off),
+    LLVMValueRef args[6] = {LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), p->buf, &at, 1, ""), cg_elem_ptr(e, p->a, off[0]),
                             cg_i64c(e, g->m), cg_i64c(e, g->k), cg_i64c(e, ln->acc[0].strides[g->nbatch]),
                             cg_i64c(e, g->ak)};
     LLVMBuildCall2(b, pt, pf, args, 6, "");
