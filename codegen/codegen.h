@@ -88,7 +88,7 @@ void *cg_jit_lookup(const char *sym);
 /* The ember runtime functions generated code may call by name. */
 #define CG_RUNTIME_SYMBOLS(X) \
     X(rt_parallel_for) X(rt_parallel_for_hot) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) \
-    X(rt_amx_pack_rows_parallel) X(rt_amx_pack_cols) X(rt_amx_tile) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark)
+    X(rt_amx_pack_rows_parallel) X(rt_amx_pack_cols) X(rt_amx_tile_next) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 

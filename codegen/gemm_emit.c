@@ -47,10 +47,13 @@
  * On the AMX tile unit (cg_gemm.amx, gemm.c chooses it): lanes along n, tiles
  * of 32 x 32. program.c has split and packed A (runtime/amx.c) once a call,
  * batch after batch, into a block whose address is in the slot after the
- * accesses; each segment packs
- * its panel of 32 columns of B on the stack, and each tile is one call of
- * rt_amx_tile into tilebuf, whose rows then go through the same epilogue and
- * stores as above. The function gives the tile state back before it returns.
+ * accesses. Panels of 32 columns of B are split and packed into two stack
+ * buffers in turn: a piece's first panel before its tiles, each later one by
+ * the tile calls of the panel before it (rt_amx_tile_next packs a share
+ * between its tile products, on the vector units while the tile unit
+ * multiplies). Each tile is one call into tilebuf, whose rows then go
+ * through the same epilogue and stores as above. The function gives the
+ * tile state back before it returns.
  */
 #include "codegen.h"
 
@@ -76,6 +79,9 @@ typedef struct gemm_emit {
     LLVMValueRef first, last;          /* i1: the first and the last k block */
     LLVMValueRef rpack;                /* AMX: the row operand packed (program.c, once a call) */
     LLVMValueRef batch;                /* AMX: this segment's batch (its block of rpack) */
+    LLVMValueRef pnl, more;            /* AMX: this segment's panel; i1, units follow it here */
+    LLVMValueRef cur, nxt, ready;      /* AMX: slots of the two panel buffers (this panel's,
+                                          the next's) and of the segment packed into nxt (-1) */
     int64_t trow;                      /* floats per row of tilebuf */
     int nv;                            /* vectors of the panel being emitted */
     LLVMValueRef mask;                 /* its last vector's lanes, or NULL */
@@ -359,38 +365,68 @@ static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
 
 /* ---- on the AMX tile unit ---------------------------------------------------------------- */
 
+typedef struct amx_next {
+    LLVMValueRef cur, nxt, src, cols, t0, parts; /* this panel; the next one's buffer, source, width */
+} amx_next;
+
 static void amx_tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ctx) {
-    (void)vals, (void)ctx;
+    (void)vals;
+    const amx_next *n = ctx;
     cg_emitter *e = q->e;
-    LLVMTypeRef params[4] = {e->ptr, e->ptr, e->ptr, e->i64}, fty;
-    LLVMValueRef f = cg_declare(e, "rt_amx_tile", LLVMVoidTypeInContext(e->c), params, 4, &fty);
+    LLVMTypeRef i64 = e->i64, params[11] = {e->ptr, e->ptr, e->ptr, i64, e->ptr, e->ptr, i64, i64, i64, i64, i64}, fty;
+    LLVMValueRef f = cg_declare(e, "rt_amx_tile_next", LLVMVoidTypeInContext(e->c), params, 11, &fty);
     /* the batch's block, then rows r.. as row groups r / 16, each (k / 32)
      * blocks of 3 x 512 bf16 */
     int64_t group = rt_amx_packed_bytes(32, q->g->k) / 2;
     LLVMValueRef at = add(q, mul(q, q->batch, rt_amx_packed_bytes(q->g->m, q->g->k)),
                           mul(q, LLVMBuildSDiv(e->b, r, i64c(q, 16), ""), group));
     LLVMValueRef a = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), q->rpack, &at, 1, "");
-    LLVMBuildCall2(e->b, fty, f, (LLVMValueRef[]){q->tilebuf, a, q->pk, i64c(q, q->g->k)}, 4, "");
+    LLVMValueRef part = LLVMBuildSub(e->b, LLVMBuildSDiv(e->b, r, i64c(q, 32), ""), n->t0, "");
+    LLVMValueRef args[11] = {q->tilebuf, a,      n->cur,          i64c(q, q->g->k), n->nxt, n->src,
+                             n->cols,    i64c(q, q->vv), i64c(q, q->vk), part,           n->parts};
+    LLVMBuildCall2(e->b, fty, f, args, 11, "");
     tile t = {.r = r};
     finish_rows(q, &t);
 }
 
-/* Tiles [t0, t1) of the current panel on AMX: the panel's 32 columns split
- * and packed on the stack, then each tile's product into tilebuf and its
- * epilogue from there. */
+/* Tiles [t0, t1) of the current panel on AMX. The panel's 32 columns are
+ * split and packed into one of two stack buffers: by the segment before
+ * when it was this thread's, else here first. When this thread's next
+ * units are the next panel's (same batch), the tile calls pack it into the
+ * other buffer between their tile products, a share each
+ * (rt_amx_tile_next), and the buffers swap. */
 static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
     cg_emitter *e = q->e;
     LLVMBuilderRef b = e->b;
+    const cg_gemm *g = q->g;
+    LLVMValueRef seg = add(q, mul(q, q->batch, g->panels), q->pnl);
+    LLVMValueRef buf0 = LLVMBuildLoad2(b, e->ptr, q->cur, ""), buf1 = LLVMBuildLoad2(b, e->ptr, q->nxt, "");
+    LLVMValueRef ready = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildLoad2(b, e->i64, q->ready, ""), seg, "");
+    amx_next n = {.cur = LLVMBuildSelect(b, ready, buf1, buf0, ""), .nxt = LLVMBuildSelect(b, ready, buf0, buf1, "")};
+    LLVMBuildStore(b, n.cur, q->cur);
+    LLVMBuildStore(b, n.nxt, q->nxt);
+    LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], mul(q, q->v0, q->vv));
+    LLVMBasicBlockRef pack = block(q, "amx.pack"), packed = block(q, "amx.packed");
+    LLVMBuildCondBr(b, ready, packed, pack);
+    LLVMPositionBuilderAtEnd(b, pack);
     LLVMTypeRef params[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, fty;
     LLVMValueRef f = cg_declare(e, "rt_amx_pack_cols", LLVMVoidTypeInContext(e->c), params, 6, &fty);
     LLVMValueRef cols = LLVMBuildSub(b, i64c(q, q->NV), q->v0, "");
     cols = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, cols, i64c(q, q->Vb), ""), cols, i64c(q, q->Vb), "");
-    LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], mul(q, q->v0, q->vv));
-    LLVMValueRef args[6] = {q->pk, src, cols, i64c(q, q->g->k), i64c(q, q->vv), i64c(q, q->vk)};
+    LLVMValueRef args[6] = {n.cur, src, cols, i64c(q, g->k), i64c(q, q->vv), i64c(q, q->vk)};
     LLVMBuildCall2(b, fty, f, args, 6, "");
+    LLVMBuildBr(b, packed);
+    LLVMPositionBuilderAtEnd(b, packed);
+    LLVMValueRef has = LLVMBuildAnd(b, q->more,
+                                    LLVMBuildICmp(b, LLVMIntSLT, q->pnl, i64c(q, g->panels - 1), ""), "");
+    n.src = LLVMBuildSelect(b, has, cg_elem_ptr(e, src, i64c(q, q->Vb * q->vv)), LLVMConstNull(e->ptr), "");
+    LLVMValueRef ncols = LLVMBuildSub(b, i64c(q, q->NV - q->Vb), q->v0, "");
+    n.cols = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, ncols, i64c(q, q->Vb), ""), ncols, i64c(q, q->Vb), "");
+    n.t0 = t0, n.parts = LLVMBuildSub(b, t1, t0, "");
+    LLVMBuildStore(b, LLVMBuildSelect(b, has, add(q, seg, i64c(q, 1)), i64c(q, -1), ""), q->ready);
     LLVMValueRef end = mul(q, t1, 32);
     end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, q->NR), ""), end, i64c(q, q->NR), "");
-    loop(q, mul(q, t0, 32), end, 32, NULL, 0, amx_tile_step, NULL);
+    loop(q, mul(q, t0, 32), end, 32, NULL, 0, amx_tile_step, &n);
 }
 
 typedef struct span {
@@ -456,7 +492,7 @@ static void segment(gemm_emit *q, LLVMValueRef bi, LLVMValueRef pnl, LLVMValueRe
     const cg_gemm *g = q->g;
     const cg_loopnest *ln = q->ln;
     LLVMValueRef off[CG_MAX_ACCESS];
-    q->batch = bi;
+    q->batch = bi, q->pnl = pnl;
     cg_gemm_batch_offsets(e, ln, bi, off);
     LLVMValueRef ptrs = LLVMGetParam(q->s->fn, 0);
     for (int a = 0; a < ln->naccess; a++) {
@@ -502,6 +538,7 @@ static void emit_units(gemm_emit *q, LLVMValueRef lo, LLVMValueRef hi) {
     LLVMValueRef send = mul(q, add(q, seg, i64c(q, 1)), rt);
     LLVMValueRef uend = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, hi, send, ""), hi, send, "");
     LLVMValueRef t1 = LLVMBuildSub(b, uend, mul(q, seg, rt), "");
+    q->more = LLVMBuildICmp(b, LLVMIntSLT, uend, hi, "");
     segment(q, LLVMBuildUDiv(b, seg, i64c(q, q->g->panels), ""), LLVMBuildURem(b, seg, i64c(q, q->g->panels), ""),
             t0, t1);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
@@ -537,8 +574,12 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
                                LLVMCreateStringAttribute(e->c, "probe-stack", 11, "inline-asm", 10));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
-    if (g->amx) { /* the panel's 32 columns as bf16 pieces; the rows packed by program.c */
-        q.pk = stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4);
+    if (g->amx) { /* two panels of 32 columns as bf16 pieces; the rows packed by program.c */
+        q.cur = LLVMBuildAlloca(b, e->ptr, "amx.cur"), q.nxt = LLVMBuildAlloca(b, e->ptr, "amx.nxt");
+        q.ready = LLVMBuildAlloca(b, e->i64, "amx.ready");
+        LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.cur);
+        LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.nxt);
+        LLVMBuildStore(b, i64c(&q, -1), q.ready);
         LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess)}, 1, "");
         q.rpack = LLVMBuildLoad2(b, e->ptr, slot, "rpack");
     }

@@ -82,7 +82,10 @@ static LLVMValueRef ceil_div(cg_emitter *e, LLVMValueRef a, LLVMValueRef b) {
  * else one segment a piece from 2; else 2 pieces a thread cut inside the
  * segments (each piece packs its panel). 128 x 1024 x 256 at 2 threads, in 2
  * pieces, ran at 70-100 GFLOP/s median (the worker took no piece in a third of
- * the calls) against 145 at one thread. */
+ * the calls) against 145 at one thread. On one thread, one piece: a piece's
+ * first panel is packed before its tiles can start, the others (AMX) while
+ * the tiles before them run (gemm_emit.c), so pieces there cost 1 panel's
+ * packing each and balance nothing. */
 static LLVMValueRef gemm_grain(cg_emitter *e, const cg_gemm *g, LLVMValueRef nt) {
     LLVMBuilderRef b = e->b;
     int64_t segs = g->batches * g->panels, rt = g->rtiles;
@@ -91,7 +94,8 @@ static LLVMValueRef gemm_grain(cg_emitter *e, const cg_gemm *g, LLVMValueRef nt)
     LLVMValueRef whole = LLVMBuildMul(b, cg_i64c(e, rt), ceil_div(e, s, p4), "");
     LLVMValueRef inside = ceil_div(e, cg_i64c(e, segs * rt), p2);
     LLVMValueRef grain = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGE, s, p2, ""), cg_i64c(e, rt), inside, "");
-    return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGE, s, p4, ""), whole, grain, "");
+    grain = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGE, s, p4, ""), whole, grain, "");
+    return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, nt, cg_i64c(e, 1), ""), cg_i64c(e, segs * rt), grain, "");
 }
 
 /* An AMX GEMM's row operand, split and packed once a call (over the pool,

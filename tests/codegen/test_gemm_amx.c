@@ -12,6 +12,7 @@
  * epilogues in the store, on one and two threads.
  *
  * Also: the runtime's packers and tile against a scalar reference, including
+ * a tile that packs the next panel in parts (bit for bit the packer's),
  * values whose pieces are all nonzero and an exact product of pieces; NaN
  * stays NaN, FLT_MAX and infinity keep their values; EMBER_AMX=0 turns the
  * unit off; batched products (a broadcast batch, attention's per-head views);
@@ -106,6 +107,48 @@ Test(amx, the_packers_and_the_tile_give_f32_accurate_products_for_every_layout_a
                                  bt ? "transposed" : "rows", (long long)bad);
                     free(a), free(b), free(c);
                 }
+}
+
+/* rt_amx_tile_next packs another panel in shares between its tile products
+ * (gemm_emit.c's next panel while this one's tiles run): after all the parts
+ * the panel must be, bit for bit, what rt_amx_pack_cols makes, for every
+ * layout and width, and each tile what rt_amx_tile gives. */
+Test(amx, a_tile_packs_the_next_panel_in_parts_exactly_as_the_packer_does) {
+    need_amx();
+    static const int64_t widths[] = {1, 15, 16, 17, 32}, ks[] = {1, 31, 32, 33, 100}, parts[] = {1, 2, 3, 4, 7};
+    uint64_t seed = 7;
+    for (int w = 0; w < 5; w++)
+        for (int kk = 0; kk < 5; kk++)
+            for (int how = 0; how < 3; how++) {
+                int64_t cols = widths[w], K = ks[kk];
+                /* columns along k (a weight's rows), k rows contiguous, both strided */
+                int64_t cs = how == 0 ? K : how == 1 ? 1 : 3, kst = how == 0 ? 1 : how == 1 ? 32 : 3 * 32 + 1;
+                float *src = malloc(sizeof(float) * (size_t)(K * kst + cols * cs + 1));
+                float *a = malloc(sizeof(float) * (size_t)(32 * K)), *b = malloc(sizeof(float) * (size_t)(32 * K));
+                size_t bytes = (size_t)rt_amx_packed_bytes(32, K);
+                uint16_t *want = aligned_alloc(64, bytes), *got = aligned_alloc(64, bytes);
+                uint16_t *ap = aligned_alloc(64, bytes), *bp = aligned_alloc(64, bytes);
+                cr_assert(src && a && b && want && got && ap && bp);
+                for (int64_t i = 0; i < K * kst + cols * cs + 1; i++) src[i] = value(&seed) * 1e3f;
+                for (int64_t i = 0; i < 32 * K; i++) a[i] = value(&seed), b[i] = value(&seed);
+                rt_amx_pack_rows(ap, a, 32, K, K, 1);
+                rt_amx_pack_cols(bp, b, 32, K, K, 1);
+                float one[32 * 32] __attribute__((aligned(64))), two[32 * 32] __attribute__((aligned(64)));
+                rt_amx_tile(one, ap, bp, K);
+                memset(want, 0xab, bytes);
+                rt_amx_pack_cols(want, src, cols, K, cs, kst);
+                for (int p = 0; p < 5; p++) {
+                    memset(got, 0xcd, bytes);
+                    for (int64_t part = 0; part < parts[p]; part++) {
+                        rt_amx_tile_next(two, ap, bp, K, got, src, cols, cs, kst, part, parts[p]);
+                        cr_expect_eq(memcmp(one, two, sizeof one), 0, "a tile that packs changed its product");
+                    }
+                    cr_expect_eq(memcmp(want, got, bytes), 0, "%lld columns, k %lld, layout %d, %lld parts",
+                                 (long long)cols, (long long)K, how, (long long)parts[p]);
+                }
+                rt_amx_release();
+                free(src), free(a), free(b), free(want), free(got), free(ap), free(bp);
+            }
 }
 
 Test(amx, a_product_of_exactly_representable_pieces_is_exact) {
