@@ -423,6 +423,7 @@ static void amx_tile_pair(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void
     LLVMValueRef odd = LLVMBuildTrunc(b, LLVMBuildLShr(b, t.r, i64c(q, 5), ""), LLVMInt1TypeInContext(q->e->c), "");
     q->tilebuf = LLVMBuildSelect(b, odd, q->tilebufs[1], q->tilebufs[0], "");
     finish_rows(q, &t);
+    q->tilebuf = q->tilebufs[0]; /* the select lives in this block only */
     LLVMBuildBr(b, done);
     LLVMPositionBuilderAtEnd(b, done);
 }

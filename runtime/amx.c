@@ -20,12 +20,11 @@
  * Six tile products for one f32 product still leave 16 / 6 = 2.7 times AVX-512's
  * peak: this machine's tiles ran at 290-400 GFLOP/s against an FMA peak of
  * 150-180. Splitting B costs about as much again at 128 rows (each element of B
- * is split once a call and serves M rows), so a whole GEMM of the GPT-2 block
- * gains 1.2-1.27x over the FMA kernel, and the block 1.14x (median of 8,513
- * alternating rounds over 150 s); at two threads the block gains nothing
- * (median 0.98x). This VM's tile unit is also shared with whatever else runs on
- * its core: in some minutes the tiles ran at 105 GFLOP/s while the FMA peak
- * stayed at 165, and the AMX code was then up to 1.3x slower than the FMA code.
+ * is split once a call and serves M rows); most of it now runs between the tile
+ * products of the panel before (rt_amx_tile_next). This VM's tile unit is also
+ * shared with whatever else runs on its core: in some minutes the tiles ran at
+ * 105 GFLOP/s while the FMA peak stayed at 165, and the AMX code was then up to
+ * 1.3x slower than the FMA code.
  *
  * What differs from f32 FMAs: an infinity times an element with a zero piece
  * (16 significant bits or fewer, 1.0 say) gives NaN (inf * 0), and values
