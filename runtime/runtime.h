@@ -243,7 +243,9 @@ void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, in
  * k pairs by 16 columns. */
 void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks);
 /* out[32][32] = 32 packed rows (a: the first of two row groups) times 32
- * packed columns (b), over k. */
+ * packed columns (b), over k. A thread's first tile call loads the tile
+ * configuration and keeps it until rt_amx_release (loading it waits for the
+ * unit to drain), so a thread's tile calls end with rt_amx_release. */
 void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k);
 /* rt_amx_tile, packing meanwhile part `part` of `parts` (equal shares of its
  * 16 x 32 blocks) of another panel of columns, as rt_amx_pack_cols(ndst, nsrc,
