@@ -193,6 +193,8 @@ cg_unit *cg_unit_get_keyed(const char *name, const char *key, cg_module_maker ma
     pthread_mutex_lock(&keyed.lock);
     bool early = keyed.live == NULL;
     pthread_mutex_unlock(&keyed.lock);
+    cg_cache_stats before;
+    cg_cache_stats_get(&before);
     double t0 = rt_now_ms();
     if (early) found = cg_cache_load(key, &blob), t->load_ms = rt_now_ms() - t0;
     if (cg_jit_init() != 0) return cg_blob_free(&blob), NULL;
@@ -208,7 +210,16 @@ cg_unit *cg_unit_get_keyed(const char *name, const char *key, cg_module_maker ma
     }
     LLVMModuleRef mod = NULL;
     bool failed = false;
-    if (!early) t0 = rt_now_ms(), found = cg_cache_load(key, &blob), t->load_ms = rt_now_ms() - t0;
+    /* Read again if the early read missed and an entry was stored since: a
+     * thread compiling the same key may have stored it, run and freed its
+     * unit between that read and this lock (else both would compile it). */
+    cg_cache_stats now;
+    cg_cache_stats_get(&now);
+    if (!early || (found != 0 && now.stores != before.stores)) {
+        double spent = early ? t->load_ms : 0;
+        cg_blob_free(&blob);
+        t0 = rt_now_ms(), found = cg_cache_load(key, &blob), t->load_ms = spent + rt_now_ms() - t0;
+    }
     if (found == 0 && (blob.asm_text || !(opts->keep & CG_KEEP_ASM)) && (blob.ir || !(opts->keep & CG_KEEP_IR))) {
         if (verifying()) failed = verify_found(name, key, mod = make(ctx), blob.ir_hash, &t->hash_ms) != 0;
         if (!failed && (u = unit_from_blob(name, &blob)))

@@ -6,7 +6,11 @@
  * while any function holding it is alive, and is compiled once: the first
  * compile misses and stores the only entry, and a compile after every holder
  * freed it loads it from the folder. At the end the folder holds that one
- * *.o file and no temporary, and nothing failed to store.
+ * *.o file and no temporary, and nothing failed to store. The first round's
+ * threads may each miss once: with no unit live, keyed.c reads the folder
+ * before it takes its lock (CI once counted 2 misses for the round; the test
+ * had wanted exactly 1); a thread whose read missed reads again under the
+ * lock if an entry was stored since, so the code is still compiled once.
  */
 #include "tsan.h"
 #include "codegen.h"
@@ -83,7 +87,8 @@ void scenario_cache(void) {
     CHECK(c1.store_failures == c0.store_failures, "store failures +%ld", c1.store_failures - c0.store_failures);
     CHECK(c1.stores - c0.stores == 1, "stores +%ld: identical code is compiled and stored once",
           c1.stores - c0.stores);
-    CHECK(c1.misses - c0.misses == 1, "misses +%ld", c1.misses - c0.misses);
+    CHECK(c1.misses - c0.misses >= 1 && c1.misses - c0.misses <= THREADS,
+          "misses +%ld: the first round's reads, at most one a thread", c1.misses - c0.misses);
     CHECK(c1.rejected == c0.rejected, "rejected +%ld", c1.rejected - c0.rejected);
     CHECK(ts_count_files(dir, ".o") == 1 && ts_count_files(dir, "") == 1,
           "%d *.o files, %d entries in %s (one entry, no temporary)", ts_count_files(dir, ".o"),
