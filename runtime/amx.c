@@ -277,19 +277,8 @@ static inline __attribute__((always_inline)) void col_pack_step(col_pack *j, int
     }
     /* columns along k: split 16 columns' 32 k, then transpose the k pairs
      * (32-bit lanes) into tile rows */
-    if (step < 4 && (j->ks != 1 || left < 16)) {
+    if (step < 4) {
         split16x32(at, left < 0 ? 0 : left, kn, j->cs, j->ks, j->p, 4 * step, 4 * step + 4);
-        return;
-    }
-    if (step < 4) { /* the common case, 16 columns of contiguous k */
-        __mmask16 m0 = kn >= 16 ? 0xffff : (__mmask16)((1u << kn) - 1);
-        __mmask16 m1 = kn >= 32 ? 0xffff : kn <= 16 ? 0 : (__mmask16)((1u << (kn - 16)) - 1);
-        const float *row = at + 4 * step * j->cs;
-        __m512i(*p)[16] = j->p;
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++, row += j->cs)
-            split32(_mm512_maskz_loadu_ps(m0, row), _mm512_maskz_loadu_ps(m1, row + 16), &p[0][4 * step + i],
-                    &p[1][4 * step + i], &p[2][4 * step + i]);
         return;
     }
     int s = step - 4;
@@ -358,9 +347,9 @@ void rt_amx_tile_next(float *out, const uint16_t *a, const uint16_t *b, int64_t 
     const uint16_t *a1 = a + kb * 1536, *b1 = b + kb * 1536;
     /* this part's blocks of the next panel, spread evenly over the 6 kb products */
     col_pack j;
+    col_pack_init(&j, ndst, nsrc, ncols, k, cs, ks);
     int64_t blk0 = 0, steps = 0, done = 0, prod = 0, prods = 6 * kb;
     if (nsrc) {
-        col_pack_init(&j, ndst, nsrc, ncols, k, cs, ks);
         blk0 = 2 * kb * part / parts;
         steps = (2 * kb * (part + 1) / parts - blk0) * BLOCK_STEPS;
     }
@@ -393,10 +382,6 @@ void rt_amx_tile_next(float *out, const uint16_t *a, const uint16_t *b, int64_t 
     _tile_stored(3, out + 16 * 32 + 16, 128);
 }
 
-void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k) {
-    rt_amx_tile_next(out, a, b, k, NULL, NULL, 0, 0, 0, 0, 1);
-}
-
 void rt_amx_release(void) {
     _tile_release();
     configured = false;
@@ -420,8 +405,10 @@ void rt_amx_tile_next(float *out, const uint16_t *a, const uint16_t *b, int64_t 
     (void)out, (void)a, (void)b, (void)k, (void)ndst, (void)nsrc, (void)ncols, (void)cs, (void)ks, (void)part, (void)parts;
     EM_ASSERT(!"AMX kernels called where rt_amx_usable() is false");
 }
+void rt_amx_release(void) {}
+#endif
+
+/* The plain tile: no other panel packed meanwhile. */
 void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k) {
     rt_amx_tile_next(out, a, b, k, NULL, NULL, 0, 0, 0, 0, 1);
 }
-void rt_amx_release(void) {}
-#endif
