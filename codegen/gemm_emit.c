@@ -94,6 +94,15 @@ typedef struct gemm_emit {
 static LLVMValueRef i64c(gemm_emit *q, int64_t v) { return cg_i64c(q->e, v); }
 static LLVMValueRef add(gemm_emit *q, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(q->e->b, a, b, ""); }
 static LLVMValueRef mul(gemm_emit *q, LLVMValueRef a, int64_t c) { return LLVMBuildMul(q->e->b, a, i64c(q, c), ""); }
+/* The smaller of two signed values. */
+static LLVMValueRef smin(gemm_emit *q, LLVMValueRef a, LLVMValueRef c) {
+    return LLVMBuildSelect(q->e->b, LLVMBuildICmp(q->e->b, LLVMIntSLT, a, c, ""), a, c, "");
+}
+
+/* The current panel's lanes that exist: all of it but at V's end. */
+static LLVMValueRef panel_lanes(gemm_emit *q) {
+    return smin(q, LLVMBuildSub(q->e->b, i64c(q, q->NV), q->v0, ""), i64c(q, q->Vb));
+}
 
 static LLVMBasicBlockRef block(gemm_emit *q, const char *name) {
     return LLVMAppendBasicBlockInContext(q->e->c, q->s->fn, name);
@@ -288,8 +297,7 @@ static void finish_rows(gemm_emit *q, tile *t) {
     cg_emitter *e = q->e;
     LLVMBuilderRef b = e->b;
     LLVMValueRef left = LLVMBuildSub(b, i64c(q, q->NR), t->r, "");
-    LLVMValueRef rows = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, i64c(q, q->g->mr), ""), left,
-                                        i64c(q, q->g->mr), "");
+    LLVMValueRef rows = smin(q, left, i64c(q, q->g->mr));
     loop(q, i64c(q, 0), rows, 1, NULL, 0, epilogue_row, t);
     if (!q->stage) return;
     LLVMValueRef lanes[16];
@@ -297,9 +305,7 @@ static void finish_rows(gemm_emit *q, tile *t) {
     LLVMValueRef r32 = LLVMBuildTrunc(b, rows, e->i32, "");
     stage_ctx c = {t, LLVMBuildICmp(b, LLVMIntULT, LLVMConstVector(lanes, (unsigned)e->w), splat_i32(e, r32), "")};
     /* the panel's lanes that exist: all of it but at V's end */
-    LLVMValueRef n = LLVMBuildSub(b, i64c(q, q->NV), q->v0, "");
-    n = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, n, i64c(q, q->Vb), ""), n, i64c(q, q->Vb), "");
-    loop(q, i64c(q, 0), n, 1, NULL, 0, stage_lane, &c);
+    loop(q, i64c(q, 0), panel_lanes(q), 1, NULL, 0, stage_lane, &c);
 }
 
 /* One tile at row t->r (rows past R are computed from R's last row and not
@@ -311,7 +317,7 @@ static void emit_tile(gemm_emit *q, tile *t) {
     LLVMValueRef acc[24];
     for (int i = 0; i < q->g->mr; i++) {
         LLVMValueRef row = add(q, t->r, i64c(q, i));
-        row = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, row, i64c(q, q->NR), ""), row, i64c(q, q->NR - 1), "");
+        row = smin(q, row, i64c(q, q->NR - 1));
         t->rp[i] = cg_elem_ptr(e, q->base[q->R], add(q, mul(q, row, q->rr), mul(q, q->kb, q->rk)));
     }
     if (!q->pk) t->vp = cg_elem_ptr(e, q->base[q->V], add(q, mul(q, q->kb, q->vk), mul(q, q->v0, q->vv)));
@@ -358,12 +364,10 @@ static void tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ct
 
 /* Tiles [s0, s1) of the current panel at this k block (rows from q->r0 = s0 * mr). */
 static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
-    LLVMBuilderRef b = q->e->b;
     const cg_gemm *g = q->g;
     if (q->pk && q->vk == 1 && q->e->w == 16) pack_call(q); /* the AVX-512 transposes (gemm.c's cost) */
     else if (q->pk) loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
-    LLVMValueRef end = mul(q, s1, g->mr);
-    end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, q->NR), ""), end, i64c(q, q->NR), "");
+    LLVMValueRef end = smin(q, mul(q, s1, g->mr), i64c(q, q->NR));
     loop(q, mul(q, s0, g->mr), end, g->mr, NULL, 0, tile_step, NULL);
 }
 
@@ -373,6 +377,13 @@ typedef struct amx_next {
     LLVMValueRef cur, nxt, src, cols, t0, parts; /* this panel; the next one's buffer, source, width */
     LLVMValueRef first, end;                     /* the rows of the tiles */
 } amx_next;
+
+/* The tilebuf of the tile at row r: tilebufs[(r / 32) % 2]. */
+static LLVMValueRef amx_tilebuf(gemm_emit *q, LLVMValueRef r) {
+    LLVMBuilderRef b = q->e->b;
+    LLVMValueRef odd = LLVMBuildTrunc(b, LLVMBuildLShr(b, r, i64c(q, 5), ""), LLVMInt1TypeInContext(q->e->c), "");
+    return LLVMBuildSelect(b, odd, q->tilebufs[1], q->tilebufs[0], "");
+}
 
 static void amx_tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ctx) {
     (void)vals;
@@ -387,8 +398,7 @@ static void amx_tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void
                           mul(q, LLVMBuildSDiv(e->b, r, i64c(q, 16), ""), group));
     LLVMValueRef a = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), q->rpack, &at, 1, "");
     LLVMValueRef part = LLVMBuildSub(e->b, LLVMBuildSDiv(e->b, r, i64c(q, 32), ""), n->t0, "");
-    LLVMValueRef odd = LLVMBuildTrunc(e->b, LLVMBuildLShr(e->b, r, i64c(q, 5), ""), LLVMInt1TypeInContext(e->c), "");
-    LLVMValueRef args[11] = {LLVMBuildSelect(e->b, odd, q->tilebufs[1], q->tilebufs[0], ""),
+    LLVMValueRef args[11] = {amx_tilebuf(q, r),
                              a,
                              n->cur,
                              i64c(q, q->g->k),
@@ -420,8 +430,7 @@ static void amx_tile_pair(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void
     LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSGT, r, n->first, ""), epi_bb, done);
     LLVMPositionBuilderAtEnd(b, epi_bb);
     tile t = {.r = LLVMBuildSub(b, r, i64c(q, 32), "")};
-    LLVMValueRef odd = LLVMBuildTrunc(b, LLVMBuildLShr(b, t.r, i64c(q, 5), ""), LLVMInt1TypeInContext(q->e->c), "");
-    q->tilebuf = LLVMBuildSelect(b, odd, q->tilebufs[1], q->tilebufs[0], "");
+    q->tilebuf = amx_tilebuf(q, t.r);
     finish_rows(q, &t);
     q->tilebuf = q->tilebufs[0]; /* the select lives in this block only */
     LLVMBuildBr(b, done);
@@ -450,21 +459,17 @@ static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
     LLVMPositionBuilderAtEnd(b, pack);
     LLVMTypeRef params[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, fty;
     LLVMValueRef f = cg_declare(e, "rt_amx_pack_cols", LLVMVoidTypeInContext(e->c), params, 6, &fty);
-    LLVMValueRef cols = LLVMBuildSub(b, i64c(q, q->NV), q->v0, "");
-    cols = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, cols, i64c(q, q->Vb), ""), cols, i64c(q, q->Vb), "");
-    LLVMValueRef args[6] = {n.cur, src, cols, i64c(q, g->k), i64c(q, q->vv), i64c(q, q->vk)};
+    LLVMValueRef args[6] = {n.cur, src, panel_lanes(q), i64c(q, g->k), i64c(q, q->vv), i64c(q, q->vk)};
     LLVMBuildCall2(b, fty, f, args, 6, "");
     LLVMBuildBr(b, packed);
     LLVMPositionBuilderAtEnd(b, packed);
     LLVMValueRef has = LLVMBuildAnd(b, q->more,
                                     LLVMBuildICmp(b, LLVMIntSLT, q->pnl, i64c(q, g->panels - 1), ""), "");
     n.src = LLVMBuildSelect(b, has, cg_elem_ptr(e, src, i64c(q, q->Vb * q->vv)), LLVMConstNull(e->ptr), "");
-    LLVMValueRef ncols = LLVMBuildSub(b, i64c(q, q->NV - q->Vb), q->v0, "");
-    n.cols = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, ncols, i64c(q, q->Vb), ""), ncols, i64c(q, q->Vb), "");
+    n.cols = smin(q, LLVMBuildSub(b, i64c(q, q->NV - q->Vb), q->v0, ""), i64c(q, q->Vb));
     n.t0 = t0, n.parts = LLVMBuildSub(b, t1, t0, "");
     LLVMBuildStore(b, LLVMBuildSelect(b, has, add(q, seg, i64c(q, 1)), i64c(q, -1), ""), q->ready);
-    LLVMValueRef end = mul(q, t1, 32);
-    end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, q->NR), ""), end, i64c(q, q->NR), "");
+    LLVMValueRef end = smin(q, mul(q, t1, 32), i64c(q, q->NR));
     n.first = mul(q, t0, 32), n.end = end;
     loop(q, n.first, add(q, end, i64c(q, 32)), 32, NULL, 0, amx_tile_pair, &n);
 }
@@ -479,8 +484,7 @@ static void kblock_step(gemm_emit *q, LLVMValueRef kb, LLVMValueRef *vals, void 
     LLVMBuilderRef b = q->e->b;
     q->kb = kb;
     LLVMValueRef left = LLVMBuildSub(b, i64c(q, q->g->k), kb, "");
-    LLVMValueRef small = LLVMBuildICmp(b, LLVMIntSLT, left, i64c(q, q->g->kc), "");
-    q->kn = LLVMBuildSelect(b, small, left, i64c(q, q->g->kc), "");
+    q->kn = smin(q, left, i64c(q, q->g->kc));
     q->first = LLVMBuildICmp(b, LLVMIntEQ, kb, i64c(q, 0), "");
     q->last = LLVMBuildICmp(b, LLVMIntSLE, left, i64c(q, q->g->kc), "");
     block_body(q, sp->s0, sp->s1);
@@ -489,9 +493,8 @@ static void kblock_step(gemm_emit *q, LLVMValueRef kb, LLVMValueRef *vals, void 
 /* Tiles [s0, s1) (at most g->subtiles) over every k block. */
 static void sub_step(gemm_emit *q, LLVMValueRef s0, LLVMValueRef *vals, void *ctx) {
     (void)vals;
-    LLVMBuilderRef b = q->e->b;
     LLVMValueRef t1 = *(LLVMValueRef *)ctx, e = add(q, s0, i64c(q, q->g->subtiles));
-    span sp = {s0, LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, e, t1, ""), e, t1, "")};
+    span sp = {s0, smin(q, e, t1)};
     q->r0 = mul(q, s0, q->g->mr);
     loop(q, i64c(q, 0), i64c(q, q->g->k), q->g->kc, NULL, 0, kblock_step, &sp);
 }
@@ -576,13 +579,13 @@ static void emit_units(gemm_emit *q, LLVMValueRef lo, LLVMValueRef hi) {
     LLVMValueRef u = LLVMBuildPhi(b, q->e->i64, "u");
     LLVMValueRef seg = LLVMBuildUDiv(b, u, i64c(q, rt), ""), t0 = LLVMBuildURem(b, u, i64c(q, rt), "");
     LLVMValueRef send = mul(q, add(q, seg, i64c(q, 1)), rt);
-    LLVMValueRef uend = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, hi, send, ""), hi, send, "");
+    LLVMValueRef uend = smin(q, hi, send);
     LLVMValueRef t1 = LLVMBuildSub(b, uend, mul(q, seg, rt), "");
-    q->more = LLVMBuildICmp(b, LLVMIntSLT, uend, hi, "");
+    LLVMValueRef more = q->more = LLVMBuildICmp(b, LLVMIntSLT, uend, hi, "");
     segment(q, LLVMBuildUDiv(b, seg, i64c(q, q->g->panels), ""), LLVMBuildURem(b, seg, i64c(q, q->g->panels), ""),
             t0, t1);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, uend, hi, ""), head, done);
+    LLVMBuildCondBr(b, more, head, done);
     LLVMValueRef in[2] = {lo, uend};
     LLVMBasicBlockRef from[2] = {pre, latch};
     LLVMAddIncoming(u, in, from, 2);
