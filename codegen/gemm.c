@@ -133,13 +133,15 @@ static int64_t panel_budget(void) {
 }
 
 /* The AMX tile unit (runtime/amx.c), where it may run and pays: a product
- * (per batch) whose k (rounded up to 32) fits a panel of 32 columns on the stack
- * (192 KiB at k = 1024), with a slot left for the packed rows. Cost in
+ * (per batch) whose k (rounded up to 32) fits two panels of 32 columns on the
+ * stack (this one and the next, packed meanwhile: 2 x 192 KiB at k = 1024),
+ * with a slot left for the packed rows. Cost in
  * cycles, calibrated on this machine: 64 multiply-adds a cycle on whole tiles
  * (32 x 32 x 32 each; they ran at 290-400 GFLOP/s), a cycle an element to split
  * and pack B (once, as its panels come: 0.35-0.45 ns an element through the
  * transposes a linear's weight needs) and 0.6 for A, against 27 a cycle for the
- * FMA kernel (about 85% of its peak). In one process, alternating: x w^T at
+ * FMA kernel (about 85% of its peak); calibrated before B's packing ran
+ * between the tile products, which now hides part of it. In one process, alternating: x w^T at
  * 128 x 256 x 768, 128 x 1024 x 256 and 128 x 256 x 1024 took 0.80, 0.79 and
  * 0.84 of the FMA kernel's time on one thread; 64 x 1024 x 4096 would gain
  * nothing (each element of w packed serves only 64 rows), so mlp keeps FMAs.
