@@ -88,7 +88,8 @@ void *cg_jit_lookup(const char *sym);
 /* The ember runtime functions generated code may call by name. */
 #define CG_RUNTIME_SYMBOLS(X) \
     X(rt_parallel_for) X(rt_parallel_for_hot) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) \
-    X(rt_amx_pack_rows_parallel) X(rt_amx_pack_cols) X(rt_amx_tile_next) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark)
+    X(rt_amx_pack_rows_parallel) X(rt_amx_pack_cols) X(rt_amx_tile_next) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark) \
+    X(cg_exec_pick) X(cg_exec_picked)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -246,6 +247,9 @@ typedef struct cg_loopnest {
                                          non-temporally (lower.c says why) */
     int prefetch;                     /* bytes ahead that contiguous loads are prefetched in
                                          a row's first pass, or 0 (lower.c says when) */
+    bool has_alt;                     /* an AMX GEMM with an FMA kernel beside it (gemm.c): the
+                                         program picks one per call by their times (pick.c) */
+    cg_gemm alt;                      /* has_alt: the FMA kernel's plan */
 } cg_loopnest;
 
 /* A pointwise nest whose stores add up to this many times the L2 streams them
@@ -444,12 +448,34 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
                  em_tensor *const *args, unsigned keep, cg_compile_times *times, void **fns, cg_program_fn *program,
                  bool *cached);
 /* The program's body (program.c): each step's pointers, then its nest function
- * (nest_fn[i] for nest i) or cg_exec_interpret. */
+ * (nest_fn[i] for nest i; for a nest with has_alt, nest_fn[i] or alt_fn[i] as
+ * cg_exec_pick says) or cg_exec_interpret. */
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
-                             LLVMValueRef *nest_fn, bool profile);
+                             LLVMValueRef *nest_fn, LLVMValueRef *alt_fn, bool profile);
 /* Makes the next n calls of cg_emit fail as an LLVM failure would (for tests of
  * the fallback: the kernels are interpreted and say why). */
 void cg_emit_fail_next(int n);
+
+/* ---- two kernels for one step, picked by their times (pick.c) ------------------------------ */
+
+/* What a step with two kernels has learnt of them. Zeroed before the first
+ * call; updated by concurrent calls without a lock (a lost update only delays
+ * what the averages say). */
+typedef struct cg_pick {
+    _Atomic uint64_t calls;           /* picks made */
+    _Atomic uint64_t runs[2];         /* calls each kernel ran */
+    _Atomic uint64_t ns[2];           /* each kernel's time, a moving average; 0 before it is
+                                         known (a kernel's first run is a warm-up) */
+} cg_pick;
+
+/* One call in CG_PICK_EXPLORE runs the kernel that is not the faster one, so
+ * its average follows the machine. */
+#define CG_PICK_EXPLORE 16
+/* The kernel (0 or 1) to run for this call: one not yet timed, else the
+ * faster by the averages but on every CG_PICK_EXPLORE-th call the other. */
+int cg_pick_choose(cg_pick *p);
+/* Kernel k ran for ns nanoseconds. */
+void cg_pick_record(cg_pick *p, int k, uint64_t ns);
 
 /* ---- the object cache (cache.c) -------------------------------------------------------- */
 
@@ -550,6 +576,13 @@ int cg_exec_interpret(void *run, int step);
  * (step == the step count: the call ends); the time since the last mark goes
  * to the previous step. Returns 0. */
 int cg_exec_mark(void *run, int step);
+/* For a step with two kernels (a loop nest with has_alt): which one the call
+ * `run` runs now, 0 (the nest's) or 1 (its alt), by cg_pick_choose; its clock
+ * starts. */
+int cg_exec_pick(void *run, int step);
+/* The kernel cg_exec_pick chose for `step` has returned: its time goes to the
+ * step's cg_pick. Returns 0. */
+int cg_exec_picked(void *run, int step);
 /* The `profile` stage: time per step, averaged over the calls made so far
  * (with CG_PROFILE; else how to ask for it). */
 int cg_exec_print_profile(const cg_exec *e, FILE *out);

@@ -623,6 +623,23 @@ static void name_functions(LLVMModuleRef m, const emit_job *j) {
     }
 }
 
+/* Nest k's FMA kernel beside its AMX one (has_alt): the same nest with the
+ * alternative plan, in a function of the module's own (internal: only the
+ * program calls it). Returns the next generation. */
+static unsigned emit_alt(cg_emitter *e, const nest_state *s, LLVMTypeRef fty, int k, LLVMValueRef *alt) {
+    cg_loopnest ln = *s->ln;
+    ln.gemm = s->ln->alt, ln.has_alt = false;
+    char fname[64];
+    snprintf(fname, sizeof fname, "ember_n%d_fma", k);
+    *alt = LLVMAddFunction(e->m, fname, fty);
+    LLVMSetLinkage(*alt, LLVMInternalLinkage);
+    nest_state a = {.prog = s->prog, .ln = &ln, .fn = *alt, .val = s->val, .gen = s->gen, .rowval = s->rowval,
+                    .cur = s->cur + 1, .exp_at = -1, .nexp = -1};
+    memset(a.rowval, 0, (size_t)ir_graph_num_nodes(s->prog->graph) * sizeof *a.rowval);
+    cg_emit_gemm(e, &a);
+    return a.cur + 1;
+}
+
 /* The module of every loop nest and the program, with functions named
  * ember_n<k> and ember_prog; NULL with an error. */
 static LLVMModuleRef build_module(const emit_job *j) {
@@ -637,7 +654,7 @@ static LLVMModuleRef build_module(const emit_job *j) {
     size_t nz = (size_t)(nn ? nn : 1);
     LLVMValueRef *val = calloc(nz, sizeof *val), *rowval = calloc(nz, sizeof *rowval);
     unsigned *gen = calloc(nz, sizeof *gen);
-    LLVMValueRef *fn = calloc((size_t)(n ? n : 1), sizeof *fn);
+    LLVMValueRef *fn = calloc(2 * (size_t)(n ? n : 1), sizeof *fn), *alt = fn ? fn + (n ? n : 1) : NULL;
     if (!val || !fn || !rowval || !gen) {
         free(val), free(fn), free(rowval), free(gen);
         cg_module_discard(m);
@@ -661,8 +678,9 @@ static LLVMModuleRef build_module(const emit_job *j) {
         if (ln[k].is_gemm) cg_emit_gemm(&e, &s);
         else emit_rows(&e, &s, ln[k].row ? row_body : pointwise_body, NULL);
         step = s.cur + 1; /* generations stay distinct across nests */
+        if (ln[k].has_alt) step = emit_alt(&e, &s, fty, k, &alt[k]);
     }
-    LLVMValueRef pfn = cg_emit_program(&e, prog, j->sched, j->lay, fn, (j->keep & CG_PROFILE) != 0);
+    LLVMValueRef pfn = cg_emit_program(&e, prog, j->sched, j->lay, fn, alt, (j->keep & CG_PROFILE) != 0);
     LLVMSetValueName2(pfn, "ember_prog", strlen("ember_prog"));
     LLVMDisposeBuilder(e.b);
     free(val), free(rowval), free(gen), free(fn);

@@ -46,6 +46,7 @@ struct cg_exec {
     bool profiled;              /* compiled with CG_PROFILE: steps are timed */
     _Atomic uint64_t *step_ns;  /* per step: nanoseconds over all calls (profiled) */
     atomic_ulong calls;         /* calls timed (profiled) */
+    cg_pick *picks;             /* per step: what its two kernels' times say (has_alt), or NULL */
 };
 
 static cg_exec *exec_new(const pass_program *prog) {
@@ -158,6 +159,10 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
         cg_exec_destroy(e);
         return NULL;
     }
+    if (e->program) {
+        e->picks = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->picks);
+        if (!e->picks) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
+    }
     if (keep & CG_PROFILE) {
         e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
         if (!e->step_ns) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
@@ -173,6 +178,7 @@ void cg_exec_destroy(cg_exec *e) {
     if (e->scheduled) cg_schedule_free(&e->sched);
     layout_free(&e->layout);
     free((void *)e->step_ns);
+    free(e->picks);
     free(e->fns);
     free(e);
 }
@@ -237,6 +243,8 @@ typedef struct frame {
 typedef struct run {
     cg_exec *e;
     uint64_t mark;        /* profiled: when the current step began (ns) */
+    uint64_t pick_t0;     /* when the kernel cg_exec_pick chose began (ns) */
+    int pick;             /* which kernel it chose */
     const pass_program *prog;
     em_tensor *const *args;
     em_tensor **val;      /* per node; owned for op nodes */
@@ -335,9 +343,38 @@ int cg_exec_mark(void *ctx, int i) {
     return 0;
 }
 
+int cg_exec_pick(void *ctx, int i) {
+    run *r = ctx;
+    r->pick = cg_pick_choose(&r->e->picks[i]);
+    r->pick_t0 = rt_now_ns();
+    return r->pick;
+}
+
+int cg_exec_picked(void *ctx, int i) {
+    run *r = ctx;
+    cg_pick_record(&r->e->picks[i], r->pick, rt_now_ns() - r->pick_t0);
+    return 0;
+}
+
+/* A step with two kernels: how often each ran and their averages now. */
+static void print_picks(const cg_exec *e, int i, FILE *out) {
+    const cg_step *st = &e->sched.steps[i];
+    if (!e->picks || st->nest < 0 || !e->sched.nests[st->nest].has_alt) return;
+    cg_pick *p = &e->picks[i];
+    fprintf(out, "           AMX in %llu of %llu calls, FMA in %llu; averages now %.3f us on AMX, %.3f us on FMA\n",
+            (unsigned long long)atomic_load(&p->runs[0]), (unsigned long long)atomic_load(&p->calls),
+            (unsigned long long)atomic_load(&p->runs[1]), (double)atomic_load(&p->ns[0]) / 1e3,
+            (double)atomic_load(&p->ns[1]) / 1e3);
+}
+
 int cg_exec_print_profile(const cg_exec *e, FILE *out) {
     if (!e || !e->profiled || !e->scheduled) {
         fprintf(out, "; profile: not timed; compile with EMBER_PROFILE=1 to time every step\n");
+        for (int i = 0; e && e->scheduled && i < e->sched.nsteps; i++)
+            if (e->picks && e->sched.steps[i].nest >= 0 && e->sched.nests[e->sched.steps[i].nest].has_alt) {
+                fprintf(out, "step %-3d k%-3d generated GEMM, two kernels\n", i, e->sched.steps[i].kernel);
+                print_picks(e, i, out);
+            }
         return ferror(out) ? rt_error("em_dump: write failed") : 0;
     }
     unsigned long n = atomic_load(&e->calls);
@@ -352,6 +389,7 @@ int cg_exec_print_profile(const cg_exec *e, FILE *out) {
         else snprintf(what, sizeof what, "%%%d %s (runtime)", st->node, ir_ops[ir_graph_node(e->prog->graph, st->node)->op].name);
         fprintf(out, "step %-3d k%-3d %-28s %10.3f us %5.1f%%\n", i, st->kernel, what, n ? (double)ns / n / 1e3 : 0.0,
                 total ? 100.0 * (double)ns / (double)total : 0.0);
+        print_picks(e, i, out);
     }
     return ferror(out) ? rt_error("em_dump: write failed") : 0;
 }

@@ -173,6 +173,8 @@ static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const
     return amx < 0.8 * fma;
 }
 
+static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force);
+
 /* Orientation, tile, blocking and tasks (the file's opening comment). False
  * when OpenBLAS is the better choice. */
 static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
@@ -193,24 +195,34 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     double cost_n = M * N * Kd / (2.0 * width) / lanes_n + (sbn == 1 ? 0 : pack_b * Kd * N);
     g->vec_m = cost_m < cost_n;
     g->pack = g->vec_m ? sam != 1 : sbn != 1;
-    int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     const char *force = getenv("EMBER_GEMM");
-    bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx")),
-         blas = force && !strcmp(force, "blas");
-    if (blas) return cg_loopnest_refuse(ln, "EMBER_GEMM=blas");
-    if (choose_amx(ln, g, width, force)) {
-        g->amx = true, g->vec_m = false, g->pack = false, g->stage = false;
-        g->mr = 32, g->nvec = 32 / width, g->kc = g->k;
-        g->panels = ceil_div(g->n, 32), g->rtiles = ceil_div(g->m, 32), g->subtiles = g->rtiles;
-        g->units = g->batches * g->panels * g->rtiles;
-        g->serial = macs < (double)(1 << 18);
-        snprintf(g->how, sizeof g->how,
-                 "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "
-                 "A packed once a call, B per panel of 32 columns, %lld tiles %s",
-                 force && !strcmp(force, "amx") ? " (EMBER_GEMM=amx)" : "", (long long)g->units,
-                 g->serial ? "on the calling thread" : "split over the threads");
-        return true;
+    if (force && !strcmp(force, "blas")) return cg_loopnest_refuse(ln, "EMBER_GEMM=blas");
+    if (!choose_amx(ln, g, width, force)) return plan_fma(ln, g, width, macs, force);
+    /* on the unit, with the FMA kernel beside it unless EMBER_GEMM=amx: the
+     * program picks one per call by their times (pick.c says why) */
+    bool only = force && !strcmp(force, "amx");
+    if (!only) {
+        ln->alt = *g;
+        ln->has_alt = plan_fma(ln, &ln->alt, width, macs, force);
+        ln->why[0] = 0;
     }
+    g->amx = true, g->vec_m = false, g->pack = false, g->stage = false;
+    g->mr = 32, g->nvec = 32 / width, g->kc = g->k;
+    g->panels = ceil_div(g->n, 32), g->rtiles = ceil_div(g->m, 32), g->subtiles = g->rtiles;
+    g->units = g->batches * g->panels * g->rtiles;
+    g->serial = macs < (double)(1 << 18);
+    snprintf(g->how, sizeof g->how,
+             "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "
+             "A packed once a call, B per panel of 32 columns, %lld tiles %s",
+             only ? " (EMBER_GEMM=amx)" : "", (long long)g->units, g->serial ? "on the calling thread" : "split over the threads");
+    return true;
+}
+
+/* The FMA kernel's tile, blocking and tasks for the orientation plan chose.
+ * False when OpenBLAS is the better choice. */
+static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force) {
+    bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx"));
+    int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
         snprintf(ln->why, sizeof ln->why, "cost model: %lld of %d lanes would be used, on %.0f multiply-adds",
                  (long long)V, width, macs);

@@ -118,7 +118,7 @@ static void put_strides(cg_buf *s, int ndim, const int64_t *strides) {
  * here: the sizes below make the build say so. */
 _Static_assert(sizeof(cg_access) == 88, "cg_access changed: hash its new fields in put_nest");
 _Static_assert(sizeof(cg_gemm) == 328, "cg_gemm changed: hash its new fields in put_gemm");
-_Static_assert(sizeof(cg_loopnest) == 3736, "cg_loopnest changed: hash its new fields in put_nest");
+_Static_assert(sizeof(cg_loopnest) == 4072, "cg_loopnest changed: hash its new fields in put_nest");
 _Static_assert(sizeof(cg_step) == 12, "cg_step changed: hash its new fields in put_schedule");
 _Static_assert(sizeof(cg_layout) == 32, "cg_layout changed: hash its new fields in put_layout");
 
@@ -141,6 +141,8 @@ static void put_nest(cg_buf *s, const cg_loopnest *ln) {
     }
     put(s, ln->row), put(s, ln->nops), put(s, ln->is_gemm), put(s, ln->stream), put(s, ln->prefetch);
     if (ln->is_gemm) put_gemm(s, &ln->gemm);
+    put(s, ln->has_alt);
+    if (ln->has_alt) put_gemm(s, &ln->alt);
 }
 
 static void put_schedule(cg_buf *s, const cg_schedule *sched, int nnodes) {

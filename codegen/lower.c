@@ -420,6 +420,9 @@ int cg_loopnest_print(const cg_loopnest *ln, FILE *out) {
         fprintf(out, "    %s\n    %lld batch x [%lld x %lld] @ [%lld x %lld], A k-stride %lld, B k-stride %lld\n",
                 g->how, (long long)g->batches, (long long)g->m, (long long)g->k, (long long)g->k, (long long)g->n,
                 (long long)g->ak, (long long)g->bk);
+        if (ln->has_alt)
+            fprintf(out, "    beside it %s; each call runs one, picked by their times (the profile stage counts them)\n",
+                    ln->alt.how);
     }
     fprintf(out, "    loops [");
     for (int d = 0; d < ln->ndim; d++) fprintf(out, "%s%lld", d ? ", " : "", (long long)ln->shape[d]);

@@ -148,22 +148,49 @@ static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
     LLVMBuildCall2(e->b, ft, ff, args, 2, "");
 }
 
+/* A GEMM kernel's step, planned by g: its row tiles in pieces over the pool
+ * (gemm_grain), after packing A for the unit. */
+static void gemm_step(cg_emitter *e, const cg_loopnest *ln, const cg_gemm *g, LLVMValueRef fn, LLVMValueRef ptrs,
+                      LLVMBasicBlockRef fail) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef packed = g->amx ? amx_prepare(e, ln, ptrs, fail) : NULL;
+    if (g->serial || g->units == 1) {
+        call_range(e, fn, ptrs, cg_i64c(e, g->units), cg_i64c(e, g->units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
+    } else {
+        LLVMTypeRef thr_t;
+        LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
+        LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
+        call_range(e, fn, ptrs, cg_i64c(e, g->units), gemm_grain(e, g, nt), LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
+    }
+    if (packed) amx_finish(e, ln, packed);
+}
+
+/* A GEMM with two kernels (has_alt): the one cg_exec_pick says, timed. */
+static void picked_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef alt, LLVMValueRef ptrs,
+                        LLVMBasicBlockRef fail, LLVMValueRef run, int step) {
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef ip[2] = {e->ptr, e->i32}, pt, dt;
+    LLVMValueRef args[2] = {run, LLVMConstInt(e->i32, (unsigned)step, 0)};
+    LLVMValueRef pick = cg_declare(e, "cg_exec_pick", e->i32, ip, 2, &pt), done = cg_declare(e, "cg_exec_picked", e->i32, ip, 2, &dt);
+    LLVMValueRef which = LLVMBuildCall2(b, pt, pick, args, 2, "pick");
+    LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
+    LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(e->c, f, "amx"), second = LLVMAppendBasicBlockInContext(e->c, f, "fma");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(e->c, f, "picked");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntEQ, which, LLVMConstInt(e->i32, 0, 0), ""), first, second);
+    LLVMPositionBuilderAtEnd(b, first);
+    gemm_step(e, ln, &ln->gemm, fn, ptrs, fail);
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, second);
+    gemm_step(e, ln, &ln->alt, alt, ptrs, fail);
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, join);
+    LLVMBuildCall2(b, dt, done, args, 2, "");
+}
+
 /* A loop nest's step: its rows (or a GEMM's row tiles) split as exec.c's run_generated did. */
 static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
-    LLVMBuilderRef b = e->b;
     if (ln->is_gemm) {
-        LLVMValueRef packed = ln->gemm.amx ? amx_prepare(e, ln, ptrs, fail) : NULL;
-        int64_t units = ln->gemm.units;
-        if (ln->gemm.serial || units == 1) {
-            call_range(e, fn, ptrs, cg_i64c(e, units), cg_i64c(e, units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
-        } else {
-            LLVMTypeRef thr_t;
-            LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
-            LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
-            call_range(e, fn, ptrs, cg_i64c(e, units), gemm_grain(e, &ln->gemm, nt),
-                       LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
-        }
-        if (packed) amx_finish(e, ln, packed);
+        gemm_step(e, ln, &ln->gemm, fn, ptrs, fail);
         return;
     }
     int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
@@ -174,7 +201,7 @@ static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLV
 }
 
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
-                             LLVMValueRef *nest_fn, bool profile) {
+                             LLVMValueRef *nest_fn, LLVMValueRef *alt_fn, bool profile) {
     (void)prog;
     LLVMBuilderRef b = e->b;
     LLVMTypeRef params[2] = {e->ptr, e->ptr}, ity, ip[2] = {e->ptr, e->i32};
@@ -207,7 +234,8 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
             LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
             LLVMBuildStore(b, home_ptr(e, lay, homes, arena, ln->acc[a].home), slot);
         }
-        nest_step(e, ln, nest_fn[st->nest], ptrs, fail);
+        if (ln->has_alt) picked_step(e, ln, nest_fn[st->nest], alt_fn[st->nest], ptrs, fail, run, i);
+        else nest_step(e, ln, nest_fn[st->nest], ptrs, fail);
     }
     LLVMBuildRet(b, LLVMConstInt(e->i32, 0, 0));
     LLVMMoveBasicBlockAfter(fail, LLVMGetLastBasicBlock(fn));

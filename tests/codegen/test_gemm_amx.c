@@ -394,6 +394,48 @@ Test(amx, the_cost_model_takes_the_unit_for_block_sized_linears_not_for_64_rows_
     }
 }
 
+Test(amx, by_default_the_fma_kernel_is_generated_beside_the_units_and_both_match_eager_and_the_reference) {
+    need_amx();
+    use(NULL);
+    em_tensor *x = tu_uniform_tensor(2, SH(128, 256), 0, 1, 13), *w = tu_uniform_tensor(2, SH(200, 256), 0, 1, 14);
+    em_tensor *e = gu_mm_bt(x, w);
+    double *want = reference(1, x, w, 128, 256, 200);
+    fn2 fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    for (int call = 0; call < 4; call++) { /* the unit's kernel twice, then the FMAs' twice (pick.c) */
+        em_tensor *g = fast(x, w);
+        char what[32];
+        snprintf(what, sizeof what, "call %d", call);
+        tu_expect_compiled(g, e, what);
+        double *got = tu_values_of(g);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < 128 * 200; i++)
+            if (!(fabs(got[i] - want[i]) <= 1e-5 + 1e-4 * fabs(want[i]))) bad++;
+        cr_expect_eq(bad, 0, "%s: %lld elements off the double reference", what, (long long)bad);
+        free(got);
+        em_release(g);
+    }
+    expect_section((void *)fast, "beside it generated GEMM: lanes along n", true, "x w^T, 128 x 256 x 200");
+    int st;
+    char *prof = cu_dump((void *)fast, "profile", &st);
+    cr_expect(strstr(prof, "AMX in 2 of 4 calls, FMA in 2"), "the first four calls ran each kernel twice: %s", prof);
+    free(prof);
+    em_compiled_free((void *)fast);
+    use("amx"); /* the unit's kernel alone */
+    fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *g = fast(x, w);
+    tu_expect_compiled(g, e, "EMBER_GEMM=amx");
+    expect_section((void *)fast, "beside it", false, "EMBER_GEMM=amx");
+    prof = cu_dump((void *)fast, "profile", &st);
+    cr_expect(!strstr(prof, "AMX in"), "one kernel, nothing picked: %s", prof);
+    free(prof);
+    em_release(g), em_release(e), em_release(x), em_release(w);
+    free(want);
+    em_compiled_free((void *)fast);
+    use(NULL);
+}
+
 Test(amx, EMBER_AMX_0_turns_the_unit_off) {
     /* each test is a process of its own: the unit is not probed yet */
     setenv("EMBER_AMX", "0", 1);

@@ -1,0 +1,54 @@
+/*
+ * pick.c — two kernels for one step, picked per call by their times.
+ *
+ * An AMX GEMM (gemm.c's choose_amx) is generated with the FMA kernel of the
+ * same contraction beside it, and the program (program.c) asks which to run
+ * on every call. Why not decide once, at compile time: the tile unit's speed
+ * is not a property of the machine but of the minute. On the shared VMs this
+ * was built on, a vCPU's tile products ran 2.5x slower for seconds to minutes
+ * at a time (another tenant on the core's other hyperthread), while its FMAs
+ * kept their speed; the GPT-2 block's GEMMs then ran 1.3-1.5x slower on the
+ * unit than on FMAs, and 1.3x faster when the unit was fast again. The
+ * cost model cannot know which minute it is; the calls' own times do.
+ *
+ * The policy is a two-armed bandit kept simple. Each kernel's first run is a
+ * warm-up (first touch of the tile state, cold caches) and is not timed;
+ * until both kernels have a time, the untimed one runs. Then the faster by
+ * the moving averages runs, and one call in CG_PICK_EXPLORE the other, so its
+ * average follows the machine: the loser costs at most its extra time once
+ * in 16 calls (about 2% for a kernel 1.4x slower), and a kernel that became
+ * faster wins back within three of its turns. The averages move a quarter of
+ * the way to each sample, and a sample counts at most twice the average, so
+ * a call the host preempted moves it at most a quarter.
+ *
+ * Results: the kernels compute the same product to within an f32 product's
+ * rounding (AMX through bf16 pieces), not bit for bit, so two calls of an
+ * unchanged function may differ in the last bits when they ran different
+ * kernels. EMBER_GEMM=amx or =fma generates one kernel and keeps results
+ * bit-identical from call to call.
+ *
+ * Concurrency: calls of one compiled function from several threads update
+ * the same counters with relaxed atomics and no lock; a lost update only
+ * delays what the averages say.
+ */
+#include "codegen.h"
+
+#include <stdatomic.h>
+
+int cg_pick_choose(cg_pick *p) {
+    uint64_t n = atomic_fetch_add_explicit(&p->calls, 1, memory_order_relaxed);
+    uint64_t a = atomic_load_explicit(&p->ns[0], memory_order_relaxed);
+    uint64_t b = atomic_load_explicit(&p->ns[1], memory_order_relaxed);
+    if (!a) return 0;
+    if (!b) return 1;
+    int best = b < a;
+    return n % CG_PICK_EXPLORE == CG_PICK_EXPLORE - 1 ? !best : best;
+}
+
+void cg_pick_record(cg_pick *p, int k, uint64_t ns) {
+    if (atomic_fetch_add_explicit(&p->runs[k], 1, memory_order_relaxed) == 0) return; /* the warm-up */
+    if (!ns) ns = 1;
+    uint64_t old = atomic_load_explicit(&p->ns[k], memory_order_relaxed);
+    if (old && ns > 2 * old) ns = 2 * old;
+    atomic_store_explicit(&p->ns[k], old ? old - old / 4 + ns / 4 : ns, memory_order_relaxed);
+}
