@@ -89,7 +89,7 @@ void *cg_jit_lookup(const char *sym);
 #define CG_RUNTIME_SYMBOLS(X) \
     X(rt_parallel_for) X(rt_parallel_for_hot) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) \
     X(rt_amx_pack_rows_parallel) X(rt_amx_pack_cols) X(rt_amx_tile_next) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark) \
-    X(cg_exec_pick) X(cg_exec_picked)
+    X(rt_amx_pack_rows_shared) X(cg_exec_pieces) X(cg_piece_pick) X(cg_piece_restart) X(cg_piece_done)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -247,9 +247,11 @@ typedef struct cg_loopnest {
                                          non-temporally (lower.c says why) */
     int prefetch;                     /* bytes ahead that contiguous loads are prefetched in
                                          a row's first pass, or 0 (lower.c says when) */
-    bool has_alt;                     /* an AMX GEMM with an FMA kernel beside it (gemm.c): the
-                                         program picks one per call by their times (pick.c) */
-    cg_gemm alt;                      /* has_alt: the FMA kernel's plan */
+    bool has_alt;                     /* an AMX GEMM with an FMA kernel beside it (gemm.c): each
+                                         piece of a call runs one, picked by its core's times
+                                         (pick.c, program.c) */
+    cg_gemm alt;                      /* has_alt: the FMA kernel's plan (lanes along n, panels
+                                         of 64 columns: two of the unit's) */
 } cg_loopnest;
 
 /* A pointwise nest whose stores add up to this many times the L2 streams them
@@ -448,8 +450,9 @@ cg_unit *cg_emit(const char *name, const pass_program *prog, const cg_schedule *
                  em_tensor *const *args, unsigned keep, cg_compile_times *times, void **fns, cg_program_fn *program,
                  bool *cached);
 /* The program's body (program.c): each step's pointers, then its nest function
- * (nest_fn[i] for nest i; for a nest with has_alt, nest_fn[i] or alt_fn[i] as
- * cg_exec_pick says) or cg_exec_interpret. */
+ * (nest_fn[i] for nest i; for a nest with has_alt, a function of the module's
+ * own whose pieces each run nest_fn[i] or alt_fn[i], as cg_piece_pick says) or
+ * cg_exec_interpret. NULL when out of memory. */
 LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_schedule *s, const cg_layout *lay,
                              LLVMValueRef *nest_fn, LLVMValueRef *alt_fn, bool profile);
 /* Makes the next n calls of cg_emit fail as an LLVM failure would (for tests of
@@ -476,6 +479,22 @@ typedef struct cg_pick {
 int cg_pick_choose(cg_pick *p);
 /* Kernel k ran for ns nanoseconds. */
 void cg_pick_record(cg_pick *p, int k, uint64_t ns);
+
+/* Cores whose times are kept apart (a core past them shares a slot). */
+#define CG_PICK_CPUS 64
+/* One piece of a GEMM with two kernels, as the generated code sees it. */
+typedef struct cg_piece {
+    uint64_t t0;                      /* when its kernel started (ns) */
+    int32_t cpu;                      /* the slot of the core it runs on */
+    int32_t kernel;                   /* 0 the unit's, 1 the FMAs' */
+} cg_piece;
+/* The kernel for a piece about to run on this core, by cpus[core]: 0 (the
+ * unit's) or 1 (FMAs'); its clock starts. */
+int cg_piece_pick(cg_pick *cpus, cg_piece *pc);
+/* The piece's clock starts again (after it helped pack A for the unit). */
+void cg_piece_restart(cg_piece *pc);
+/* The piece has run: its time per unit of work goes to its core's cg_pick. */
+void cg_piece_done(cg_pick *cpus, const cg_piece *pc, int64_t work);
 
 /* ---- the object cache (cache.c) -------------------------------------------------------- */
 
@@ -576,13 +595,9 @@ int cg_exec_interpret(void *run, int step);
  * (step == the step count: the call ends); the time since the last mark goes
  * to the previous step. Returns 0. */
 int cg_exec_mark(void *run, int step);
-/* For a step with two kernels (a loop nest with has_alt): which one the call
- * `run` runs now, 0 (the nest's) or 1 (its alt), by cg_pick_choose; its clock
- * starts. */
-int cg_exec_pick(void *run, int step);
-/* The kernel cg_exec_pick chose for `step` has returned: its time goes to the
- * step's cg_pick. Returns 0. */
-int cg_exec_picked(void *run, int step);
+/* For a step with two kernels (a loop nest with has_alt): what each core has
+ * learnt of them, CG_PICK_CPUS cg_picks (pick.c), for cg_piece_pick. */
+cg_pick *cg_exec_pieces(void *run, int step);
 /* The `profile` stage: time per step, averaged over the calls made so far
  * (with CG_PROFILE; else how to ask for it). */
 int cg_exec_print_profile(const cg_exec *e, FILE *out);

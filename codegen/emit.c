@@ -681,9 +681,13 @@ static LLVMModuleRef build_module(const emit_job *j) {
         if (ln[k].has_alt) step = emit_alt(&e, &s, fty, k, &alt[k]);
     }
     LLVMValueRef pfn = cg_emit_program(&e, prog, j->sched, j->lay, fn, alt, (j->keep & CG_PROFILE) != 0);
-    LLVMSetValueName2(pfn, "ember_prog", strlen("ember_prog"));
+    if (pfn) LLVMSetValueName2(pfn, "ember_prog", strlen("ember_prog"));
     LLVMDisposeBuilder(e.b);
     free(val), free(rowval), free(gen), free(fn);
+    if (!pfn) {
+        cg_module_discard(m);
+        return rt_error("em_compile: out of memory emitting code"), NULL;
+    }
     return m;
 }
 

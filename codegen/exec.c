@@ -46,7 +46,8 @@ struct cg_exec {
     bool profiled;              /* compiled with CG_PROFILE: steps are timed */
     _Atomic uint64_t *step_ns;  /* per step: nanoseconds over all calls (profiled) */
     atomic_ulong calls;         /* calls timed (profiled) */
-    cg_pick *picks;             /* per step: what its two kernels' times say (has_alt), or NULL */
+    cg_pick **picks;            /* per step with two kernels (has_alt): CG_PICK_CPUS cg_picks, else NULL */
+    int npicks;                 /* steps in picks */
 };
 
 static cg_exec *exec_new(const pass_program *prog) {
@@ -114,6 +115,11 @@ static int plan(pass_program *prog, const cg_schedule *s) {
     return 0;
 }
 
+/* Whether step i is a loop nest with two kernels. */
+static bool has_alt(const cg_exec *e, int i) {
+    return e->scheduled && e->sched.steps[i].nest >= 0 && e->sched.nests[e->sched.steps[i].nest].has_alt;
+}
+
 /* Schedules every kernel (generated loop nests and interpreted nodes), plans
  * memory for that schedule, and generates the loop nests and the program. A
  * failure to generate code is not an error: the kernels are interpreted
@@ -145,6 +151,16 @@ static int generate(cg_exec *e, pass_program *prog, em_tensor *const *args, int 
     return plan(prog, s);
 }
 
+/* What each core learns of the two kernels of every step that has them. */
+static int alloc_picks(cg_exec *e) {
+    e->picks = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->picks);
+    if (!e->picks) return -1;
+    e->npicks = e->sched.nsteps;
+    for (int i = 0; i < e->sched.nsteps; i++)
+        if (has_alt(e, i) && !(e->picks[i] = calloc(CG_PICK_CPUS, sizeof **e->picks))) return -1;
+    return 0;
+}
+
 cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned keep) {
     if (!prog || !prog->plan) return rt_error("cg_exec_compile: no program"), NULL;
     cg_exec *e = exec_new(prog);
@@ -159,10 +175,7 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
         cg_exec_destroy(e);
         return NULL;
     }
-    if (e->program) {
-        e->picks = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->picks);
-        if (!e->picks) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
-    }
+    if (e->program && alloc_picks(e) != 0) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
     if (keep & CG_PROFILE) {
         e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
         if (!e->step_ns) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
@@ -178,6 +191,7 @@ void cg_exec_destroy(cg_exec *e) {
     if (e->scheduled) cg_schedule_free(&e->sched);
     layout_free(&e->layout);
     free((void *)e->step_ns);
+    for (int i = 0; i < e->npicks; i++) free(e->picks[i]);
     free(e->picks);
     free(e->fns);
     free(e);
@@ -243,8 +257,6 @@ typedef struct frame {
 typedef struct run {
     cg_exec *e;
     uint64_t mark;        /* profiled: when the current step began (ns) */
-    uint64_t pick_t0;     /* when the kernel cg_exec_pick chose began (ns) */
-    int pick;             /* which kernel it chose */
     const pass_program *prog;
     em_tensor *const *args;
     em_tensor **val;      /* per node; owned for op nodes */
@@ -343,35 +355,30 @@ int cg_exec_mark(void *ctx, int i) {
     return 0;
 }
 
-int cg_exec_pick(void *ctx, int i) {
+cg_pick *cg_exec_pieces(void *ctx, int i) {
     run *r = ctx;
-    r->pick = cg_pick_choose(&r->e->picks[i]);
-    r->pick_t0 = rt_now_ns();
-    return r->pick;
+    return r->e->picks[i];
 }
 
-int cg_exec_picked(void *ctx, int i) {
-    run *r = ctx;
-    cg_pick_record(&r->e->picks[i], r->pick, rt_now_ns() - r->pick_t0);
-    return 0;
-}
-
-/* A step with two kernels: how often each ran and their averages now. */
+/* A step with two kernels: per core, the pieces each ran and their averages now. */
 static void print_picks(const cg_exec *e, int i, FILE *out) {
-    const cg_step *st = &e->sched.steps[i];
-    if (!e->picks || st->nest < 0 || !e->sched.nests[st->nest].has_alt) return;
-    cg_pick *p = &e->picks[i];
-    fprintf(out, "           AMX in %llu of %llu calls, FMA in %llu; averages now %.3f us on AMX, %.3f us on FMA\n",
-            (unsigned long long)atomic_load(&p->runs[0]), (unsigned long long)atomic_load(&p->calls),
-            (unsigned long long)atomic_load(&p->runs[1]), (double)atomic_load(&p->ns[0]) / 1e3,
-            (double)atomic_load(&p->ns[1]) / 1e3);
+    if (!e->picks || !e->picks[i]) return;
+    for (int c = 0; c < CG_PICK_CPUS; c++) {
+        cg_pick *p = &e->picks[i][c];
+        uint64_t a = atomic_load(&p->runs[0]), f = atomic_load(&p->runs[1]);
+        if (!a && !f) continue;
+        fprintf(out, "           core %d: AMX in %llu pieces, FMA in %llu; averages now %.3f us on AMX, %.3f us on FMA "
+                     "per 64 columns\n",
+                c, (unsigned long long)a, (unsigned long long)f, (double)atomic_load(&p->ns[0]) / 1e3,
+                (double)atomic_load(&p->ns[1]) / 1e3);
+    }
 }
 
 int cg_exec_print_profile(const cg_exec *e, FILE *out) {
     if (!e || !e->profiled || !e->scheduled) {
         fprintf(out, "; profile: not timed; compile with EMBER_PROFILE=1 to time every step\n");
-        for (int i = 0; e && e->scheduled && i < e->sched.nsteps; i++)
-            if (e->picks && e->sched.steps[i].nest >= 0 && e->sched.nests[e->sched.steps[i].nest].has_alt) {
+        for (int i = 0; e && e->picks && i < e->sched.nsteps; i++)
+            if (e->picks[i]) {
                 fprintf(out, "step %-3d k%-3d generated GEMM, two kernels\n", i, e->sched.steps[i].kernel);
                 print_picks(e, i, out);
             }

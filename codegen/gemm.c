@@ -198,12 +198,16 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     const char *force = getenv("EMBER_GEMM");
     if (force && !strcmp(force, "blas")) return cg_loopnest_refuse(ln, "EMBER_GEMM=blas");
     if (!choose_amx(ln, g, width, force)) return plan_fma(ln, g, width, macs, force);
-    /* on the unit, with the FMA kernel beside it unless EMBER_GEMM=amx: the
-     * program picks one per call by their times (pick.c says why) */
+    /* on the unit, with the FMA kernel beside it unless EMBER_GEMM=amx: each
+     * piece of a call runs one, picked by its core's times (pick.c says why).
+     * The pieces are groups of 64 columns, so the FMA kernel must have lanes
+     * along n in panels of 64 (it does where the unit pays: M of 128 or more,
+     * N of 64 or more); else the unit's kernel runs alone. */
     bool only = force && !strcmp(force, "amx");
     if (!only) {
         ln->alt = *g;
-        ln->has_alt = plan_fma(ln, &ln->alt, width, macs, force);
+        ln->has_alt = plan_fma(ln, &ln->alt, width, macs, force) && !ln->alt.vec_m &&
+                      ln->alt.nvec * width == 64 && ln->alt.batches == 1;
         ln->why[0] = 0;
     }
     g->amx = true, g->vec_m = false, g->pack = false, g->stage = false;

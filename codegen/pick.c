@@ -27,12 +27,27 @@
  * kernels. EMBER_GEMM=amx or =fma generates one kernel and keeps results
  * bit-identical from call to call.
  *
+ * Per core, per piece. The unit belongs to a core, and on those VMs one
+ * vCPU's unit was often slow while the other's was fast. So the choice is
+ * made for every piece of a call (program.c cuts the GEMM into pieces of
+ * whole 64-column groups, which both kernels can run: one FMA panel, two of
+ * the unit's) by the times of the core it runs on (sched_getcpu), per unit of
+ * work. At two threads with one fast unit and one slow, the fast core takes
+ * the unit and the slow one FMAs: block took 1151 us on the unit alone and
+ * 1531 on FMAs alone then, against 1403 on the fast unit at one thread.
+ *
+ * A is split for the unit once a call, by the pieces that picked the unit
+ * (rt_amx_pack_rows_shared: each claims blocks of 32 rows until none is left,
+ * then waits for the rest), not counted in their times; a call in which
+ * every piece picks FMAs splits nothing.
+ *
  * Concurrency: calls of one compiled function from several threads update
  * the same counters with relaxed atomics and no lock; a lost update only
  * delays what the averages say.
  */
 #include "codegen.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 
 int cg_pick_choose(cg_pick *p) {
@@ -51,4 +66,19 @@ void cg_pick_record(cg_pick *p, int k, uint64_t ns) {
     uint64_t old = atomic_load_explicit(&p->ns[k], memory_order_relaxed);
     if (old && ns > 2 * old) ns = 2 * old;
     atomic_store_explicit(&p->ns[k], old ? old - old / 4 + ns / 4 : ns, memory_order_relaxed);
+}
+
+int cg_piece_pick(cg_pick *cpus, cg_piece *pc) {
+    int cpu = sched_getcpu();
+    pc->cpu = cpu < 0 ? 0 : cpu % CG_PICK_CPUS;
+    pc->kernel = cg_pick_choose(&cpus[pc->cpu]);
+    pc->t0 = rt_now_ns();
+    return pc->kernel;
+}
+
+void cg_piece_restart(cg_piece *pc) { pc->t0 = rt_now_ns(); }
+
+void cg_piece_done(cg_pick *cpus, const cg_piece *pc, int64_t work) {
+    uint64_t ns = rt_now_ns() - pc->t0;
+    cg_pick_record(&cpus[pc->cpu], pc->kernel, work > 0 ? ns / (uint64_t)work : ns);
 }

@@ -110,23 +110,39 @@ typedef struct amx_pack {
 
 static int64_t amx_block_bytes(const cg_gemm *g) { return g->batches * rt_amx_packed_bytes(g->m, g->k); }
 
+/* The arguments of A's packers for batch bi into block buf (A's data from
+ * ptrs[0] in a): dst, src, rows, k and the strides. */
+static void rows_args(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf, LLVMValueRef a, LLVMValueRef bi,
+                      LLVMValueRef *args) {
+    const cg_gemm *g = &ln->gemm;
+    LLVMValueRef off[CG_MAX_ACCESS], at = LLVMBuildMul(e->b, bi, cg_i64c(e, rt_amx_packed_bytes(g->m, g->k)), "");
+    cg_gemm_batch_offsets(e, ln, bi, off);
+    args[0] = LLVMBuildGEP2(e->b, LLVMInt8TypeInContext(e->c), buf, &at, 1, ""), args[1] = cg_elem_ptr(e, a, off[0]);
+    args[2] = cg_i64c(e, g->m), args[3] = cg_i64c(e, g->k);
+    args[4] = cg_i64c(e, ln->acc[0].strides[g->nbatch]), args[5] = cg_i64c(e, g->ak);
+}
+
 static void amx_pack_batch(cg_emitter *e, LLVMValueRef bi, LLVMValueRef *vals, void *ctx) {
     (void)vals;
     const amx_pack *p = ctx;
-    const cg_loopnest *ln = p->ln;
-    const cg_gemm *g = &ln->gemm;
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef off[CG_MAX_ACCESS], at = LLVMBuildMul(b, bi, cg_i64c(e, rt_amx_packed_bytes(g->m, g->k)), "");
-    cg_gemm_batch_offsets(e, ln, bi, off);
     LLVMTypeRef pp[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, pt;
-    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_parallel", LLVMVoidTypeInContext(e->c), pp, 6, &pt);
-    LLVMValueRef args[6] = {LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), p->buf, &at, 1, ""), cg_elem_ptr(e, p->a, off[0]),
-                            cg_i64c(e, g->m), cg_i64c(e, g->k), cg_i64c(e, ln->acc[0].strides[g->nbatch]),
-                            cg_i64c(e, g->ak)};
-    LLVMBuildCall2(b, pt, pf, args, 6, "");
+    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_parallel", LLVMVoidTypeInContext(e->c), pp, 6, &pt), args[6];
+    rows_args(e, p->ln, p->buf, p->a, bi, args);
+    LLVMBuildCall2(e->b, pt, pf, args, 6, "");
 }
 
-static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
+/* A one-batch GEMM's rows packed into buf by the pieces that run on the unit
+ * (rt_amx_pack_rows_shared, sharing `share`). */
+static void amx_pack_shared(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef share, LLVMValueRef buf, LLVMValueRef a) {
+    LLVMTypeRef pp[7] = {e->ptr, e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, pt;
+    LLVMValueRef pf = cg_declare(e, "rt_amx_pack_rows_shared", LLVMVoidTypeInContext(e->c), pp, 7, &pt), args[7];
+    args[0] = share;
+    rows_args(e, ln, buf, a, cg_i64c(e, 0), args + 1);
+    LLVMBuildCall2(e->b, pt, pf, args, 7, "");
+}
+
+/* The packed-rows block (rt_alloc keeps it between calls); NULL goes to fail. */
+static LLVMValueRef amx_block(cg_emitter *e, const cg_loopnest *ln, LLVMBasicBlockRef fail) {
     LLVMBuilderRef b = e->b;
     LLVMTypeRef sp[1] = {e->i64}, st;
     LLVMValueRef sf = cg_declare(e, "rt_alloc", e->ptr, sp, 1, &st);
@@ -135,6 +151,12 @@ static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueR
     LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "packed");
     LLVMBuildCondBr(b, LLVMBuildIsNull(b, buf, ""), fail, ok);
     LLVMPositionBuilderAtEnd(b, ok);
+    return buf;
+}
+
+static LLVMValueRef amx_prepare(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef buf = amx_block(e, ln, fail);
     amx_pack p = {ln, buf, LLVMBuildLoad2(b, e->ptr, ptrs, "")};
     cg_loop(e, cg_i64c(e, 0), cg_i64c(e, ln->gemm.batches), 1, NULL, 0, amx_pack_batch, &p);
     LLVMBuildStore(b, buf, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess)}, 1, ""));
@@ -165,26 +187,80 @@ static void gemm_step(cg_emitter *e, const cg_loopnest *ln, const cg_gemm *g, LL
     if (packed) amx_finish(e, ln, packed);
 }
 
-/* A GEMM with two kernels (has_alt): the one cg_exec_pick says, timed. */
-static void picked_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef alt, LLVMValueRef ptrs,
-                        LLVMBasicBlockRef fail, LLVMValueRef run, int step) {
+/* A GEMM with two kernels (has_alt) runs in pieces of whole groups of 64
+ * columns, and each piece on the kernel its core's times pick (pick.c): for
+ * a group range [glo, ghi), the unit's kernel runs its panels [2 glo, 2 ghi)
+ * and the FMA kernel its panel range [glo, ghi), each with all of their row
+ * tiles. The program passes the packed-rows block in ptrs[naccess] (not yet
+ * packed: the pieces on the unit pack it together), their rt_amx_rows_share
+ * in ptrs[naccess + 1] and the cores' cg_picks in ptrs[naccess + 2]. */
+static LLVMValueRef emit_mixed(cg_emitter *e, const cg_loopnest *ln, int k, LLVMValueRef amx, LLVMValueRef fma) {
     LLVMBuilderRef b = e->b;
-    LLVMTypeRef ip[2] = {e->ptr, e->i32}, pt, dt;
-    LLVMValueRef args[2] = {run, LLVMConstInt(e->i32, (unsigned)step, 0)};
-    LLVMValueRef pick = cg_declare(e, "cg_exec_pick", e->i32, ip, 2, &pt), done = cg_declare(e, "cg_exec_picked", e->i32, ip, 2, &dt);
-    LLVMValueRef which = LLVMBuildCall2(b, pt, pick, args, 2, "pick");
-    LLVMValueRef f = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
-    LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(e->c, f, "amx"), second = LLVMAppendBasicBlockInContext(e->c, f, "fma");
-    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(e->c, f, "picked");
-    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntEQ, which, LLVMConstInt(e->i32, 0, 0), ""), first, second);
-    LLVMPositionBuilderAtEnd(b, first);
-    gemm_step(e, ln, &ln->gemm, fn, ptrs, fail);
-    LLVMBuildBr(b, join);
-    LLVMPositionBuilderAtEnd(b, second);
-    gemm_step(e, ln, &ln->alt, alt, ptrs, fail);
-    LLVMBuildBr(b, join);
-    LLVMPositionBuilderAtEnd(b, join);
-    LLVMBuildCall2(b, dt, done, args, 2, "");
+    const cg_gemm *g = &ln->gemm, *f = &ln->alt;
+    LLVMTypeRef vt = LLVMVoidTypeInContext(e->c), params[3] = {e->ptr, e->i64, e->i64};
+    LLVMTypeRef fty = LLVMFunctionType(vt, params, 3, 0);
+    char name[64];
+    snprintf(name, sizeof name, "ember_n%d_pieces", k);
+    LLVMValueRef fn = LLVMAddFunction(e->m, name, fty);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    LLVMValueRef ptrs = LLVMGetParam(fn, 0), glo = LLVMGetParam(fn, 1), ghi = LLVMGetParam(fn, 2);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
+    LLVMValueRef pc = LLVMBuildAlloca(b, LLVMArrayType2(e->i64, 2), "piece"), slot[3];
+    for (int i = 0; i < 3; i++) {
+        LLVMValueRef at = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess + i)}, 1, "");
+        slot[i] = LLVMBuildLoad2(b, e->ptr, at, "");
+    }
+    LLVMTypeRef pp[2] = {e->ptr, e->ptr}, pt, dt, kt;
+    LLVMValueRef pick = cg_declare(e, "cg_piece_pick", e->i32, pp, 2, &pt);
+    LLVMValueRef which = LLVMBuildCall2(b, pt, pick, (LLVMValueRef[]){slot[2], pc}, 2, "kernel");
+    LLVMBasicBlockRef tiles = LLVMAppendBasicBlockInContext(e->c, fn, "amx"), fmas = LLVMAppendBasicBlockInContext(e->c, fn, "fma");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(e->c, fn, "done");
+    LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntEQ, which, LLVMConstInt(e->i32, 0, 0), ""), tiles, fmas);
+    LLVMPositionBuilderAtEnd(b, tiles);
+    amx_pack_shared(e, ln, slot[1], slot[0], LLVMBuildLoad2(b, e->ptr, ptrs, ""));
+    LLVMTypeRef kp[1] = {e->ptr};
+    LLVMBuildCall2(b, kt, cg_declare(e, "cg_piece_restart", vt, kp, 1, &kt), (LLVMValueRef[]){pc}, 1, "");
+    LLVMValueRef pa = cg_i64c(e, g->panels);
+    LLVMValueRef lo = LLVMBuildShl(b, glo, cg_i64c(e, 1), ""), hi = LLVMBuildShl(b, ghi, cg_i64c(e, 1), "");
+    lo = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, lo, pa, ""), lo, pa, "");
+    hi = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, hi, pa, ""), hi, pa, "");
+    LLVMValueRef rta = cg_i64c(e, g->rtiles), rtf = cg_i64c(e, f->rtiles);
+    LLVMBuildCall2(b, fty, amx, (LLVMValueRef[]){ptrs, LLVMBuildMul(b, lo, rta, ""), LLVMBuildMul(b, hi, rta, "")}, 3, "");
+    LLVMBuildBr(b, done);
+    LLVMPositionBuilderAtEnd(b, fmas);
+    LLVMBuildCall2(b, fty, fma, (LLVMValueRef[]){ptrs, LLVMBuildMul(b, glo, rtf, ""), LLVMBuildMul(b, ghi, rtf, "")}, 3, "");
+    LLVMBuildBr(b, done);
+    LLVMPositionBuilderAtEnd(b, done);
+    LLVMTypeRef dp[3] = {e->ptr, e->ptr, e->i64};
+    LLVMValueRef fin = cg_declare(e, "cg_piece_done", vt, dp, 3, &dt);
+    LLVMBuildCall2(b, dt, fin, (LLVMValueRef[]){slot[2], pc, LLVMBuildSub(b, ghi, glo, "")}, 3, "");
+    LLVMBuildRetVoid(b);
+    return fn;
+}
+
+/* The step of a GEMM with two kernels: its pieces over the pool (a quarter of
+ * a thread's share of the groups each; one piece on one thread), after the
+ * packed-rows block, the share of its packing and the cores' picks are in place. */
+static void mixed_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef ptrs, LLVMValueRef share,
+                       LLVMBasicBlockRef fail, LLVMValueRef run, int step) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef buf = amx_block(e, ln, fail);
+    LLVMTypeRef ip[2] = {e->ptr, e->i32}, it, thr_t;
+    LLVMValueRef cpus = LLVMBuildCall2(b, it, cg_declare(e, "cg_exec_pieces", e->ptr, ip, 2, &it),
+                                       (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)step, 0)}, 2, "");
+    LLVMBuildStore(b, LLVMConstNull(LLVMArrayType2(e->i64, 2)), share);
+    LLVMValueRef vals[3] = {buf, share, cpus};
+    for (int i = 0; i < 3; i++)
+        LLVMBuildStore(b, vals[i], LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess + i)}, 1, ""));
+    int64_t groups = ln->alt.panels;
+    LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t), NULL, 0, ""),
+                                    e->i64, "");
+    LLVMValueRef grain = ceil_div(e, cg_i64c(e, groups), LLVMBuildMul(b, nt, cg_i64c(e, 4), ""));
+    grain = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, nt, cg_i64c(e, 1), ""), cg_i64c(e, groups), grain, "");
+    LLVMValueRef parallel = ln->gemm.serial || groups == 1 ? LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0)
+                                                           : LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), "");
+    call_range(e, fn, ptrs, cg_i64c(e, groups), grain, parallel);
+    amx_finish(e, ln, buf);
 }
 
 /* A loop nest's step: its rows (or a GEMM's row tiles) split as exec.c's run_generated did. */
@@ -205,6 +281,10 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
     (void)prog;
     LLVMBuilderRef b = e->b;
     LLVMTypeRef params[2] = {e->ptr, e->ptr}, ity, ip[2] = {e->ptr, e->i32};
+    LLVMValueRef *mixed = calloc((size_t)(s->nnests ? s->nnests : 1), sizeof *mixed);
+    if (!mixed) return NULL;
+    for (int k = 0; k < s->nnests; k++)
+        if (s->nests[k].has_alt) mixed[k] = emit_mixed(e, &s->nests[k], k, nest_fn[k], alt_fn[k]);
     LLVMValueRef fn = LLVMAddFunction(e->m, "ember_prog", LLVMFunctionType(e->i32, params, 2, 0));
     LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(e->c, fn, "fail");
     LLVMPositionBuilderAtEnd(b, fail);
@@ -212,7 +292,9 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     LLVMMoveBasicBlockAfter(fail, LLVMGetInsertBlock(b));
     LLVMValueRef homes = LLVMGetParam(fn, 0), run = LLVMGetParam(fn, 1);
-    LLVMValueRef ptrs = LLVMBuildArrayAlloca(b, e->ptr, cg_i64c(e, CG_MAX_ACCESS), "ptrs");
+    /* the accesses, then a GEMM's packed rows, and for two kernels the share of their packing and the picks */
+    LLVMValueRef ptrs = LLVMBuildArrayAlloca(b, e->ptr, cg_i64c(e, CG_MAX_ACCESS + 3), "ptrs");
+    LLVMValueRef share = LLVMBuildAlloca(b, LLVMArrayType2(e->i64, 2), "share"); /* rt_amx_rows_share */
     LLVMValueRef arena = LLVMBuildLoad2(b, e->ptr, homes, "arena");
     for (int i = 0; i <= s->nsteps; i++) {
         if (profile) { /* EMBER_PROFILE: a timestamp before each step and at the end */
@@ -234,10 +316,11 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
             LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
             LLVMBuildStore(b, home_ptr(e, lay, homes, arena, ln->acc[a].home), slot);
         }
-        if (ln->has_alt) picked_step(e, ln, nest_fn[st->nest], alt_fn[st->nest], ptrs, fail, run, i);
+        if (ln->has_alt) mixed_step(e, ln, mixed[st->nest], ptrs, share, fail, run, i);
         else nest_step(e, ln, nest_fn[st->nest], ptrs, fail);
     }
     LLVMBuildRet(b, LLVMConstInt(e->i32, 0, 0));
     LLVMMoveBasicBlockAfter(fail, LLVMGetLastBasicBlock(fn));
+    free(mixed);
     return fn;
 }

@@ -47,6 +47,7 @@
 #include "runtime.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,6 +239,17 @@ void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, in
     else rt_parallel_for_hot(pairs, 1, rows_range, &j);
 }
 
+void rt_amx_pack_rows_shared(rt_amx_rows_share *sh, uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs,
+                             int64_t ks) {
+    rows_job j = {dst, src, rows, k, rs, ks};
+    int64_t pairs = (rows + 31) / 32, p;
+    while ((p = atomic_fetch_add_explicit(&sh->next, 1, memory_order_relaxed)) < pairs) {
+        rows_range(&j, p, p + 1);
+        atomic_fetch_add_explicit(&sh->done, 1, memory_order_release);
+    }
+    while (atomic_load_explicit(&sh->done, memory_order_acquire) < pairs) _mm_pause();
+}
+
 /* Packing the column operand, cut into steps small enough to run between
  * tile products (rt_amx_tile_next): a block is 16 columns by 32 k (one
  * piece's tile is its 16 k pairs by 16 columns), packed in BLOCK_STEPS
@@ -394,6 +406,11 @@ void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, 
     EM_ASSERT(!"AMX kernels called where rt_amx_usable() is false");
 }
 void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks) {
+    rt_amx_pack_rows(dst, src, rows, k, rs, ks);
+}
+void rt_amx_pack_rows_shared(rt_amx_rows_share *sh, uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs,
+                             int64_t ks) {
+    (void)sh;
     rt_amx_pack_rows(dst, src, rows, k, rs, ks);
 }
 void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks) {

@@ -239,6 +239,16 @@ void rt_amx_pack_rows(uint16_t *dst, const float *src, int64_t rows, int64_t k, 
 /* The same over the thread pool, by pairs of 16-row groups (a compiled
  * program's step: the workers spin while the caller packs). */
 void rt_amx_pack_rows_parallel(uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs, int64_t ks);
+/* Rows packed by every thread that needs them (the pieces of a GEMM that run
+ * on the unit, codegen/pick.c): each caller claims pairs of 16-row groups
+ * until none is left, then waits for those others claimed. Zeroed before the
+ * first caller. */
+typedef struct rt_amx_rows_share {
+    _Atomic int64_t next;             /* the next pair to claim */
+    _Atomic int64_t done;             /* pairs packed */
+} rt_amx_rows_share;
+void rt_amx_pack_rows_shared(rt_amx_rows_share *sh, uint16_t *dst, const float *src, int64_t rows, int64_t k, int64_t rs,
+                             int64_t ks);
 /* The column operand (column i, k j at src[i * cs + j * ks]) into tiles of 16
  * k pairs by 16 columns. */
 void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, int64_t cs, int64_t ks);

@@ -25,9 +25,11 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen.h"
 #include "runtime.h"
 #include "../util.h"
 #include "../frontend/compile_util.h"
@@ -400,9 +402,23 @@ Test(amx, by_default_the_fma_kernel_is_generated_beside_the_units_and_both_match
     em_tensor *x = tu_uniform_tensor(2, SH(128, 256), 0, 1, 13), *w = tu_uniform_tensor(2, SH(200, 256), 0, 1, 14);
     em_tensor *e = gu_mm_bt(x, w);
     double *want = reference(1, x, w, 128, 256, 200);
-    fn2 fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", NULL);
+    fn2 fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", &(em_options){.threads = 2});
     cr_assert(fast, "%s", em_last_error());
-    for (int call = 0; call < 4; call++) { /* the unit's kernel twice, then the FMAs' twice (pick.c) */
+    for (int call = 0; call < 12; call++) { /* pieces on either kernel, mixed within calls */
+        em_tensor *g = fast(x, w);
+        tu_expect_compiled(g, e, "two threads");
+        em_release(g);
+    }
+    em_compiled_free((void *)fast);
+    fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", &(em_options){.threads = 1});
+    cr_assert(fast, "%s", em_last_error());
+    cpu_set_t was, one; /* on one core, whose picks the profile shows */
+    cr_assert_eq(sched_getaffinity(0, sizeof was, &was), 0);
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    for (int call = 0; call < 4; call++) { /* one piece a call on one thread: the unit's kernel twice, then the
+                                               FMAs' twice (pick.c) */
         em_tensor *g = fast(x, w);
         char what[32];
         snprintf(what, sizeof what, "call %d", call);
@@ -418,7 +434,10 @@ Test(amx, by_default_the_fma_kernel_is_generated_beside_the_units_and_both_match
     expect_section((void *)fast, "beside it generated GEMM: lanes along n", true, "x w^T, 128 x 256 x 200");
     int st;
     char *prof = cu_dump((void *)fast, "profile", &st);
-    cr_expect(strstr(prof, "AMX in 2 of 4 calls, FMA in 2"), "the first four calls ran each kernel twice: %s", prof);
+    char line[64];
+    snprintf(line, sizeof line, "core %d: AMX in 2 pieces, FMA in 2;", sched_getcpu() % CG_PICK_CPUS);
+    cr_expect(strstr(prof, line), "the first four calls ran each kernel twice: %s", prof);
+    cr_assert_eq(sched_setaffinity(0, sizeof was, &was), 0);
     free(prof);
     em_compiled_free((void *)fast);
     use("amx"); /* the unit's kernel alone */

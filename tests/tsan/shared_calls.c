@@ -4,7 +4,8 @@
  * the first is a guard hit running the same program with new data) while 2
  * more threads compile, call and free other functions in a loop. Run for two
  * models: an elementwise chain on [64,256] f32 (one generated kernel) and a
- * small MLP (linear, gelu, linear: generated GEMMs with their epilogues). The
+ * small MLP (linear, gelu, linear: generated GEMMs with their epilogues), and
+ * a linear of 128 x 256 x 192 (with AMX: two kernels picked per piece). The
  * statistics must add up: every call counted, one compile, no fallback.
  */
 #include "tsan.h"
@@ -13,7 +14,7 @@
 
 enum { CALLERS = 8, CALLS = 200, CHURNERS = 2, CHURN_ROUNDS = 6, NOTHERS = 3 };
 
-static em_tensor *w1, *b1, *w2, *b2;
+static em_tensor *w1, *b1, *w2, *b2, *w3;
 
 /* gelu(x + x) * sigmoid(x): elementwise only, one generated kernel. */
 static em_tensor *chain(em_tensor *x) {
@@ -27,6 +28,15 @@ static em_tensor *chain(em_tensor *x) {
 static em_tensor *mlp(em_tensor *x) {
     em_scope_begin();
     em_tensor *y = em_keep(em_linear(em_gelu(em_linear(x, w1, b1)), w2, b2));
+    em_scope_end();
+    return y;
+}
+
+/* linear(x, w3): where the CPU has AMX, a GEMM with two kernels whose pieces
+ * each pick one by their core's times (codegen/pick.c), and pack A together. */
+static em_tensor *wide(em_tensor *x) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_linear(x, w3, NULL));
     em_scope_end();
     return y;
 }
@@ -167,13 +177,16 @@ void scenario_shared_calls(void) {
     b1 = em_randn(1, SH(64), 2);
     w2 = em_randn(2, SH(16, 64), 3);
     b2 = em_randn(1, SH(16), 4);
-    CHECK(w1 && b1 && w2 && b2, "weights");
+    w3 = em_randn(2, SH(192, 256), 5);
+    CHECK(w1 && b1 && w2 && b2 && w3, "weights");
 
     run_model("chain", chain, 2, SH(64, 256));
     ts_pass("shared_calls_elementwise_chain");
     run_model("mlp", mlp, 2, SH(8, 32));
     ts_pass("shared_calls_mlp");
+    run_model("wide", wide, 2, SH(128, 256));
+    ts_pass("shared_calls_linear_with_two_kernels");
 
-    em_release(w1), em_release(b1), em_release(w2), em_release(b2);
-    w1 = b1 = w2 = b2 = NULL;
+    em_release(w1), em_release(b1), em_release(w2), em_release(b2), em_release(w3);
+    w1 = b1 = w2 = b2 = w3 = NULL;
 }
