@@ -459,25 +459,25 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
  * the fallback: the kernels are interpreted and say why). */
 void cg_emit_fail_next(int n);
 
-/* ---- two kernels for one step, picked by their times (pick.c) ------------------------------ */
+/* ---- two kernels for one GEMM, picked per piece by the core's times (pick.c) ------------- */
 
-/* What a step with two kernels has learnt of them. Zeroed before the first
+/* What one core has learnt of a GEMM's two kernels. Zeroed before the first
  * call; updated by concurrent calls without a lock (a lost update only delays
  * what the averages say). */
 typedef struct cg_pick {
     _Atomic uint64_t calls;           /* picks made */
-    _Atomic uint64_t runs[2];         /* calls each kernel ran */
-    _Atomic uint64_t ns[2];           /* each kernel's time, a moving average; 0 before it is
-                                         known (a kernel's first run is a warm-up) */
+    _Atomic uint64_t runs[2];         /* pieces each kernel ran */
+    _Atomic uint64_t ns[2];           /* each kernel's time per unit of work, a moving average;
+                                         0 before it is known (a kernel's first run is a warm-up) */
 } cg_pick;
 
-/* One call in CG_PICK_EXPLORE runs the kernel that is not the faster one, so
+/* One pick in CG_PICK_EXPLORE runs the kernel that is not the faster one, so
  * its average follows the machine. */
 #define CG_PICK_EXPLORE 16
-/* The kernel (0 or 1) to run for this call: one not yet timed, else the
- * faster by the averages but on every CG_PICK_EXPLORE-th call the other. */
+/* The kernel (0 or 1) to run now: one not yet timed, else the faster by the
+ * averages but on every CG_PICK_EXPLORE-th pick the other. */
 int cg_pick_choose(cg_pick *p);
-/* Kernel k ran for ns nanoseconds. */
+/* Kernel k ran for ns nanoseconds (per unit of work). */
 void cg_pick_record(cg_pick *p, int k, uint64_t ns);
 
 /* Cores whose times are kept apart (a core past them shares a slot). */

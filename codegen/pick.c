@@ -1,45 +1,45 @@
 /*
- * pick.c — two kernels for one step, picked per call by their times.
+ * pick.c — two kernels for one GEMM, picked per piece by the core's times.
  *
  * An AMX GEMM (gemm.c's choose_amx) is generated with the FMA kernel of the
- * same contraction beside it, and the program (program.c) asks which to run
- * on every call. Why not decide once, at compile time: the tile unit's speed
- * is not a property of the machine but of the minute. On the shared VMs this
- * was built on, a vCPU's tile products ran 2.5x slower for seconds to minutes
- * at a time (another tenant on the core's other hyperthread), while its FMAs
- * kept their speed; the GPT-2 block's GEMMs then ran 1.3-1.5x slower on the
- * unit than on FMAs, and 1.3x faster when the unit was fast again. The
- * cost model cannot know which minute it is; the calls' own times do.
+ * same contraction beside it, and every piece of every call (program.c cuts
+ * the GEMM into pieces of whole 64-column groups, which both kernels can
+ * run: one FMA panel, two of the unit's) asks here which to run. Why not
+ * decide once, at compile time: the tile unit's speed is not a property of
+ * the machine but of the minute and of the core. On the shared VMs this was
+ * built on, a vCPU's tile products ran 2.5x slower for seconds to minutes at
+ * a time (another tenant on the core's other hyperthread), while its FMAs
+ * kept their speed, and often one vCPU's unit was slow while the other's was
+ * fast; the GPT-2 block's GEMMs ran 1.3-1.5x slower on a slow unit than on
+ * FMAs, and 1.3x faster on a fast one. The cost model cannot know which
+ * minute it is, nor which core a piece lands on; the pieces' own times do.
+ * So each core (sched_getcpu, CG_PICK_CPUS slots) keeps its own times of the
+ * two kernels, per 64-column group. At two threads with one fast unit and
+ * one slow, the fast core takes the unit and the slow one FMAs (block, one
+ * process, calls rotating for 20 s: 0.89-0.91x the time of the unit alone,
+ * 0.95x of FMAs alone).
  *
- * The policy is a two-armed bandit kept simple. Each kernel's first run is a
- * warm-up (first touch of the tile state, cold caches) and is not timed;
- * until both kernels have a time, the untimed one runs. Then the faster by
- * the moving averages runs, and one call in CG_PICK_EXPLORE the other, so its
- * average follows the machine: the loser costs at most its extra time once
- * in 16 calls (about 2% for a kernel 1.4x slower), and a kernel that became
- * faster wins back within three of its turns. The averages move a quarter of
- * the way to each sample, and a sample counts at most twice the average, so
- * a call the host preempted moves it at most a quarter.
- *
- * Results: the kernels compute the same product to within an f32 product's
- * rounding (AMX through bf16 pieces), not bit for bit, so two calls of an
- * unchanged function may differ in the last bits when they ran different
- * kernels. EMBER_GEMM=amx or =fma generates one kernel and keeps results
- * bit-identical from call to call.
- *
- * Per core, per piece. The unit belongs to a core, and on those VMs one
- * vCPU's unit was often slow while the other's was fast. So the choice is
- * made for every piece of a call (program.c cuts the GEMM into pieces of
- * whole 64-column groups, which both kernels can run: one FMA panel, two of
- * the unit's) by the times of the core it runs on (sched_getcpu), per unit of
- * work. At two threads with one fast unit and one slow, the fast core takes
- * the unit and the slow one FMAs: block took 1151 us on the unit alone and
- * 1531 on FMAs alone then, against 1403 on the fast unit at one thread.
+ * The policy is a two-armed bandit kept simple. Each kernel's first run on a
+ * core is a warm-up (first touch of the tile state, cold caches) and is not
+ * timed; until both kernels have a time there, the untimed one runs. Then the
+ * faster by the moving averages runs, and one piece in CG_PICK_EXPLORE the
+ * other, so its average follows the machine: the loser costs at most its
+ * extra time once in 16 pieces (about 2% for a kernel 1.4x slower), and a
+ * kernel that became faster wins back within three of its turns. The
+ * averages move a quarter of the way to each sample, and a sample counts at
+ * most twice the average, so a piece the host preempted moves it a quarter
+ * at most.
  *
  * A is split for the unit once a call, by the pieces that picked the unit
  * (rt_amx_pack_rows_shared: each claims blocks of 32 rows until none is left,
  * then waits for the rest), not counted in their times; a call in which
  * every piece picks FMAs splits nothing.
+ *
+ * Results: the kernels compute the same product to within an f32 product's
+ * rounding (AMX through bf16 pieces), not bit for bit, so two calls of an
+ * unchanged function may differ in the last bits where their pieces ran
+ * different kernels. EMBER_GEMM=amx or =fma generates one kernel and keeps
+ * results bit-identical from call to call and across thread counts.
  *
  * Concurrency: calls of one compiled function from several threads update
  * the same counters with relaxed atomics and no lock; a lost update only
