@@ -466,6 +466,7 @@ void cg_emit_fail_next(int n);
  * what the averages say). */
 typedef struct cg_pick {
     _Atomic uint64_t calls;           /* picks made */
+    bool alternate;                   /* EMBER_GEMM=both (tests): kernels in turn, whatever the times */
     _Atomic uint64_t runs[2];         /* pieces each kernel ran */
     _Atomic uint64_t ns[2];           /* each kernel's time per unit of work, a moving average;
                                          0 before it is known (a kernel's first run is a warm-up) */
@@ -475,7 +476,8 @@ typedef struct cg_pick {
  * its average follows the machine. */
 #define CG_PICK_EXPLORE 16
 /* The kernel (0 or 1) to run now: one not yet timed, else the faster by the
- * averages but on every CG_PICK_EXPLORE-th pick the other. */
+ * averages but on every CG_PICK_EXPLORE-th pick the other (with alternate:
+ * 0, 1, 0, ...). */
 int cg_pick_choose(cg_pick *p);
 /* Kernel k ran for ns nanoseconds (per unit of work). */
 void cg_pick_record(cg_pick *p, int k, uint64_t ns);

@@ -156,8 +156,13 @@ static int alloc_picks(cg_exec *e) {
     e->picks = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->picks);
     if (!e->picks) return -1;
     e->npicks = e->sched.nsteps;
-    for (int i = 0; i < e->sched.nsteps; i++)
-        if (has_alt(e, i) && !(e->picks[i] = calloc(CG_PICK_CPUS, sizeof **e->picks))) return -1;
+    const char *force = getenv("EMBER_GEMM");
+    bool alternate = force && !strcmp(force, "both"); /* tests: the pieces take the kernels in turn */
+    for (int i = 0; i < e->sched.nsteps; i++) {
+        if (!has_alt(e, i)) continue;
+        if (!(e->picks[i] = calloc(CG_PICK_CPUS, sizeof **e->picks))) return -1;
+        for (int c = 0; c < CG_PICK_CPUS; c++) e->picks[i][c].alternate = alternate;
+    }
     return 0;
 }
 

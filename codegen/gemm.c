@@ -146,13 +146,13 @@ static int64_t panel_budget(void) {
  * 0.84 of the FMA kernel's time on one thread; 64 x 1024 x 4096 would gain
  * nothing (each element of w packed serves only 64 rows), so mlp keeps FMAs.
  * Packed A must also fit half the L2, and operands with no contiguous side
- * cost more to split. EMBER_GEMM=amx takes the unit wherever it may run,
- * EMBER_GEMM=fma never. */
+ * cost more to split. EMBER_GEMM=amx (or =both) takes the unit wherever it
+ * may run, EMBER_GEMM=fma never. */
 static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const char *force) {
     if (force && !strcmp(force, "fma")) return false;
     if (width != 16 || g->k < 1 || ceil_div(g->k, 32) * 32 > 1024) return false;
     if (ln->naccess >= CG_MAX_ACCESS || !rt_amx_usable()) return false;
-    if (force && !strcmp(force, "amx")) return true;
+    if (force && (!strcmp(force, "amx") || !strcmp(force, "both"))) return true;
     /* batched products run on the unit (EMBER_GEMM=amx), but attention's
      * per-head ones (8 x 256 x 64 x 256 and 8 x 256 x 256 x 64) took 1.17x the
      * FMA kernel's time there, and 1.07-1.09x with only p @ v on the unit (in
@@ -202,7 +202,9 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
      * piece of a call runs one, picked by its core's times (pick.c says why).
      * The pieces are groups of 64 columns, so the FMA kernel must have lanes
      * along n in panels of 64 (it does where the unit pays: M of 128 or more,
-     * N of 64 or more); else the unit's kernel runs alone. */
+     * N of 64 or more); else the unit's kernel runs alone. EMBER_GEMM=both
+     * (tests) takes the unit and FMAs wherever the unit may run, and the
+     * pieces alternate between them (exec.c). */
     bool only = force && !strcmp(force, "amx");
     if (!only) {
         ln->alt = *g;
@@ -218,14 +220,15 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     snprintf(g->how, sizeof g->how,
              "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "
              "A packed once a call, B per panel of 32 columns, %lld tiles %s",
-             only ? " (EMBER_GEMM=amx)" : "", (long long)g->units, g->serial ? "on the calling thread" : "split over the threads");
+             force && (only || !strcmp(force, "both")) ? only ? " (EMBER_GEMM=amx)" : " (EMBER_GEMM=both)" : "",
+             (long long)g->units, g->serial ? "on the calling thread" : "split over the threads");
     return true;
 }
 
 /* The FMA kernel's tile, blocking and tasks for the orientation plan chose.
  * False when OpenBLAS is the better choice. */
 static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force) {
-    bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx"));
+    bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx") || !strcmp(force, "both"));
     int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
         snprintf(ln->why, sizeof ln->why, "cost model: %lld of %d lanes would be used, on %.0f multiply-adds",

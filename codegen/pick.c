@@ -52,6 +52,7 @@
 
 int cg_pick_choose(cg_pick *p) {
     uint64_t n = atomic_fetch_add_explicit(&p->calls, 1, memory_order_relaxed);
+    if (p->alternate) return (int)(n & 1);
     uint64_t a = atomic_load_explicit(&p->ns[0], memory_order_relaxed);
     uint64_t b = atomic_load_explicit(&p->ns[1], memory_order_relaxed);
     if (!a) return 0;

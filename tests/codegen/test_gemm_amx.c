@@ -225,36 +225,84 @@ static void expect_section(void *fast, const char *needle, bool present, const c
     free(sec);
 }
 
-Test(amx, generated_products_on_the_unit_match_the_reference_and_eager_for_every_size_and_layout) {
-    need_amx();
-    use("amx");
+/* Pieces run on the unit and on FMAs so far, by fn's profile stage. */
+static void pieces_ran(void *fn, unsigned long long *amx, unsigned long long *fma) {
+    int st;
+    char *prof = cu_dump(fn, "profile", &st);
+    *amx = *fma = 0;
+    for (const char *p = prof; (p = strstr(p, "core ")); p++) {
+        int core;
+        unsigned long long a, f;
+        if (sscanf(p, "core %d: AMX in %llu pieces, FMA in %llu", &core, &a, &f) == 3) *amx += a, *fma += f;
+    }
+    free(prof);
+}
+
+/* Every size class and layout, on the unit alone (amx) and with the pieces of
+ * each call alternating between the unit and FMAs (both), on 1 and 2
+ * threads; two calls each (on one thread, a call is one piece: the unit's,
+ * then the FMAs'). */
+static void products_match(const char *mode, int threads) {
+    use(mode);
     static const int64_t sizes[][3] = {{1, 1, 1},     {3, 17, 64},    {17, 3, 255},  {64, 64, 64},
                                        {255, 17, 3},  {100, 33, 47},  {3, 1000, 17}, {17, 255, 1000},
                                        {64, 1000, 64}, {255, 255, 17}, {128, 256, 96}};
     static const fn2 models[] = {gu_mm, gu_mm_bt, gu_mm_at};
+    int beside = 0;
     for (int form = 0; form < 3; form++)
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             int64_t M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
             em_tensor *x = form == 2 ? tu_uniform_tensor(2, SH(K, M), 0, 1, 10 + s) : tu_uniform_tensor(2, SH(M, K), 0, 1, 10 + s);
             em_tensor *y = form == 1 ? tu_uniform_tensor(2, SH(N, K), 0, 1, 50 + s) : tu_uniform_tensor(2, SH(K, N), 0, 1, 50 + s);
-            char what[96];
-            snprintf(what, sizeof what, "form %d, M %lld K %lld N %lld", form, (long long)M, (long long)K, (long long)N);
-            fn2 fast = (fn2)em_compile((void *)models[form], "tensor(tensor, tensor)", NULL);
+            char what[128];
+            snprintf(what, sizeof what, "EMBER_GEMM=%s, %d threads, form %d, M %lld K %lld N %lld", mode, threads, form,
+                     (long long)M, (long long)K, (long long)N);
+            fn2 fast = (fn2)em_compile((void *)models[form], "tensor(tensor, tensor)", &(em_options){.threads = threads});
             cr_assert(fast, "%s", em_last_error());
-            em_tensor *e = models[form](x, y), *g = fast(x, y);
-            cr_assert(e && g, "%s: %s", what, em_last_error());
-            tu_expect_compiled(g, e, what);
-            double *want = reference(form, x, y, M, K, N), *got = tu_values_of(g);
-            int64_t bad = 0;
-            for (int64_t i = 0; i < M * N; i++)
-                if (!(fabs(got[i] - want[i]) <= 1e-5 + 1e-4 * fabs(want[i]))) bad++;
-            cr_expect_eq(bad, 0, "%s: %lld elements off the double reference", what, (long long)bad);
+            em_tensor *e = models[form](x, y);
+            double *want = reference(form, x, y, M, K, N);
+            for (int call = 0; call < 2; call++) {
+                em_tensor *g = fast(x, y);
+                cr_assert(e && g, "%s: %s", what, em_last_error());
+                tu_expect_compiled(g, e, what);
+                double *got = tu_values_of(g);
+                int64_t bad = 0;
+                for (int64_t i = 0; i < M * N; i++)
+                    if (!(fabs(got[i] - want[i]) <= 1e-5 + 1e-4 * fabs(want[i]))) bad++;
+                cr_expect_eq(bad, 0, "%s, call %d: %lld elements off the double reference", what, call, (long long)bad);
+                free(got);
+                em_release(g);
+            }
             expect_section((void *)fast, "AMX tiles", true, what);
-            free(want), free(got);
-            em_release(g), em_release(e), em_release(x), em_release(y);
+            char *sec = cu_codegen_section((void *)fast, what);
+            if (strstr(sec, "beside it")) {
+                unsigned long long a, f;
+                pieces_ran((void *)fast, &a, &f);
+                cr_expect(a > 0 && f > 0, "%s: %llu pieces on the unit, %llu on FMAs", what, a, f);
+                beside++;
+            }
+            free(sec);
+            free(want);
+            em_release(e), em_release(x), em_release(y);
             em_compiled_free((void *)fast);
         }
+    if (!strcmp(mode, "both")) /* the FMA kernel's panels of 64 need N > 48 and lanes along n */
+        cr_expect_geq(beside, 12, "%d of the products had the FMA kernel beside the unit's", beside);
+    else
+        cr_expect_eq(beside, 0, "EMBER_GEMM=amx: the unit's kernel alone");
     use(NULL);
+}
+
+Test(amx, generated_products_on_the_unit_match_the_reference_and_eager_for_every_size_and_layout) {
+    need_amx();
+    products_match("amx", 1);
+    products_match("amx", 2);
+}
+
+Test(amx, products_whose_pieces_alternate_between_the_unit_and_fmas_match_the_reference_and_eager) {
+    need_amx();
+    products_match("both", 1);
+    products_match("both", 2);
 }
 
 Test(amx, a_linear_with_bias_gelu_and_a_residual_in_the_store_matches_eager_on_one_and_two_threads) {

@@ -11,8 +11,10 @@
  * with the eager run: dtype, shape, values within rtol 1e-4 / atol 1e-5.
  * The batch runs at one kernel thread and again at two, where the compiled
  * loops are split across the pool, and at two again with EMBER_L2_KB=16, so
- * that its bigger programs stream their stores and prefetch their loads, and
- * with EMBER_GEMM=amx, so that their products run on the AMX tile unit.
+ * that its bigger programs stream their stores and prefetch their loads, with
+ * EMBER_GEMM=amx, so that their products run on the AMX tile unit, and with
+ * EMBER_GEMM=both, so that the pieces of a product alternate between the unit
+ * and FMAs.
  *
  * A failing program is shrunk and printed to stderr as a C model function
  * with its seed; `make fuzz N=... SEED=...` runs longer batches. Reproducers of
@@ -56,6 +58,14 @@ Test(fuzz, compiled_random_programs_equal_their_eager_runs_when_they_stream_and_
  * (the cost model gives it none of the batch's small ones), on two threads. */
 Test(fuzz, compiled_random_programs_equal_their_eager_runs_with_products_on_the_amx_unit, .timeout = 120) {
     setenv("EMBER_GEMM", "amx", 1);
+    run_batch(2);
+}
+
+/* With EMBER_GEMM=both every such product has the FMA kernel beside the
+ * unit's (where its panels allow) and the pieces of a call alternate between
+ * them, on two threads: a call's columns come from both kernels. */
+Test(fuzz, compiled_random_programs_equal_their_eager_runs_with_pieces_on_the_unit_and_on_fmas, .timeout = 120) {
+    setenv("EMBER_GEMM", "both", 1);
     run_batch(2);
 }
 
