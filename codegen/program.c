@@ -15,7 +15,10 @@
  * value codegen does not emit) is a call back into exec.c's
  * cg_exec_interpret(run, step), whose failure ends the program with -1.
  * Compiled with CG_PROFILE (EMBER_PROFILE=1), it also calls cg_exec_mark
- * before each step and at the end, for the `profile` stage.
+ * before each step and at the end, for the `profile` stage. An AMX GEMM with
+ * the FMA kernel beside it (has_alt) runs through a function of its own
+ * whose pieces, groups of 64 columns, each run the kernel their core picks
+ * (pick.c; emit_mixed below).
  *
  * So a compiled call does no per-kernel work in C: exec.c fills homes once
  * and makes one call. The offsets make the code specific to the memory plan,
@@ -170,23 +173,6 @@ static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
     LLVMBuildCall2(e->b, ft, ff, args, 2, "");
 }
 
-/* A GEMM kernel's step, planned by g: its row tiles in pieces over the pool
- * (gemm_grain), after packing A for the unit. */
-static void gemm_step(cg_emitter *e, const cg_loopnest *ln, const cg_gemm *g, LLVMValueRef fn, LLVMValueRef ptrs,
-                      LLVMBasicBlockRef fail) {
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef packed = g->amx ? amx_prepare(e, ln, ptrs, fail) : NULL;
-    if (g->serial || g->units == 1) {
-        call_range(e, fn, ptrs, cg_i64c(e, g->units), cg_i64c(e, g->units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
-    } else {
-        LLVMTypeRef thr_t;
-        LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
-        LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
-        call_range(e, fn, ptrs, cg_i64c(e, g->units), gemm_grain(e, g, nt), LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
-    }
-    if (packed) amx_finish(e, ln, packed);
-}
-
 /* A GEMM with two kernels (has_alt) runs in pieces of whole groups of 64
  * columns, and each piece on the kernel its core's times pick (pick.c): for
  * a group range [glo, ghi), the unit's kernel runs its panels [2 glo, 2 ghi)
@@ -265,8 +251,20 @@ static void mixed_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LL
 
 /* A loop nest's step: its rows (or a GEMM's row tiles) split as exec.c's run_generated did. */
 static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLVMValueRef ptrs, LLVMBasicBlockRef fail) {
+    LLVMBuilderRef b = e->b;
     if (ln->is_gemm) {
-        gemm_step(e, ln, &ln->gemm, fn, ptrs, fail);
+        LLVMValueRef packed = ln->gemm.amx ? amx_prepare(e, ln, ptrs, fail) : NULL;
+        int64_t units = ln->gemm.units;
+        if (ln->gemm.serial || units == 1) {
+            call_range(e, fn, ptrs, cg_i64c(e, units), cg_i64c(e, units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
+        } else {
+            LLVMTypeRef thr_t;
+            LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
+            LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
+            call_range(e, fn, ptrs, cg_i64c(e, units), gemm_grain(e, &ln->gemm, nt),
+                       LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
+        }
+        if (packed) amx_finish(e, ln, packed);
         return;
     }
     int64_t rows = 1, inner = ln->shape[ln->ndim - 1];
