@@ -129,6 +129,7 @@ typedef struct cg_times {
     double verify_ms;     /* LLVMVerifyModule */
     double passes_ms;     /* LLVMRunPasses */
     double codegen_ms;    /* machine code for the object file */
+    int codegen_threads;  /* 2 when split.c made it as two objects on two threads, else 1 */
     double asm_ms;        /* the assembly text (0 unless CG_KEEP_ASM) */
     double link_ms;       /* adding the object to the JIT and resolving its symbols */
 } cg_times;

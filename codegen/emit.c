@@ -612,7 +612,9 @@ static void fn_name(char *buf, size_t cap, uint64_t h, int k) {
     else snprintf(buf, cap, "ember_%016llx_n%d", (unsigned long long)h, k);
 }
 
-/* Names the module's functions by j->h. */
+/* Names the module's functions by j->h: the program, each nest's, and for a
+ * nest with two kernels its FMA kernel and its pieces (external like the
+ * others, so that jit.c may compile the module in two objects). */
 static void name_functions(LLVMModuleRef m, const emit_job *j) {
     for (int k = -1; k < j->sched->nnests; k++) {
         char from[64], to[64];
@@ -620,19 +622,24 @@ static void name_functions(LLVMModuleRef m, const emit_job *j) {
         else snprintf(from, sizeof from, "ember_n%d", k);
         fn_name(to, sizeof to, j->h, k);
         LLVMSetValueName2(LLVMGetNamedFunction(m, from), to, strlen(to));
+        static const char *const parts[2] = {"fma", "pieces"};
+        for (int p = 0; p < 2 && k >= 0 && j->sched->nests[k].has_alt; p++) {
+            snprintf(from, sizeof from, "ember_n%d_%s", k, parts[p]);
+            snprintf(to, sizeof to, "ember_%016llx_n%d_%s", (unsigned long long)j->h, k, parts[p]);
+            LLVMSetValueName2(LLVMGetNamedFunction(m, from), to, strlen(to));
+        }
     }
 }
 
 /* Nest k's FMA kernel beside its AMX one (has_alt): the same nest with the
- * alternative plan, in a function of the module's own (internal: only the
- * program calls it). Returns the next generation. */
+ * alternative plan, in a function of its own (its pieces call it). Returns
+ * the next generation. */
 static unsigned emit_alt(cg_emitter *e, const nest_state *s, LLVMTypeRef fty, int k, LLVMValueRef *alt) {
     cg_loopnest ln = *s->ln;
     ln.gemm = s->ln->alt, ln.has_alt = false;
     char fname[64];
     snprintf(fname, sizeof fname, "ember_n%d_fma", k);
     *alt = LLVMAddFunction(e->m, fname, fty);
-    LLVMSetLinkage(*alt, LLVMInternalLinkage);
     nest_state a = {.prog = s->prog, .ln = &ln, .fn = *alt, .val = s->val, .gen = s->gen, .rowval = s->rowval,
                     .cur = s->cur + 1, .exp_at = -1, .nexp = -1};
     memset(a.rowval, 0, (size_t)ir_graph_num_nodes(s->prog->graph) * sizeof *a.rowval);

@@ -233,10 +233,11 @@ int cg_exec_print_compile(const cg_exec *e, FILE *out) {
         fprintf(out, "  code       %9.3f ms  from the object cache: %.3f ms to read the entry, %.3f ms to link it\n",
                 t->load_ms + u->link_ms, t->load_ms, u->link_ms);
     else
-        fprintf(out, "  code       %9.3f ms  compiled: verify %.3f ms, LLVM passes %.3f ms, machine code %.3f ms, "
+        fprintf(out, "  code       %9.3f ms  compiled: verify %.3f ms, LLVM passes %.3f ms, machine code %.3f ms%s, "
                      "assembly text %.3f ms, link %.3f ms\n",
                 t->load_ms + u->verify_ms + u->passes_ms + u->codegen_ms + u->asm_ms + u->link_ms, u->verify_ms,
-                u->passes_ms, u->codegen_ms, u->asm_ms, u->link_ms);
+                u->passes_ms, u->codegen_ms, u->codegen_threads == 2 ? " (two objects on two threads)" : "", u->asm_ms,
+                u->link_ms);
     return 0;
 }
 

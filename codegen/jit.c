@@ -123,8 +123,8 @@ static LLVMTargetMachineRef tm_create(void) {
                                    LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelSmall);
 }
 
-/* A machine for this thread's exclusive use until tm_release. */
-static LLVMTargetMachineRef tm_acquire(void) {
+/* A machine for this thread's exclusive use until cg_tm_release. */
+LLVMTargetMachineRef cg_tm_acquire(void) {
     LLVMTargetMachineRef tm = NULL;
     pthread_mutex_lock(&jit.pool_lock);
     if (jit.npool > 0) tm = jit.pool[--jit.npool];
@@ -133,7 +133,7 @@ static LLVMTargetMachineRef tm_acquire(void) {
     return tm;
 }
 
-static void tm_release(LLVMTargetMachineRef tm) {
+void cg_tm_release(LLVMTargetMachineRef tm) {
     if (!tm) return;
     pthread_mutex_lock(&jit.pool_lock);
     if (jit.npool < TM_POOL_MAX) jit.pool[jit.npool++] = tm, tm = NULL;
@@ -307,14 +307,14 @@ void cg_module_discard(LLVMModuleRef mod) {
 
 /* ---- units: compiling ------------------------------------------------------------------------- */
 
-static bool exported(LLVMValueRef v) {
+bool cg_split_exported(LLVMValueRef v) {
     LLVMLinkage l = LLVMGetLinkage(v);
     return !LLVMIsDeclaration(v) && l != LLVMInternalLinkage && l != LLVMPrivateLinkage &&
            l != LLVMAvailableExternallyLinkage && LLVMGetVisibility(v) != LLVMHiddenVisibility;
 }
 
 static int add_symbol(cg_unit *u, LLVMValueRef v, int *cap) {
-    if (!exported(v)) return 0;
+    if (!cg_split_exported(v)) return 0;
     size_t len;
     const char *name = LLVMGetValueName2(v, &len);
     if (u->nsym == *cap) {
@@ -404,7 +404,7 @@ int cg_unit_compile_obj(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
     if (verify(u, mod) != 0) return -1;
     LLVMSetTarget(mod, jit.triple);
     LLVMSetDataLayout(mod, jit.layout);
-    LLVMTargetMachineRef tm = tm_acquire();
+    LLVMTargetMachineRef tm = cg_tm_acquire();
     if (!tm) return -1;
     int rc = run_passes(u, mod, tm, opts->pipeline ? opts->pipeline : CG_PIPELINE_O2);
     if (rc == 0 && (opts->keep & CG_KEEP_IR)) {
@@ -417,11 +417,18 @@ int cg_unit_compile_obj(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
     if (rc == 0) rc = collect_symbols(u, mod);
     if (rc == 0) {
         double t0 = rt_now_ms();
-        rc = emit(u, tm, mod, LLVMObjectFile, obj);
+        bool split = false;
+        u->times.codegen_threads = 1;
+        rc = cg_split_emit(u, tm, mod, obj, &split); /* on two threads, where it has the code to pay */
+        if (rc == 0 && !split) rc = emit(u, tm, mod, LLVMObjectFile, obj);
         u->times.codegen_ms = rt_now_ms() - t0;
     }
-    tm_release(tm);
+    cg_tm_release(tm);
     return rc;
+}
+
+int cg_emit_object(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMemoryBufferRef *out) {
+    return emit(u, tm, mod, LLVMObjectFile, out);
 }
 
 /* Adds the object (consumed) under a new resource tracker and resolves every
@@ -431,7 +438,23 @@ int cg_unit_link_obj(cg_unit *u, LLVMMemoryBufferRef obj) {
     double t0 = rt_now_ms();
     u->rt = LLVMOrcJITDylibCreateResourceTracker(jit.main);
     session_note[0] = '\0';
-    LLVMErrorRef err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, obj);
+    const char *p = LLVMGetBufferStart(obj);
+    size_t n = LLVMGetBufferSize(obj);
+    int parts = cg_objs_count(p, n);
+    LLVMErrorRef err = NULL;
+    if (parts == 1) {
+        err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, obj), obj = NULL;
+    } else { /* split.c's two objects, each added under the unit's tracker */
+        for (int i = 0; i < parts && !err; i++) {
+            const char *at;
+            size_t len;
+            if (cg_objs_part(p, n, i, &at, &len) != 0) break;
+            LLVMMemoryBufferRef one = LLVMCreateMemoryBufferWithMemoryRangeCopy(at, len, u->name);
+            err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, one);
+        }
+        LLVMDisposeMemoryBuffer(obj);
+        if (parts < 1) return rt_error("codegen %s: a malformed object", u->name);
+    }
     if (err) {
         snprintf(what, sizeof what, "codegen %s: adding to the JIT", u->name);
         return cg_fail(what, err, NULL);

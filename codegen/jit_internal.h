@@ -9,6 +9,7 @@
 #include "codegen.h"
 
 #include <llvm-c/Orc.h>
+#include <llvm-c/TargetMachine.h>
 
 struct cg_unit {
     char *name;                     /* for messages */
@@ -33,6 +34,24 @@ int cg_unit_compile_obj(cg_unit *u, LLVMModuleRef mod, const cg_opt *opts, LLVMM
 /* Adds the object (consumed) under a new resource tracker and resolves every
  * exported name, which links it. 0, or -1 with an error. */
 int cg_unit_link_obj(cg_unit *u, LLVMMemoryBufferRef obj);
+/* A target machine for this thread's use until cg_tm_release (NULL with an
+ * error); cg_tm_release(NULL) is a no-op. */
+LLVMTargetMachineRef cg_tm_acquire(void);
+void cg_tm_release(LLVMTargetMachineRef tm);
+/* The backend over mod (which it changes): an object file in *out. 0, or -1
+ * with an error. */
+int cg_emit_object(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMemoryBufferRef *out);
+/* Whether function f is exported (a definition with a name the linker sees). */
+bool cg_split_exported(LLVMValueRef f);
+/* split.c: when mod has enough code (and every definition is exported), its
+ * object as two, made on two threads (this one with tm), in one buffer
+ * (*split true); else nothing (*split false, 0). 0, or -1 with an error. */
+int cg_split_emit(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMemoryBufferRef *obj, bool *split);
+/* The objects in a buffer from cg_split_emit, or 1 for a plain object file;
+ * -1 when it is malformed. */
+int cg_objs_count(const char *p, size_t n);
+/* Object i of such a buffer. 0, or -1 when there is none. */
+int cg_objs_part(const char *p, size_t n, int i, const char **start, size_t *len);
 /* Drops one owner of keyed unit u: true when others still own it; false when
  * that was the last, with the key lock still held and u off the live list, so
  * that the caller removes its code and then calls cg_keyed_unlock. */

@@ -188,7 +188,6 @@ static LLVMValueRef emit_mixed(cg_emitter *e, const cg_loopnest *ln, int k, LLVM
     char name[64];
     snprintf(name, sizeof name, "ember_n%d_pieces", k);
     LLVMValueRef fn = LLVMAddFunction(e->m, name, fty);
-    LLVMSetLinkage(fn, LLVMInternalLinkage);
     LLVMValueRef ptrs = LLVMGetParam(fn, 0), glo = LLVMGetParam(fn, 1), ghi = LLVMGetParam(fn, 2);
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     LLVMValueRef pc = LLVMBuildAlloca(b, LLVMArrayType2(e->i64, 2), "piece"), slot[3];

@@ -50,6 +50,7 @@
 
 #include "cache_util.h"
 #include "codegen.h"
+#include "models.h"
 #include "../util.h"
 #include "../frontend/compile_util.h"
 
@@ -385,6 +386,63 @@ Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
 
     first_entry_free(&f);
     inputs_free(&in);
+    env_end(&env);
+}
+
+Test(cache, an_entry_whose_two_objects_overrun_their_buffer_is_recompiled) {
+    cache_env env;
+    env_begin(&env);
+    inputs in = inputs_new();
+    first_entry f;
+    first_entry_make(&env, &in, "first", &f);
+    char *path = f.path, *key = f.key;
+
+    /* split.c's magic for two objects, then a length past the end */
+    cg_blob real;
+    cr_assert_eq(cg_cache_load(key, &real), 0);
+    free(real.obj);
+    static const char bad[] = {'e', 'm', 'b', 'O', 'B', 'J', 'S', '2', 0x10, 0x27, 0, 0, 0, 0, 0, 0, 'E', 'L', 'F'};
+    real.obj = malloc(sizeof bad);
+    cr_assert(real.obj);
+    memcpy(real.obj, bad, sizeof bad);
+    real.nobj = sizeof bad;
+    cg_cache_store(key, &real);
+    cg_blob_free(&real);
+
+    cg_cache_stats s0 = stats_now();
+    compile_run_free(&in, "over a malformed pair of objects");
+    EXPECT_DELTA(s0, 1, 0, 0, 1, 0, "over a malformed pair of objects");
+    expect_entry_like(path, key, &f.good, "the entry was rewritten with the real object");
+
+    first_entry_free(&f);
+    inputs_free(&in);
+    env_end(&env);
+}
+
+/* The GPT-2 block's program has the code to be made on two threads (split.c):
+ * its two objects go to the cache as one entry and come back as two. */
+Test(cache, a_program_made_as_two_objects_is_stored_and_loaded_back_as_two) {
+    cache_env env;
+    env_begin(&env);
+    cr_assert_eq(bm_setup(), 0, "%s", em_last_error());
+    const bm_model *m = bm_find("block");
+    em_tensor *x = m->input(1), *want = m->fn(x);
+    cr_assert(x && want, "%s", em_last_error());
+    for (int round = 0; round < 2; round++) {
+        em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)m->fn, "tensor(tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *got = fast(x);
+        tu_expect_compiled(got, want, round ? "block, from the cache" : "block, compiled");
+        int st;
+        char *text = cu_dump((void *)fast, "compile", &st);
+        if (round == 0 && sysconf(_SC_NPROCESSORS_ONLN) >= 2)
+            cr_expect(strstr(text, "two objects on two threads"), "%s", text);
+        if (round == 1) cr_expect(strstr(text, "from the object cache"), "%s", text);
+        free(text);
+        em_release(got);
+        em_compiled_free((void *)fast);
+    }
+    em_release(x), em_release(want);
     env_end(&env);
 }
 

@@ -438,6 +438,59 @@ Test(jit, destroying_a_unit_removes_its_symbols_so_the_name_can_be_defined_again
     cg_unit_destroy(NULL);
 }
 
+/* float chain<k>(float x): 300 dependent multiply-adds by constants of its
+ * own, then chain<k+1>'s value of the result (the last returns it): NFUNCS
+ * functions of about 600 instructions, which call each other whichever
+ * object split.c puts them in. */
+enum { NFUNCS = 6, CHAIN = 300 };
+
+static float chain_c(int k, int i) { return 1.0f + (float)((k * 37 + i * 11) % 97) * 1e-4f; }
+
+static LLVMModuleRef chain_module(void) {
+    mb m = mb_begin("chains");
+    LLVMTypeRef ft = LLVMFunctionType(m.f32, &m.f32, 1, 0);
+    LLVMValueRef fn[NFUNCS];
+    for (int k = 0; k < NFUNCS; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "chain%d", k);
+        fn[k] = LLVMAddFunction(m.mod, name, ft);
+    }
+    for (int k = 0; k < NFUNCS; k++) {
+        LLVMPositionBuilderAtEnd(m.b, LLVMAppendBasicBlockInContext(m.ctx, fn[k], "entry"));
+        LLVMValueRef v = LLVMGetParam(fn[k], 0);
+        for (int i = 0; i < CHAIN; i++)
+            v = LLVMBuildFAdd(m.b, LLVMBuildFMul(m.b, v, LLVMConstReal(m.f32, chain_c(k, i)), ""),
+                              LLVMConstReal(m.f32, -chain_c(k + 1, i) * 1e-3f), "");
+        if (k + 1 < NFUNCS) v = LLVMBuildCall2(m.b, ft, fn[k + 1], &v, 1, "");
+        LLVMBuildRet(m.b, v);
+    }
+    return mb_end(&m);
+}
+
+static float chain_ref(float v) {
+    for (int k = 0; k < NFUNCS; k++)
+        for (int i = 0; i < CHAIN; i++) v = v * chain_c(k, i) + -chain_c(k + 1, i) * 1e-3f;
+    return v;
+}
+
+Test(jit, a_module_with_enough_code_is_made_as_two_objects_on_two_threads_whose_calls_cross) {
+    cg_unit *u = create(chain_module(), "chains", NULL);
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= 2)
+        cr_expect_eq(cg_unit_times(u)->codegen_threads, 2, "3600 instructions in 6 functions, on two threads");
+    for (int k = 0; k < NFUNCS; k++) { /* every function is linked, whichever object it is in */
+        char name[32];
+        snprintf(name, sizeof name, "chain%d", k);
+        cr_expect(cg_unit_lookup(u, name), "%s", name);
+    }
+    float (*f)(float) = (float (*)(float))cg_unit_lookup(u, "chain0");
+    for (float x = -2; x <= 2; x += 0.5f) cr_expect_eq(f(x), chain_ref(x), "chain0(%g)", (double)x);
+    cg_unit_destroy(u);
+    cr_assert_null(cg_jit_lookup("chain3"), "both objects left with the unit");
+    cg_unit *small = create(add_module("small_add"), "small", NULL);
+    cr_expect_eq(cg_unit_times(small)->codegen_threads, 1, "a small module stays one object");
+    cg_unit_destroy(small);
+}
+
 static void make_and_drop(int k) {
     char name[32];
     snprintf(name, sizeof name, "churn_%d", k);
