@@ -17,6 +17,8 @@
  * (LLVMOrcLLJITAddObjectFileWithRT), which its linker handles thread-safely.
  * That also means the `asm` text comes from the same machine configuration
  * as the code that runs, and the object bytes are at hand for an object cache.
+ * A module with enough code is made as two objects on two threads
+ * (split.c), linked under the same tracker.
  * Compilation is eager: when cg_unit_create returns, the object is linked and
  * every exported definition has an address, so no compile work or compile
  * error can surface later.

@@ -1,7 +1,7 @@
 /*
- * jit_internal.h — what jit.c (the session, units) and keyed.c (units shared
- * by key, the object cache in front of the compiler) share about a unit. No
- * other file includes it.
+ * jit_internal.h — what jit.c (the session, units), keyed.c (units shared
+ * by key, the object cache in front of the compiler) and split.c (a module's
+ * machine code on two threads) share about a unit. No other file includes it.
  */
 #ifndef EMBER_JIT_INTERNAL_H
 #define EMBER_JIT_INTERNAL_H

@@ -18,7 +18,7 @@
  * the halves then resolve when both objects are linked under the unit's
  * resource tracker (jit.c). So every function must be external: emit.c names
  * them all by the program's hash. Private constants referenced from both
- * halves are emitted in both.
+ * halves are emitted in both; a module with a global variable is not split.
  *
  * The two objects travel as one buffer (cg_objs_*): a magic, then each
  * object's length and bytes. The object cache stores it as it stores a single
@@ -113,6 +113,8 @@ int cg_split_emit(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMe
         total += size[n++] = instructions(f);
     }
     if (n < 2 || total < SPLIT_MIN_INSTRUCTIONS || sysconf(_SC_NPROCESSORS_ONLN) < 2) return 0;
+    for (LLVMValueRef g = LLVMGetFirstGlobal(mod); g; g = LLVMGetNextGlobal(g))
+        if (!LLVMIsDeclaration(g) && !LLVMIsGlobalConstant(g)) return 0; /* state must not be in both halves */
     bool placed[MAX_FUNCTIONS] = {0};
     for (int k = 0; k < n; k++) { /* the largest left, to the lighter half */
         int big = -1;
