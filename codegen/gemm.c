@@ -44,7 +44,10 @@
  *
  * Before all of this, the AMX tile unit where the CPU has it (choose_amx):
  * f32 products as bf16 pieces (runtime/amx.c), tiles of 32 x 32, for
- * products with enough rows to repay splitting B each call.
+ * products with enough rows to repay splitting B each call. Such a product
+ * also gets the FMA plan (ln->alt), and each piece of a call runs the kernel
+ * its core has been timing faster (pick.c): the unit's speed on a shared
+ * machine is not the cost model's to know.
  */
 #include "codegen.h"
 
@@ -217,11 +220,11 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     g->panels = ceil_div(g->n, 32), g->rtiles = ceil_div(g->m, 32), g->subtiles = g->rtiles;
     g->units = g->batches * g->panels * g->rtiles;
     g->serial = macs < (double)(1 << 18);
+    const char *forced = only ? " (EMBER_GEMM=amx)" : force && !strcmp(force, "both") ? " (EMBER_GEMM=both)" : "";
     snprintf(g->how, sizeof g->how,
              "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "
              "A packed once a call, B per panel of 32 columns, %lld tiles %s",
-             force && (only || !strcmp(force, "both")) ? only ? " (EMBER_GEMM=amx)" : " (EMBER_GEMM=both)" : "",
-             (long long)g->units, g->serial ? "on the calling thread" : "split over the threads");
+             forced, (long long)g->units, g->serial ? "on the calling thread" : "split over the threads");
     return true;
 }
 
