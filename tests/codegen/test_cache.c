@@ -26,7 +26,10 @@
  *  - EMBER_CACHE_DIR "off" and "" turn the cache off: cg_cache_dir() is NULL,
  *    nothing is counted and no file is written (not even a relative "off");
  *  - two models make two files; the same model compiled twice while both are
- *    alive shares one unit (one lookup, one store).
+ *    alive shares one unit (one lookup, one store);
+ *  - the GPT-2 block's program, made as two objects on two threads
+ *    (split.c), is stored as one entry and loaded back from it; an entry
+ *    whose pair of objects overruns its buffer is recompiled.
  * Directly, cg_cache_store / cg_cache_load round-trip an entry, and load
  * rejects a file made for another key, random bytes, an empty file, and a
  * well-formed file of another format version.
@@ -359,27 +362,29 @@ Test(cache, a_compile_over_an_entry_of_another_key_rejects_it_and_recompiles) {
     env_end(&env);
 }
 
-Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
+/* An entry with the right key, symbols and checksum whose object is `obj`
+ * (n bytes): the load succeeds, linking fails, and the code is recompiled and
+ * the entry rewritten (a later compile hits). */
+static void recompiled_over(const char *obj, size_t n, const char *what) {
     cache_env env;
     env_begin(&env);
     inputs in = inputs_new();
     first_entry f;
     first_entry_make(&env, &in, "first", &f);
-    char *path = f.path, *key = f.key;
-
-    /* right key, right symbols, right checksum: only the object is garbage */
     cg_blob real;
-    cr_assert_eq(cg_cache_load(key, &real), 0);
+    cr_assert_eq(cg_cache_load(f.key, &real), 0);
     free(real.obj);
-    real.obj = strdup("this is not an ELF object file at all");
-    real.nobj = strlen(real.obj);
-    cg_cache_store(key, &real);
+    real.obj = malloc(n);
+    cr_assert(real.obj);
+    memcpy(real.obj, obj, n);
+    real.nobj = n;
+    cg_cache_store(f.key, &real);
     cg_blob_free(&real);
 
     cg_cache_stats s0 = stats_now();
-    compile_run_free(&in, "over a garbage object"); /* the load succeeds, linking it fails */
-    EXPECT_DELTA(s0, 1, 0, 0, 1, 0, "over a garbage object");
-    expect_entry_like(path, key, &f.good, "the entry was rewritten with the real object");
+    compile_run_free(&in, what);
+    EXPECT_DELTA(s0, 1, 0, 0, 1, 0, what);
+    expect_entry_like(f.path, f.key, &f.good, "the entry was rewritten with the real object");
     cg_cache_stats s1 = stats_now();
     compile_run_free(&in, "after the rewrite");
     EXPECT_DELTA(s1, 1, 0, 0, 0, 0, "after the rewrite");
@@ -389,34 +394,15 @@ Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
     env_end(&env);
 }
 
+Test(cache, an_entry_whose_object_is_not_an_object_file_is_recompiled) {
+    static const char garbage[] = "this is not an ELF object file at all";
+    recompiled_over(garbage, strlen(garbage), "over a garbage object");
+}
+
 Test(cache, an_entry_whose_two_objects_overrun_their_buffer_is_recompiled) {
-    cache_env env;
-    env_begin(&env);
-    inputs in = inputs_new();
-    first_entry f;
-    first_entry_make(&env, &in, "first", &f);
-    char *path = f.path, *key = f.key;
-
     /* split.c's magic for two objects, then a length past the end */
-    cg_blob real;
-    cr_assert_eq(cg_cache_load(key, &real), 0);
-    free(real.obj);
     static const char bad[] = {'e', 'm', 'b', 'O', 'B', 'J', 'S', '2', 0x10, 0x27, 0, 0, 0, 0, 0, 0, 'E', 'L', 'F'};
-    real.obj = malloc(sizeof bad);
-    cr_assert(real.obj);
-    memcpy(real.obj, bad, sizeof bad);
-    real.nobj = sizeof bad;
-    cg_cache_store(key, &real);
-    cg_blob_free(&real);
-
-    cg_cache_stats s0 = stats_now();
-    compile_run_free(&in, "over a malformed pair of objects");
-    EXPECT_DELTA(s0, 1, 0, 0, 1, 0, "over a malformed pair of objects");
-    expect_entry_like(path, key, &f.good, "the entry was rewritten with the real object");
-
-    first_entry_free(&f);
-    inputs_free(&in);
-    env_end(&env);
+    recompiled_over(bad, sizeof bad, "over a malformed pair of objects");
 }
 
 /* The GPT-2 block's program has the code to be made on two threads (split.c):
