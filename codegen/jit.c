@@ -78,7 +78,7 @@ static _Thread_local char session_note[256];
  * what the JIT session reported meanwhile on this thread appended (the
  * linker's "Symbols not found" behind a "Failed to materialize"). With `what`
  * NULL, from the session's reporter, the text becomes that pending note. */
-static int cg_fail(const char *what, LLVMErrorRef err, char *msg) {
+int cg_fail(const char *what, LLVMErrorRef err, char *msg) {
     char *text = err ? LLVMGetErrorMessage(err) : msg;
     char line[512];
     snprintf(line, sizeof line, "%s", text && *text ? text : "unknown LLVM error");
@@ -309,14 +309,14 @@ void cg_module_discard(LLVMModuleRef mod) {
 
 /* ---- units: compiling ------------------------------------------------------------------------- */
 
-bool cg_split_exported(LLVMValueRef v) {
+bool cg_exported(LLVMValueRef v) {
     LLVMLinkage l = LLVMGetLinkage(v);
     return !LLVMIsDeclaration(v) && l != LLVMInternalLinkage && l != LLVMPrivateLinkage &&
            l != LLVMAvailableExternallyLinkage && LLVMGetVisibility(v) != LLVMHiddenVisibility;
 }
 
 static int add_symbol(cg_unit *u, LLVMValueRef v, int *cap) {
-    if (!cg_split_exported(v)) return 0;
+    if (!cg_exported(v)) return 0;
     size_t len;
     const char *name = LLVMGetValueName2(v, &len);
     if (u->nsym == *cap) {
@@ -440,20 +440,16 @@ int cg_unit_link_obj(cg_unit *u, LLVMMemoryBufferRef obj) {
     double t0 = rt_now_ms();
     u->rt = LLVMOrcJITDylibCreateResourceTracker(jit.main);
     session_note[0] = '\0';
-    const char *p = LLVMGetBufferStart(obj);
-    size_t n = LLVMGetBufferSize(obj);
-    int parts = cg_objs_count(p, n);
+    const char *at[2];
+    size_t len[2];
+    int parts = cg_objs(LLVMGetBufferStart(obj), LLVMGetBufferSize(obj), at, len, 2);
     LLVMErrorRef err = NULL;
-    if (parts == 1) {
-        err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, obj), obj = NULL;
+    if (parts == 1 && at[0] == LLVMGetBufferStart(obj)) { /* a plain object file */
+        err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, obj);
     } else { /* split.c's two objects, each added under the unit's tracker */
-        for (int i = 0; i < parts && !err; i++) {
-            const char *at;
-            size_t len;
-            if (cg_objs_part(p, n, i, &at, &len) != 0) break;
-            LLVMMemoryBufferRef one = LLVMCreateMemoryBufferWithMemoryRangeCopy(at, len, u->name);
-            err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt, one);
-        }
+        for (int i = 0; i < parts && !err; i++)
+            err = LLVMOrcLLJITAddObjectFileWithRT(jit.lljit, u->rt,
+                                                  LLVMCreateMemoryBufferWithMemoryRangeCopy(at[i], len[i], u->name));
         LLVMDisposeMemoryBuffer(obj);
         if (parts < 1) return rt_error("codegen %s: a malformed object", u->name);
     }

@@ -41,17 +41,19 @@ void cg_tm_release(LLVMTargetMachineRef tm);
 /* The backend over mod (which it changes): an object file in *out. 0, or -1
  * with an error. */
 int cg_emit_object(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMemoryBufferRef *out);
-/* Whether function f is exported (a definition with a name the linker sees). */
-bool cg_split_exported(LLVMValueRef f);
+/* Whether v is exported (a definition with a name the linker sees). */
+bool cg_exported(LLVMValueRef v);
+/* The one place an LLVM error (err, or the message msg, disposed of) becomes
+ * an ember error, prefixed by `what`. Returns -1. */
+int cg_fail(const char *what, LLVMErrorRef err, char *msg);
 /* split.c: when mod has enough code (and every definition is exported), its
  * object as two, made on two threads (this one with tm), in one buffer
  * (*split true); else nothing (*split false, 0). 0, or -1 with an error. */
 int cg_split_emit(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMemoryBufferRef *obj, bool *split);
-/* The objects in a buffer from cg_split_emit, or 1 for a plain object file;
- * -1 when it is malformed. */
-int cg_objs_count(const char *p, size_t n);
-/* Object i of such a buffer. 0, or -1 when there is none. */
-int cg_objs_part(const char *p, size_t n, int i, const char **start, size_t *len);
+/* The objects in a buffer from cg_split_emit (or a plain object file: one),
+ * at most max, into start[i] / len[i]: their count, or -1 when the buffer is
+ * malformed. */
+int cg_objs(const char *p, size_t n, const char **start, size_t *len, int max);
 /* Drops one owner of keyed unit u: true when others still own it; false when
  * that was the last, with the key lock still held and u off the live list, so
  * that the caller removes its code and then calls cg_keyed_unlock. */

@@ -421,7 +421,8 @@ int cg_loopnest_print(const cg_loopnest *ln, FILE *out) {
                 g->how, (long long)g->batches, (long long)g->m, (long long)g->k, (long long)g->k, (long long)g->n,
                 (long long)g->ak, (long long)g->bk);
         if (ln->has_alt)
-            fprintf(out, "    beside it %s; each call runs one, picked by their times (the profile stage counts them)\n",
+            fprintf(out, "    beside it %s; each piece of a call runs one, picked by its core's times (the profile "
+                         "stage counts them)\n",
                     ln->alt.how);
     }
     fprintf(out, "    loops [");

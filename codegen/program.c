@@ -77,6 +77,13 @@ static LLVMValueRef ceil_div(cg_emitter *e, LLVMValueRef a, LLVMValueRef b) {
     return LLVMBuildSDiv(e->b, LLVMBuildAdd(e->b, a, LLVMBuildSub(e->b, b, cg_i64c(e, 1), ""), ""), b, "");
 }
 
+/* The pool's threads at the call (rt_threads), as an i64. */
+static LLVMValueRef threads_now(cg_emitter *e) {
+    LLVMTypeRef ty;
+    LLVMValueRef f = cg_declare(e, "rt_threads", e->i32, NULL, 0, &ty);
+    return LLVMBuildSExt(e->b, LLVMBuildCall2(e->b, ty, f, NULL, 0, ""), e->i64, "");
+}
+
 /* A GEMM's tiles per piece for nt threads. Several pieces per thread, taken
  * as the threads come (pool.c): a worker that starts late, or loses its core
  * to the host for a while, takes fewer instead of the caller waiting for its
@@ -230,7 +237,7 @@ static void mixed_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LL
                        LLVMBasicBlockRef fail, LLVMValueRef run, int step) {
     LLVMBuilderRef b = e->b;
     LLVMValueRef buf = amx_block(e, ln, fail);
-    LLVMTypeRef ip[2] = {e->ptr, e->i32}, it, thr_t;
+    LLVMTypeRef ip[2] = {e->ptr, e->i32}, it;
     LLVMValueRef cpus = LLVMBuildCall2(b, it, cg_declare(e, "cg_exec_pieces", e->ptr, ip, 2, &it),
                                        (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)step, 0)}, 2, "");
     LLVMBuildStore(b, LLVMConstNull(LLVMArrayType2(e->i64, 2)), share);
@@ -238,8 +245,7 @@ static void mixed_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LL
     for (int i = 0; i < 3; i++)
         LLVMBuildStore(b, vals[i], LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess + i)}, 1, ""));
     int64_t groups = ln->alt.panels;
-    LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t), NULL, 0, ""),
-                                    e->i64, "");
+    LLVMValueRef nt = threads_now(e);
     LLVMValueRef grain = ceil_div(e, cg_i64c(e, groups), LLVMBuildMul(b, nt, cg_i64c(e, 4), ""));
     grain = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, nt, cg_i64c(e, 1), ""), cg_i64c(e, groups), grain, "");
     LLVMValueRef parallel = ln->gemm.serial || groups == 1 ? LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0)
@@ -257,9 +263,7 @@ static void nest_step(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef fn, LLV
         if (ln->gemm.serial || units == 1) {
             call_range(e, fn, ptrs, cg_i64c(e, units), cg_i64c(e, units), LLVMConstInt(LLVMInt1TypeInContext(e->c), 0, 0));
         } else {
-            LLVMTypeRef thr_t;
-            LLVMValueRef thr = cg_declare(e, "rt_threads", e->i32, NULL, 0, &thr_t);
-            LLVMValueRef nt = LLVMBuildSExt(b, LLVMBuildCall2(b, thr_t, thr, NULL, 0, ""), e->i64, "");
+            LLVMValueRef nt = threads_now(e);
             call_range(e, fn, ptrs, cg_i64c(e, units), gemm_grain(e, &ln->gemm, nt),
                        LLVMBuildICmp(b, LLVMIntSGT, nt, cg_i64c(e, 1), ""));
         }

@@ -20,7 +20,7 @@
  * them all by the program's hash. Private constants referenced from both
  * halves are emitted in both; a module with a global variable is not split.
  *
- * The two objects travel as one buffer (cg_objs_*): a magic, then each
+ * The two objects travel as one buffer (cg_objs reads it): a magic, then each
  * object's length and bytes. The object cache stores it as it stores a single
  * object, and an ELF object without the magic is read as one object, as
  * before.
@@ -30,7 +30,6 @@
 
 #include <llvm-c/BitReader.h>
 #include <llvm-c/BitWriter.h>
-#include <llvm-c/Error.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include <pthread.h>
@@ -81,11 +80,7 @@ static int keep_bin(LLVMModuleRef mod, LLVMTargetMachineRef tm, const unsigned c
     LLVMPassBuilderOptionsRef pbo = LLVMCreatePassBuilderOptions();
     LLVMErrorRef err = LLVMRunPasses(mod, "elim-avail-extern", tm, pbo);
     LLVMDisposePassBuilderOptions(pbo);
-    if (!err) return 0;
-    char *msg = LLVMGetErrorMessage(err);
-    rt_error("codegen: splitting a module: %s", msg);
-    LLVMDisposeErrorMessage(msg);
-    return -1;
+    return err ? cg_fail("codegen: splitting a module", err, NULL) : 0;
 }
 
 /* Two objects in one buffer. */
@@ -109,7 +104,7 @@ int cg_split_emit(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMe
     int n = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(mod); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f)) continue;
-        if (n == MAX_FUNCTIONS || !cg_split_exported(f)) return 0; /* a local function: one object */
+        if (n == MAX_FUNCTIONS || !cg_exported(f)) return 0; /* a local function: one object */
         total += size[n++] = instructions(f);
     }
     if (n < 2 || total < SPLIT_MIN_INSTRUCTIONS || sysconf(_SC_NPROCESSORS_ONLN) < 2) return 0;
@@ -153,33 +148,19 @@ int cg_split_emit(cg_unit *u, LLVMTargetMachineRef tm, LLVMModuleRef mod, LLVMMe
     return rc;
 }
 
-int cg_objs_count(const char *p, size_t n) {
-    if (n < 8 || memcmp(p, OBJS_MAGIC, 8) != 0) return 1;
-    int k = 0;
-    for (size_t at = 8; at + 8 <= n; k++) {
-        uint64_t len;
-        memcpy(&len, p + at, 8);
-        if (len > n - at - 8) return -1;
-        at += 8 + len;
-    }
-    return k;
-}
-
-int cg_objs_part(const char *p, size_t n, int i, const char **start, size_t *len) {
+int cg_objs(const char *p, size_t n, const char **start, size_t *len, int max) {
     if (n < 8 || memcmp(p, OBJS_MAGIC, 8) != 0) {
-        if (i != 0) return -1;
-        *start = p, *len = n;
-        return 0;
+        start[0] = p, len[0] = n;
+        return 1;
     }
-    for (size_t at = 8; at + 8 <= n; i--) {
+    int k = 0;
+    for (size_t at = 8; at < n; k++) {
         uint64_t l;
+        if (k == max || n - at < 8) return -1;
         memcpy(&l, p + at, 8);
         if (l > n - at - 8) return -1;
-        if (i == 0) {
-            *start = p + at + 8, *len = (size_t)l;
-            return 0;
-        }
+        start[k] = p + at + 8, len[k] = (size_t)l;
         at += 8 + l;
     }
-    return -1;
+    return k ? k : -1;
 }
