@@ -473,11 +473,18 @@ typedef struct cg_pick {
                                          0 before it is known (a kernel's first run is a warm-up) */
 } cg_pick;
 
-/* One pick in CG_PICK_EXPLORE runs the kernel that is not the faster one, so
- * its average follows the machine. */
+/* One pick in every P runs the kernel that is not the faster one, so its
+ * average follows the machine. P is CG_PICK_EXPLORE, or more where the other
+ * kernel is so much slower that exploring it once in CG_PICK_EXPLORE picks
+ * would cost more than 1/CG_PICK_REGRET of the faster one's time: P =
+ * CG_PICK_REGRET * (slower - faster) / faster, up to CG_PICK_EXPLORE_MAX. */
 #define CG_PICK_EXPLORE 16
+#define CG_PICK_REGRET 32
+#define CG_PICK_EXPLORE_MAX 256
+/* Picks between two explorations of the slower kernel, by averages a and b. */
+uint64_t cg_pick_period(uint64_t a, uint64_t b);
 /* The kernel (0 or 1) to run now: one not yet timed, else the faster by the
- * averages but on every CG_PICK_EXPLORE-th pick the other (with alternate:
+ * averages but on every cg_pick_period-th pick the other (with alternate:
  * 0, 1, 0, ...). */
 int cg_pick_choose(cg_pick *p);
 /* Kernel k ran for ns nanoseconds (per unit of work). */

@@ -23,9 +23,13 @@
  * core is a warm-up (first touch of the tile state, cold caches) and is not
  * timed; until both kernels have a time there, the untimed one runs. Then the
  * faster by the moving averages runs, and one piece in CG_PICK_EXPLORE the
- * other, so its average follows the machine: the loser costs at most its
- * extra time once in 16 pieces (about 2% for a kernel 1.4x slower), and a
- * kernel that became faster wins back within three of its turns. The
+ * other, so its average follows the machine: the loser costs its extra time
+ * once in 16 pieces (about 2% for a kernel 1.4x slower), and a kernel that
+ * became faster wins back within three of its turns. Where the loser is more
+ * than 1.5x slower it is explored less often, so that exploring costs at
+ * most 1/CG_PICK_REGRET (3%) of the faster kernel's time, down to once in
+ * CG_PICK_EXPLORE_MAX pieces (attention's qkv at one thread in a fast minute:
+ * the unit 67 us a group, FMAs 133; once in 16 cost 6%). The
  * averages move a quarter of the way to each sample, and a sample counts at
  * most twice the average, so a piece the host preempted moves it a quarter
  * at most.
@@ -58,7 +62,16 @@ int cg_pick_choose(cg_pick *p) {
     if (!a) return 0;
     if (!b) return 1;
     int best = b < a;
-    return n % CG_PICK_EXPLORE == CG_PICK_EXPLORE - 1 ? !best : best;
+    uint64_t period = cg_pick_period(a, b);
+    return n % period == period - 1 ? !best : best;
+}
+
+uint64_t cg_pick_period(uint64_t a, uint64_t b) {
+    uint64_t fast = a < b ? a : b, slow = a < b ? b : a;
+    if (!fast) return CG_PICK_EXPLORE;
+    /* the slower kernel's extra time over the faster one's, in 1/CG_PICK_REGRET parts */
+    uint64_t parts = slow - fast > UINT64_MAX / CG_PICK_REGRET ? UINT64_MAX : CG_PICK_REGRET * (slow - fast) / fast;
+    return parts < CG_PICK_EXPLORE ? CG_PICK_EXPLORE : parts > CG_PICK_EXPLORE_MAX ? CG_PICK_EXPLORE_MAX : parts;
 }
 
 void cg_pick_record(cg_pick *p, int k, uint64_t ns) {

@@ -2,7 +2,7 @@
  * test_pick.c — the policy that picks one of a step's two kernels per call
  * (codegen/pick.c), driven with made-up times: untimed kernels first, the
  * first run of each a warm-up, the faster one after that with the other once
- * in CG_PICK_EXPLORE calls, a kernel that becomes faster winning back, one
+ * in CG_PICK_EXPLORE calls (less often when it is much slower), a kernel that becomes faster winning back, one
  * preempted call moving an average by a quarter at most, and counts kept
  * exact under concurrent calls. The programs that use it are tested in
  * test_gemm_amx.c.
@@ -45,6 +45,31 @@ Test(pick, the_faster_kernel_runs_and_the_other_once_in_every_sixteen_calls) {
     cr_expect_eq(slow, 10, "the slower kernel ran %d times in %d calls", slow, 10 * CG_PICK_EXPLORE);
     cr_expect_eq(p.ns[0], 300);
     cr_expect_eq(p.ns[1], 200);
+}
+
+Test(pick, a_kernel_much_slower_is_explored_less_often_so_exploring_costs_a_thirty_second_at_most) {
+    const uint64_t ratios[][2] = {{200, 300}, {200, 600}, {100, 1700}, {100, 100000}};
+    const int periods[] = {16, 64, 256, 256};
+    for (int r = 0; r < 4; r++) {
+        cg_pick p;
+        memset(&p, 0, sizeof p);
+        const uint64_t t[2] = {ratios[r][1], ratios[r][0]}; /* the unit slower */
+        for (int i = 0; i < 4; i++) call(&p, t);
+        cr_expect_eq(cg_pick_period(t[0], t[1]), (uint64_t)periods[r]);
+        cr_expect_eq(cg_pick_period(t[1], t[0]), (uint64_t)periods[r], "either way round");
+        int slow = 0, calls = 10 * periods[r];
+        uint64_t spent = 0;
+        for (int i = 0; i < calls; i++) {
+            int k = call(&p, t);
+            slow += k == 0, spent += t[k];
+        }
+        cr_expect_eq(slow, 10, "%llu vs %llu: the slower ran %d times in %d calls", (unsigned long long)t[0],
+                     (unsigned long long)t[1], slow, calls);
+        if (periods[r] < CG_PICK_EXPLORE_MAX)
+            cr_expect_leq(spent - calls * t[1], calls * t[1] / CG_PICK_REGRET, "exploring cost %llu of %llu",
+                          (unsigned long long)(spent - calls * t[1]), (unsigned long long)(calls * t[1]));
+    }
+    cr_expect_eq(cg_pick_period(0, 100), CG_PICK_EXPLORE, "an untimed kernel: the shortest period");
 }
 
 Test(pick, a_kernel_that_becomes_faster_wins_back_within_three_of_its_turns) {
