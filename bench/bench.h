@@ -23,6 +23,7 @@ typedef struct bench_row {
     double proc_ms;                     /* the same in a new process (median of 3), or 0 */
     int kernels;
     size_t arena, eager_peak, comp_peak; /* bytes */
+    size_t packed;                       /* bytes of constant weights kept packed (em_stats) */
     double torch_eager, torchscript;    /* ms (median of the peer's runs), or 0 when not measured */
     double vs_torch;                    /* median of the runs' torch eager / compiled just before, or 0 */
     double bound_ms;                    /* the machine's limit for this work, ms (median over rounds) */

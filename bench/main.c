@@ -177,6 +177,8 @@ static void run_workload(const args *a, const bm_model *m, const bench_limits *l
     em_compiled_stats((void *)fast, &st);
     r->comp_peak = call_peak(fast, x, &got) + (size_t)st.arena_bytes;
     r->kernels = (int)st.kernels, r->arena = (size_t)st.arena_bytes;
+    em_compiled_stats((void *)fast, &st); /* after its calls: the packed constants */
+    r->packed = st.packed_bytes;
     fprintf(stderr, " %.3f and %.3f ms\n", r->eager_med, r->comp_med);
     if (torch) run_peers(a, fast, x, r);
     r->bound_kind = m->flops > 0 ? "fma" : "memory";

@@ -29,8 +29,8 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limi
             rows[0].threads, lim->triad_gbs, lim->fma_isa, lim->fma_gflops, ct ? ct : "(unset)",
             have_torch ? "" : "; no PyTorch peers");
     fprintf(out, "| workload | eager ms | compiled ms | speedup | torch ms | torchscript ms | vs torch "
-                 "| cold ms | warm ms | new process ms | kernels | arena KiB | peak eager→compiled KiB | bound | of bound |\n");
-    fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+                 "| cold ms | warm ms | new process ms | kernels | arena KiB | peak eager→compiled KiB | packed KiB | bound | of bound |\n");
+    fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         fprintf(out, "| %s |", r->m->name);
@@ -42,8 +42,8 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limi
         ms(out, r->torch_eager), ms(out, r->torchscript), ratio(out, r->vs_torch, 1.0);
         fprintf(out, " %7.1f | %6.1f |", r->cold_ms, r->warm_ms);
         ms(out, r->proc_ms);
-        fprintf(out, " %7d | %9.0f | %8.0f → %-8.0f | %s | %5.1f%% |\n", r->kernels, r->arena / 1024.0,
-                r->eager_peak / 1024.0, r->comp_peak / 1024.0, r->bound_kind, 100.0 * r->of_bound);
+        fprintf(out, " %7d | %9.0f | %8.0f → %-8.0f | %6.0f | %s | %5.1f%% |\n", r->kernels, r->arena / 1024.0,
+                r->eager_peak / 1024.0, r->comp_peak / 1024.0, r->packed / 1024.0, r->bound_kind, 100.0 * r->of_bound);
     }
     fprintf(out, "\ntimes are medians per call over 9 rounds, eager and compiled rounds alternating; speedup = the "
                  "median of the rounds' eager / compiled; torch ms = the median of 3 runs of PyTorch, each "
@@ -52,7 +52,9 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limi
                  "the same in a new process (median of 3), its weights and input made before the clock starts; "
                  "of bound = the median of the rounds' machine limit "
                  "(the workload's bytes at the triad rate, or its flops at the FMA peak, measured right "
-                 "after each compiled round) / compiled time\n");
+                 "after each compiled round) / compiled time; peak = what a call allocates beside its weights "
+                 "(compiled: and its arena); packed KiB = constant weights the compiled function keeps split "
+                 "for the AMX unit (em_stats.packed_bytes), besides the weights\n");
 }
 
 static void json_mode(FILE *out, const bench_row *r, const char *mode, double med, double best) {
@@ -61,9 +63,9 @@ static void json_mode(FILE *out, const bench_row *r, const char *mode, double me
             r->m->name, mode, r->threads, r->m->shape, med, best);
     if (!strcmp(mode, "compiled"))
         fprintf(out, ", \"speedup\": %.4g, \"cold_compile_ms\": %.4g, \"warm_compile_ms\": %.4g, "
-                     "\"process_warm_ms\": %.4g, \"kernels\": %d, \"arena_bytes\": %zu, \"peak_bytes\": %zu, \"bound\": \"%s\", "
+                     "\"process_warm_ms\": %.4g, \"kernels\": %d, \"arena_bytes\": %zu, \"peak_bytes\": %zu, \"packed_bytes\": %zu, \"bound\": \"%s\", "
                      "\"bound_ms\": %.6g, \"of_bound\": %.4g, \"vs_torch\": %.4g, \"correct\": %s",
-                r->speedup, r->cold_ms, r->warm_ms, r->proc_ms, r->kernels, r->arena, r->comp_peak,
+                r->speedup, r->cold_ms, r->warm_ms, r->proc_ms, r->kernels, r->arena, r->comp_peak, r->packed,
                 r->bound_kind, r->bound_ms, r->of_bound, r->vs_torch, r->ok ? "true" : "false");
     if (!strcmp(mode, "eager")) fprintf(out, ", \"peak_bytes\": %zu", r->eager_peak);
     fprintf(out, "}\n");

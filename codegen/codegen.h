@@ -89,7 +89,8 @@ void *cg_jit_lookup(const char *sym);
 #define CG_RUNTIME_SYMBOLS(X) \
     X(rt_parallel_for) X(rt_parallel_for_hot) X(rt_threads) X(rt_alloc) X(rt_free) X(rt_dtype_size) X(rt_pack_panel) \
     X(rt_amx_pack_rows_parallel) X(rt_amx_pack_cols) X(rt_amx_tile_next) X(rt_amx_release) X(cg_exec_interpret) X(cg_exec_mark) \
-    X(rt_amx_pack_rows_shared) X(cg_exec_pieces) X(cg_piece_pick) X(cg_piece_restart) X(cg_piece_done)
+    X(rt_amx_pack_rows_shared) X(cg_exec_pieces) X(cg_piece_pick) X(cg_piece_restart) X(cg_piece_done) \
+    X(cg_exec_packed)
 
 /* ---- modules ------------------------------------------------------------------------------ */
 
@@ -218,6 +219,9 @@ typedef struct cg_gemm {
     bool serial;                      /* too small to split over threads */
     bool stage;                       /* tiles of C^T go out through a staged tile, row by row
                                          of C (gemm_emit.c) */
+    bool bconst;                      /* amx: B is a constant of the graph (a weight), the same
+                                         for every batch: split and packed on the program's first
+                                         call and kept (exec.c's cg_exec_packed), not per call */
     bool amx;                         /* on the AMX tile unit (runtime/amx.c): tiles of 32 x 32,
                                          A packed once a call, B per panel of 32 columns */
     char how[200];                    /* the choice and its reason, for the dump */
@@ -608,6 +612,13 @@ int cg_exec_mark(void *run, int step);
 /* For a step with two kernels (a loop nest with has_alt): what each core has
  * learnt of them, CG_PICK_CPUS cg_picks (pick.c), for cg_piece_pick. */
 cg_pick *cg_exec_pieces(void *run, int step);
+/* For an AMX GEMM step whose B is a constant (cg_gemm.bconst): B split and
+ * packed as runtime/amx.c's column operand, all its panels, made by the
+ * program's first call that asks (home: the data of B's home) and kept until
+ * the program is freed. NULL with an error when out of memory. */
+void *cg_exec_packed(void *run, int step, const float *home);
+/* Bytes of the constants kept packed so far (cg_exec_packed). */
+size_t cg_exec_packed_bytes(const cg_exec *e);
 /* The `profile` stage: time per step, averaged over the calls made so far
  * (with CG_PROFILE; else how to ask for it). */
 int cg_exec_print_profile(const cg_exec *e, FILE *out);

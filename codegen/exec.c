@@ -24,6 +24,7 @@
  */
 #include "codegen.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,10 @@ struct cg_exec {
     atomic_ulong calls;         /* calls timed (profiled) */
     cg_pick **picks;            /* per step with two kernels (has_alt): CG_PICK_CPUS cg_picks, else NULL */
     int npicks;                 /* steps in picks */
+    _Atomic(void *) *packed;    /* per step: an AMX GEMM's constant B split and packed (bconst),
+                                   made by the first call that asks, or NULL */
+    pthread_mutex_t pack_lock;  /* one call packs; the others wait for it */
+    atomic_size_t packed_bytes; /* their bytes */
 };
 
 static cg_exec *exec_new(const pass_program *prog) {
@@ -56,6 +61,7 @@ static cg_exec *exec_new(const pass_program *prog) {
     memset(e, 0, sizeof *e);
     e->prog = prog;
     atomic_init(&e->spare, NULL);
+    pthread_mutex_init(&e->pack_lock, NULL);
     e->maxin = 1;
     for (int i = 0; i < ir_graph_num_nodes(prog->graph); i++)
         if (ir_graph_node(prog->graph, i)->nin > e->maxin) e->maxin = ir_graph_node(prog->graph, i)->nin;
@@ -181,6 +187,8 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
         return NULL;
     }
     if (e->program && alloc_picks(e) != 0) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
+    if (e->program && !(e->packed = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->packed)))
+        return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
     if (keep & CG_PROFILE) {
         e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
         if (!e->step_ns) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
@@ -198,6 +206,9 @@ void cg_exec_destroy(cg_exec *e) {
     free((void *)e->step_ns);
     for (int i = 0; i < e->npicks; i++) free(e->picks[i]);
     free(e->picks);
+    for (int i = 0; e->packed && i < e->sched.nsteps; i++) free(atomic_load(&e->packed[i]));
+    free((void *)e->packed);
+    pthread_mutex_destroy(&e->pack_lock);
     free(e->fns);
     free(e);
 }
@@ -365,6 +376,30 @@ cg_pick *cg_exec_pieces(void *ctx, int i) {
     run *r = ctx;
     return r->e->picks[i];
 }
+
+/* B of step i's GEMM packed whole, as the unit's column operand: the first
+ * call packs it under the lock, the others find it (an acquire load pairs
+ * with the release that publishes it). */
+void *cg_exec_packed(void *ctx, int i, const float *home) {
+    cg_exec *e = ((run *)ctx)->e;
+    void *p = atomic_load_explicit(&e->packed[i], memory_order_acquire);
+    if (p) return p;
+    const cg_loopnest *ln = &e->sched.nests[e->sched.steps[i].nest];
+    const cg_gemm *g = &ln->gemm;
+    pthread_mutex_lock(&e->pack_lock);
+    if (!(p = atomic_load_explicit(&e->packed[i], memory_order_relaxed))) {
+        size_t bytes = (size_t)rt_amx_packed_bytes(g->n, g->k);
+        if ((p = rt_aligned_alloc(bytes, "packing a constant for the AMX unit"))) {
+            rt_amx_pack_cols(p, home + ln->acc[1].offset, g->n, g->k, ln->acc[1].strides[g->nbatch + 1], g->bk);
+            atomic_fetch_add(&e->packed_bytes, bytes);
+            atomic_store_explicit(&e->packed[i], p, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&e->pack_lock);
+    return p;
+}
+
+size_t cg_exec_packed_bytes(const cg_exec *e) { return e ? atomic_load(&((cg_exec *)e)->packed_bytes) : 0; }
 
 /* A step with two kernels: per core, the pieces each ran and their averages now. */
 static void print_picks(const cg_exec *e, int i, FILE *out) {

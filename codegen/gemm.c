@@ -332,6 +332,32 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
     return true;
 }
 
+/* An AMX GEMM whose B is a constant of the graph (a weight in a global) and
+ * the same for every batch has it split and packed once, on the program's
+ * first call, and kept with the program (exec.c's cg_exec_packed), instead of
+ * panel by panel in every call. A constant cannot change: ember's API has no
+ * way to write into a tensor that exists, and the graph holds a reference.
+ * Splitting B was most of the unit's time besides its products: the GPT-2
+ * block's 786,432 weights at ~0.4 ns each, about 0.3 ms of a 1.5 ms call,
+ * half of it left after overlapping the tile products. The cost is memory:
+ * the pieces take 6 bytes a weight, 1.5x the f32 weights, for as long as the
+ * compiled function lives (em_stats.packed_bytes). EMBER_PACK_CONSTANTS=0
+ * packs them per call as before. */
+static void keep_packed(const pass_program *prog, cg_loopnest *ln, cg_gemm *g) {
+    const char *env = getenv("EMBER_PACK_CONSTANTS");
+    if (env && !strcmp(env, "0")) return;
+    const ir_node *home = ir_graph_node(prog->graph, ln->acc[1].home);
+    if (!home || home->kind != IR_NODE_CONST) return;
+    for (int d = 0; d < g->nbatch; d++)
+        if (ln->acc[1].strides[d] != 0) return;
+    g->bconst = true;
+    const char *per = "B per panel of 32 columns";
+    char *at = strstr(g->how, per), rest[sizeof g->how];
+    if (!at) return;
+    snprintf(rest, sizeof rest, "%s", at + strlen(per));
+    snprintf(at, sizeof g->how - (size_t)(at - g->how), "B (a constant) packed once and kept%s", rest);
+}
+
 bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,
                    const bool *stored, cg_loopnest *ln) {
     const pass_kernel *K = &prog->fusion->k[kernel];
@@ -365,6 +391,7 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
             return false;
     fold_batch(ln, g);
     if (!plan(ln, g, width)) return false;
+    if (g->amx) keep_packed(prog, ln, g);
     ln->width = width;
     ln->is_gemm = true;
     return ln->compiled = true;

@@ -51,7 +51,10 @@
  * buffers in turn: a piece's first panel before its tiles, each later one by
  * the tile calls of the panel before it (rt_amx_tile_next packs a share
  * between its tile products, on the vector units while the tile unit
- * multiplies). Each tile is one call into one of two tilebufs, whose rows
+ * multiplies). A B that is a constant of the graph (cg_gemm.bconst: a
+ * weight) was split and packed whole by the program's first call and kept
+ * (exec.c): its panels are read from there and nothing is packed. Each
+ * tile is one call into one of two tilebufs, whose rows
  * go through the same epilogue and stores as above after the next tile's
  * call has been made, so that the vector units run the epilogue while the
  * tile unit finishes that call's products (block 0.98-0.99x the time, in one
@@ -82,6 +85,7 @@ typedef struct gemm_emit {
     LLVMValueRef kb, kn;               /* this k block: first k, length */
     LLVMValueRef first, last;          /* i1: the first and the last k block */
     LLVMValueRef rpack;                /* AMX: the row operand packed (program.c, once a call) */
+    LLVMValueRef bpack;                /* AMX with bconst: B packed, all its panels (exec.c, once) */
     LLVMValueRef batch;                /* AMX: this segment's batch (its block of rpack) */
     LLVMValueRef pnl, more;            /* AMX: this segment's panel; i1, units follow it here */
     LLVMValueRef cur, nxt, ready;      /* AMX: slots of the two panel buffers (this panel's,
@@ -447,6 +451,15 @@ static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
     cg_emitter *e = q->e;
     LLVMBuilderRef b = e->b;
     const cg_gemm *g = q->g;
+    if (g->bconst) { /* the panel is in the block packed once: nothing to pack */
+        LLVMValueRef at = mul(q, q->pnl, rt_amx_packed_bytes(32, g->k));
+        amx_next n = {.cur = LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), q->bpack, &at, 1, ""),
+                      .nxt = LLVMConstNull(e->ptr), .src = LLVMConstNull(e->ptr), .cols = i64c(q, 0),
+                      .t0 = t0, .parts = LLVMBuildSub(b, t1, t0, "")};
+        n.first = mul(q, t0, 32), n.end = smin(q, mul(q, t1, 32), i64c(q, q->NR));
+        loop(q, n.first, add(q, n.end, i64c(q, 32)), 32, NULL, 0, amx_tile_pair, &n);
+        return;
+    }
     LLVMValueRef seg = add(q, mul(q, q->batch, g->panels), q->pnl);
     LLVMValueRef buf0 = LLVMBuildLoad2(b, e->ptr, q->cur, ""), buf1 = LLVMBuildLoad2(b, e->ptr, q->nxt, "");
     LLVMValueRef ready = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildLoad2(b, e->i64, q->ready, ""), seg, "");
@@ -617,12 +630,17 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
                                LLVMCreateStringAttribute(e->c, "probe-stack", 11, "inline-asm", 10));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
-    if (g->amx) { /* two panels of 32 columns as bf16 pieces; the rows packed by program.c */
-        q.cur = LLVMBuildAlloca(b, e->ptr, "amx.cur"), q.nxt = LLVMBuildAlloca(b, e->ptr, "amx.nxt");
-        q.ready = LLVMBuildAlloca(b, e->i64, "amx.ready");
-        LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.cur);
-        LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.nxt);
-        LLVMBuildStore(b, i64c(&q, -1), q.ready);
+    if (g->amx) { /* two panels of 32 columns as bf16 pieces (or B packed once); the rows packed by program.c */
+        if (g->bconst) {
+            LLVMValueRef at = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess + 3)}, 1, "");
+            q.bpack = LLVMBuildLoad2(b, e->ptr, at, "bpack");
+        } else {
+            q.cur = LLVMBuildAlloca(b, e->ptr, "amx.cur"), q.nxt = LLVMBuildAlloca(b, e->ptr, "amx.nxt");
+            q.ready = LLVMBuildAlloca(b, e->i64, "amx.ready");
+            LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.cur);
+            LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.nxt);
+            LLVMBuildStore(b, i64c(&q, -1), q.ready);
+        }
         LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess)}, 1, "");
         q.rpack = LLVMBuildLoad2(b, e->ptr, slot, "rpack");
     }

@@ -127,6 +127,7 @@ static void put_gemm(cg_buf *s, const cg_gemm *g) {
     put(s, g->ak), put(s, g->bk), put(s, g->vec_m), put(s, g->pack), put(s, g->mr), put(s, g->nvec);
     put(s, g->kc), put(s, g->panels), put(s, g->batches), put(s, g->rtiles), put(s, g->units);
     put(s, g->subtiles), put(s, g->serial), put(s, g->stage), put(s, g->amx);
+    put(s, g->bconst);
 }
 
 static void put_nest(cg_buf *s, const cg_loopnest *ln) {

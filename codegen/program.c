@@ -180,6 +180,24 @@ static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
     LLVMBuildCall2(e->b, ft, ff, args, 2, "");
 }
 
+/* An AMX GEMM whose B is a constant (bconst) finds B packed, all its panels,
+ * in ptrs[naccess + 3]: exec.c packs it on the first call that asks and keeps
+ * it (cg_exec_packed; NULL, out of memory, goes to fail). */
+static void packed_constant(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail,
+                            LLVMValueRef run, int step) {
+    if (!ln->gemm.amx || !ln->gemm.bconst) return;
+    LLVMBuilderRef b = e->b;
+    LLVMTypeRef pp[3] = {e->ptr, e->i32, e->ptr}, pt;
+    LLVMValueRef home = LLVMBuildLoad2(b, e->ptr, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, 1)}, 1, ""), "");
+    LLVMValueRef packed = LLVMBuildCall2(b, pt, cg_declare(e, "cg_exec_packed", e->ptr, pp, 3, &pt),
+                                         (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)step, 0), home}, 3, "bpack");
+    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
+    LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "bpacked");
+    LLVMBuildCondBr(b, LLVMBuildIsNull(b, packed, ""), fail, ok);
+    LLVMPositionBuilderAtEnd(b, ok);
+    LLVMBuildStore(b, packed, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess + 3)}, 1, ""));
+}
+
 /* A GEMM with two kernels (has_alt) runs in pieces of whole groups of 64
  * columns, and each piece on the kernel its core's times pick (pick.c): for
  * a group range [glo, ghi), the unit's kernel runs its panels [2 glo, 2 ghi)
@@ -293,8 +311,9 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     LLVMMoveBasicBlockAfter(fail, LLVMGetInsertBlock(b));
     LLVMValueRef homes = LLVMGetParam(fn, 0), run = LLVMGetParam(fn, 1);
-    /* the accesses, then a GEMM's packed rows, and for two kernels the share of their packing and the picks */
-    LLVMValueRef ptrs = LLVMBuildArrayAlloca(b, e->ptr, cg_i64c(e, CG_MAX_ACCESS + 3), "ptrs");
+    /* the accesses, then a GEMM's packed rows, for two kernels the share of their packing and the picks,
+     * and a constant B packed once */
+    LLVMValueRef ptrs = LLVMBuildArrayAlloca(b, e->ptr, cg_i64c(e, CG_MAX_ACCESS + 4), "ptrs");
     LLVMValueRef share = LLVMBuildAlloca(b, LLVMArrayType2(e->i64, 2), "share"); /* rt_amx_rows_share */
     LLVMValueRef arena = LLVMBuildLoad2(b, e->ptr, homes, "arena");
     for (int i = 0; i <= s->nsteps; i++) {
@@ -317,6 +336,7 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
             LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
             LLVMBuildStore(b, home_ptr(e, lay, homes, arena, ln->acc[a].home), slot);
         }
+        packed_constant(e, ln, ptrs, fail, run, i);
         if (ln->has_alt) mixed_step(e, ln, mixed[st->nest], ptrs, share, fail, run, i);
         else nest_step(e, ln, nest_fn[st->nest], ptrs, fail);
     }

@@ -422,6 +422,7 @@ int em_compiled_stats(void *code, em_stats *out) {
         .kernels = newest ? newest->prog->fusion->nkernels : 0, .compile_ms = c->compile_ms,
         .arena_bytes = newest ? cg_exec_arena_bytes(newest->exec) : 0,
     };
+    for (int i = 0; i < n; i++) out->packed_bytes += cg_exec_packed_bytes(c->entries[i]->exec);
     pthread_mutex_unlock(&c->lock);
     return 0;
 }

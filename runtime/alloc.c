@@ -262,6 +262,13 @@ void *rt_malloc(size_t nbytes, const char *what) {
     return p;
 }
 
+void *rt_aligned_alloc(size_t nbytes, const char *what) {
+    size_t rounded = (nbytes + RT_ALIGN - 1) / RT_ALIGN * RT_ALIGN;
+    void *p = injected_failure() ? NULL : aligned_alloc(RT_ALIGN, rounded ? rounded : RT_ALIGN);
+    if (!p) rt_error("%s: out of memory", what);
+    return p;
+}
+
 void em_memory_stats_get(em_memory_stats *out) {
     if (!out) return;
     out->live_bytes = atomic_load(&live_bytes);

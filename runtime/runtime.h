@@ -55,6 +55,8 @@ void rt_alloc_fail_after(long n);
 /* Plain malloc/calloc for bookkeeping (not tensor data) that honour the same
  * failure injection, with an error message naming `what` on failure. */
 void *rt_malloc(size_t nbytes, const char *what);
+/* rt_malloc's memory at a multiple of RT_ALIGN (64) bytes; free() frees it. */
+void *rt_aligned_alloc(size_t nbytes, const char *what);
 
 /* ---- dtypes (tensor.c) ---------------------------------------------------------- */
 size_t rt_dtype_size(em_dtype dt);           /* 0 for a bad dtype */

@@ -18,7 +18,11 @@
  * unit off; batched products (a broadcast batch, attention's per-head views);
  * where the unit is not used (k past 1024, EMBER_GEMM=fma)
  * and which shapes the cost model gives it; a failed allocation of the packed
- * rows fails the call with a message and leaves nothing behind.
+ * rows fails the call with a message and leaves nothing behind. A constant
+ * weight is packed once, by the first call, kept (em_stats.packed_bytes) and
+ * gives the bits of packing per call (EMBER_PACK_CONSTANTS=0); a weight passed
+ * as an argument is not kept; a failed allocation of a packed constant fails
+ * that call only.
  *
  * Machines without AMX skip these tests (rt_amx_usable()).
  */
@@ -550,5 +554,107 @@ Test(amx, a_failed_allocation_of_the_packed_rows_fails_the_call_with_a_message_a
     cr_expect_gt(failed, 0, "an injected failure was hit");
     em_release(want), em_release(a), em_release(b);
     em_compiled_free((void *)fast);
+    use(NULL);
+}
+
+/* ---- a constant B packed once ------------------------------------------------------------------ */
+
+static em_tensor *c_w, *c_b; /* a linear's weight and bias in globals: constants of the graph */
+static em_tensor *lin_const(em_tensor *x) { return em_linear(x, c_w, c_b); }
+
+static size_t packed_bytes(void *fn) {
+    em_stats st;
+    cr_assert_eq(em_compiled_stats(fn, &st), 0, "%s", em_last_error());
+    return st.packed_bytes;
+}
+
+Test(amx, a_constant_weight_is_packed_once_by_the_first_call_kept_and_gives_the_bits_of_packing_per_call) {
+    need_amx();
+    use("amx");
+    static const int64_t sizes[][3] = {{128, 100, 80}, {64, 256, 64}, {33, 1000, 17}};
+    for (int threads = 1; threads <= 2; threads++)
+        for (int s = 0; s < 3; s++) {
+            int64_t M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
+            char what[96];
+            snprintf(what, sizeof what, "%d threads, M %lld K %lld N %lld", threads, (long long)M, (long long)K,
+                     (long long)N);
+            c_w = tu_uniform_tensor(2, SH(N, K), -1, 1, 70 + s), c_b = tu_uniform_tensor(1, SH(N), -1, 1, 80 + s);
+            em_tensor *x = tu_uniform_tensor(2, SH(M, K), -1, 1, 90 + s), *want = lin_const(x);
+            em_options o = {.threads = threads};
+            typedef em_tensor *(*fn1)(em_tensor *);
+            fn1 kept = (fn1)em_compile((void *)lin_const, "tensor(tensor)", &o);
+            setenv("EMBER_PACK_CONSTANTS", "0", 1);
+            fn1 per_call = (fn1)em_compile((void *)lin_const, "tensor(tensor)", &o);
+            em_tensor *ref = per_call(x); /* traced and compiled now, so packing per call */
+            unsetenv("EMBER_PACK_CONSTANTS");
+            cr_assert(kept && per_call && ref, "%s: %s", what, em_last_error());
+            cr_expect_eq(packed_bytes((void *)kept), 0, "%s: nothing packed before the first call", what);
+            for (int call = 0; call < 3; call++) {
+                em_tensor *got = kept(x);
+                cr_assert(got, "%s: %s", what, em_last_error());
+                tu_expect_identical(got, ref, what); /* the bits of B packed per call */
+                tu_expect_compiled(got, want, what);
+                cr_expect_eq(packed_bytes((void *)kept), (size_t)rt_amx_packed_bytes(N, K), "%s, call %d", what, call);
+                em_release(got);
+            }
+            expect_section((void *)kept, "B (a constant) packed once and kept", true, what);
+            expect_section((void *)per_call, "B per panel of 32 columns", true, what);
+            cr_expect_eq(packed_bytes((void *)per_call), 0, "%s: EMBER_PACK_CONSTANTS=0 keeps nothing", what);
+            em_compiled_free((void *)kept), em_compiled_free((void *)per_call);
+            em_release(ref), em_release(want), em_release(x), em_release(c_w), em_release(c_b);
+        }
+    use(NULL);
+}
+
+Test(amx, a_weight_passed_as_an_argument_is_packed_per_call_not_kept) {
+    need_amx();
+    use("amx");
+    em_tensor *x = tu_uniform_tensor(2, SH(128, 64), -1, 1, 1), *w = tu_uniform_tensor(2, SH(96, 64), -1, 1, 2);
+    fn2 fast = (fn2)em_compile((void *)gu_mm_bt, "tensor(tensor, tensor)", NULL);
+    em_tensor *got = fast(x, w), *want = gu_mm_bt(x, w);
+    cr_assert(got, "%s", em_last_error());
+    tu_expect_compiled(got, want, "x @ w^T, w an argument");
+    expect_section((void *)fast, "B per panel of 32 columns", true, "w an argument");
+    cr_expect_eq(packed_bytes((void *)fast), 0);
+    em_release(got), em_release(want), em_release(x), em_release(w);
+    em_compiled_free((void *)fast);
+    use(NULL);
+}
+
+/* Every allocation of a first call failing in turn: the call that could not
+ * pack its constant fails with a message, leaves nothing behind, and the
+ * next call packs it and is right. */
+Test(amx, a_failed_allocation_of_a_packed_constant_fails_the_call_with_a_message_and_the_next_call_packs_it) {
+    need_amx();
+    use("amx");
+    setenv("EMBER_CACHE_DIR", "off", 1); /* each round compiles: no object shared between rounds */
+    c_w = tu_uniform_tensor(2, SH(64, 96), -1, 1, 3), c_b = tu_uniform_tensor(1, SH(64), -1, 1, 4);
+    em_tensor *x = tu_uniform_tensor(2, SH(64, 96), -1, 1, 5), *want = lin_const(x);
+    typedef em_tensor *(*fn1)(em_tensor *);
+    int hit = 0;
+    for (long n = 1; n <= 400 && !hit; n++) {
+        fn1 fast = (fn1)em_compile((void *)lin_const, "tensor(tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        size_t base = tu_live_bytes();
+        rt_alloc_fail_after(n);
+        em_clear_error();
+        em_tensor *got = fast(x);
+        rt_alloc_fail_after(0);
+        if (!got) {
+            cr_expect_neq(em_last_error()[0], '\0', "n=%ld: NULL without a message", n);
+            if (strstr(em_last_error(), "packing a constant for the AMX unit: out of memory")) hit = 1;
+            cr_expect_eq(packed_bytes((void *)fast), 0, "n=%ld", n);
+        }
+        em_release(got);
+        cr_expect_eq(tu_live_bytes(), base, "n=%ld: bytes left behind", n);
+        got = fast(x);
+        cr_assert(got, "n=%ld: the call after an injected failure: %s", n, em_last_error());
+        tu_expect_compiled(got, want, "the call after an injected failure");
+        em_release(got);
+        em_compiled_free((void *)fast);
+    }
+    cr_expect(hit, "no injected failure hit the packing of the constant");
+    unsetenv("EMBER_CACHE_DIR");
+    em_release(want), em_release(x), em_release(c_w), em_release(c_b);
     use(NULL);
 }
