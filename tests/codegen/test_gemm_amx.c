@@ -39,6 +39,7 @@
 #include "../frontend/compile_util.h"
 #include "gemm_util.h"
 
+typedef em_tensor *(*fn1)(em_tensor *);
 typedef em_tensor *(*fn2)(em_tensor *, em_tensor *);
 typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
 
@@ -561,6 +562,7 @@ Test(amx, a_failed_allocation_of_the_packed_rows_fails_the_call_with_a_message_a
 
 static em_tensor *c_w, *c_b; /* a linear's weight and bias in globals: constants of the graph */
 static em_tensor *lin_const(em_tensor *x) { return em_linear(x, c_w, c_b); }
+static em_tensor *mm_const(em_tensor *x) { return em_matmul(x, c_w); } /* B's rows along k: c_w is [K, N] */
 
 static size_t packed_bytes(void *fn) {
     em_stats st;
@@ -571,20 +573,21 @@ static size_t packed_bytes(void *fn) {
 Test(amx, a_constant_weight_is_packed_once_by_the_first_call_kept_and_gives_the_bits_of_packing_per_call) {
     need_amx();
     use("amx");
-    static const int64_t sizes[][3] = {{128, 100, 80}, {64, 256, 64}, {33, 1000, 17}};
+    static const int64_t sizes[][3] = {{128, 100, 80}, {64, 256, 64}, {33, 1000, 17}, {96, 70, 100}};
     for (int threads = 1; threads <= 2; threads++)
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < 4; s++) {
             int64_t M = sizes[s][0], K = sizes[s][1], N = sizes[s][2];
+            fn1 model = s == 3 ? mm_const : lin_const;
             char what[96];
-            snprintf(what, sizeof what, "%d threads, M %lld K %lld N %lld", threads, (long long)M, (long long)K,
-                     (long long)N);
-            c_w = tu_uniform_tensor(2, SH(N, K), -1, 1, 70 + s), c_b = tu_uniform_tensor(1, SH(N), -1, 1, 80 + s);
-            em_tensor *x = tu_uniform_tensor(2, SH(M, K), -1, 1, 90 + s), *want = lin_const(x);
+            snprintf(what, sizeof what, "%d threads, %s, M %lld K %lld N %lld", threads, s == 3 ? "x @ w" : "linear",
+                     (long long)M, (long long)K, (long long)N);
+            c_w = s == 3 ? tu_uniform_tensor(2, SH(K, N), -1, 1, 70 + s) : tu_uniform_tensor(2, SH(N, K), -1, 1, 70 + s);
+            c_b = tu_uniform_tensor(1, SH(N), -1, 1, 80 + s);
+            em_tensor *x = tu_uniform_tensor(2, SH(M, K), -1, 1, 90 + s), *want = model(x);
             em_options o = {.threads = threads};
-            typedef em_tensor *(*fn1)(em_tensor *);
-            fn1 kept = (fn1)em_compile((void *)lin_const, "tensor(tensor)", &o);
+            fn1 kept = (fn1)em_compile((void *)model, "tensor(tensor)", &o);
             setenv("EMBER_PACK_CONSTANTS", "0", 1);
-            fn1 per_call = (fn1)em_compile((void *)lin_const, "tensor(tensor)", &o);
+            fn1 per_call = (fn1)em_compile((void *)model, "tensor(tensor)", &o);
             em_tensor *ref = per_call(x); /* traced and compiled now, so packing per call */
             unsetenv("EMBER_PACK_CONSTANTS");
             cr_assert(kept && per_call && ref, "%s: %s", what, em_last_error());
@@ -630,7 +633,6 @@ Test(amx, a_failed_allocation_of_a_packed_constant_fails_the_call_with_a_message
     setenv("EMBER_CACHE_DIR", "off", 1); /* each round compiles: no object shared between rounds */
     c_w = tu_uniform_tensor(2, SH(64, 96), -1, 1, 3), c_b = tu_uniform_tensor(1, SH(64), -1, 1, 4);
     em_tensor *x = tu_uniform_tensor(2, SH(64, 96), -1, 1, 5), *want = lin_const(x);
-    typedef em_tensor *(*fn1)(em_tensor *);
     int hit = 0;
     for (long n = 1; n <= 400 && !hit; n++) {
         fn1 fast = (fn1)em_compile((void *)lin_const, "tensor(tensor)", NULL);
