@@ -16,7 +16,10 @@
  *
  * One arena per call, of the plan's arena_bytes. The last arena used is kept
  * for the next call (taken with an atomic exchange, so concurrent calls each
- * get their own and never share one); em_compiled_free releases it.
+ * get their own and never share one); em_compiled_free releases it. So do
+ * the constants an AMX GEMM keeps split and packed (cg_exec_packed: a
+ * weight, packed by the first call that reaches its step and read by every
+ * call after; gemm.c's keep_packed says why that is safe).
  *
  * Invariants: the plan must materialise every value a node reads (a plan made
  * with internal=true); on failure every value made so far is released and
@@ -51,6 +54,7 @@ struct cg_exec {
     int npicks;                 /* steps in picks */
     _Atomic(void *) *packed;    /* per step: an AMX GEMM's constant B split and packed (bconst),
                                    made by the first call that asks, or NULL */
+    int npacked;                /* steps in packed */
     pthread_mutex_t pack_lock;  /* one call packs; the others wait for it */
     atomic_size_t packed_bytes; /* their bytes */
 };
@@ -189,6 +193,7 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
     if (e->program && alloc_picks(e) != 0) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
     if (e->program && !(e->packed = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->packed)))
         return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
+    e->npacked = e->packed ? e->sched.nsteps : 0;
     if (keep & CG_PROFILE) {
         e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
         if (!e->step_ns) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
@@ -206,7 +211,7 @@ void cg_exec_destroy(cg_exec *e) {
     free((void *)e->step_ns);
     for (int i = 0; i < e->npicks; i++) free(e->picks[i]);
     free(e->picks);
-    for (int i = 0; e->packed && i < e->sched.nsteps; i++) free(atomic_load(&e->packed[i]));
+    for (int i = 0; i < e->npacked; i++) free(atomic_load(&e->packed[i])); /* the schedule is freed by now */
     free((void *)e->packed);
     pthread_mutex_destroy(&e->pack_lock);
     free(e->fns);
