@@ -54,7 +54,6 @@ struct cg_exec {
     int npicks;                 /* steps in picks */
     _Atomic(void *) *packed;    /* per step: an AMX GEMM's constant B split and packed (bconst),
                                    made by the first call that asks, or NULL */
-    int npacked;                /* steps in packed */
     pthread_mutex_t pack_lock;  /* one call packs; the others wait for it */
     atomic_size_t packed_bytes; /* their bytes */
 };
@@ -193,7 +192,6 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
     if (e->program && alloc_picks(e) != 0) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
     if (e->program && !(e->packed = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->packed)))
         return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
-    e->npacked = e->packed ? e->sched.nsteps : 0;
     if (keep & CG_PROFILE) {
         e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
         if (!e->step_ns) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
@@ -206,13 +204,13 @@ void cg_exec_destroy(cg_exec *e) {
     if (!e) return;
     frame_free(e->prog, atomic_exchange(&e->spare, NULL));
     cg_unit_destroy(e->unit);
+    for (int i = 0; e->packed && i < e->sched.nsteps; i++) free(atomic_load(&e->packed[i])); /* before the schedule */
+    free((void *)e->packed);
     if (e->scheduled) cg_schedule_free(&e->sched);
     layout_free(&e->layout);
     free((void *)e->step_ns);
     for (int i = 0; i < e->npicks; i++) free(e->picks[i]);
     free(e->picks);
-    for (int i = 0; i < e->npacked; i++) free(atomic_load(&e->packed[i])); /* the schedule is freed by now */
-    free((void *)e->packed);
     pthread_mutex_destroy(&e->pack_lock);
     free(e->fns);
     free(e);

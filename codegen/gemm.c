@@ -180,7 +180,7 @@ static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const 
 
 /* Orientation, tile, blocking and tasks (the file's opening comment). False
  * when OpenBLAS is the better choice. */
-static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
+static bool plan(cg_loopnest *ln, cg_gemm *g, int width, bool keep_b) {
     int nb = g->nbatch;
     int64_t sam = ln->acc[0].strides[nb], sbn = ln->acc[1].strides[nb + 1];
     g->batches = 1;
@@ -215,7 +215,7 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
                       ln->alt.nvec * width == 64 && ln->alt.batches == 1;
         ln->why[0] = 0;
     }
-    g->amx = true, g->vec_m = false, g->pack = false, g->stage = false;
+    g->amx = true, g->vec_m = false, g->pack = false, g->stage = false, g->bconst = keep_b;
     g->mr = 32, g->nvec = 32 / width, g->kc = g->k;
     g->panels = ceil_div(g->n, 32), g->rtiles = ceil_div(g->m, 32), g->subtiles = g->rtiles;
     g->units = g->batches * g->panels * g->rtiles;
@@ -223,8 +223,9 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width) {
     const char *forced = only ? " (EMBER_GEMM=amx)" : force && !strcmp(force, "both") ? " (EMBER_GEMM=both)" : "";
     snprintf(g->how, sizeof g->how,
              "generated GEMM on AMX tiles%s: f32 as three bf16 pieces, six tile products; tiles 32 x 32, "
-             "A packed once a call, B per panel of 32 columns, %lld tiles %s",
-             forced, (long long)g->units, g->serial ? "on the calling thread" : "split over the threads");
+             "A packed once a call, %s, %lld tiles %s",
+             forced, keep_b ? "B (a constant) packed once and kept" : "B per panel of 32 columns", (long long)g->units,
+             g->serial ? "on the calling thread" : "split over the threads");
     return true;
 }
 
@@ -342,20 +343,16 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
  * half of it left after overlapping the tile products. The cost is memory:
  * the pieces take 6 bytes a weight, 1.5x the f32 weights, for as long as the
  * compiled function lives (em_stats.packed_bytes). EMBER_PACK_CONSTANTS=0
- * packs them per call as before. */
-static void keep_packed(const pass_program *prog, cg_loopnest *ln, cg_gemm *g) {
+ * packs them per call as before. Whether B may be kept; plan keeps it where
+ * the GEMM runs on the unit. */
+static bool keep_packed(const pass_program *prog, const cg_loopnest *ln, const cg_gemm *g) {
     const char *env = getenv("EMBER_PACK_CONSTANTS");
-    if (env && !strcmp(env, "0")) return;
+    if (env && !strcmp(env, "0")) return false;
     const ir_node *home = ir_graph_node(prog->graph, ln->acc[1].home);
-    if (!home || home->kind != IR_NODE_CONST) return;
+    if (!home || home->kind != IR_NODE_CONST) return false;
     for (int d = 0; d < g->nbatch; d++)
-        if (ln->acc[1].strides[d] != 0) return;
-    g->bconst = true;
-    const char *per = "B per panel of 32 columns";
-    char *at = strstr(g->how, per), rest[sizeof g->how];
-    if (!at) return;
-    snprintf(rest, sizeof rest, "%s", at + strlen(per));
-    snprintf(at, sizeof g->how - (size_t)(at - g->how), "B (a constant) packed once and kept%s", rest);
+        if (ln->acc[1].strides[d] != 0) return false;
+    return true;
 }
 
 bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,
@@ -390,8 +387,7 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
             cg_loopnest_add_access(prog, args, ln, &space, ir_graph_node(prog->graph, K->nodes[i]), true) != 0)
             return false;
     fold_batch(ln, g);
-    if (!plan(ln, g, width)) return false;
-    if (g->amx) keep_packed(prog, ln, g);
+    if (!plan(ln, g, width, keep_packed(prog, ln, g))) return false;
     ln->width = width;
     ln->is_gemm = true;
     return ln->compiled = true;

@@ -441,50 +441,55 @@ static void amx_tile_pair(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void
     LLVMPositionBuilderAtEnd(b, done);
 }
 
-/* Tiles [t0, t1) of the current panel on AMX. The panel's 32 columns are
- * split and packed into one of two stack buffers: by the segment before
- * when it was this thread's, else here first. When this thread's next
- * units are the next panel's (same batch), the tile calls pack it into the
- * other buffer between their tile products, a share each
- * (rt_amx_tile_next), and the buffers swap. */
-static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
+/* The current panel's 32 columns split and packed into one of two stack
+ * buffers (np->cur): by the segment before when it was this thread's, else
+ * here. When this thread's next units are the next panel's (same batch),
+ * np->src is its source, which the tile calls pack into the other buffer
+ * (np->nxt) between their tile products, a share each (rt_amx_tile_next);
+ * the buffers swap. */
+static void amx_pack_panel(gemm_emit *q, amx_next *np) {
     cg_emitter *e = q->e;
     LLVMBuilderRef b = e->b;
     const cg_gemm *g = q->g;
-    if (g->bconst) { /* the panel is in the block packed once: nothing to pack */
-        LLVMValueRef at = mul(q, q->pnl, rt_amx_packed_bytes(32, g->k));
-        amx_next n = {.cur = LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), q->bpack, &at, 1, ""),
-                      .nxt = LLVMConstNull(e->ptr), .src = LLVMConstNull(e->ptr), .cols = i64c(q, 0),
-                      .t0 = t0, .parts = LLVMBuildSub(b, t1, t0, "")};
-        n.first = mul(q, t0, 32), n.end = smin(q, mul(q, t1, 32), i64c(q, q->NR));
-        loop(q, n.first, add(q, n.end, i64c(q, 32)), 32, NULL, 0, amx_tile_pair, &n);
-        return;
-    }
     LLVMValueRef seg = add(q, mul(q, q->batch, g->panels), q->pnl);
     LLVMValueRef buf0 = LLVMBuildLoad2(b, e->ptr, q->cur, ""), buf1 = LLVMBuildLoad2(b, e->ptr, q->nxt, "");
     LLVMValueRef ready = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildLoad2(b, e->i64, q->ready, ""), seg, "");
-    amx_next n = {.cur = LLVMBuildSelect(b, ready, buf1, buf0, ""), .nxt = LLVMBuildSelect(b, ready, buf0, buf1, "")};
-    LLVMBuildStore(b, n.cur, q->cur);
-    LLVMBuildStore(b, n.nxt, q->nxt);
+    np->cur = LLVMBuildSelect(b, ready, buf1, buf0, ""), np->nxt = LLVMBuildSelect(b, ready, buf0, buf1, "");
+    LLVMBuildStore(b, np->cur, q->cur);
+    LLVMBuildStore(b, np->nxt, q->nxt);
     LLVMValueRef src = cg_elem_ptr(e, q->base[q->V], mul(q, q->v0, q->vv));
     LLVMBasicBlockRef pack = block(q, "amx.pack"), packed = block(q, "amx.packed");
     LLVMBuildCondBr(b, ready, packed, pack);
     LLVMPositionBuilderAtEnd(b, pack);
     LLVMTypeRef params[6] = {e->ptr, e->ptr, e->i64, e->i64, e->i64, e->i64}, fty;
     LLVMValueRef f = cg_declare(e, "rt_amx_pack_cols", LLVMVoidTypeInContext(e->c), params, 6, &fty);
-    LLVMValueRef args[6] = {n.cur, src, panel_lanes(q), i64c(q, g->k), i64c(q, q->vv), i64c(q, q->vk)};
+    LLVMValueRef args[6] = {np->cur, src, panel_lanes(q), i64c(q, g->k), i64c(q, q->vv), i64c(q, q->vk)};
     LLVMBuildCall2(b, fty, f, args, 6, "");
     LLVMBuildBr(b, packed);
     LLVMPositionBuilderAtEnd(b, packed);
     LLVMValueRef has = LLVMBuildAnd(b, q->more,
                                     LLVMBuildICmp(b, LLVMIntSLT, q->pnl, i64c(q, g->panels - 1), ""), "");
-    n.src = LLVMBuildSelect(b, has, cg_elem_ptr(e, src, i64c(q, q->Vb * q->vv)), LLVMConstNull(e->ptr), "");
-    n.cols = smin(q, LLVMBuildSub(b, i64c(q, q->NV - q->Vb), q->v0, ""), i64c(q, q->Vb));
-    n.t0 = t0, n.parts = LLVMBuildSub(b, t1, t0, "");
+    np->src = LLVMBuildSelect(b, has, cg_elem_ptr(e, src, i64c(q, q->Vb * q->vv)), LLVMConstNull(e->ptr), "");
+    np->cols = smin(q, LLVMBuildSub(b, i64c(q, q->NV - q->Vb), q->v0, ""), i64c(q, q->Vb));
     LLVMBuildStore(b, LLVMBuildSelect(b, has, add(q, seg, i64c(q, 1)), i64c(q, -1), ""), q->ready);
-    LLVMValueRef end = smin(q, mul(q, t1, 32), i64c(q, q->NR));
-    n.first = mul(q, t0, 32), n.end = end;
-    loop(q, n.first, add(q, end, i64c(q, 32)), 32, NULL, 0, amx_tile_pair, &n);
+}
+
+/* Tiles [t0, t1) of the current panel on AMX: its panel from B packed once
+ * (a constant), else packed as amx_pack_panel says. */
+static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
+    cg_emitter *e = q->e;
+    LLVMBuilderRef b = e->b;
+    const cg_gemm *g = q->g;
+    amx_next n = {.t0 = t0, .parts = LLVMBuildSub(b, t1, t0, "")};
+    if (g->bconst) { /* the panel is in the block packed once: nothing to pack */
+        LLVMValueRef at = mul(q, q->pnl, rt_amx_packed_bytes(32, g->k));
+        n.cur = LLVMBuildGEP2(b, LLVMInt8TypeInContext(e->c), q->bpack, &at, 1, "");
+        n.nxt = n.src = LLVMConstNull(e->ptr), n.cols = i64c(q, 0);
+    } else {
+        amx_pack_panel(q, &n);
+    }
+    n.first = mul(q, t0, 32), n.end = smin(q, mul(q, t1, 32), i64c(q, q->NR));
+    loop(q, n.first, add(q, n.end, i64c(q, 32)), 32, NULL, 0, amx_tile_pair, &n);
 }
 
 typedef struct span {
