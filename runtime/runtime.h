@@ -261,8 +261,10 @@ void rt_amx_pack_cols(uint16_t *dst, const float *src, int64_t cols, int64_t k, 
 void rt_amx_tile(float *out, const uint16_t *a, const uint16_t *b, int64_t k);
 /* rt_amx_tile, packing meanwhile part `part` of `parts` (equal shares of its
  * 16 x 32 blocks) of another panel of columns, as rt_amx_pack_cols(ndst, nsrc,
- * ncols, k, cs, ks) would (nsrc NULL: none), on the vector units while the
- * tile unit multiplies. */
+ * ncols, k, cs, ks) would, on the vector units while the tile unit
+ * multiplies. nsrc NULL: nothing to pack; then a non-NULL ndst is a panel
+ * packed already (a kept constant), whose share of cache lines is prefetched
+ * into the L2 instead. */
 void rt_amx_tile_next(float *out, const uint16_t *a, const uint16_t *b, int64_t k, uint16_t *ndst, const float *nsrc,
                       int64_t ncols, int64_t cs, int64_t ks, int64_t part, int64_t parts);
 /* Gives back this thread's tile state (the end of a generated GEMM's piece). */

@@ -119,7 +119,8 @@ Test(amx, the_packers_and_the_tile_give_f32_accurate_products_for_every_layout_a
 /* rt_amx_tile_next packs another panel in shares between its tile products
  * (gemm_emit.c's next panel while this one's tiles run): after all the parts
  * the panel must be, bit for bit, what rt_amx_pack_cols makes, for every
- * layout and width, and each tile what rt_amx_tile gives. */
+ * layout and width, and each tile what rt_amx_tile gives; given that panel
+ * with nothing to pack, it prefetches it and leaves it as it is. */
 Test(amx, a_tile_packs_the_next_panel_in_parts_exactly_as_the_packer_does) {
     need_amx();
     static const int64_t widths[] = {1, 15, 16, 17, 32}, ks[] = {1, 31, 32, 33, 100}, parts[] = {1, 2, 3, 4, 7};
@@ -152,6 +153,12 @@ Test(amx, a_tile_packs_the_next_panel_in_parts_exactly_as_the_packer_does) {
                     }
                     cr_expect_eq(memcmp(want, got, bytes), 0, "%lld columns, k %lld, layout %d, %lld parts",
                                  (long long)cols, (long long)K, how, (long long)parts[p]);
+                    /* a panel packed already (a kept constant) is only prefetched: read, never written */
+                    for (int64_t part = 0; part < parts[p]; part++) {
+                        rt_amx_tile_next(two, ap, bp, K, got, NULL, 0, 0, 0, part, parts[p]);
+                        cr_expect_eq(memcmp(one, two, sizeof one), 0, "a tile that prefetches changed its product");
+                    }
+                    cr_expect_eq(memcmp(want, got, bytes), 0, "a prefetched panel changed");
                 }
                 rt_amx_release();
                 free(src), free(a), free(b), free(want), free(got), free(ap), free(bp);
