@@ -220,7 +220,7 @@ typedef struct cg_gemm {
     bool stage;                       /* tiles of C^T go out through a staged tile, row by row
                                          of C (gemm_emit.c) */
     bool bconst;                      /* amx: B is a constant of the graph (a weight), the same
-                                         for every batch: split and packed on the program's first
+                                         for every batch: split and packed by the program's second
                                          call and kept (exec.c's cg_exec_packed), not per call */
     bool amx;                         /* on the AMX tile unit (runtime/amx.c): tiles of 32 x 32,
                                          A packed once a call, B per panel of 32 columns */
@@ -614,8 +614,10 @@ int cg_exec_mark(void *run, int step);
 cg_pick *cg_exec_pieces(void *run, int step);
 /* For an AMX GEMM step whose B is a constant (cg_gemm.bconst): B split and
  * packed as runtime/amx.c's column operand, all its panels, made by the
- * program's first call that asks (home: the data of B's home) and kept until
- * the program is freed. NULL with an error when out of memory. */
+ * step's second call (home: the data of B's home) and kept until the program
+ * is freed. NULL (no error) on the step's first call, so that a new
+ * process's first result does not wait for it, and while it cannot be
+ * allocated: the step then packs B per panel, as for any B. */
 void *cg_exec_packed(void *run, int step, const float *home);
 /* Bytes of the constants kept packed so far (cg_exec_packed). */
 size_t cg_exec_packed_bytes(const cg_exec *e);

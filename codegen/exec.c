@@ -18,7 +18,7 @@
  * for the next call (taken with an atomic exchange, so concurrent calls each
  * get their own and never share one); em_compiled_free releases it. So do
  * the constants an AMX GEMM keeps split and packed (cg_exec_packed: a
- * weight, packed by the first call that reaches its step and read by every
+ * weight, packed by the second call that reaches its step and read by every
  * call after; gemm.c's keep_packed says why that is safe).
  *
  * Invariants: the plan must materialise every value a node reads (a plan made
@@ -53,7 +53,8 @@ struct cg_exec {
     cg_pick **picks;            /* per step with two kernels (has_alt): CG_PICK_CPUS cg_picks, else NULL */
     int npicks;                 /* steps in picks */
     _Atomic(void *) *packed;    /* per step: an AMX GEMM's constant B split and packed (bconst),
-                                   made by the first call that asks, or NULL */
+                                   made by its second call, or NULL */
+    atomic_uint *asked;         /* per step: calls that asked for it (cg_exec_packed) */
     pthread_mutex_t pack_lock;  /* one call packs; the others wait for it */
     atomic_size_t packed_bytes; /* their bytes */
 };
@@ -124,6 +125,12 @@ static int plan(pass_program *prog, const cg_schedule *s) {
     return 0;
 }
 
+/* The bytes of step i's packed constant. */
+static size_t packed_size(const cg_exec *e, int i) {
+    const cg_gemm *g = &e->sched.nests[e->sched.steps[i].nest].gemm;
+    return (size_t)rt_amx_packed_bytes(g->n, g->k);
+}
+
 /* Whether step i is a loop nest with two kernels. */
 static bool has_alt(const cg_exec *e, int i) {
     return e->scheduled && e->sched.steps[i].nest >= 0 && e->sched.nests[e->sched.steps[i].nest].has_alt;
@@ -190,7 +197,8 @@ cg_exec *cg_exec_compile(pass_program *prog, em_tensor *const *args, unsigned ke
         return NULL;
     }
     if (e->program && alloc_picks(e) != 0) return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
-    if (e->program && !(e->packed = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->packed)))
+    size_t nsteps = (size_t)(e->sched.nsteps ? e->sched.nsteps : 1);
+    if (e->program && (!(e->packed = calloc(nsteps, sizeof *e->packed)) || !(e->asked = calloc(nsteps, sizeof *e->asked))))
         return cg_exec_destroy(e), rt_error("em_compile: out of memory"), NULL;
     if (keep & CG_PROFILE) {
         e->step_ns = calloc((size_t)(e->sched.nsteps ? e->sched.nsteps : 1), sizeof *e->step_ns);
@@ -204,8 +212,12 @@ void cg_exec_destroy(cg_exec *e) {
     if (!e) return;
     frame_free(e->prog, atomic_exchange(&e->spare, NULL));
     cg_unit_destroy(e->unit);
-    for (int i = 0; e->packed && i < e->sched.nsteps; i++) free(atomic_load(&e->packed[i])); /* before the schedule */
+    for (int i = 0; e->packed && i < e->sched.nsteps; i++) { /* before the schedule, which says their sizes */
+        void *p = atomic_load(&e->packed[i]);
+        if (p) rt_unmap(p, packed_size(e, i));
+    }
     free((void *)e->packed);
+    free((void *)e->asked);
     if (e->scheduled) cg_schedule_free(&e->sched);
     layout_free(&e->layout);
     free((void *)e->step_ns);
@@ -380,19 +392,24 @@ cg_pick *cg_exec_pieces(void *ctx, int i) {
     return r->e->picks[i];
 }
 
-/* B of step i's GEMM packed whole, as the unit's column operand: the first
- * call packs it under the lock, the others find it (an acquire load pairs
- * with the release that publishes it). */
+/* B of step i's GEMM packed whole, as the unit's column operand: the
+ * step's second call packs it under the lock, the calls after find it (an
+ * acquire load pairs with the release that publishes it). Not the first
+ * call: in a new process that call's pages of the kept block (faulted in at
+ * about 0.3 ms a MiB even when mapped populated) came on top of everything
+ * else the first result waits for: block's first call took 8.4-8.8 ms
+ * against 7.0-7.1 packing per call. */
 void *cg_exec_packed(void *ctx, int i, const float *home) {
     cg_exec *e = ((run *)ctx)->e;
     void *p = atomic_load_explicit(&e->packed[i], memory_order_acquire);
     if (p) return p;
+    if (atomic_fetch_add_explicit(&e->asked[i], 1, memory_order_relaxed) == 0) return NULL;
     const cg_loopnest *ln = &e->sched.nests[e->sched.steps[i].nest];
     const cg_gemm *g = &ln->gemm;
     pthread_mutex_lock(&e->pack_lock);
     if (!(p = atomic_load_explicit(&e->packed[i], memory_order_relaxed))) {
-        size_t bytes = (size_t)rt_amx_packed_bytes(g->n, g->k);
-        if ((p = rt_aligned_alloc(bytes, "packing a constant for the AMX unit"))) {
+        size_t bytes = packed_size(e, i);
+        if ((p = rt_map(bytes))) { /* else packed per call until it can be allocated */
             rt_amx_pack_cols(p, home + ln->acc[1].offset, g->n, g->k, ln->acc[1].strides[g->nbatch + 1], g->bk);
             atomic_fetch_add(&e->packed_bytes, bytes);
             atomic_store_explicit(&e->packed[i], p, memory_order_release);

@@ -52,8 +52,9 @@
  * the tile calls of the panel before it (rt_amx_tile_next packs a share
  * between its tile products, on the vector units while the tile unit
  * multiplies). A B that is a constant of the graph (cg_gemm.bconst: a
- * weight) was split and packed whole by the program's first call and kept
- * (exec.c): its panels are read from there and nothing is packed, and the
+ * weight) is split and packed whole by the program's second call and kept
+ * (exec.c; bpack, NULL before, when B is packed per panel as above): its
+ * panels are read from there and nothing is packed, and the
  * tile calls of a panel prefetch the next one into the L2 in shares (block
  * 0.94-0.95x the time at one thread, 0.97x at two, attention 0.96x at one,
  * in one process alternating with prefetching off). Each
@@ -489,15 +490,35 @@ static void amx_block(gemm_emit *q, LLVMValueRef t0, LLVMValueRef t1) {
     LLVMBuilderRef b = e->b;
     const cg_gemm *g = q->g;
     amx_next n = {.t0 = t0, .parts = LLVMBuildSub(b, t1, t0, "")};
-    if (g->bconst) { /* the panel is in the block packed once: nothing to pack; the tile
-                        calls prefetch the next one into the L2 when this thread goes on to it */
+    if (!g->bconst) {
+        amx_pack_panel(q, &n);
+    } else { /* B packed once (bpack) or, until it is, packed here as for any B */
+        LLVMBasicBlockRef kept = block(q, "amx.kept"), per_call = block(q, "amx.percall"), join = block(q, "amx.panel");
+        LLVMBuildCondBr(b, LLVMBuildIsNull(b, q->bpack, ""), per_call, kept);
+        /* the panel is in the block: nothing to pack; the tile calls prefetch
+         * the next one into the L2 when this thread goes on to it */
+        LLVMPositionBuilderAtEnd(b, kept);
         LLVMTypeRef i8 = LLVMInt8TypeInContext(e->c);
         LLVMValueRef at = mul(q, q->pnl, rt_amx_packed_bytes(32, g->k)), step = i64c(q, rt_amx_packed_bytes(32, g->k));
-        n.cur = LLVMBuildGEP2(b, i8, q->bpack, &at, 1, "");
-        n.nxt = LLVMBuildSelect(b, amx_next_here(q), LLVMBuildGEP2(b, i8, n.cur, &step, 1, ""), LLVMConstNull(e->ptr), "");
-        n.src = LLVMConstNull(e->ptr), n.cols = i64c(q, 0);
-    } else {
+        amx_next k = n;
+        k.cur = LLVMBuildGEP2(b, i8, q->bpack, &at, 1, "");
+        k.nxt = LLVMBuildSelect(b, amx_next_here(q), LLVMBuildGEP2(b, i8, k.cur, &step, 1, ""), LLVMConstNull(e->ptr), "");
+        k.src = LLVMConstNull(e->ptr), k.cols = i64c(q, 0);
+        LLVMBasicBlockRef kept_end = LLVMGetInsertBlock(b);
+        LLVMBuildBr(b, join);
+        LLVMPositionBuilderAtEnd(b, per_call);
         amx_pack_panel(q, &n);
+        LLVMBasicBlockRef per_call_end = LLVMGetInsertBlock(b);
+        LLVMBuildBr(b, join);
+        LLVMPositionBuilderAtEnd(b, join);
+        LLVMValueRef *fields[4] = {&n.cur, &n.nxt, &n.src, &n.cols}, from[4] = {k.cur, k.nxt, k.src, k.cols};
+        for (int i = 0; i < 4; i++) {
+            LLVMValueRef phi = LLVMBuildPhi(b, LLVMTypeOf(from[i]), "");
+            LLVMValueRef vals[2] = {from[i], *fields[i]};
+            LLVMBasicBlockRef bbs[2] = {kept_end, per_call_end};
+            LLVMAddIncoming(phi, vals, bbs, 2);
+            *fields[i] = phi;
+        }
     }
     n.first = mul(q, t0, 32), n.end = smin(q, mul(q, t1, 32), i64c(q, q->NR));
     loop(q, n.first, add(q, n.end, i64c(q, 32)), 32, NULL, 0, amx_tile_pair, &n);
@@ -646,17 +667,17 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
                                LLVMCreateStringAttribute(e->c, "probe-stack", 11, "inline-asm", 10));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
     if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
-    if (g->amx) { /* two panels of 32 columns as bf16 pieces (or B packed once); the rows packed by program.c */
+    if (g->amx) { /* two panels of 32 columns as bf16 pieces (and B packed once, or NULL until
+                     it is); the rows packed by program.c */
         if (g->bconst) {
             LLVMValueRef at = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess + 3)}, 1, "");
             q.bpack = LLVMBuildLoad2(b, e->ptr, at, "bpack");
-        } else {
-            q.cur = LLVMBuildAlloca(b, e->ptr, "amx.cur"), q.nxt = LLVMBuildAlloca(b, e->ptr, "amx.nxt");
-            q.ready = LLVMBuildAlloca(b, e->i64, "amx.ready");
-            LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.cur);
-            LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.nxt);
-            LLVMBuildStore(b, i64c(&q, -1), q.ready);
         }
+        q.cur = LLVMBuildAlloca(b, e->ptr, "amx.cur"), q.nxt = LLVMBuildAlloca(b, e->ptr, "amx.nxt");
+        q.ready = LLVMBuildAlloca(b, e->i64, "amx.ready");
+        LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.cur);
+        LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.nxt);
+        LLVMBuildStore(b, i64c(&q, -1), q.ready);
         LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess)}, 1, "");
         q.rpack = LLVMBuildLoad2(b, e->ptr, slot, "rpack");
     }

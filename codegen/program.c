@@ -181,20 +181,15 @@ static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
 }
 
 /* An AMX GEMM whose B is a constant (bconst) finds B packed, all its panels,
- * in ptrs[naccess + 3]: exec.c packs it on the first call that asks and keeps
- * it (cg_exec_packed; NULL, out of memory, goes to fail). */
-static void packed_constant(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMBasicBlockRef fail,
-                            LLVMValueRef run, int step) {
+ * in ptrs[naccess + 3], or NULL: then it packs B per panel as for any B.
+ * exec.c packs and keeps it from the second call on (cg_exec_packed). */
+static void packed_constant(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMValueRef run, int step) {
     if (!ln->gemm.amx || !ln->gemm.bconst) return;
     LLVMBuilderRef b = e->b;
     LLVMTypeRef pp[3] = {e->ptr, e->i32, e->ptr}, pt;
     LLVMValueRef home = LLVMBuildLoad2(b, e->ptr, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, 1)}, 1, ""), "");
     LLVMValueRef packed = LLVMBuildCall2(b, pt, cg_declare(e, "cg_exec_packed", e->ptr, pp, 3, &pt),
                                          (LLVMValueRef[]){run, LLVMConstInt(e->i32, (unsigned)step, 0), home}, 3, "bpack");
-    LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(b));
-    LLVMBasicBlockRef ok = LLVMAppendBasicBlockInContext(e->c, fn, "bpacked");
-    LLVMBuildCondBr(b, LLVMBuildIsNull(b, packed, ""), fail, ok);
-    LLVMPositionBuilderAtEnd(b, ok);
     LLVMBuildStore(b, packed, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, ln->naccess + 3)}, 1, ""));
 }
 
@@ -336,7 +331,7 @@ LLVMValueRef cg_emit_program(cg_emitter *e, const pass_program *prog, const cg_s
             LLVMValueRef slot = LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, a)}, 1, "");
             LLVMBuildStore(b, home_ptr(e, lay, homes, arena, ln->acc[a].home), slot);
         }
-        packed_constant(e, ln, ptrs, fail, run, i);
+        packed_constant(e, ln, ptrs, run, i);
         if (ln->has_alt) mixed_step(e, ln, mixed[st->nest], ptrs, share, fail, run, i);
         else nest_step(e, ln, nest_fn[st->nest], ptrs, fail);
     }

@@ -55,8 +55,12 @@ void rt_alloc_fail_after(long n);
 /* Plain malloc/calloc for bookkeeping (not tensor data) that honour the same
  * failure injection, with an error message naming `what` on failure. */
 void *rt_malloc(size_t nbytes, const char *what);
-/* rt_malloc's memory at a multiple of RT_ALIGN (64) bytes; free() frees it. */
-void *rt_aligned_alloc(size_t nbytes, const char *what);
+/* nbytes of zeroed pages, mapped and faulted in by the kernel in one go
+ * (MAP_POPULATE), for a large buffer written once and kept; rt_unmap(p,
+ * nbytes) gives them back. NULL on failure (and under rt_alloc_fail_after's
+ * injection), without an error: for a cache the caller can do without. */
+void *rt_map(size_t nbytes);
+void rt_unmap(void *p, size_t nbytes);
 
 /* ---- dtypes (tensor.c) ---------------------------------------------------------- */
 size_t rt_dtype_size(em_dtype dt);           /* 0 for a bad dtype */
