@@ -335,8 +335,8 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
 
 /* An AMX GEMM whose B is a constant of the graph (a weight in a global) and
  * the same for every batch has it split and packed once, by the program's
- * second call (the first packs per panel), and kept with the program (exec.c's cg_exec_packed), instead of
- * panel by panel in every call. A constant cannot change: ember's API has no
+ * second call (the first packs per panel), and kept with the program
+ * (exec.c's cg_exec_packed), instead of panel by panel in every call. A constant cannot change: ember's API has no
  * way to write into a tensor that exists, and the graph holds a reference.
  * Splitting B was most of the unit's time besides its products: the GPT-2
  * block's 786,432 weights at ~0.4 ns each, about 0.3 ms of a 1.5 ms call,
