@@ -53,8 +53,8 @@ void bench_print_table(FILE *out, const bench_row *rows, int n, const bench_limi
                  "of bound = the median of the rounds' machine limit "
                  "(the workload's bytes at the triad rate, or its flops at the FMA peak, measured right "
                  "after each compiled round) / compiled time; peak = what a call allocates beside its weights "
-                 "(compiled: and its arena); packed KiB = constant weights the compiled function keeps split "
-                 "for the AMX unit (em_stats.packed_bytes), besides the weights\n");
+                 "(compiled: and its arena); packed KiB = constant weights the compiled function keeps packed "
+                 "for its GEMMs (em_stats.packed_bytes), besides the weights\n");
 }
 
 static void json_mode(FILE *out, const bench_row *r, const char *mode, double med, double best) {

@@ -219,9 +219,10 @@ typedef struct cg_gemm {
     bool serial;                      /* too small to split over threads */
     bool stage;                       /* tiles of C^T go out through a staged tile, row by row
                                          of C (gemm_emit.c) */
-    bool bconst;                      /* amx: B is a constant of the graph (a weight), the same
-                                         for every batch: split and packed by the program's second
-                                         call and kept (exec.c's cg_exec_packed), not per call */
+    bool bconst;                      /* B is a constant of the graph (a weight), the same for
+                                         every batch, and packed (amx: split into bf16 pieces; FMA:
+                                         lanes along n, packed): by the program's second call, and
+                                         kept (exec.c's cg_exec_packed), not per call */
     bool amx;                         /* on the AMX tile unit (runtime/amx.c): tiles of 32 x 32,
                                          A packed once a call, B per panel of 32 columns */
     char how[200];                    /* the choice and its reason, for the dump */
@@ -422,6 +423,12 @@ void cg_nest_store_all(cg_emitter *e, cg_nest_state *s, bool row_shaped);
 /* Each access's element offset (its own offset included) at batch bi of a
  * GEMM nest's batch loops (gemm_emit.c's segments, program.c's AMX packing). */
 void cg_gemm_batch_offsets(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef bi, LLVMValueRef *off);
+/* A GEMM's kept B (cg_gemm.bconst): its bytes; for the FMA kernel, where
+ * panel p starts (floats); and packing it whole into dst from home, the data
+ * of B's home (zeroed memory: the padding lanes are not written). */
+size_t cg_gemm_kept_bytes(const cg_loopnest *ln);
+int64_t cg_gemm_kept_offset(const cg_loopnest *ln, int64_t panel);
+void cg_gemm_pack_kept(const cg_loopnest *ln, const float *home, void *dst);
 /* The body of a GEMM nest's function (gemm_emit.c), in s->fn. */
 void cg_emit_gemm(cg_emitter *e, cg_nest_state *s);
 /* Lanes p[i*stride ...] written from v (a scatter; mask NULL: all lanes). */
@@ -612,8 +619,8 @@ int cg_exec_mark(void *run, int step);
 /* For a step with two kernels (a loop nest with has_alt): what each core has
  * learnt of them, CG_PICK_CPUS cg_picks (pick.c), for cg_piece_pick. */
 cg_pick *cg_exec_pieces(void *run, int step);
-/* For an AMX GEMM step whose B is a constant (cg_gemm.bconst): B split and
- * packed as runtime/amx.c's column operand, all its panels, made by the
+/* For a GEMM step whose B is a constant (cg_gemm.bconst): B packed whole
+ * (cg_gemm_pack_kept: the unit's column operand, or the FMA kernel's panels), made by the
  * step's second call (home: the data of B's home) and kept until the program
  * is freed. NULL (no error) on the step's first call, so that a new
  * process's first result does not wait for it, and while it cannot be

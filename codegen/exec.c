@@ -17,7 +17,7 @@
  * One arena per call, of the plan's arena_bytes. The last arena used is kept
  * for the next call (taken with an atomic exchange, so concurrent calls each
  * get their own and never share one); em_compiled_free releases it. So do
- * the constants an AMX GEMM keeps split and packed (cg_exec_packed: a
+ * the constants a GEMM keeps packed (cg_exec_packed: a
  * weight, packed by the second call that reaches its step and read by every
  * call after; gemm.c's keep_packed says why that is safe).
  *
@@ -52,7 +52,7 @@ struct cg_exec {
     atomic_ulong calls;         /* calls timed (profiled) */
     cg_pick **picks;            /* per step with two kernels (has_alt): CG_PICK_CPUS cg_picks, else NULL */
     int npicks;                 /* steps in picks */
-    _Atomic(void *) *packed;    /* per step: an AMX GEMM's constant B split and packed (bconst),
+    _Atomic(void *) *packed;    /* per step: a GEMM's constant B packed whole (bconst),
                                    made by its second call, or NULL */
     atomic_uint *asked;         /* per step: calls that asked for it (cg_exec_packed) */
     pthread_mutex_t pack_lock;  /* one call packs; the others wait for it */
@@ -127,8 +127,7 @@ static int plan(pass_program *prog, const cg_schedule *s) {
 
 /* The bytes of step i's packed constant. */
 static size_t packed_size(const cg_exec *e, int i) {
-    const cg_gemm *g = &e->sched.nests[e->sched.steps[i].nest].gemm;
-    return (size_t)rt_amx_packed_bytes(g->n, g->k);
+    return cg_gemm_kept_bytes(&e->sched.nests[e->sched.steps[i].nest]);
 }
 
 /* Whether step i is a loop nest with two kernels. */
@@ -392,7 +391,7 @@ cg_pick *cg_exec_pieces(void *ctx, int i) {
     return r->e->picks[i];
 }
 
-/* B of step i's GEMM packed whole, as the unit's column operand: the
+/* B of step i's GEMM packed whole (cg_gemm_pack_kept): the
  * step's second call packs it under the lock, the calls after find it (an
  * acquire load pairs with the release that publishes it). Not the first
  * call: in a new process that call's pages of the kept block (faulted in at
@@ -405,12 +404,11 @@ void *cg_exec_packed(void *ctx, int i, const float *home) {
     if (p) return p;
     if (atomic_fetch_add_explicit(&e->asked[i], 1, memory_order_relaxed) == 0) return NULL;
     const cg_loopnest *ln = &e->sched.nests[e->sched.steps[i].nest];
-    const cg_gemm *g = &ln->gemm;
     pthread_mutex_lock(&e->pack_lock);
     if (!(p = atomic_load_explicit(&e->packed[i], memory_order_relaxed))) {
         size_t bytes = packed_size(e, i);
         if ((p = rt_map(bytes))) { /* else packed per call until it can be allocated */
-            rt_amx_pack_cols(p, home + ln->acc[1].offset, g->n, g->k, ln->acc[1].strides[g->nbatch + 1], g->bk);
+            cg_gemm_pack_kept(ln, home, p);
             atomic_fetch_add(&e->packed_bytes, bytes);
             atomic_store_explicit(&e->packed[i], p, memory_order_release);
         }

@@ -176,7 +176,7 @@ static bool choose_amx(const cg_loopnest *ln, const cg_gemm *g, int width, const
     return amx < 0.8 * fma;
 }
 
-static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force);
+static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force, bool keep_b);
 
 /* Orientation, tile, blocking and tasks (the file's opening comment). False
  * when OpenBLAS is the better choice. */
@@ -200,7 +200,7 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width, bool keep_b) {
     g->pack = g->vec_m ? sam != 1 : sbn != 1;
     const char *force = getenv("EMBER_GEMM");
     if (force && !strcmp(force, "blas")) return cg_loopnest_refuse(ln, "EMBER_GEMM=blas");
-    if (!choose_amx(ln, g, width, force)) return plan_fma(ln, g, width, macs, force);
+    if (!choose_amx(ln, g, width, force)) return plan_fma(ln, g, width, macs, force, keep_b);
     /* on the unit, with the FMA kernel beside it unless EMBER_GEMM=amx: each
      * piece of a call runs one, picked by its core's times (pick.c says why).
      * The pieces are groups of 64 columns, so the FMA kernel must have lanes
@@ -211,7 +211,7 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width, bool keep_b) {
     bool only = force && !strcmp(force, "amx");
     if (!only) {
         ln->alt = *g;
-        ln->has_alt = plan_fma(ln, &ln->alt, width, macs, force) && !ln->alt.vec_m &&
+        ln->has_alt = plan_fma(ln, &ln->alt, width, macs, force, false) && !ln->alt.vec_m &&
                       ln->alt.nvec * width == 64 && ln->alt.batches == 1;
         ln->why[0] = 0;
     }
@@ -229,9 +229,10 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width, bool keep_b) {
     return true;
 }
 
-/* The FMA kernel's tile, blocking and tasks for the orientation plan chose.
- * False when OpenBLAS is the better choice. */
-static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force) {
+/* The FMA kernel's tile, blocking and tasks for the orientation plan chose
+ * (keep_b: B may be kept packed, keep_packed). False when OpenBLAS is the
+ * better choice. */
+static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force, bool keep_b) {
     bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx") || !strcmp(force, "both"));
     int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
     if (!jit && 2 * V < width && macs >= (double)(1 << 20)) {
@@ -281,11 +282,13 @@ static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const 
     g->subtiles = g->kc < g->k ? ceil_div(512, g->mr) : g->rtiles;
     g->serial = macs < (double)(1 << 18);
     g->stage = g->vec_m && g->mr <= width; /* gemm_emit.c: the tile's rows as lanes of one vector */
+    g->bconst = keep_b && g->pack && !g->vec_m; /* V is B, and a constant */
     snprintf(g->how, sizeof g->how,
              "generated GEMM%s%s%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld tiles %s",
              jit ? " (EMBER_GEMM=" : "", jit ? force : "", jit ? ")" : "", g->vec_m ? g->stage ? "m (tiles of C^T, staged)" : "m (tiles of C^T)" : "n",
              g->mr, g->nvec,
-             g->pack ? "packed per panel" : "read in place", (long long)g->kc, (long long)g->units,
+             g->bconst ? "B (a constant) packed once and kept" : g->pack ? "packed per panel" : "read in place",
+             (long long)g->kc, (long long)g->units,
              g->serial ? "on the calling thread" : "split over the threads");
     return true;
 }
@@ -333,18 +336,26 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
     return true;
 }
 
-/* An AMX GEMM whose B is a constant of the graph (a weight in a global) and
- * the same for every batch has it split and packed once, by the program's
- * second call (the first packs per panel), and kept with the program
- * (exec.c's cg_exec_packed), instead of panel by panel in every call. A constant cannot change: ember's API has no
- * way to write into a tensor that exists, and the graph holds a reference.
- * Splitting B was most of the unit's time besides its products: the GPT-2
- * block's 786,432 weights at ~0.4 ns each, about 0.3 ms of a 1.5 ms call,
- * half of it left after overlapping the tile products. The cost is memory:
- * the pieces take 6 bytes a weight, 1.5x the f32 weights, for as long as the
- * compiled function lives (em_stats.packed_bytes). EMBER_PACK_CONSTANTS=0
- * packs them per call as before. Whether B may be kept; plan keeps it where
- * the GEMM runs on the unit. */
+/* A GEMM whose B is a constant of the graph (a weight in a global) and the
+ * same for every batch has it packed once, by the program's second call (the
+ * first packs per panel), and kept with the program (exec.c's
+ * cg_exec_packed), instead of panel by panel in every call. A constant
+ * cannot change: ember's API has no way to write into a tensor that exists,
+ * and the graph holds a reference. It applies on the AMX unit (B split into
+ * bf16 pieces) and to the FMA kernel where it packs B (lanes along n, B's
+ * lanes strided: every linear layer's weight).
+ *  - AMX: splitting B was most of the unit's time besides its products: the
+ *    GPT-2 block's 786,432 weights at ~0.4 ns each, about 0.3 ms of a 1.5 ms
+ *    call, half of it left after overlapping the tile products. The pieces
+ *    take 6 bytes a weight, 1.5x the f32 weights.
+ *  - FMA: on a Zen 4 core (1 MiB L2), attention's qkv (256 x 512 x 1536)
+ *    spent 0.3-0.4 ms of 4.1 packing its panels, although rt_pack_panel
+ *    alone packs the 3 MiB weight in 0.12: between a panel's tiles, which
+ *    keep the L2 busy with A and the panel, the next panel's rows come from
+ *    the L3. A kept copy takes 4 bytes a weight (1x the f32 weights).
+ * The cost is memory for as long as the compiled function lives
+ * (em_stats.packed_bytes). EMBER_PACK_CONSTANTS=0 packs them per call as
+ * before. Whether B may be kept; plan keeps it where it packs B. */
 static bool keep_packed(const pass_program *prog, const cg_loopnest *ln, const cg_gemm *g) {
     const char *env = getenv("EMBER_PACK_CONSTANTS");
     if (env && !strcmp(env, "0")) return false;
@@ -353,6 +364,42 @@ static bool keep_packed(const pass_program *prog, const cg_loopnest *ln, const c
     for (int d = 0; d < g->nbatch; d++)
         if (ln->acc[1].strides[d] != 0) return false;
     return true;
+}
+
+/* The FMA kernel's kept B: panel p, row k at (p * rows + k) * Vb floats, rows =
+ * k rounded up to 16 (rt_pack_panel stores whole blocks of 16 rows). */
+static int64_t kept_rows(const cg_gemm *g) { return (g->k + 15) / 16 * 16; }
+
+int64_t cg_gemm_kept_offset(const cg_loopnest *ln, int64_t panel) {
+    const cg_gemm *g = &ln->gemm;
+    return panel * kept_rows(g) * g->nvec * ln->width;
+}
+
+size_t cg_gemm_kept_bytes(const cg_loopnest *ln) {
+    const cg_gemm *g = &ln->gemm;
+    if (g->amx) return (size_t)rt_amx_packed_bytes(g->n, g->k);
+    return (size_t)cg_gemm_kept_offset(ln, g->panels) * sizeof(float);
+}
+
+void cg_gemm_pack_kept(const cg_loopnest *ln, const float *home, void *dst) {
+    const cg_gemm *g = &ln->gemm;
+    const cg_access *b = &ln->acc[1];
+    int64_t vv = b->strides[g->nbatch + 1], Vb = (int64_t)g->nvec * ln->width;
+    if (g->amx) {
+        rt_amx_pack_cols(dst, home + b->offset, g->n, g->k, vv, g->bk);
+        return;
+    }
+    for (int64_t p = 0; p < g->panels; p++) {
+        float *to = (float *)dst + cg_gemm_kept_offset(ln, p);
+        const float *from = home + b->offset + p * Vb * vv;
+        int64_t lanes = g->n - p * Vb < Vb ? g->n - p * Vb : Vb;
+        if (g->bk == 1 && ln->width == 16) { /* as the kernel's pack_call: the transposes */
+            rt_pack_panel(g->k, lanes, Vb, from, vv, to);
+            continue;
+        }
+        for (int64_t k = 0; k < g->k; k++) /* the padding lanes stay 0 (rt_map's pages) */
+            for (int64_t l = 0; l < lanes; l++) to[k * Vb + l] = from[l * vv + k * g->bk];
+    }
 }
 
 bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,

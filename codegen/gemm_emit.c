@@ -79,7 +79,10 @@ typedef struct gemm_emit {
     int64_t rr, rk, vv, vk;            /* strides: R along r and k, V along v and k */
     int64_t NR, NV, Vb;                /* extents, panel width */
     LLVMValueRef base[CG_MAX_ACCESS];  /* per access: its data at this task's batch */
-    LLVMValueRef pk, cbuf;             /* packed panel, partial sums (allocas), or NULL */
+    LLVMValueRef pk, cbuf;             /* packed panel, partial sums (allocas), or NULL; with a
+                                          kept B (bconst), pk is this k block's rows of it or the
+                                          alloca (pkbuf) */
+    LLVMValueRef pkbuf;                /* the packed panel's alloca */
     LLVMValueRef tilebuf;              /* one tile's accumulators, for its epilogue loop */
     LLVMValueRef tilebufs[2];          /* AMX: two, for tiles of odd and even rows / 32 */
     LLVMValueRef stage;                /* tiles of C^T: each stored value's tile, written out
@@ -89,7 +92,8 @@ typedef struct gemm_emit {
     LLVMValueRef kb, kn;               /* this k block: first k, length */
     LLVMValueRef first, last;          /* i1: the first and the last k block */
     LLVMValueRef rpack;                /* AMX: the row operand packed (program.c, once a call) */
-    LLVMValueRef bpack;                /* AMX with bconst: B packed, all its panels (exec.c, once) */
+    LLVMValueRef bpack;                /* with bconst: B packed, all its panels (exec.c, once), or
+                                          NULL until it is */
     LLVMValueRef batch;                /* AMX: this segment's batch (its block of rpack) */
     LLVMValueRef pnl, more;            /* AMX: this segment's panel; i1, units follow it here */
     LLVMValueRef cur, nxt, ready;      /* AMX: slots of the two panel buffers (this panel's,
@@ -371,10 +375,35 @@ static void tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ct
 /* ---- a k block, a panel, a piece of the row tiles ------------------------------------------ */
 
 /* Tiles [s0, s1) of the current panel at this k block (rows from q->r0 = s0 * mr). */
+static void pack(gemm_emit *q) {
+    if (q->vk == 1 && q->e->w == 16) pack_call(q); /* the AVX-512 transposes (gemm.c's cost) */
+    else loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
+}
+
+/* A kept B (bconst): this k block of the panel from it, else packed as any B. */
+static void kept_or_pack(gemm_emit *q) {
+    cg_emitter *e = q->e;
+    LLVMBuilderRef b = e->b;
+    LLVMBasicBlockRef packing = block(q, "pack"), kept = block(q, "kept"), join = block(q, "packed");
+    LLVMBuildCondBr(b, LLVMBuildIsNull(b, q->bpack, ""), packing, kept);
+    LLVMPositionBuilderAtEnd(b, packing);
+    q->pk = q->pkbuf;
+    pack(q);
+    LLVMBasicBlockRef from_pack = LLVMGetInsertBlock(b);
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, kept);
+    LLVMValueRef at = add(q, mul(q, q->pnl, cg_gemm_kept_offset(q->ln, 1)), mul(q, q->kb, q->Vb));
+    LLVMValueRef rows = cg_elem_ptr(e, q->bpack, at);
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, join);
+    q->pk = LLVMBuildPhi(b, e->ptr, "panel");
+    LLVMAddIncoming(q->pk, (LLVMValueRef[]){q->pkbuf, rows}, (LLVMBasicBlockRef[]){from_pack, kept}, 2);
+}
+
 static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
     const cg_gemm *g = q->g;
-    if (q->pk && q->vk == 1 && q->e->w == 16) pack_call(q); /* the AVX-512 transposes (gemm.c's cost) */
-    else if (q->pk) loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
+    if (q->pkbuf && q->bpack) kept_or_pack(q);
+    else if (q->pk) pack(q);
     LLVMValueRef end = smin(q, mul(q, s1, g->mr), i64c(q, q->NR));
     loop(q, mul(q, s0, g->mr), end, g->mr, NULL, 0, tile_step, NULL);
 }
@@ -666,13 +695,12 @@ void cg_emit_gemm(cg_emitter *e, cg_nest_state *s) {
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                                LLVMCreateStringAttribute(e->c, "probe-stack", 11, "inline-asm", 10));
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(e->c, fn, "entry"));
-    if (g->pack) q.pk = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
-    if (g->amx) { /* two panels of 32 columns as bf16 pieces (and B packed once, or NULL until
-                     it is); the rows packed by program.c */
-        if (g->bconst) {
-            LLVMValueRef at = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess + 3)}, 1, "");
-            q.bpack = LLVMBuildLoad2(b, e->ptr, at, "bpack");
-        }
+    if (g->pack) q.pk = q.pkbuf = stack_buffer(&q, (g->kc + 15) / 16 * 16 * q.Vb);
+    if (g->bconst) { /* B packed once (program.c), or NULL until it is */
+        LLVMValueRef at = LLVMBuildGEP2(b, e->ptr, LLVMGetParam(fn, 0), (LLVMValueRef[]){i64c(&q, ln->naccess + 3)}, 1, "");
+        q.bpack = LLVMBuildLoad2(b, e->ptr, at, "bpack");
+    }
+    if (g->amx) { /* two panels of 32 columns as bf16 pieces; the rows packed by program.c */
         q.cur = LLVMBuildAlloca(b, e->ptr, "amx.cur"), q.nxt = LLVMBuildAlloca(b, e->ptr, "amx.nxt");
         q.ready = LLVMBuildAlloca(b, e->i64, "amx.ready");
         LLVMBuildStore(b, stack_buffer(&q, rt_amx_packed_bytes(32, g->k) / 4), q.cur);

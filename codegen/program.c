@@ -180,11 +180,11 @@ static void amx_finish(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef buf) {
     LLVMBuildCall2(e->b, ft, ff, args, 2, "");
 }
 
-/* An AMX GEMM whose B is a constant (bconst) finds B packed, all its panels,
+/* A GEMM whose B is a constant (bconst) finds B packed, all its panels,
  * in ptrs[naccess + 3], or NULL: then it packs B per panel as for any B.
  * exec.c packs and keeps it from the second call on (cg_exec_packed). */
 static void packed_constant(cg_emitter *e, const cg_loopnest *ln, LLVMValueRef ptrs, LLVMValueRef run, int step) {
-    if (!ln->gemm.amx || !ln->gemm.bconst) return;
+    if (!ln->gemm.bconst) return;
     LLVMBuilderRef b = e->b;
     LLVMTypeRef pp[3] = {e->ptr, e->i32, e->ptr}, pt;
     LLVMValueRef home = LLVMBuildLoad2(b, e->ptr, LLVMBuildGEP2(b, e->ptr, ptrs, (LLVMValueRef[]){cg_i64c(e, 1)}, 1, ""), "");

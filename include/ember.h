@@ -207,7 +207,8 @@ typedef struct em_stats {
     size_t arena_bytes;       /* intermediate memory of the newest graph */
     size_t packed_bytes;      /* constants (weights) kept in a kernel's layout by all its
                                  graphs, packed by their second calls: AMX GEMMs keep each
-                                 f32 weight as three bf16 pieces, 6 bytes (0 with
+                                 f32 weight as three bf16 pieces, 6 bytes; the FMA kernel
+                                 keeps the panels it packs, 4 bytes (0 with
                                  EMBER_PACK_CONSTANTS=0, which packs them every call) */
 } em_stats;
 

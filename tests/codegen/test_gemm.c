@@ -23,7 +23,11 @@
  *    weight itself (passes/scale.c), against the reference and eager;
  *  - the 8-lane AVX2 path (EMBER_CODEGEN=avx2) on the same sizes;
  *  - the choice: EMBER_GEMM=blas and the cost model give OpenBLAS and the
- *    kernels dump says why; 2 threads give the same result as 1.
+ *    kernels dump says why; 2 threads give the same result as 1;
+ *  - a constant weight that the kernel packs is packed whole by the second
+ *    call and kept (kept_util.c's checks: the bits of packing per call, the
+ *    bytes kept, a weight passed as an argument is not kept, a kept block
+ *    that cannot be allocated), with k blocks, x @ w's copied panels and 8 lanes.
  */
 #include <criterion/criterion.h>
 
@@ -34,6 +38,7 @@
 #include "../util.h"
 #include "../frontend/compile_util.h"
 #include "gemm_util.h"
+#include "kept_util.h"
 
 typedef em_tensor *(*fn2)(em_tensor *, em_tensor *);
 typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
@@ -599,4 +604,48 @@ Test(gemm, an_8_lane_panel_of_a_k_contiguous_operand_is_packed_within_its_buffer
     check_product(lin_nobias, x, w, want, 64, "[64 x 64] w^T [64 x 8] at 8 lanes");
     free(xv), free(wv), free(want);
     em_release(x), em_release(w), em_release(wt);
+}
+
+/* ---- a constant B packed once (kept_util.c) ------------------------------------------------------ */
+
+/* The FMA kernel's kept B: panels of nvec vectors (up to 4 of 16 lanes, 2 of
+ * 8 with AVX2), each of K rounded up to 16 rows. */
+static size_t fma_kept(int64_t K, int64_t N, int64_t w, int64_t maxv) {
+    int64_t nvec = (N + w - 1) / w < maxv ? (N + w - 1) / w : maxv, vb = nvec * w;
+    return (size_t)((N + vb - 1) / vb * ((K + 15) / 16 * 16) * vb * 4);
+}
+static size_t fma_kept16(int64_t K, int64_t N) { return fma_kept(K, N, 16, 4); }
+static size_t fma_kept8(int64_t K, int64_t N) { return fma_kept(K, N, 8, 2); }
+
+/* linears whose weight the kernel packs (lanes along n): a whole panel, a
+ * narrow one, and 40 columns (a masked vector) over a long k */
+static const ku_case KEPT_LINEARS[] = {{128, 100, 80, false}, {64, 256, 64, false}, {33, 1000, 40, false},
+                                       {255, 17, 300, false}};
+
+Test(gemm, a_constant_weight_is_packed_once_by_the_second_call_kept_and_gives_the_bits_of_packing_per_call) {
+    ku_expect_kept_once("fma", KEPT_LINEARS, 4, fma_kept16, "packed per panel");
+}
+
+/* With a 16 KiB L2 the panels hold 32 KiB: k is blocked (each block reads its
+ * rows of the kept panel), and x @ w copies its contiguous panels too. */
+Test(gemm, a_kept_weight_serves_every_k_block_and_x_at_w_keeps_its_copied_panels_too) {
+    setenv("EMBER_L2_KB", "16", 1);
+    static const ku_case cases[] = {{128, 100, 80, false}, {33, 1000, 40, false}, {96, 300, 100, true},
+                                    {20, 700, 64, true}};
+    ku_expect_kept_once("fma", cases, 4, fma_kept16, "packed per panel");
+    unsetenv("EMBER_L2_KB");
+}
+
+Test(gemm, the_8_lane_avx2_kernels_keep_a_constant_weight_too) {
+    setenv("EMBER_CODEGEN", "avx2", 1);
+    ku_expect_kept_once("fma", KEPT_LINEARS, 4, fma_kept8, "packed per panel");
+    unsetenv("EMBER_CODEGEN");
+}
+
+Test(gemm, a_weight_passed_as_an_argument_is_packed_per_call_not_kept) {
+    ku_expect_argument_not_kept("fma", "packed per panel");
+}
+
+Test(gemm, a_kept_weight_that_cannot_be_allocated_is_packed_per_call_until_it_can) {
+    ku_expect_kept_after_failed_allocations("fma", fma_kept16);
 }
