@@ -270,6 +270,10 @@ typedef struct cg_loopnest {
  * EMBER_L2_KB=n says n KiB instead (tests: it moves the streaming, prefetching
  * and GEMM panel thresholds within reach of small programs). */
 int64_t cg_l2_bytes(void);
+/* Whether access a of ln streams through memory as the nest runs: it moves
+ * along the vector loop and along some outer loop (not one row read again for
+ * every row). Only those count toward, and get, prefetching. */
+bool cg_access_streams(const cg_loopnest *ln, int a);
 
 /* What a member of a row nest is: computed along the row before the anchors
  * (prologue), an anchor (a reduction or a norm over the last loop), or after

@@ -136,6 +136,7 @@ Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_
  * softmax and layer_norm by hand over 2049 rows of 1024 (8 MiB in, 8 out on a
  * 2 MiB L2) stay close to eager; over 37 rows they do not prefetch. */
 Test(codegen, a_row_kernel_over_4_l2s_prefetches_its_loads_and_stays_close_to_eager) {
+    setenv("EMBER_PREFETCH", "1", 1); /* AMD's cores do not prefetch by default */
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     int64_t l2b = l2 > 0 ? l2 : 2 << 20, rows = 4 * l2b / (2 * 4 * 1024) + 1;
     em_tensor *(*models[])(em_tensor *) = {softmax_by_hand, layer_norm_by_hand};
@@ -153,6 +154,48 @@ Test(codegen, a_row_kernel_over_4_l2s_prefetches_its_loads_and_stays_close_to_ea
             free(ir);
             em_compiled_free(fast);
         }
+    unsetenv("EMBER_PREFETCH");
+}
+
+static em_tensor *ln_w, *ln_b; /* constants */
+static em_tensor *layer_norm_wb(em_tensor *x) { return em_layer_norm(x, ln_w, ln_b, 1e-5); }
+static em_tensor *layer_norm_plain(em_tensor *x) { return em_layer_norm(x, NULL, NULL, 1e-5); }
+
+/* Calls of llvm.prefetch in fn's optimised IR. */
+static int prefetches(void *fn) {
+    int status, n = 0;
+    char *ir = cu_dump(fn, "llvm", &status);
+    cr_assert(ir);
+    for (const char *p = ir; (p = strstr(p, "call void @llvm.prefetch")); p++) n++;
+    free(ir);
+    return n;
+}
+
+/* Only loads that stream are prefetched: a layer_norm's weight and bias, one
+ * row read again for every row, add no prefetches to those of its input; with
+ * EMBER_PREFETCH=0 nothing is prefetched. (A 16 KiB L2 as far as codegen
+ * knows: 64 rows of 1024 are past 4 L2s.) */
+Test(codegen, a_row_read_again_for_every_row_is_not_prefetched_and_EMBER_PREFETCH_0_prefetches_nothing) {
+    setenv("EMBER_L2_KB", "16", 1);
+    ln_w = tu_uniform_tensor(1, SH(1024), -1, 1, 1), ln_b = tu_uniform_tensor(1, SH(1024), -1, 1, 2);
+    em_tensor *x = tu_uniform_tensor(2, SH(64, 1024), -4, 4, 3);
+    int got[3];
+    for (int m = 0; m < 3; m++) {
+        setenv("EMBER_PREFETCH", m == 2 ? "0" : "1", 1);
+        em_tensor *(*model)(em_tensor *) = m == 1 ? layer_norm_plain : layer_norm_wb;
+        em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)model, "tensor(tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *y = fast(x), *want = model(x);
+        tu_expect_compiled(y, want, m == 1 ? "layer_norm" : "layer_norm with weight and bias");
+        got[m] = prefetches((void *)fast);
+        em_release(y), em_release(want);
+        em_compiled_free((void *)fast);
+    }
+    cr_expect_gt(got[1], 0, "the input is prefetched");
+    cr_expect_eq(got[0], got[1], "with weight and bias %d prefetches, without %d", got[0], got[1]);
+    cr_expect_eq(got[2], 0, "EMBER_PREFETCH=0: %d prefetches", got[2]);
+    unsetenv("EMBER_PREFETCH"), unsetenv("EMBER_L2_KB");
+    em_release(x), em_release(ln_w), em_release(ln_b);
 }
 
 /* ---- long rows: sums in blocks ---------------------------------------------------------------- */

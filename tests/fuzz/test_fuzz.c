@@ -51,6 +51,7 @@ Test(fuzz, compiled_random_programs_equal_their_eager_runs_on_two_threads, .time
  * otherwise never reach against this machine's 2 MiB. */
 Test(fuzz, compiled_random_programs_equal_their_eager_runs_when_they_stream_and_prefetch, .timeout = 120) {
     setenv("EMBER_L2_KB", "16", 1);
+    setenv("EMBER_PREFETCH", "1", 1); /* AMD's cores do not prefetch by default */
     run_batch(2);
 }
 
