@@ -18,7 +18,8 @@
  * as in x @ w or attention's P @ V), or along m on C^T (R = B^T, V = A^T:
  * nothing to pack when A is transposed). Otherwise V is packed per panel into
  * a stack buffer, and so is a contiguous V whose panel is large (plan says
- * why).
+ * why); a V that is a constant B (a weight) is packed whole once and kept
+ * (keep_packed).
  *
  * Tile: mr rows of R by nvec vectors of V, mr * nvec <= 24 accumulators of
  * the 32 AVX-512 registers (12 of 16 with AVX2). A packed panel holds up to

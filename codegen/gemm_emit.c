@@ -10,7 +10,8 @@
  *         for each sweep of at most subtiles tiles:         (all of them unless k is blocked)
  *           for each k block:                               (one unless V is packed and K is long)
  *             pack V's panel [kc][Vb]                       (only when packed: rt_pack_panel's
- *                                                            transposes, or gathers)
+ *                                                            transposes, or gathers; a kept
+ *                                                            constant B: its rows, not packed)
  *             for each tile of mr rows of R:                (rows past R repeat its last row)
  *               acc[mr][nvec] = 0, or the block's partial sums
  *               for k in block:
@@ -374,7 +375,7 @@ static void tile_step(gemm_emit *q, LLVMValueRef r, LLVMValueRef *vals, void *ct
 
 /* ---- a k block, a panel, a piece of the row tiles ------------------------------------------ */
 
-/* Tiles [s0, s1) of the current panel at this k block (rows from q->r0 = s0 * mr). */
+/* V's panel at this k block packed into the alloca. */
 static void pack(gemm_emit *q) {
     if (q->vk == 1 && q->e->w == 16) pack_call(q); /* the AVX-512 transposes (gemm.c's cost) */
     else loop(q, i64c(q, 0), q->kn, 1, NULL, 0, pack_step, NULL);
@@ -400,6 +401,7 @@ static void kept_or_pack(gemm_emit *q) {
     LLVMAddIncoming(q->pk, (LLVMValueRef[]){q->pkbuf, rows}, (LLVMBasicBlockRef[]){from_pack, kept}, 2);
 }
 
+/* Tiles [s0, s1) of the current panel at this k block (rows from q->r0 = s0 * mr). */
 static void block_body(gemm_emit *q, LLVMValueRef s0, LLVMValueRef s1) {
     const cg_gemm *g = q->g;
     if (q->pkbuf && q->bpack) kept_or_pack(q);

@@ -233,8 +233,6 @@ static bool prefetching(void) {
     return !__builtin_cpu_is("amd");
 }
 
-/* Prefetching (see the opening comment): a vectorised nest whose rows move
- * CG_STREAM_L2S L2s or more reads them from beyond this core's caches. */
 bool cg_access_streams(const cg_loopnest *ln, int a) {
     const cg_access *x = &ln->acc[a];
     if (x->strides[ln->ndim - 1] == 0) return false;
@@ -244,6 +242,8 @@ bool cg_access_streams(const cg_loopnest *ln, int a) {
     return false; /* one row, read again for every row (a layer_norm's weight) */
 }
 
+/* Prefetching (see the opening comment): a vectorised nest whose rows move
+ * CG_STREAM_L2S L2s or more reads them from beyond this core's caches. */
 static void choose_prefetch(cg_loopnest *ln) {
     int64_t numel = 1, bytes = 0;
     for (int d = 0; d < ln->ndim; d++) numel *= ln->shape[d];
