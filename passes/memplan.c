@@ -19,6 +19,8 @@
  *     same shape and dtype whose last read is this very step, when every read
  *     of that input at this step is at the written index (no view, no
  *     broadcast). Element i is read before it is written, so this is exact.
+ *     So may a norm alone in its step (a softmax over attention's scores):
+ *     its passes read row element i before the one that writes it.
  *  5. Offsets: buffers chained in place form one slot; slots are placed
  *     largest first at the lowest offset, aligned to PASS_ARENA_ALIGN, that no
  *     slot with an overlapping live range uses (greedy by size, as TFLite's
@@ -155,7 +157,9 @@ static bool reads_in_place(const plan_state *s, int u, int n, int st) {
         }
         for (int j = 0; j < x->nin; j++) {
             if (!x->in[j] || s->f->base_of[x->in[j]->id] != u) continue;
-            bool elementwise = ir_ops[x->op].kind == IR_KIND_ELEMENTWISE;
+            /* the writer itself, a norm alone in its step, reads row element i
+             * at the index it writes (plan_inplace) */
+            bool elementwise = ir_ops[x->op].kind == IR_KIND_ELEMENTWISE || x->id == n;
             if (x->in[j]->id != u || !elementwise || !ir_type_same(&x->type, &w->type)) return false;
         }
     }
@@ -168,8 +172,15 @@ static void plan_inplace(plan_state *s) {
         pass_buffer *b = &p->buffers[bi];
         const ir_node *n = ir_graph_node(s->g, b->node);
         /* The writer must be elementwise (an interpreted node or a member of a
-         * generated loop nest: either reads element i before writing it). */
-        if (ir_ops[n->op].kind != IR_KIND_ELEMENTWISE) continue;
+         * generated loop nest: either reads element i before writing it), or
+         * a norm alone in its step (reads_in_place): a row kernel of its own,
+         * or an interpreted node, whose passes read row element i before the
+         * pass that writes it, and no pass after that reads its input again
+         * (softmax's last pass rescales what it wrote; layer_norm's writes
+         * once, from the input). So attention's softmax takes its scores'
+         * buffer. */
+        ir_kind kind = ir_ops[n->op].kind;
+        if (kind != IR_KIND_ELEMENTWISE && kind != IR_KIND_NORM) continue;
         /* Candidates: buffers some node of this step reads, directly. */
         for (int i = 0; i < p->nbuffers; i++) {
             int u = p->buffers[i].node;

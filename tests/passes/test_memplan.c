@@ -12,7 +12,9 @@
  * overwrites; a dead buffer's bytes reused by a later unrelated one; a graph
  * output that is a view, whose base the caller owns; values that never leave
  * their kernel, which get no home with internal=false; an mlp whose arena is
- * smaller than the sum of its buffers; and the `memplan` dump. Every plan
+ * smaller than the sum of its buffers; a softmax alone in its kernel written
+ * over its input, and not when its kernel reads the input again after it;
+ * and the `memplan` dump. Every plan
  * passes pass_memplan_verify.
  */
 #include <criterion/criterion.h>
@@ -199,6 +201,52 @@ Test(memplan, takes_an_input_in_place_only_when_it_has_the_result_s_shape_and_dt
     expect_buffer(p, 4, 256, 0, 2, 3, 3);
     expect_buffer(p, 5, 64, 256, 3, 4, -1); /* a's slot again */
     expect_totals(p, 5, 4, 320, 320, 640);
+    unplan(&r);
+    ir_graph_destroy(g);
+}
+
+/* s = softmax(x @ y) (a norm alone in its kernel: a contraction ends a
+ * kernel), then s @ y; or, with an epilogue e = s * (x @ y) in the softmax's
+ * kernel, s @ y + e @ y (s and e both stored). */
+static ir_graph *softmax_between_products(bool epilogue_reads_input) {
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 2, SH(16, 16)), *y = pu_input(g, 1, EM_F32, 2, SH(16, 16));
+    ir_node *a = OP2(g, MATMUL, x, y);             /* %2 */
+    ir_node *sm = OP1(g, SOFTMAX, a, .axis = -1);  /* %3 */
+    if (!epilogue_reads_input) {
+        pu_set_out(g, OP2(g, MATMUL, sm, y));
+        return g;
+    }
+    ir_node *e = OP2(g, MUL, sm, a);               /* %4 */
+    pu_set_out(g, OP2(g, ADD, OP2(g, MATMUL, sm, y), OP2(g, MATMUL, e, y)));
+    return g;
+}
+
+Test(memplan, a_softmax_alone_in_its_kernel_writes_over_the_scores_it_normalises) {
+    ir_graph *g = softmax_between_products(false);
+    for (int internal = 0; internal < 2; internal++) { /* codegen's kernels and the interpreter's nodes */
+        planned r = plan(g, internal);
+        const pass_memplan *p = r.p;
+        HOMES(p, ARG, ARG, ARENA, ARENA, OUTPUT);
+        expect_buffer(p, 2, 1024, 0, 0, 1, -1);
+        expect_buffer(p, 3, 1024, 0, 1, 2, 2);
+        expect_totals(p, 3, 2, 1024, 1024, 2048);
+        unplan(&r);
+    }
+    ir_graph_destroy(g);
+}
+
+Test(memplan, a_softmax_whose_kernel_reads_its_input_again_after_it_keeps_a_buffer_of_its_own) {
+    /* codegen's plan: softmax and s * a are one row kernel, whose last pass
+     * reads a again after the softmax's pass wrote s */
+    ir_graph *g = softmax_between_products(true);
+    planned r = plan(g, false);
+    const pass_memplan *p = r.p;
+    cr_expect_eq(p->f->kernel_of[3], p->f->kernel_of[4], "the product with a is the softmax's epilogue");
+    cr_expect_eq(p->home[3], ARENA, "the softmax is stored: the first product reads it");
+    cr_expect_eq(p->buffers[p->buffer_of[3]].inplace_of, -1, "the softmax keeps a buffer of its own");
+    cr_expect_eq(p->buffers[p->buffer_of[4]].inplace_of, -1, "and so does its epilogue");
+    cr_expect_neq(p->buffers[p->buffer_of[3]].offset, p->buffers[p->buffer_of[2]].offset);
     unplan(&r);
     ir_graph_destroy(g);
 }
