@@ -81,7 +81,8 @@ static void operands(const product *p, em_tensor **x, em_tensor **w) {
 }
 
 /* What the compiled product runs, from its `kernels` dump: "OpenBLAS", the
- * AMX tiles, or the generated FMA GEMM's orientation and packing. */
+ * AMX tiles, or the generated FMA GEMM's orientation and packing (a constant
+ * B kept packed, packed per call, or read in place). */
 static void kernel_of(void *fast, char *out, size_t cap) {
     char *text = NULL;
     size_t len = 0;
@@ -91,11 +92,13 @@ static void kernel_of(void *fast, char *out, size_t cap) {
     em_dump(fast, "kernels", f);
     fclose(f);
     const char *g = text ? strstr(text, "generated GEMM") : NULL;
+    const char *eol = g ? strchr(g, '\n') : NULL;
+    bool kept = g && strstr(g, "packed once and kept") && (!eol || strstr(g, "packed once and kept") < eol);
     if (g && !strncmp(g, "generated GEMM on AMX tiles", 27)) {
-        snprintf(out, cap, "generated: AMX tiles (bf16x6)");
+        snprintf(out, cap, "generated: AMX tiles (bf16x6)%s", kept ? ", B kept packed" : "");
     } else if (g) {
         snprintf(out, cap, "generated: lanes along %s, %s", strstr(g, "lanes along m") ? "m" : "n",
-                 strstr(g, "read in place") ? "read in place" : "packed");
+                 kept ? "B kept packed" : strstr(g, "read in place") ? "read in place" : "packed");
     } else if (text && strstr(text, "OpenBLAS")) {
         snprintf(out, cap, "OpenBLAS");
     }
