@@ -225,6 +225,12 @@ typedef struct cg_gemm {
                                          kept (exec.c's cg_exec_packed), not per call */
     bool amx;                         /* on the AMX tile unit (runtime/amx.c): tiles of 32 x 32,
                                          A packed once a call, B per panel of 32 columns */
+    int64_t kdiag;                    /* > 0: row i of A is 0 from column i + kdiag on (a softmax
+                                         of a causal mask, gemm.c's causal_diag), so a tile's
+                                         products stop there; 0: every k */
+    int64_t cdiag;                    /* > 0: C's tiles whose columns all lie at or past their
+                                         last row's i + cdiag are -inf whatever the product (a
+                                         causal mask added in the epilogue): no products; 0: none */
     char how[200];                    /* the choice and its reason, for the dump */
 } cg_gemm;
 

@@ -43,6 +43,10 @@
  * forces either (tests use both). What was chosen and why is in the
  * `kernels` dump; `ember-bench --gemm` times each layout against OpenBLAS.
  *
+ * Causal masks (causal_diag, causal_scores): where a constant mask makes row
+ * i of the scores -inf from column i + c on, the scores skip the tiles it
+ * masks whole and p @ v stops each tile's products at its last row's i + c.
+ *
  * Before all of this, the AMX tile unit where the CPU has it (choose_amx):
  * f32 products as bf16 pieces (runtime/amx.c), tiles of 32 x 32, for
  * products with enough rows to repay splitting B each call. Such a product
@@ -52,6 +56,7 @@
  */
 #include "codegen.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -403,6 +408,80 @@ void cg_gemm_pack_kept(const cg_loopnest *ln, const float *home, void *dst) {
     }
 }
 
+/* c when the constant mask's rows (the last two dims [rows, cols], every
+ * batch alike) are finite before column i + c and -inf from there on, for
+ * one c >= 1 that masks something (c < cols); else 0. */
+static int64_t mask_diag(const ir_node *mask, int64_t rows, int64_t cols) {
+    const em_tensor *t = mask && mask->kind == IR_NODE_CONST && mask->type.dtype == EM_F32 ? mask->value : NULL;
+    if (!t || t->ndim < 2 || t->shape[t->ndim - 2] != rows || t->shape[t->ndim - 1] != cols) return 0;
+    for (int d = 0; d < t->ndim - 2; d++)
+        if (t->shape[d] != 1) return 0;
+    const float *v = (const float *)rt_tensor_data(t);
+    int64_t si = t->strides[t->ndim - 2], sj = t->strides[t->ndim - 1], c = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t L = 0;
+        while (L < cols && isfinite(v[i * si + L * sj])) L++;
+        for (int64_t j = L; j < cols; j++)
+            if (!(isinf(v[i * si + j * sj]) && v[i * si + j * sj] < 0)) return 0;
+        if (i == 0) c = L;
+        if (c < 1 || L != (i + c < cols ? i + c : cols)) return 0;
+    }
+    return c < cols ? c : 0;
+}
+
+static bool causal_off(void) {
+    const char *env = getenv("EMBER_CAUSAL");
+    return env && !strcmp(env, "0");
+}
+
+/* Causal masks, found in the graph. A constant M (every batch alike) whose
+ * row i is finite before column i + c and -inf from there on (mask_diag) is
+ * what a causal attention adds to its scores. Two products can use it:
+ *  - p @ v (kdiag): when A is softmax(X + M) over its last axis, row i of A
+ *    is exactly 0 from column i + c on (exp(-inf - max), the row's max
+ *    finite, which its first c columns make it for finite X), so each
+ *    tile's products stop at its last row's i + c: about half of them;
+ *  - the scores (cdiag): when the kernel is q @ k^T, times a constant scalar
+ *    or not, plus M, and stores only that sum, a tile of C whose columns all
+ *    lie at or past its last row's i + c is -inf whatever the product, so its
+ *    products are skipped (the epilogue still adds M to 0).
+ * Both hold for finite operands (DESIGN's well-conditioned inputs; a NaN or
+ * inf in q, k or X would have spread where the mask now stops it). A constant
+ * cannot change (keep_packed says why), so its values may shape the code;
+ * kdiag and cdiag are in the program's key (key.c). Only with lanes along n
+ * on FMAs, and where no batch folded into M's rows. EMBER_CAUSAL=0 turns both
+ * off. */
+static int64_t causal_diag(const ir_node *x, const cg_gemm *g) {
+    const ir_node *a = x->in[0], *s = a->in[0];
+    if (causal_off() || x->op != IR_OP_MATMUL || a->op != IR_OP_SOFTMAX || a->type.ndim < 2 ||
+        a->attrs.axis != a->type.ndim - 1 || !s || s->op != IR_OP_ADD)
+        return 0;
+    int64_t c = mask_diag(s->in[0], g->m, g->k);
+    return c ? c : mask_diag(s->in[1], g->m, g->k);
+}
+
+/* A constant of one finite element (a scale). */
+static bool finite_scalar(const ir_node *y) {
+    const em_tensor *t = y->kind == IR_NODE_CONST && y->type.dtype == EM_F32 ? y->value : NULL;
+    return t && t->numel == 1 && isfinite(*(const float *)rt_tensor_data(t));
+}
+
+static int64_t causal_scores(const pass_program *prog, const pass_kernel *K, const cg_loopnest *ln,
+                             const ir_node *x, const cg_gemm *g) {
+    if (causal_off() || x->op != IR_OP_MATMUL || K->nnodes < 2 || K->nnodes > 3) return 0;
+    const ir_node *v = x, *sum = ir_graph_node(prog->graph, K->nodes[K->nnodes - 1]);
+    if (K->nnodes == 3) { /* v = x * s or s * x */
+        const ir_node *m = ir_graph_node(prog->graph, K->nodes[1]);
+        if (m->op != IR_OP_MUL || !((m->in[0] == x && finite_scalar(m->in[1])) || (m->in[1] == x && finite_scalar(m->in[0]))))
+            return 0;
+        v = m;
+    }
+    if (sum->op != IR_OP_ADD || (sum->in[0] != v && sum->in[1] != v)) return 0;
+    for (int a = ln->nops; a < ln->naccess; a++)
+        if (ln->acc[a].store && ln->acc[a].value != sum->id) return 0;
+    return mask_diag(sum->in[0] == v ? sum->in[1] : sum->in[0], g->m, g->n);
+}
+
 bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,
                    const bool *stored, cg_loopnest *ln) {
     const pass_kernel *K = &prog->fusion->k[kernel];
@@ -436,6 +515,16 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
             return false;
     fold_batch(ln, g);
     if (!plan(ln, g, width, keep_packed(prog, ln, g))) return false;
+    if (!g->amx && !g->vec_m && (g->kdiag = causal_diag(x, g)) > 0) {
+        size_t n = strlen(g->how);
+        snprintf(g->how + n, sizeof g->how - n, ", products of row i to k < i + %lld (A: a softmax of a causal mask)",
+                 (long long)g->kdiag);
+    }
+    if (!g->amx && !g->vec_m && (g->cdiag = causal_scores(prog, K, ln, x, g)) > 0) {
+        size_t n = strlen(g->how);
+        snprintf(g->how + n, sizeof g->how - n, ", no products in tiles at or past column i + %lld (a causal mask)",
+                 (long long)g->cdiag);
+    }
     ln->width = width;
     ln->is_gemm = true;
     return ln->compiled = true;

@@ -321,6 +321,27 @@ static void finish_rows(gemm_emit *q, tile *t) {
     loop(q, i64c(q, 0), panel_lanes(q), 1, NULL, 0, stage_lane, &c);
 }
 
+/* The tile's k steps in this block: all kn of them; with a causal A (kdiag)
+ * those before its last row's r + kdiag (none when the block starts past it:
+ * partial sums stay as they are); none for a tile of C that a causal mask
+ * makes -inf (cdiag: the panel starts at or past its last row's r + cdiag). */
+static LLVMValueRef tile_k(gemm_emit *q, tile *t) {
+    const cg_gemm *g = q->g;
+    if (g->kdiag <= 0 && g->cdiag <= 0) return q->kn;
+    LLVMBuilderRef b = q->e->b;
+    LLVMValueRef last = smin(q, add(q, t->r, i64c(q, g->mr - 1)), i64c(q, q->NR - 1)), kn = q->kn;
+    if (g->kdiag > 0) {
+        LLVMValueRef end = LLVMBuildSub(b, add(q, last, i64c(q, g->kdiag)), q->kb, "");
+        end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, 0), ""), i64c(q, 0), end, "");
+        kn = smin(q, kn, end);
+    }
+    if (g->cdiag > 0) {
+        LLVMValueRef masked = LLVMBuildICmp(b, LLVMIntSGE, q->v0, add(q, last, i64c(q, g->cdiag)), "");
+        kn = LLVMBuildSelect(b, masked, i64c(q, 0), kn, "");
+    }
+    return kn;
+}
+
 /* One tile at row t->r (rows past R are computed from R's last row and not
  * stored): its k loop, then its epilogue or its partial sums. */
 static void emit_tile(gemm_emit *q, tile *t) {
@@ -351,7 +372,7 @@ static void emit_tile(gemm_emit *q, tile *t) {
             LLVMAddIncoming(acc[k], in, bb, 2);
         }
     }
-    if (q->g->k > 0) loop(q, i64c(q, 0), q->kn, 1, acc, n, k_step, t);
+    if (q->g->k > 0) loop(q, i64c(q, 0), tile_k(q, t), 1, acc, n, k_step, t);
     if (!q->cbuf) {
         finish(q, t, acc);
         return;
