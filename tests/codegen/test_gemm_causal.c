@@ -11,7 +11,8 @@
  *
  * Masks that are not causal (a hole, another slope, a window, one mask per
  * head, a row all -inf, +inf), a scores kernel that also stores its product,
- * and EMBER_CAUSAL=0 must change nothing but leave every product in. Two masks
+ * a p @ v whose rows fold the heads in (k and v shared by the heads), and
+ * EMBER_CAUSAL=0 must change nothing but leave every product in. Two masks
  * with different diagonals must not share cached code (c is in the key).
  */
 #include <criterion/criterion.h>
@@ -49,6 +50,17 @@ static em_tensor *attend_and_scores(em_tensor *q, em_tensor *k, em_tensor *v) {
     em_tensor *y = em_keep(em_add(o, em_matmul(raw, v)));
     em_scope_end();
     return y;
+}
+
+/* attend with k and v [T, D], shared by q's heads: p @ v folds the heads
+ * into its rows, which are then no longer the mask's (the scores, which add
+ * the mask, keep theirs) */
+static em_tensor *attend_shared_kv(em_tensor *q, em_tensor *k, em_tensor *v) {
+    em_scope_begin();
+    em_tensor *s = em_add(em_mul(em_matmul(q, em_transpose(k, 0, 1)), em_scalar(EM_F32, SCALE)), MASK);
+    em_tensor *o = em_keep(em_matmul(em_softmax(s, -1), v));
+    em_scope_end();
+    return o;
 }
 
 /* A [lead..., T, T] mask from row i's finite prefix: finite (small values
@@ -212,6 +224,28 @@ Test(gemm_causal, a_mask_with_a_row_all_minus_inf_is_not_taken_and_that_row_is_n
 Test(gemm_causal, a_scores_kernel_that_also_stores_its_product_computes_every_tile) {
     use_mask(mask_of(1, 70, causal, 1, -INFINITY));
     check(attend_and_scores, 2, 70, 16, 1, (want){1, 0, false}, "the product read again");
+}
+
+Test(gemm_causal, a_p_at_v_whose_rows_fold_the_heads_in_is_not_taken_for_the_masks_rows) {
+    use_mask(mask_of(1, 40, causal, 1, -INFINITY));
+    SCALE = 0.25;
+    em_tensor *q = tu_uniform_tensor(3, (int64_t[]){3, 40, 16}, -1, 1, 21);
+    em_tensor *k = tu_uniform_tensor(2, (int64_t[]){40, 16}, -1, 1, 22), *v = tu_uniform_tensor(2, (int64_t[]){40, 16}, -1, 1, 23);
+    em_tensor *eager = attend_shared_kv(q, k, v);
+    fn3 fast = (fn3)em_compile((void *)attend_shared_kv, "tensor(tensor, tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *got = fast(q, k, v);
+    tu_expect_compiled(got, eager, "k and v shared by the heads");
+    int st;
+    char *dump = cu_dump((void *)fast, "kernels", &st);
+    cr_assert_eq(st, 0);
+    cr_expect(strstr(dump, "1 batch x [120 x 40] @ [40 x 16]") != NULL, "p @ v should fold the heads into its rows; the dump:\n%s", dump);
+    cr_expect(!strstr(dump, P_AT_V), "folded rows are not the mask's; the dump:\n%s", dump);
+    cr_expect(strstr(dump, "3 batch x [40 x 16] @ [16 x 40]") && strstr(dump, SCORES),
+              "the scores keep their heads and skip masked tiles; the dump:\n%s", dump);
+    free(dump);
+    em_compiled_free((void *)fast);
+    em_release(got), em_release(eager), em_release(q), em_release(k), em_release(v);
 }
 
 Test(gemm_causal, EMBER_CAUSAL_0_leaves_every_product_in) {
