@@ -33,11 +33,16 @@ static const char *const SCORES = "no products in tiles at or past column i + ";
 static em_tensor *MASK; /* the constant the models add to their scores */
 static double SCALE;
 
+/* softmax(q kt * scale + MASK) @ v, in the caller's scope */
+static em_tensor *masked_attention(em_tensor *q, em_tensor *kt, em_tensor *v) {
+    em_tensor *s = em_add(em_mul(em_matmul(q, kt), em_scalar(EM_F32, SCALE)), MASK);
+    return em_matmul(em_softmax(s, -1), v);
+}
+
 /* softmax(q k^T * scale + MASK) @ v, q k v [H, T, D] */
 static em_tensor *attend(em_tensor *q, em_tensor *k, em_tensor *v) {
     em_scope_begin();
-    em_tensor *s = em_add(em_mul(em_matmul(q, em_transpose(k, 1, 2)), em_scalar(EM_F32, SCALE)), MASK);
-    em_tensor *o = em_keep(em_matmul(em_softmax(s, -1), v));
+    em_tensor *o = em_keep(masked_attention(q, em_transpose(k, 1, 2), v));
     em_scope_end();
     return o;
 }
@@ -57,8 +62,7 @@ static em_tensor *attend_and_scores(em_tensor *q, em_tensor *k, em_tensor *v) {
  * the mask, keep theirs) */
 static em_tensor *attend_shared_kv(em_tensor *q, em_tensor *k, em_tensor *v) {
     em_scope_begin();
-    em_tensor *s = em_add(em_mul(em_matmul(q, em_transpose(k, 0, 1)), em_scalar(EM_F32, SCALE)), MASK);
-    em_tensor *o = em_keep(em_matmul(em_softmax(s, -1), v));
+    em_tensor *o = em_keep(masked_attention(q, em_transpose(k, 0, 1), v));
     em_scope_end();
     return o;
 }
