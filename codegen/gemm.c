@@ -451,11 +451,16 @@ static bool causal_off(void) {
  * kdiag and cdiag are in the program's key (key.c). Only with lanes along n
  * on FMAs, and where no batch folded into M's rows. EMBER_CAUSAL=0 turns both
  * off. */
+/* y is the op `op` (an op node: leaves have no op and no inputs) */
+static bool is_op(const ir_node *y, ir_op op) { return y && y->kind == IR_NODE_OP && y->op == op; }
+
 static int64_t causal_diag(const ir_node *x, const cg_gemm *g) {
-    const ir_node *a = x->in[0], *s = a->in[0];
-    if (causal_off() || x->op != IR_OP_MATMUL || a->op != IR_OP_SOFTMAX || a->type.ndim < 2 ||
-        a->attrs.axis != a->type.ndim - 1 || !s || s->op != IR_OP_ADD)
+    const ir_node *a = x->in[0];
+    if (causal_off() || !is_op(x, IR_OP_MATMUL) || !is_op(a, IR_OP_SOFTMAX) || a->type.ndim < 2 ||
+        a->attrs.axis != a->type.ndim - 1)
         return 0;
+    const ir_node *s = a->in[0];
+    if (!is_op(s, IR_OP_ADD)) return 0;
     int64_t c = mask_diag(s->in[0], g->m, g->k);
     return c ? c : mask_diag(s->in[1], g->m, g->k);
 }
@@ -468,15 +473,16 @@ static bool finite_scalar(const ir_node *y) {
 
 static int64_t causal_scores(const pass_program *prog, const pass_kernel *K, const cg_loopnest *ln,
                              const ir_node *x, const cg_gemm *g) {
-    if (causal_off() || x->op != IR_OP_MATMUL || K->nnodes < 2 || K->nnodes > 3) return 0;
+    if (causal_off() || !is_op(x, IR_OP_MATMUL) || K->nnodes < 2 || K->nnodes > 3) return 0;
     const ir_node *v = x, *sum = ir_graph_node(prog->graph, K->nodes[K->nnodes - 1]);
     if (K->nnodes == 3) { /* v = x * s or s * x */
         const ir_node *m = ir_graph_node(prog->graph, K->nodes[1]);
-        if (m->op != IR_OP_MUL || !((m->in[0] == x && finite_scalar(m->in[1])) || (m->in[1] == x && finite_scalar(m->in[0]))))
+        if (!is_op(m, IR_OP_MUL) ||
+            !((m->in[0] == x && finite_scalar(m->in[1])) || (m->in[1] == x && finite_scalar(m->in[0]))))
             return 0;
         v = m;
     }
-    if (sum->op != IR_OP_ADD || (sum->in[0] != v && sum->in[1] != v)) return 0;
+    if (!is_op(sum, IR_OP_ADD) || (sum->in[0] != v && sum->in[1] != v)) return 0;
     for (int a = ln->nops; a < ln->naccess; a++)
         if (ln->acc[a].store && ln->acc[a].value != sum->id) return 0;
     return mask_diag(sum->in[0] == v ? sum->in[1] : sum->in[0], g->m, g->n);

@@ -11,8 +11,9 @@
  *
  * Masks that are not causal (a hole, another slope, a window, one mask per
  * head, a row all -inf, +inf), a scores kernel that also stores its product,
- * a p @ v whose rows fold the heads in (k and v shared by the heads), and
- * EMBER_CAUSAL=0 must change nothing but leave every product in. Two masks
+ * a p @ v whose rows fold the heads in (k and v shared by the heads), a
+ * softmax of an argument or of a constant, and EMBER_CAUSAL=0 must change
+ * nothing but leave every product in. Two masks
  * with different diagonals must not share cached code (c is in the key).
  */
 #include <criterion/criterion.h>
@@ -65,6 +66,17 @@ static em_tensor *attend_shared_kv(em_tensor *q, em_tensor *k, em_tensor *v) {
     em_tensor *o = em_keep(masked_attention(q, em_transpose(k, 0, 1), v));
     em_scope_end();
     return o;
+}
+
+/* softmax of a leaf (the argument x, the constant MASK) times v: the mask's
+ * pattern check meets nodes without inputs (the fuzzer's seed 15400319
+ * crashed it: a leaf's op field read as an add) */
+static em_tensor *softmax_of_leaves(em_tensor *x, em_tensor *v, em_tensor *unused) {
+    (void)unused;
+    em_scope_begin();
+    em_tensor *y = em_keep(em_add(em_matmul(em_softmax(x, -1), v), em_matmul(em_softmax(MASK, -1), v)));
+    em_scope_end();
+    return y;
 }
 
 /* A [lead..., T, T] mask from row i's finite prefix: finite (small values
@@ -250,6 +262,22 @@ Test(gemm_causal, a_p_at_v_whose_rows_fold_the_heads_in_is_not_taken_for_the_mas
     free(dump);
     em_compiled_free((void *)fast);
     em_release(got), em_release(eager), em_release(q), em_release(k), em_release(v);
+}
+
+Test(gemm_causal, a_softmax_of_an_argument_or_a_constant_is_no_causal_pattern_and_gives_eagers_results) {
+    use_mask(mask_of(1, 33, causal, 1, -1e3));
+    em_tensor *x = tu_uniform_tensor(2, (int64_t[]){33, 33}, -1, 1, 31), *v = tu_uniform_tensor(2, (int64_t[]){33, 20}, -1, 1, 32);
+    em_tensor *eager = softmax_of_leaves(x, v, x);
+    fn3 fast = (fn3)em_compile((void *)softmax_of_leaves, "tensor(tensor, tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *got = fast(x, v, x);
+    tu_expect_compiled(got, eager, "softmax of leaves");
+    int st;
+    char *dump = cu_dump((void *)fast, "kernels", &st);
+    cr_expect(!strstr(dump, P_AT_V) && !strstr(dump, SCORES), "no causal mask here; the dump:\n%s", dump);
+    free(dump);
+    em_compiled_free((void *)fast);
+    em_release(got), em_release(eager), em_release(x), em_release(v);
 }
 
 Test(gemm_causal, EMBER_CAUSAL_0_leaves_every_product_in) {
