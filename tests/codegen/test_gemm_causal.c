@@ -6,8 +6,10 @@
  * The p @ v product stops each tile's k loop at its last row's i + c, and the
  * scores product skips the tiles that the mask makes -inf. Both must give
  * eager's results (within the contract's tolerance) and a double reference's,
- * on one and two threads, with k blocked (partial sums), on 8 lanes, and for
- * an offset diagonal; the kernels dump must say where each applies.
+ * on one and two threads, with k blocked (partial sums), on 8 lanes, for an
+ * offset diagonal, and in 40 random attentions on per-head views (random
+ * shapes, diagonals, threads, lanes and blocking); the kernels dump must say
+ * where each applies.
  *
  * Masks that are not causal (a hole, another slope, a window, one mask per
  * head, a row all -inf, +inf), a scores kernel that also stores its product,
@@ -25,6 +27,7 @@
 
 #include "../util.h"
 #include "../frontend/compile_util.h"
+#include "gemm_util.h"
 
 typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
 
@@ -64,6 +67,22 @@ static em_tensor *attend_and_scores(em_tensor *q, em_tensor *k, em_tensor *v) {
 static em_tensor *attend_shared_kv(em_tensor *q, em_tensor *k, em_tensor *v) {
     em_scope_begin();
     em_tensor *o = em_keep(masked_attention(q, em_transpose(k, 0, 1), v));
+    em_scope_end();
+    return o;
+}
+
+static int64_t HEADS; /* attend_qkv's heads */
+
+/* attend on the per-head views of one [T, 3C] tensor, as the models split
+ * heads: q and k^T strided views of qkv, v another (gemm_util.c) */
+static em_tensor *attend_qkv(em_tensor *qkv) {
+    em_scope_begin();
+    em_tensor *q, *kt;
+    gu_head_views(qkv, HEADS, &q, &kt);
+    int64_t T = em_dim(qkv, 0), C = em_dim(qkv, 1) / 3;
+    em_tensor *v = em_permute(em_reshape(em_slice(qkv, 1, 2 * C, 3 * C, 1), 3, (int64_t[]){T, HEADS, C / HEADS}),
+                              (int[]){1, 0, 2});
+    em_tensor *o = em_keep(masked_attention(q, kt, v));
     em_scope_end();
     return o;
 }
@@ -278,6 +297,48 @@ Test(gemm_causal, a_softmax_of_an_argument_or_a_constant_is_no_causal_pattern_an
     free(dump);
     em_compiled_free((void *)fast);
     em_release(got), em_release(eager), em_release(x), em_release(v);
+}
+
+Test(gemm_causal, random_causal_attentions_on_per_head_views_give_eagers_results, .timeout = 120) {
+    /* shapes, diagonals, threads and lane widths drawn at random (a fixed
+     * seed): the tile, panel and k-block edges fall everywhere */
+    tu_rng rng = {20261202};
+    int stopped = 0, skipped = 0;
+    for (int n = 0; n < 40; n++) {
+        int64_t T = 1 + (int64_t)tu_uniform(&rng, 0, 200), c = 1 + (int64_t)tu_uniform(&rng, 0, 6);
+        int64_t D = 1 + (int64_t)tu_uniform(&rng, 0, 80);
+        int threads = 1 + (tu_uniform(&rng, 0, 1) < 0.5);
+        bool narrow = tu_uniform(&rng, 0, 1) < 0.3, blocked = tu_uniform(&rng, 0, 1) < 0.3;
+        HEADS = 1 + (int64_t)tu_uniform(&rng, 0, 4);
+        SCALE = 1.0 / sqrt((double)D);
+        if (narrow) setenv("EMBER_CODEGEN", "avx2", 1);
+        else unsetenv("EMBER_CODEGEN");
+        if (blocked) setenv("EMBER_L2_KB", "16", 1);
+        else unsetenv("EMBER_L2_KB");
+        cr_assert_eq(em_set_threads(threads), 0);
+        use_mask(mask_of(1, T, causal, c, -INFINITY));
+        em_tensor *qkv = tu_uniform_tensor(2, (int64_t[]){T, 3 * HEADS * D}, -1, 1, (uint64_t)n + 100);
+        em_tensor *eager = attend_qkv(qkv);
+        em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)attend_qkv, "tensor(tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        char what[160];
+        snprintf(what, sizeof what, "case %d: T %lld, H %lld, D %lld, c %lld, %d thread(s)%s%s", n, (long long)T,
+                 (long long)HEADS, (long long)D, (long long)c, threads, narrow ? ", AVX2" : "", blocked ? ", 16 KiB L2" : "");
+        for (int call = 0; call < 2; call++) {
+            em_tensor *got = fast(qkv);
+            tu_expect_compiled(got, eager, what);
+            em_release(got);
+        }
+        int st;
+        char *dump = cu_dump((void *)fast, "kernels", &st);
+        stopped += strstr(dump, P_AT_V) != NULL, skipped += strstr(dump, SCORES) != NULL;
+        free(dump);
+        em_compiled_free((void *)fast);
+        em_release(eager), em_release(qkv);
+    }
+    /* most draws take both (not where c covers all of T, or the lanes run along m) */
+    cr_expect_geq(stopped, 25, "p @ v stopped at the diagonal in only %d of 40 draws", stopped);
+    cr_expect_geq(skipped, 25, "the scores skipped masked tiles in only %d of 40 draws", skipped);
 }
 
 Test(gemm_causal, EMBER_CAUSAL_0_leaves_every_product_in) {
