@@ -342,6 +342,12 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
     return true;
 }
 
+/* Whether the environment sets the switch `name` to 0. */
+static bool switched_off(const char *name) {
+    const char *env = getenv(name);
+    return env && !strcmp(env, "0");
+}
+
 /* A GEMM whose B is a constant of the graph (a weight in a global) and the
  * same for every batch has it packed once, by the program's second call (the
  * first packs per panel), and kept with the program (exec.c's
@@ -363,8 +369,7 @@ static bool geometry(const pass_program *prog, em_tensor *const *args, cg_loopne
  * (em_stats.packed_bytes). EMBER_PACK_CONSTANTS=0 packs them per call as
  * before. Whether B may be kept; plan keeps it where it packs B. */
 static bool keep_packed(const pass_program *prog, const cg_loopnest *ln, const cg_gemm *g) {
-    const char *env = getenv("EMBER_PACK_CONSTANTS");
-    if (env && !strcmp(env, "0")) return false;
+    if (switched_off("EMBER_PACK_CONSTANTS")) return false;
     const ir_node *home = ir_graph_node(prog->graph, ln->acc[1].home);
     if (!home || home->kind != IR_NODE_CONST) return false;
     for (int d = 0; d < g->nbatch; d++)
@@ -429,10 +434,8 @@ static int64_t mask_diag(const ir_node *mask, int64_t rows, int64_t cols) {
     return c < cols ? c : 0;
 }
 
-static bool causal_off(void) {
-    const char *env = getenv("EMBER_CAUSAL");
-    return env && !strcmp(env, "0");
-}
+/* y is the op `op` (an op node: leaves have no op and no inputs) */
+static bool is_op(const ir_node *y, ir_op op) { return y && y->kind == IR_NODE_OP && y->op == op; }
 
 /* Causal masks, found in the graph. A constant M (every batch alike) whose
  * row i is finite before column i + c and -inf from there on (mask_diag) is
@@ -450,13 +453,10 @@ static bool causal_off(void) {
  * cannot change (keep_packed says why), so its values may shape the code;
  * kdiag and cdiag are in the program's key (key.c). Only with lanes along n
  * on FMAs, and where no batch folded into M's rows. EMBER_CAUSAL=0 turns both
- * off. */
-/* y is the op `op` (an op node: leaves have no op and no inputs) */
-static bool is_op(const ir_node *y, ir_op op) { return y && y->kind == IR_NODE_OP && y->op == op; }
-
+ * off (cg_lower_gemm asks). */
 static int64_t causal_diag(const ir_node *x, const cg_gemm *g) {
     const ir_node *a = x->in[0];
-    if (causal_off() || !is_op(x, IR_OP_MATMUL) || !is_op(a, IR_OP_SOFTMAX) || a->type.ndim < 2 ||
+    if (!is_op(x, IR_OP_MATMUL) || !is_op(a, IR_OP_SOFTMAX) || a->type.ndim < 2 ||
         a->attrs.axis != a->type.ndim - 1)
         return 0;
     const ir_node *s = a->in[0];
@@ -473,7 +473,7 @@ static bool finite_scalar(const ir_node *y) {
 
 static int64_t causal_scores(const pass_program *prog, const pass_kernel *K, const cg_loopnest *ln,
                              const ir_node *x, const cg_gemm *g) {
-    if (causal_off() || !is_op(x, IR_OP_MATMUL) || K->nnodes < 2 || K->nnodes > 3) return 0;
+    if (!is_op(x, IR_OP_MATMUL) || K->nnodes < 2 || K->nnodes > 3) return 0;
     const ir_node *v = x, *sum = ir_graph_node(prog->graph, K->nodes[K->nnodes - 1]);
     if (K->nnodes == 3) { /* v = x * s or s * x */
         const ir_node *m = ir_graph_node(prog->graph, K->nodes[1]);
@@ -486,6 +486,12 @@ static int64_t causal_scores(const pass_program *prog, const pass_kernel *K, con
     for (int a = ln->nops; a < ln->naccess; a++)
         if (ln->acc[a].store && ln->acc[a].value != sum->id) return 0;
     return mask_diag(sum->in[0] == v ? sum->in[1] : sum->in[0], g->m, g->n);
+}
+
+/* Appends to g->how, for the dump (cut at its size). */
+static void how_add(cg_gemm *g, const char *fmt, long long v) {
+    size_t n = strlen(g->how);
+    snprintf(g->how + n, sizeof g->how - n, fmt, v);
 }
 
 bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, int kernel,
@@ -521,15 +527,10 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
             return false;
     fold_batch(ln, g);
     if (!plan(ln, g, width, keep_packed(prog, ln, g))) return false;
-    if (!g->amx && !g->vec_m && (g->kdiag = causal_diag(x, g)) > 0) {
-        size_t n = strlen(g->how);
-        snprintf(g->how + n, sizeof g->how - n, ", products of row i to k < i + %lld (A: a softmax of a causal mask)",
-                 (long long)g->kdiag);
-    }
-    if (!g->amx && !g->vec_m && (g->cdiag = causal_scores(prog, K, ln, x, g)) > 0) {
-        size_t n = strlen(g->how);
-        snprintf(g->how + n, sizeof g->how - n, ", no products in tiles at or past column i + %lld (a causal mask)",
-                 (long long)g->cdiag);
+    if (!g->amx && !g->vec_m && !switched_off("EMBER_CAUSAL")) { /* causal masks: causal_diag says which */
+        g->kdiag = causal_diag(x, g), g->cdiag = causal_scores(prog, K, ln, x, g);
+        if (g->kdiag) how_add(g, ", products of row i to k < i + %lld (A: a softmax of a causal mask)", g->kdiag);
+        if (g->cdiag) how_add(g, ", no products in tiles at or past column i + %lld (a causal mask)", g->cdiag);
     }
     ln->width = width;
     ln->is_gemm = true;
