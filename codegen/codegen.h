@@ -231,7 +231,9 @@ typedef struct cg_gemm {
     int64_t cdiag;                    /* > 0: C's tiles whose columns all lie at or past their
                                          last row's i + cdiag are -inf whatever the product (a
                                          causal mask added in the epilogue): no products; 0: none */
-    char how[200];                    /* the choice and its reason, for the dump */
+    int64_t pfd;                      /* > 0: the k loop prefetches the packed panel's row
+                                         this many k ahead into the L1 */
+    char how[240];                    /* the choice and its reason, for the dump */
 } cg_gemm;
 
 /* Elementwise members of one kernel as codegen emits them: loops over their
@@ -276,6 +278,12 @@ typedef struct cg_loopnest {
  * EMBER_L2_KB=n says n KiB instead (tests: it moves the streaming, prefetching
  * and GEMM panel thresholds within reach of small programs). */
 int64_t cg_l2_bytes(void);
+/* The L1 data cache's bytes per core, or 32 KiB; EMBER_L1_KB=n says n KiB
+ * (tests: either side of gemm.c's prefetch threshold). */
+int64_t cg_l1_bytes(void);
+/* Whether nests and GEMMs prefetch in software: EMBER_PREFETCH=0 or =1, else
+ * on all but AMD's cores (lower.c). */
+bool cg_prefetching(void);
 /* Whether access a of ln streams through memory as the nest runs: it moves
  * along the vector loop and along some outer loop (not one row read again for
  * every row). Only those count toward, and get, prefetching. */
@@ -393,6 +401,7 @@ LLVMValueRef cg_select_nan(cg_emitter *e, LLVMValueRef a, LLVMValueRef r); /* is
 /* The value of elementwise op on its operands (c NULL for unary ops). */
 LLVMValueRef cg_op_value(cg_emitter *e, ir_op op, LLVMValueRef a, LLVMValueRef c);
 LLVMValueRef cg_elem_ptr(cg_emitter *e, LLVMValueRef p, LLVMValueRef idx); /* &((float *)p)[idx] */
+void cg_prefetch(cg_emitter *e, LLVMValueRef ptr);                   /* its line into the L1 */
 /* llvm.masked.load/store/gather with overloads `over` (value type, pointer type). */
 LLVMValueRef cg_masked(cg_emitter *e, const char *name, LLVMTypeRef *over, LLVMValueRef *args, int n);
 /* Lanes p[i*stride .. (i+W-1)*stride] (mask NULL: all lanes). */

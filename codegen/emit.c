@@ -245,18 +245,21 @@ typedef struct pass_loop {
  * row's end: the next row's, when rows follow each other; a prefetch never
  * faults), for the loads that stream: a row read again for every row stays
  * in the L1 (layer_norm's weight and bias took two of its three prefetches). */
-static void prefetch_step(cg_emitter *e, nest_state *s, LLVMValueRef i) {
+/* Prefetch the line at ptr into the L1 (read, locality 3, data). */
+void cg_prefetch(cg_emitter *e, LLVMValueRef ptr) {
     LLVMTypeRef pt = e->ptr;
     unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
     LLVMValueRef f = LLVMGetIntrinsicDeclaration(e->m, id, &pt, 1);
     LLVMTypeRef fty = LLVMIntrinsicGetType(e->c, id, &pt, 1);
+    LLVMValueRef args[4] = {ptr, LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0), LLVMConstInt(e->i32, 1, 0)};
+    LLVMBuildCall2(e->b, fty, f, args, 4, "");
+}
+
+static void prefetch_step(cg_emitter *e, nest_state *s, LLVMValueRef i) {
     for (int a = 0; a < s->ln->naccess; a++) {
         if (s->ln->acc[a].store || s->lane[a] != 1 || !cg_access_streams(s->ln, a)) continue;
         LLVMValueRef at = LLVMBuildAdd(e->b, i, cg_i64c(e, s->ln->prefetch / (int)sizeof(float)), "");
-        /* read, locality 3 (into L1), data */
-        LLVMValueRef args[4] = {cg_elem_ptr(e, s->p[a], at), LLVMConstInt(e->i32, 0, 0), LLVMConstInt(e->i32, 3, 0),
-                                LLVMConstInt(e->i32, 1, 0)};
-        LLVMBuildCall2(e->b, fty, f, args, 4, "");
+        cg_prefetch(e, cg_elem_ptr(e, s->p[a], at));
     }
 }
 

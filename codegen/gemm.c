@@ -238,6 +238,27 @@ static bool plan(cg_loopnest *ln, cg_gemm *g, int width, bool keep_b) {
 /* The FMA kernel's tile, blocking and tasks for the orientation plan chose
  * (keep_b: B may be kept packed, keep_packed). False when OpenBLAS is the
  * better choice. */
+/* Rows of V a tile's k loop prefetches ahead (gemm_emit.c's k_step), or 0.
+ * Each tile reads its panel of V (kc rows of Vb floats, packed or in place)
+ * once, and the rows of R's tiles stream past it. A panel past half the L1
+ * lives in the L2, and the L1's own prefetchers left the k loop waiting on it:
+ * a 6 x 64 tile over a 64 KiB panel ran at 0.79-0.88 of the FMA peak against
+ * 0.90-0.96 for a panel in the L1 (a C harness with the same loop, on an
+ * Emerald Rapids Xeon). Prefetching each row CG_PREFETCH_BYTES ahead into the
+ * L1, one prefetch a line, made x w^T at block's shapes take 0.95-0.96x the
+ * time, mlp's 0.97x and attention's projections 0.95x (in one process,
+ * alternating rounds with a build without); 4096 bytes ahead was within noise
+ * of 2048. Blocking k to fit the panel in the L1 instead gained about as much
+ * (0.96-0.98x) and nothing on top of the prefetches. A panel within half the
+ * L1 (attention's scores, k = 64) stays there, and a row broadcast along k
+ * (stride 0) is one row: neither prefetches. EMBER_PREFETCH decides as for
+ * the nests (lower.c): not on AMD's cores, where software prefetches cost the
+ * streaming nests time (for GEMMs there it is unmeasured). */
+static int64_t prefetch_rows(const cg_gemm *g, int64_t Vb, int64_t vk) {
+    if (!cg_prefetching() || (!g->pack && vk == 0) || g->kc * Vb * 4 <= cg_l1_bytes() / 2) return 0;
+    return ceil_div(CG_PREFETCH_BYTES, Vb * 4);
+}
+
 static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const char *force, bool keep_b) {
     bool jit = force && (!strcmp(force, "jit") || !strcmp(force, "fma") || !strcmp(force, "amx") || !strcmp(force, "both"));
     int64_t V = g->vec_m ? g->m : g->n, R = g->vec_m ? g->n : g->m;
@@ -283,6 +304,7 @@ static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const 
     if (!g->pack && vk != 0 && vk % 1024 == 0 && g->kc > 8) g->pack = true;
     if (g->pack && g->kc * Vb * 4 > budget) g->kc = budget / (Vb * 4);
     g->rtiles = ceil_div(R, g->mr);
+    g->pfd = prefetch_rows(g, Vb, vk);
     g->units = g->batches * g->panels * g->rtiles;
     /* k blocks sweep at most 512 rows (their partial sums stay on the stack) */
     g->subtiles = g->kc < g->k ? ceil_div(512, g->mr) : g->rtiles;
@@ -290,11 +312,11 @@ static bool plan_fma(cg_loopnest *ln, cg_gemm *g, int width, double macs, const 
     g->stage = g->vec_m && g->mr <= width; /* gemm_emit.c: the tile's rows as lanes of one vector */
     g->bconst = keep_b && g->pack && !g->vec_m; /* V is B, and a constant */
     snprintf(g->how, sizeof g->how,
-             "generated GEMM%s%s%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld, %lld tiles %s",
+             "generated GEMM%s%s%s: lanes along %s, tile %d x %d vectors, %s, k blocks of %lld%s, %lld tiles %s",
              jit ? " (EMBER_GEMM=" : "", jit ? force : "", jit ? ")" : "", g->vec_m ? g->stage ? "m (tiles of C^T, staged)" : "m (tiles of C^T)" : "n",
              g->mr, g->nvec,
              g->bconst ? "B (a constant) packed once and kept" : g->pack ? "packed per panel" : "read in place",
-             (long long)g->kc, (long long)g->units,
+             (long long)g->kc, g->pfd ? " (rows prefetched)" : "", (long long)g->units,
              g->serial ? "on the calling thread" : "split over the threads");
     return true;
 }

@@ -201,8 +201,15 @@ static void k_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *acc, void *ctx) {
     LLVMValueRef v[4];
     for (int j = 0; j < q->nv; j++) {
         LLVMValueRef off = i64c(q, (int64_t)j * e->w);
-        if (q->pk) v[j] = vload(q, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), off)), NULL, valign(q));
-        else v[j] = vload(q, cg_elem_ptr(e, t->vp, add(q, mul(q, k, q->vk), off)), j == q->nv - 1 ? q->mask : NULL, 4);
+        if (q->pk) {
+            v[j] = vload(q, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), off)), NULL, valign(q));
+            if (q->g->pfd && (j * e->w * 4) % 64 == 0)
+                cg_prefetch(e, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), i64c(q, q->g->pfd * q->Vb + (int64_t)j * e->w))));
+        } else {
+            v[j] = vload(q, cg_elem_ptr(e, t->vp, add(q, mul(q, k, q->vk), off)), j == q->nv - 1 ? q->mask : NULL, 4);
+            if (q->g->pfd)
+                cg_prefetch(e, cg_elem_ptr(e, t->vp, add(q, mul(q, k, q->vk), i64c(q, q->g->pfd * q->vk + (int64_t)j * e->w))));
+        }
     }
     for (int i = 0; i < q->g->mr; i++) {
         LLVMValueRef sc = LLVMBuildLoad2(e->b, e->f32, cg_elem_ptr(e, t->rp[i], mul(q, k, q->rk)), "");

@@ -117,8 +117,8 @@ static void put_strides(cg_buf *s, int ndim, const int64_t *strides) {
  * results are hashed as well. A field added to these structs must be hashed
  * here: the sizes below make the build say so. */
 _Static_assert(sizeof(cg_access) == 88, "cg_access changed: hash its new fields in put_nest");
-_Static_assert(sizeof(cg_gemm) == 344, "cg_gemm changed: hash its new fields in put_gemm");
-_Static_assert(sizeof(cg_loopnest) == 4104, "cg_loopnest changed: hash its new fields in put_nest");
+_Static_assert(sizeof(cg_gemm) == 392, "cg_gemm changed: hash its new fields in put_gemm");
+_Static_assert(sizeof(cg_loopnest) == 4200, "cg_loopnest changed: hash its new fields in put_nest");
 _Static_assert(sizeof(cg_step) == 12, "cg_step changed: hash its new fields in put_schedule");
 _Static_assert(sizeof(cg_layout) == 32, "cg_layout changed: hash its new fields in put_layout");
 
@@ -127,7 +127,7 @@ static void put_gemm(cg_buf *s, const cg_gemm *g) {
     put(s, g->ak), put(s, g->bk), put(s, g->vec_m), put(s, g->pack), put(s, g->mr), put(s, g->nvec);
     put(s, g->kc), put(s, g->panels), put(s, g->batches), put(s, g->rtiles), put(s, g->units);
     put(s, g->subtiles), put(s, g->serial), put(s, g->stage), put(s, g->amx);
-    put(s, g->bconst), put(s, g->kdiag), put(s, g->cdiag);
+    put(s, g->bconst), put(s, g->kdiag), put(s, g->cdiag), put(s, g->pfd);
 }
 
 static void put_nest(cg_buf *s, const cg_loopnest *ln) {

@@ -224,9 +224,9 @@ bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int i
     return false;
 }
 
-/* Whether streaming nests prefetch in software (the opening comment):
- * EMBER_PREFETCH=0 or =1, else on all but AMD's cores. */
-static bool prefetching(void) {
+/* Whether streaming nests and GEMM panels prefetch in software (the opening
+ * comment; gemm.c): EMBER_PREFETCH=0 or =1, else on all but AMD's cores. */
+bool cg_prefetching(void) {
     const char *env = getenv("EMBER_PREFETCH");
     if (env && *env) return strcmp(env, "0") != 0;
     __builtin_cpu_init();
@@ -249,7 +249,7 @@ static void choose_prefetch(cg_loopnest *ln) {
     for (int d = 0; d < ln->ndim; d++) numel *= ln->shape[d];
     for (int a = 0; a < ln->naccess; a++)
         if (cg_access_streams(ln, a)) bytes += numel * (int64_t)sizeof(float);
-    ln->prefetch = ln->width > 1 && bytes >= CG_STREAM_L2S * cg_l2_bytes() && prefetching() ? CG_PREFETCH_BYTES : 0;
+    ln->prefetch = ln->width > 1 && bytes >= CG_STREAM_L2S * cg_l2_bytes() && cg_prefetching() ? CG_PREFETCH_BYTES : 0;
 }
 
 bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, int kernel,
@@ -300,16 +300,20 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
     return ln->compiled = true;
 }
 
-int64_t cg_l2_bytes(void) {
-    const char *env = getenv("EMBER_L2_KB"); /* tests: small programs past the thresholds */
+/* A cache's bytes per core: env's KiB when set (tests), else sysconf's, else dflt. */
+static int64_t cache_bytes(const char *env_name, int sc_name, int64_t dflt) {
+    const char *env = getenv(env_name);
     if (env && *env) {
         char *end;
         long kb = strtol(env, &end, 10);
         if (*end == '\0' && kb >= 1 && kb <= (1L << 20)) return (int64_t)kb << 10;
     }
-    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return l2 > 0 ? (int64_t)l2 : (int64_t)2 << 20;
+    long bytes = sysconf(sc_name);
+    return bytes > 0 ? (int64_t)bytes : dflt;
 }
+
+int64_t cg_l1_bytes(void) { return cache_bytes("EMBER_L1_KB", _SC_LEVEL1_DCACHE_SIZE, (int64_t)32 << 10); }
+int64_t cg_l2_bytes(void) { return cache_bytes("EMBER_L2_KB", _SC_LEVEL2_CACHE_SIZE, (int64_t)2 << 20); }
 
 /* Row nests keep the last loop (the reduced axis) apart: only outer loops
  * are dropped (size 1) or merged. */

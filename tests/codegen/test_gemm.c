@@ -27,7 +27,10 @@
  *  - a constant weight that the kernel packs is packed whole by the second
  *    call and kept (kept_util.c's checks: the bits of packing per call, the
  *    bytes kept, a weight passed as an argument is not kept, a kept block
- *    that cannot be allocated), with k blocks, x @ w's copied panels and 8 lanes.
+ *    that cannot be allocated), with k blocks, x @ w's copied panels and 8 lanes;
+ *  - V's rows prefetched ahead where a tile's panel outgrows half the L1
+ *    (packed, in place, kept, 8 lanes), and not within it or with
+ *    EMBER_PREFETCH=0.
  */
 #include <criterion/criterion.h>
 
@@ -453,6 +456,54 @@ Test(gemm, x_at_w_with_a_short_k_reads_its_panels_in_place) {
     em_release(x), em_release(w);
 }
 
+/* ---- prefetching V's rows (gemm.c's prefetch_rows) -------------------------------------------- */
+
+/* x w^T over a packed panel of 700 rows (175 KiB with 16 lanes) and x @ w
+ * read in place over 200 rows (50 KiB; a masked last panel), against the reference; the
+ * dump says whether their rows are prefetched. L1 and L2 are pinned (48 KiB,
+ * 2 MiB) unless l1_kb says otherwise, so the thresholds are this test's. */
+static void check_prefetch(const char *l1_kb, bool prefetched) {
+    setenv("EMBER_L1_KB", l1_kb, 1), setenv("EMBER_L2_KB", "2048", 1);
+    em_tensor *x = uniform(2, SH(70, 700), 1), *w = uniform(2, SH(90, 700), 2), *wt = transposed_copy(w);
+    double *xv = tu_values_of(x), *wv = tu_values_of(wt), *want = ref_bmm(xv, wv, 1, 1, 70, 700, 90);
+    const char *says[] = {"packed per panel", prefetched ? "k blocks of 700 (rows prefetched)" : "k blocks of 700,", NULL};
+    expect_product_plan(lin_nobias, x, w, want, 700, "[70 x 700] w^T [700 x 90]", says,
+                        prefetched ? NULL : "prefetched");
+    free(xv), free(wv), free(want);
+    em_release(x), em_release(w), em_release(wt);
+    x = uniform(2, SH(40, 200), 3), w = uniform(2, SH(200, 100), 4);
+    xv = tu_values_of(x), wv = tu_values_of(w), want = ref_bmm(xv, wv, 1, 1, 40, 200, 100);
+    const char *says2[] = {"read in place", prefetched ? "k blocks of 200 (rows prefetched)" : "k blocks of 200,", NULL};
+    expect_product_plan(gu_mm, x, w, want, 200, "[40 x 200] @ [200 x 100]", says2, prefetched ? NULL : "prefetched");
+    fn2 fast = (fn2)em_compile((void *)gu_mm, "tensor(tensor, tensor)", NULL);
+    em_release(fast(x, w));
+    int status;
+    char *ir = cu_dump((void *)fast, "llvm", &status);
+    cr_expect(ir && (strstr(ir, "@llvm.prefetch") != NULL) == prefetched, "the IR %s prefetches",
+              prefetched ? "has" : "has no");
+    free(ir), free(xv), free(wv), free(want);
+    em_release(x), em_release(w);
+    em_compiled_free((void *)fast);
+}
+
+Test(gemm, panels_past_half_the_L1_prefetch_their_rows_packed_or_in_place_and_match_the_reference) {
+    setenv("EMBER_PREFETCH", "1", 1);
+    check_prefetch("48", true);
+}
+
+Test(gemm, panels_within_half_the_L1_and_EMBER_PREFETCH_0_prefetch_nothing) {
+    setenv("EMBER_PREFETCH", "1", 1);
+    check_prefetch("1024", false);
+    setenv("EMBER_PREFETCH", "0", 1);
+    check_prefetch("48", false);
+}
+
+/* 8 lanes: panels of 16 columns (x @ w's is 12.5 KiB), a 16 KiB L1 */
+Test(gemm, the_8_lane_avx2_kernels_prefetch_their_panels_too) {
+    setenv("EMBER_CODEGEN", "avx2", 1), setenv("EMBER_PREFETCH", "1", 1);
+    check_prefetch("16", true);
+}
+
 /* ---- the choice and threads ------------------------------------------------------------------- */
 
 /* model(a, b) compiled, against eager; the codegen dump must say `says` (NULL:
@@ -640,6 +691,13 @@ Test(gemm, the_8_lane_avx2_kernels_keep_a_constant_weight_too) {
     setenv("EMBER_CODEGEN", "avx2", 1);
     ku_expect_kept_once("fma", KEPT_LINEARS, 4, fma_kept8, "packed per panel");
     unsetenv("EMBER_CODEGEN");
+}
+
+/* Each tile prefetching rows of the kept panel (an 8 KiB threshold: all of
+ * these cases), past its end on the last rows. */
+Test(gemm, a_kept_weight_whose_rows_are_prefetched_gives_the_bits_of_packing_per_call) {
+    setenv("EMBER_PREFETCH", "1", 1), setenv("EMBER_L1_KB", "16", 1);
+    ku_expect_kept_once("fma", KEPT_LINEARS, 4, fma_kept16, "packed per panel");
 }
 
 Test(gemm, a_weight_passed_as_an_argument_is_packed_per_call_not_kept) {
