@@ -359,3 +359,53 @@ Test(codegen, a_value_read_per_row_and_along_the_row_of_a_square_space_matches_e
     em_release(w1), em_release(w2), em_release(g1), em_release(g2), em_release(x), em_release(c);
     em_compiled_free((void *)fast);
 }
+
+static em_tensor *softmax_rows(em_tensor *x) { return em_softmax(x, -1); }
+static em_tensor *log_softmax_rows(em_tensor *x) { return em_log_softmax(x, -1); }
+
+/* [8, 47] (a tail in every row): row 0 finite; 1 a NaN in the first vector;
+ * 2 a NaN in the tail; 3 all NaN; 4 one +inf; 5 all -inf; 6 -inf beside
+ * finite values; 7 a NaN and a +inf. */
+static em_tensor *rows_with_nonfinite(void) {
+    enum { R = 8, L = 47 };
+    double v[R * L];
+    for (int i = 0; i < R * L; i++) v[i] = sin(0.37 * i) * 3;
+    v[1 * L + 3] = NAN;
+    v[2 * L + 45] = NAN;
+    for (int j = 0; j < L; j++) v[3 * L + j] = NAN, v[5 * L + j] = -INFINITY;
+    v[4 * L + 20] = INFINITY;
+    v[6 * L + 0] = v[6 * L + 17] = v[6 * L + 46] = -INFINITY;
+    v[7 * L + 30] = NAN, v[7 * L + 31] = INFINITY;
+    return tu_tensor_of(EM_F32, 2, SH(R, L), v);
+}
+
+/* The generated softmax shifts each row by a max that may drop a NaN (emit.c's
+ * RED_SHIFT); the NaN must still reach every output of its row through the
+ * sum, as eager (and PyTorch) give. */
+Test(codegen, softmax_and_log_softmax_of_rows_with_nan_and_inf_match_eager_nan_for_nan) {
+    em_tensor *x = rows_with_nonfinite();
+    float in[8 * 47], w[8 * 47];
+    cr_assert(em_read(x, in, sizeof in) == 0, "%s", em_last_error());
+    for (int which = 0; which < 2; which++) {
+        em_tensor *(*fn)(em_tensor *) = which ? log_softmax_rows : softmax_rows;
+        em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)fn, "tensor(tensor)", NULL);
+        cr_assert(fast, "%s", em_last_error());
+        em_tensor *want = fn(x), *got = fast(x);
+        cr_assert(want && got, "%s", em_last_error());
+        tu_expect_compiled(got, want, which ? "log_softmax" : "softmax");
+        cr_assert(em_read(want, w, sizeof w) == 0, "%s", em_last_error());
+        for (int r = 0; r < 8; r++) {
+            bool nan_in = false;
+            for (int j = 0; j < 47; j++) nan_in |= isnan(in[r * 47 + j]);
+            for (int j = 0; j < 47 && nan_in; j++)
+                cr_expect(isnan(w[r * 47 + j]), "row %d has a NaN: eager output %d is %g", r, j, w[r * 47 + j]);
+        }
+        for (int j = 0; j < 47; j++) cr_expect(isnan(w[5 * 47 + j]), "an all -inf row gives NaN");
+        char *sec = cu_codegen_section(fast, which ? "log_softmax" : "softmax");
+        cr_expect(strstr(sec, "a row kernel"), "%s", sec);
+        free(sec);
+        em_release(got), em_release(want);
+        em_compiled_free(fast);
+    }
+    em_release(x);
+}
