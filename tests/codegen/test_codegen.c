@@ -530,7 +530,7 @@ Test(codegen, expanded_and_broadcast_rows_and_columns_are_identical_to_eager) {
  * starts misaligned), each with as many rows as make the output just over 4
  * L2s, give eager's bits; a small output neither streams nor prefetches. */
 Test(codegen, a_pointwise_kernel_storing_4_l2s_streams_its_stores_and_prefetches_and_stays_identical_to_eager) {
-    setenv("EMBER_PREFETCH", "1", 1); /* AMD's cores do not prefetch by default */
+    setenv("EMBER_PREFETCH", "1", 1); /* AMD's cores before Zen 5 do not prefetch by default */
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     int64_t l2b = l2 > 0 ? l2 : 2 << 20;
     for (int k = 0; k < 2; k++) {

@@ -136,7 +136,7 @@ Test(codegen, softmax_and_layer_norm_written_by_hand_are_each_one_generated_row_
  * softmax and layer_norm by hand over 2049 rows of 1024 (8 MiB in, 8 out on a
  * 2 MiB L2) stay close to eager; over 37 rows they do not prefetch. */
 Test(codegen, a_row_kernel_over_4_l2s_prefetches_its_loads_and_stays_close_to_eager) {
-    setenv("EMBER_PREFETCH", "1", 1); /* AMD's cores do not prefetch by default */
+    setenv("EMBER_PREFETCH", "1", 1); /* AMD's cores before Zen 5 do not prefetch by default */
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     int64_t l2b = l2 > 0 ? l2 : 2 << 20, rows = 4 * l2b / (2 * 4 * 1024) + 1;
     em_tensor *(*models[])(em_tensor *) = {softmax_by_hand, layer_norm_by_hand};
