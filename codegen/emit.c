@@ -43,6 +43,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,6 +208,28 @@ typedef struct pass {
 
 static float identity(int kind) { return kind == RED_MAX || kind == RED_SHIFT ? -INFINITY : kind == RED_MIN ? INFINITY : 0.0f; }
 
+/* x86's max or min of v and acc (maxps: acc, the second operand, when either
+ * is NaN), or NULL where the vector is not of the target's width (hreduce's
+ * halves). As an intrinsic LLVM cannot merge it with the NaN select after it:
+ * written as two selects, it became compare, compare unordered, or the masks,
+ * blend, a chain of four a step, and a max or min row reduction of [256, 256]
+ * took 6.8 us against 2.2 this way and 3.9 for eager's (a Zen 5 EPYC, one
+ * thread). */
+static LLVMValueRef x86_extreme(cg_emitter *e, int kind, LLVMValueRef acc, LLVMValueRef v) {
+    unsigned n = LLVMGetVectorSize(LLVMTypeOf(v));
+    if ((int)n != e->w || (n != 16 && n != 8)) return NULL;
+    const char *op = kind == RED_MAX ? "max" : "min";
+    char name[40];
+    if (n == 16) {
+        snprintf(name, sizeof name, "llvm.x86.avx512.%s.ps.512", op);
+        LLVMValueRef args[3] = {v, acc, LLVMConstInt(e->i32, 4, 0)}; /* the current rounding: no sae */
+        return cg_target_call(e, name, args, 3);
+    }
+    snprintf(name, sizeof name, "llvm.x86.avx.%s.ps.256", op);
+    LLVMValueRef args[2] = {v, acc};
+    return cg_target_call(e, name, args, 2);
+}
+
 /* acc op v, as eager's reductions: NaN propagates (a NaN v is taken; a NaN acc
  * stays), but for RED_SHIFT. */
 static LLVMValueRef combine(cg_emitter *e, int kind, LLVMValueRef acc, LLVMValueRef v) {
@@ -214,8 +237,8 @@ static LLVMValueRef combine(cg_emitter *e, int kind, LLVMValueRef acc, LLVMValue
     if (kind == RED_SUM) return LLVMBuildFAdd(b, acc, v, "");
     if (kind == RED_SQ) return cg_fma3(e, v, v, acc);
     if (kind == RED_SHIFT) return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, v, acc, ""), v, acc, "");
-    LLVMValueRef better = LLVMBuildFCmp(b, kind == RED_MAX ? LLVMRealOGT : LLVMRealOLT, v, acc, "");
-    LLVMValueRef m = LLVMBuildSelect(b, better, v, acc, "");
+    LLVMValueRef m = x86_extreme(e, kind, acc, v);
+    if (!m) m = LLVMBuildSelect(b, LLVMBuildFCmp(b, kind == RED_MAX ? LLVMRealOGT : LLVMRealOLT, v, acc, ""), v, acc, "");
     return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealUNO, v, v, ""), v, m, "");
 }
 

@@ -363,21 +363,25 @@ Test(codegen, a_value_read_per_row_and_along_the_row_of_a_square_space_matches_e
 static em_tensor *softmax_rows(em_tensor *x) { return em_softmax(x, -1); }
 static em_tensor *log_softmax_rows(em_tensor *x) { return em_log_softmax(x, -1); }
 
-/* [8, 47] (a tail in every row): row 0 finite; 1 a NaN in the first vector;
- * 2 a NaN in the tail; 3 all NaN; 4 one +inf; 5 all -inf; 6 -inf beside
- * finite values; 7 a NaN and a +inf. */
-static em_tensor *rows_with_nonfinite(void) {
-    enum { R = 8, L = 47 };
-    double v[R * L];
+/* [8, L] (L = 47: a tail in every row): row 0 finite; 1 a NaN in the first
+ * vector; 2 a NaN in the tail; 3 all NaN; 4 one +inf; 5 all -inf; 6 -inf
+ * beside finite values; 7 a NaN and a +inf. */
+static em_tensor *rows_with_nonfinite_of(int L) {
+    enum { R = 8 };
+    double *v = malloc(sizeof *v * R * (size_t)L);
+    cr_assert(v);
     for (int i = 0; i < R * L; i++) v[i] = sin(0.37 * i) * 3;
     v[1 * L + 3] = NAN;
-    v[2 * L + 45] = NAN;
+    v[2 * L + L - 2] = NAN;
     for (int j = 0; j < L; j++) v[3 * L + j] = NAN, v[5 * L + j] = -INFINITY;
     v[4 * L + 20] = INFINITY;
-    v[6 * L + 0] = v[6 * L + 17] = v[6 * L + 46] = -INFINITY;
+    v[6 * L + 0] = v[6 * L + 17] = v[6 * L + L - 1] = -INFINITY;
     v[7 * L + 30] = NAN, v[7 * L + 31] = INFINITY;
-    return tu_tensor_of(EM_F32, 2, SH(R, L), v);
+    em_tensor *t = tu_tensor_of(EM_F32, 2, SH(R, L), v);
+    free(v);
+    return t;
 }
+static em_tensor *rows_with_nonfinite(void) { return rows_with_nonfinite_of(47); }
 
 /* The generated softmax shifts each row by a max that may drop a NaN (emit.c's
  * RED_SHIFT); the NaN must still reach every output of its row through the
@@ -408,4 +412,60 @@ Test(codegen, softmax_and_log_softmax_of_rows_with_nan_and_inf_match_eager_nan_f
         em_compiled_free(fast);
     }
     em_release(x);
+}
+
+static em_tensor *max_rows(em_tensor *x) { return em_max(x, -1, 0); }
+static em_tensor *min_rows(em_tensor *x) { return em_min(x, -1, 0); }
+
+/* Max and min along rows keep a NaN of the row wherever it is (first vector,
+ * unrolled steps, tail): x86's maxps or minps, which drops a NaN of v, then
+ * a select that takes it (emit.c's x86_extreme), at 16 lanes and at 8
+ * (EMBER_CODEGEN=avx2): compiled against eager and against a scalar
+ * reference (NaN for a row with one, else the extreme), at widths 47 (a
+ * tail) and 300 (the four-accumulator loop, then a tail). */
+Test(codegen, max_and_min_along_rows_with_nan_and_inf_match_eager_and_a_scalar_reference) {
+    const char *modes[2] = {NULL, "avx2"};
+    for (int m = 0; m < 2; m++) {
+        if (modes[m]) setenv("EMBER_CODEGEN", modes[m], 1);
+        for (int w = 0; w < 2; w++) {
+            int L = w ? 300 : 47;
+            em_tensor *x = rows_with_nonfinite_of(L);
+            float *in = malloc(sizeof *in * 8 * (size_t)L), got_v[8];
+            cr_assert(in && em_read(x, in, sizeof *in * 8 * (size_t)L) == 0, "%s", em_last_error());
+            for (int which = 0; which < 2; which++) {
+                em_tensor *(*fn)(em_tensor *) = which ? min_rows : max_rows;
+                em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)fn, "tensor(tensor)", NULL);
+                cr_assert(fast, "%s", em_last_error());
+                em_tensor *want = fn(x), *got = fast(x);
+                cr_assert(want && got, "%s", em_last_error());
+                tu_expect_compiled(got, want, which ? "min" : "max");
+                cr_assert(em_read(got, got_v, sizeof got_v) == 0, "%s", em_last_error());
+                for (int r = 0; r < 8; r++) {
+                    float ref = which ? INFINITY : -INFINITY;
+                    bool nan = false;
+                    for (int j = 0; j < L; j++) {
+                        float v = in[r * L + j];
+                        nan |= isnan(v);
+                        if (which ? v < ref : v > ref) ref = v;
+                    }
+                    if (nan) cr_expect(isnan(got_v[r]), "%s row %d (L %d, %s) has a NaN: got %g", which ? "min" : "max", r, L, modes[m] ? modes[m] : "host", got_v[r]);
+                    else cr_expect(got_v[r] == ref, "%s row %d (L %d, %s): got %g, want %g", which ? "min" : "max", r, L, modes[m] ? modes[m] : "host", got_v[r], ref);
+                }
+                if (__builtin_cpu_supports("avx2")) {
+                    int status = 0;
+                    char *ir = cu_dump((void *)fast, "llvm", &status);
+                    bool wide = !modes[m] && __builtin_cpu_supports("avx512f");
+                    char want[48];
+                    snprintf(want, sizeof want, "llvm.x86.%s.%s.ps.%s", wide ? "avx512" : "avx", which ? "min" : "max", wide ? "512" : "256");
+                    cr_expect(ir && strstr(ir, want), "want %s:\n%s", want, ir ? ir : "");
+                    free(ir);
+                }
+                em_release(got), em_release(want);
+                em_compiled_free(fast);
+            }
+            free(in);
+            em_release(x);
+        }
+        unsetenv("EMBER_CODEGEN");
+    }
 }
