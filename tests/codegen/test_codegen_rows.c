@@ -11,7 +11,9 @@
  * interpreted; softmax and layer_norm written by hand at five widths; and the
  * regressions a review found (log_softmax's row log, five reductions in one
  * kernel, a prologue of many diamonds, an in-place store before a later pass,
- * one value read per row and along the row of a square space).
+ * one value read per row and along the row of a square space); rows with NaN
+ * and inf through softmax, log_softmax, max and min, against eager and (for
+ * max and min) a scalar reference.
  */
 #include <criterion/criterion.h>
 
@@ -383,6 +385,18 @@ static em_tensor *rows_with_nonfinite_of(int L) {
 }
 static em_tensor *rows_with_nonfinite(void) { return rows_with_nonfinite_of(47); }
 
+/* fn compiled and called on x beside eager fn: *want and *got, compared by the
+ * contract's tolerance; returns the compiled function (the caller frees it). */
+typedef em_tensor *(*row_fn)(em_tensor *);
+static row_fn compiled_beside_eager(row_fn fn, em_tensor *x, const char *what, em_tensor **want, em_tensor **got) {
+    row_fn fast = (row_fn)em_compile((void *)fn, "tensor(tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    *want = fn(x), *got = fast(x);
+    cr_assert(*want && *got, "%s", em_last_error());
+    tu_expect_compiled(*got, *want, what);
+    return fast;
+}
+
 /* The generated softmax shifts each row by a max that may drop a NaN (emit.c's
  * RED_SHIFT); the NaN must still reach every output of its row through the
  * sum, as eager (and PyTorch) give. */
@@ -391,12 +405,9 @@ Test(codegen, softmax_and_log_softmax_of_rows_with_nan_and_inf_match_eager_nan_f
     float in[8 * 47], w[8 * 47];
     cr_assert(em_read(x, in, sizeof in) == 0, "%s", em_last_error());
     for (int which = 0; which < 2; which++) {
-        em_tensor *(*fn)(em_tensor *) = which ? log_softmax_rows : softmax_rows;
-        em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)fn, "tensor(tensor)", NULL);
-        cr_assert(fast, "%s", em_last_error());
-        em_tensor *want = fn(x), *got = fast(x);
-        cr_assert(want && got, "%s", em_last_error());
-        tu_expect_compiled(got, want, which ? "log_softmax" : "softmax");
+        em_tensor *want, *got;
+        row_fn fast = compiled_beside_eager(which ? log_softmax_rows : softmax_rows, x, which ? "log_softmax" : "softmax",
+                                            &want, &got);
         cr_assert(em_read(want, w, sizeof w) == 0, "%s", em_last_error());
         for (int r = 0; r < 8; r++) {
             bool nan_in = false;
@@ -433,12 +444,8 @@ Test(codegen, max_and_min_along_rows_with_nan_and_inf_match_eager_and_a_scalar_r
             float *in = malloc(sizeof *in * 8 * (size_t)L), got_v[8];
             cr_assert(in && em_read(x, in, sizeof *in * 8 * (size_t)L) == 0, "%s", em_last_error());
             for (int which = 0; which < 2; which++) {
-                em_tensor *(*fn)(em_tensor *) = which ? min_rows : max_rows;
-                em_tensor *(*fast)(em_tensor *) = (em_tensor * (*)(em_tensor *)) em_compile((void *)fn, "tensor(tensor)", NULL);
-                cr_assert(fast, "%s", em_last_error());
-                em_tensor *want = fn(x), *got = fast(x);
-                cr_assert(want && got, "%s", em_last_error());
-                tu_expect_compiled(got, want, which ? "min" : "max");
+                em_tensor *want, *got;
+                row_fn fast = compiled_beside_eager(which ? min_rows : max_rows, x, which ? "min" : "max", &want, &got);
                 cr_assert(em_read(got, got_v, sizeof got_v) == 0, "%s", em_last_error());
                 for (int r = 0; r < 8; r++) {
                     float ref = which ? INFINITY : -INFINITY;
