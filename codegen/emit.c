@@ -190,8 +190,9 @@ static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
 /* ---- one pass along the row ----------------------------------------------------------- */
 
 /* RED_SQ: sum of v*v, by FMA. RED_SHIFT: the max that shifts a softmax's
- * row, which may drop a NaN (one vmaxps a step): a NaN in the row still makes
- * every output NaN, through the sum of the exps. The NaN-keeping max (compare,
+ * row, which may drop a NaN (one vmaxps a step, as runtime/norm_simd.c's
+ * row_max): a NaN in the row still makes every output NaN, through the sum of
+ * the exps. The NaN-keeping max (compare,
  * compare unordered, or the masks, blend) made the whole softmax of a
  * [256, 256] row block take 24 us against 15 (one thread, a Zen 5 EPYC): its
  * chain of four dependent instructions a step was most of the max pass. */
