@@ -192,10 +192,10 @@ static void row_pointers(cg_emitter *e, nest_state *s, LLVMValueRef r) {
 /* RED_SQ: sum of v*v, by FMA. RED_SHIFT: the max that shifts a softmax's
  * row, which may drop a NaN (one vmaxps a step, as runtime/norm_simd.c's
  * row_max): a NaN in the row still makes every output NaN, through the sum of
- * the exps. The NaN-keeping max (compare,
- * compare unordered, or the masks, blend) made the whole softmax of a
- * [256, 256] row block take 24 us against 15 (one thread, a Zen 5 EPYC): its
- * chain of four dependent instructions a step was most of the max pass. */
+ * the exps. The NaN-keeping max (compare, compare unordered, or the masks,
+ * blend) made the whole softmax of a [256, 256] row block take 24 us against
+ * 15 (one thread, a Zen 5 EPYC): its chain of four dependent instructions a
+ * step was most of the max pass. */
 enum { RED_NONE, RED_SUM, RED_MAX, RED_MIN, RED_SQ, RED_SHIFT };
 
 typedef struct pass {
@@ -211,11 +211,11 @@ static float identity(int kind) { return kind == RED_MAX || kind == RED_SHIFT ? 
 
 /* x86's max or min of v and acc (maxps: acc, the second operand, when either
  * is NaN), or NULL where the vector is not of the target's width (hreduce's
- * halves). As an intrinsic LLVM cannot merge it with the NaN select after it:
- * written as two selects, it became compare, compare unordered, or the masks,
- * blend, a chain of four a step, and a max or min row reduction of [256, 256]
- * took 6.8 us against 2.2 this way and 3.9 for eager's (a Zen 5 EPYC, one
- * thread). */
+ * halves). As an intrinsic LLVM cannot merge it with the NaN select after it
+ * (combine): written as two selects, it became compare, compare unordered,
+ * or the masks, blend, a chain of four a step, and a max row reduction of
+ * [256, 256] took 6.8 us against 3.7 this way and 3.8 for eager's (a Zen 5
+ * EPYC, one thread). AVX-512's vrangeps, one instruction, drops a NaN. */
 static LLVMValueRef x86_extreme(cg_emitter *e, int kind, LLVMValueRef acc, LLVMValueRef v) {
     unsigned n = LLVMGetVectorSize(LLVMTypeOf(v));
     if ((int)n != e->w || (n != 16 && n != 8)) return NULL;

@@ -45,8 +45,8 @@
  * 1.03x on one thread (0.99-1.14x on two), its own prefetchers keeping
  * enough lines in flight. So AMD's cores before Zen 5 do not prefetch in
  * software; a Zen 5 EPYC gains again (softmax 0.95x, layer_norm 0.91-0.95x:
- * cg_prefetching); EMBER_PREFETCH=1 or =0 says otherwise (the tests use it to reach the
- * prefetching code on any machine). Only loads that stream count and are
+ * cg_prefetching); EMBER_PREFETCH=1 or =0 says otherwise (the tests use it
+ * to reach the prefetching code on any machine). Only loads that stream count and are
  * prefetched: a row read again for every row (a layer_norm's weight and
  * bias) stays in the L1, and had taken two of layer_norm's three prefetches.
  *
@@ -241,8 +241,8 @@ static unsigned cpu_family(void) {
  * the Zen 4 lost: in one process, alternating with a build that prefetches
  * nothing, softmax took 0.94-0.95x the time on one thread and 0.97x on two,
  * layer_norm 0.95x and 0.91x, chain 1.01x and 0.94x; block, attention and mlp
- * 0.99-1.01x on either (their GEMMs' panels fit half its L1 or gain nothing).
- * Older AMD families are taken to behave as the Zen 4. */
+ * 0.99-1.01x on either (the GEMMs' prefetch changes nothing there). Older
+ * AMD families are taken to behave as the Zen 4. */
 bool cg_prefetching(void) {
     const char *env = getenv("EMBER_PREFETCH");
     if (env && *env) return strcmp(env, "0") != 0;
