@@ -388,6 +388,8 @@ LLVMValueRef cg_target_call(cg_emitter *e, const char *name, LLVMValueRef *args,
 /* Sleef's f for the lanes: Sleef_<f>f16_u10avx512f, _f8_u10avx2, _f_u10 (tanh: u35);
  * exp at 16 and 8 lanes is written inline instead (runtime/simd.h's V_EXP). b may be NULL. */
 LLVMValueRef cg_sleef(cg_emitter *e, const char *f, LLVMValueRef a, LLVMValueRef b);
+/* exp of x <= 0 (or -inf, NaN): cg_exp's result with a shorter chain (emit_ops.c). */
+LLVMValueRef cg_exp_nonpositive(cg_emitter *e, LLVMValueRef x);
 /* A counted loop at the builder: body runs with the induction variable iv from
  * `from` while it is below `to` (not at all if from >= to), stepping by step;
  * phis carry n values (vals in; out: the values after the loop). The builder

@@ -416,7 +416,8 @@ static LLVMValueRef norm_x(cg_emitter *e, nest_state *s, void *ctx, int k) {
 static LLVMValueRef exp_shifted(cg_emitter *e, nest_state *s, void *ctx, int k) {
     row_ctx *c = ctx;
     (void)k;
-    LLVMValueRef v = cg_sleef(e, "exp", LLVMBuildFSub(e->b, eval(e, s, c->anchor[0]->in[0]->id), c->shift, ""), NULL);
+    /* x - max is at most 0, -inf or NaN */
+    LLVMValueRef v = cg_exp_nonpositive(e, LLVMBuildFSub(e->b, eval(e, s, c->anchor[0]->in[0]->id), c->shift, ""));
     if (s->exp_at >= 0) store_at(e, s, s->exp_at, v); /* kept for the output pass, as eager does */
     return v;
 }

@@ -476,3 +476,50 @@ Test(codegen, max_and_min_along_rows_with_nan_and_inf_match_eager_and_a_scalar_r
         unsetenv("EMBER_CODEGEN");
     }
 }
+
+/* The generated softmax's exp takes x - max, at most 0, without the clamps of
+ * a general exp (emit_ops.c's cg_exp_nonpositive): shifted values far below
+ * exp's range (-1e30, -200, -105), at its edge (-104, -103.9) and -inf must
+ * come out 0 or their tiny value, as a double-precision softmax gives. Rows of
+ * 19 (a tail) and 70 (the unrolled steps and a tail), at 16 lanes and at 8. */
+Test(codegen, softmax_and_log_softmax_of_rows_spanning_exp_s_range_match_a_double_reference) {
+    static const double pattern[] = {1e30, -1e30, 0, 50, -50, 88, -103.9, -104, -105, -200,
+                                     3.5, -INFINITY, -17.25, 104, 1e-30, -1e-30, 7, -90, 2};
+    enum { NP = sizeof pattern / sizeof pattern[0] };
+    for (int w = 0; w < 4; w++) { /* 16 lanes, then 8 (EMBER_CODEGEN=avx2) */
+        if (w == 2) setenv("EMBER_CODEGEN", "avx2", 1);
+        int L = w % 2 ? 70 : 19, R = 6;
+        double *v = malloc(sizeof *v * (size_t)(R * L));
+        cr_assert(v);
+        for (int r = 0; r < R; r++) /* row r: the pattern turned by r, scaled down on the later rows */
+            for (int j = 0; j < L; j++) v[r * L + j] = pattern[(j + r) % NP] * (r < 3 ? 1.0 : 1.0 / (1 << r));
+        em_tensor *x = tu_tensor_of(EM_F32, 2, SH(R, L), v);
+        float *in = malloc(sizeof *in * (size_t)(R * L)), *got_v = malloc(sizeof *got_v * (size_t)(R * L));
+        cr_assert(in && got_v && em_read(x, in, sizeof *in * (size_t)(R * L)) == 0, "%s", em_last_error());
+        for (int which = 0; which < 2; which++) {
+            em_tensor *want, *got;
+            row_fn fast = compiled_beside_eager(which ? log_softmax_rows : softmax_rows, x, which ? "log_softmax" : "softmax",
+                                                &want, &got);
+            cr_assert(em_read(got, got_v, sizeof *got_v * (size_t)(R * L)) == 0, "%s", em_last_error());
+            for (int r = 0; r < R; r++) {
+                double m = -INFINITY, sum = 0;
+                for (int j = 0; j < L; j++) m = fmax(m, in[r * L + j]);
+                for (int j = 0; j < L; j++) sum += exp((double)in[r * L + j] - m);
+                for (int j = 0; j < L; j++) {
+                    double d = (double)in[r * L + j] - m;
+                    double ref = which ? d - log(sum) : exp(d) / sum;
+                    double g = got_v[r * L + j];
+                    bool ok = which ? (isinf(ref) ? g == ref : fabs(g - ref) <= 1e-5 * fabs(ref) + 1e-4)
+                                    : fabs(g - ref) <= 2e-6 * ref + 1e-30;
+                    cr_expect(ok, "%s row %d col %d (L %d, x - max %g): got %.9g, want %.9g", which ? "log_softmax" : "softmax",
+                              r, j, L, d, g, ref);
+                }
+            }
+            em_release(got), em_release(want);
+            em_compiled_free(fast);
+        }
+        free(in), free(got_v), free(v);
+        em_release(x);
+    }
+    unsetenv("EMBER_CODEGEN");
+}
