@@ -13,6 +13,10 @@
  * its second operand), which is harmless: a NaN element makes the sum NaN and
  * with it the whole row, as in torch; a row of -inf or with +inf gets NaN from
  * inf - inf. Tails are padded with -inf so they add exp(-inf) = 0 to the sum.
+ * x - max is at most 0 (or -inf, or NaN), so its exp skips the general exp's
+ * clamps (V_EXP_NONPOSITIVE: the same results, a shorter chain; softmax of
+ * [512, 256] on one thread of a Zen 5 EPYC went from 32 to 28 us, medians
+ * of six processes of each build, alternating).
  * layer_norm is two-pass (mean, then the mean of squared deviations: biased
  * variance, no cancellation) over the row shifted by its first element, then
  * one fused output pass. log_softmax subtracts max and log-sum separately so
@@ -50,8 +54,8 @@ static void ISA(softmax_row)(int64_t n, const float *x, float *y) {
     vf s0 = V_ZERO(), s1 = V_ZERO();
     int64_t i = 0;
     for (; i + 2 * VW <= n; i += 2 * VW) {
-        vf e0 = V_EXP(V_SUB(V_LOAD(x + i), m));
-        vf e1 = V_EXP(V_SUB(V_LOAD(x + i + VW), m));
+        vf e0 = V_EXP_NONPOSITIVE(V_SUB(V_LOAD(x + i), m));
+        vf e1 = V_EXP_NONPOSITIVE(V_SUB(V_LOAD(x + i + VW), m));
         V_STORE(y + i, e0);
         V_STORE(y + i + VW, e1);
         s0 = V_ADD(s0, e0);
@@ -59,7 +63,7 @@ static void ISA(softmax_row)(int64_t n, const float *x, float *y) {
     }
     for (; i < n; i += VW) {
         int64_t r = n - i;
-        vf e = V_EXP(V_SUB(r >= VW ? V_LOAD(x + i) : v_load_pad(x + i, r, -INFINITY), m));
+        vf e = V_EXP_NONPOSITIVE(V_SUB(r >= VW ? V_LOAD(x + i) : v_load_pad(x + i, r, -INFINITY), m));
         if (r >= VW) V_STORE(y + i, e);
         else V_STORE_N(y + i, e, r);
         s0 = V_ADD(s0, e);
@@ -75,12 +79,12 @@ static void ISA(log_softmax_row)(int64_t n, const float *x, float *y) {
     vf s0 = V_ZERO(), s1 = V_ZERO();
     int64_t i = 0;
     for (; i + 2 * VW <= n; i += 2 * VW) {
-        s0 = V_ADD(s0, V_EXP(V_SUB(V_LOAD(x + i), m)));
-        s1 = V_ADD(s1, V_EXP(V_SUB(V_LOAD(x + i + VW), m)));
+        s0 = V_ADD(s0, V_EXP_NONPOSITIVE(V_SUB(V_LOAD(x + i), m)));
+        s1 = V_ADD(s1, V_EXP_NONPOSITIVE(V_SUB(V_LOAD(x + i + VW), m)));
     }
     for (; i < n; i += VW) {
         vf v = i + VW <= n ? V_LOAD(x + i) : v_load_pad(x + i, n - i, -INFINITY);
-        s0 = V_ADD(s0, V_EXP(V_SUB(v, m)));
+        s0 = V_ADD(s0, V_EXP_NONPOSITIVE(V_SUB(v, m)));
     }
     float lse[VW];
     V_STORE(lse, SLEEF_SFX(log)(V_SET1(V_HSUM(V_ADD(s0, s1)))));

@@ -150,6 +150,7 @@ static inline void rt_store_bool4(void *p, __m128 v) {
 }
 #define V_STORE_BOOL(p, v) rt_store_bool4(p, v)
 #define V_EXP(x) Sleef_expf4_u10sse2(x) /* no FMA here: Sleef's */
+#define V_EXP_NONPOSITIVE(x) V_EXP(x)
 #define SLEEF_SFX(f) Sleef_##f##f4_u10sse2
 #define SLEEF_SFX35(f) Sleef_##f##f4_u35sse2
 #define SLEEF_SQRT Sleef_sqrtf4_u05sse2
@@ -176,6 +177,16 @@ static inline vf rt_exp(vf x) {
     return V_ZERO_WHERE(under, V_LDEXP(V_ADD(w, V_SET1(1.0f)), q));
 }
 #define V_EXP(x) rt_exp(x)
+/* rt_exp of an x at most 0, -inf or NaN (a softmax's x - max), the same
+ * result with a shorter chain: without the clamp at RT_EXP_HI and without
+ * zeroing x below RT_EXP_LO first (those lanes are zeroed at the end
+ * whatever the steps made of them); codegen's cg_exp_nonpositive. */
+static inline vf rt_exp_nonpositive(vf x) {
+    vmask under = V_MASK_LT(x, V_SET1(RT_EXP_LO));
+    vf q, w = rt_exp_reduced(x, &q);
+    return V_ZERO_WHERE(under, V_LDEXP(V_ADD(w, V_SET1(1.0f)), q));
+}
+#define V_EXP_NONPOSITIVE(x) rt_exp_nonpositive(x)
 
 /* tanh (runtime.h's comment on RT_TANH_HI says how), within 3 ulp; SSE2 keeps
  * Sleef's. */

@@ -358,6 +358,40 @@ Test(reduce_simd, row_and_column_kernels_of_every_isa_match_the_reference) {
     cr_assert(ran >= 1 && rt_simd_for("sse2"), "sse2 always runs");
 }
 
+/* softmax_row and log_softmax_row take exp of x - max without the general
+ * exp's clamps (simd.h's rt_exp_nonpositive): rows whose x - max reaches far
+ * below exp's range (-1e30, -200, -105), its edge (-104, -103.9) and -inf,
+ * at lengths with and without a tail, on every ISA, against double. */
+Test(reduce_simd, softmax_rows_of_every_isa_spanning_exp_s_range_match_double) {
+    static const float pattern[] = {1e30f, -1e30f, 0, 50, -50, 88, -103.9f, -104, -105, -200,
+                                    3.5f, -INFINITY, -17.25f, 104, 7, -90, 2};
+    enum { NP = sizeof pattern / sizeof pattern[0], N = 67 };
+    float x[N], y[N];
+    for (int k = 0; k < 3; k++) {
+        const rt_simd *t = rt_simd_for(isas[k]);
+        if (!t) continue;
+        for (int64_t n = 5; n <= N; n += 31)
+            for (int turn = 0; turn < NP; turn += 4) {
+                for (int64_t i = 0; i < n; i++) x[i] = pattern[(i + turn) % NP];
+                double m = -INFINITY, s = 0;
+                for (int64_t i = 0; i < n; i++) m = fmax(m, x[i]);
+                for (int64_t i = 0; i < n; i++) s += exp(x[i] - m);
+                t->softmax_row(n, x, y);
+                for (int64_t i = 0; i < n; i++)
+                    cr_assert(fabs(y[i] - exp(x[i] - m) / s) <= 2e-6 * exp(x[i] - m) / s + 1e-30,
+                              "%s softmax n=%lld turn=%d [%lld] (x - max %g): %g", isas[k], (long long)n, turn,
+                              (long long)i, x[i] - m, y[i]);
+                t->log_softmax_row(n, x, y);
+                for (int64_t i = 0; i < n; i++) {
+                    double want = x[i] - m - log(s);
+                    cr_assert(isinf(want) ? y[i] == want : fabs(y[i] - want) <= 2e-6 * (1 + fabs(want)),
+                              "%s log_softmax n=%lld turn=%d [%lld]: %g, want %g", isas[k], (long long)n, turn,
+                              (long long)i, y[i], want);
+                }
+            }
+    }
+}
+
 Test(reduce_simd, max_row_of_every_isa_propagates_nan_at_every_position) {
     float x[77];
     for (int k = 0; k < 3; k++) {
