@@ -157,32 +157,36 @@ static LLVMValueRef cg_exp_reduced(cg_emitter *e, LLVMValueRef x, LLVMValueRef *
     return cg_fma3(e, u, LLVMBuildFMul(b, s, s, ""), s);
 }
 
+/* e^x from x = q ln 2 + s, zero in the lanes where under (x below
+ * RT_EXP_LO, -inf among them) whatever the steps made of them: the end both
+ * exps share. */
+static LLVMValueRef cg_exp_finish(cg_emitter *e, LLVMValueRef x, LLVMValueRef under) {
+    LLVMBuilderRef b = e->b;
+    LLVMValueRef q, u = LLVMBuildFAdd(b, cg_exp_reduced(e, x, &q), cg_splat(e, 1.0f), "");
+    if (e->w == 16) return cg_ldexp(e, u, q, LLVMBuildNot(b, under, ""));
+    return LLVMBuildSelect(b, under, cg_splat(e, 0.0f), cg_ldexp(e, u, q, NULL), "");
+}
+
 /* runtime/simd.h's V_EXP, operation for operation (its comment says why). */
 static LLVMValueRef cg_exp(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef zero = cg_splat(e, 0.0f), hi = cg_splat(e, RT_EXP_HI);
+    LLVMValueRef hi = cg_splat(e, RT_EXP_HI);
     LLVMValueRef under = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, RT_EXP_LO), "");
     x = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, hi, x, ""), hi, x, ""); /* minps(hi, x) */
-    x = LLVMBuildSelect(b, under, zero, x, "");
-    LLVMValueRef q, u = LLVMBuildFAdd(b, cg_exp_reduced(e, x, &q), cg_splat(e, 1.0f), "");
-    if (e->w == 16) return cg_ldexp(e, u, q, LLVMBuildNot(b, under, ""));
-    return LLVMBuildSelect(b, under, zero, cg_ldexp(e, u, q, NULL), "");
+    x = LLVMBuildSelect(b, under, cg_splat(e, 0.0f), x, "");
+    return cg_exp_finish(e, x, under);
 }
 
 /* cg_exp of an x that is at most 0, -inf or NaN (a softmax's x - max), with
  * the same result bit for bit and a shorter chain: without the clamp at
  * RT_EXP_HI (never reached) and without zeroing x below RT_EXP_LO before the
- * reduction (the lanes below it, -inf among them, are zeroed at the end
- * whatever the steps made of them). In a C harness of softmax over [256, 256]
- * rows on a Zen 5 EPYC, whose exp pass waits on that chain, dropping the
- * clamp took 0.86x the time. Other widths call Sleef's exp. */
+ * reduction (cg_exp_finish zeroes those lanes at the end). In a C harness of
+ * softmax over [256, 256] rows on a Zen 5 EPYC, whose exp pass waits on that
+ * chain, dropping the clamp took 0.86x the time. Other widths call Sleef's
+ * exp. */
 LLVMValueRef cg_exp_nonpositive(cg_emitter *e, LLVMValueRef x) {
     if (e->w != 16 && e->w != 8) return cg_sleef(e, "exp", x, NULL);
-    LLVMBuilderRef b = e->b;
-    LLVMValueRef under = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, RT_EXP_LO), "");
-    LLVMValueRef q, u = LLVMBuildFAdd(b, cg_exp_reduced(e, x, &q), cg_splat(e, 1.0f), "");
-    if (e->w == 16) return cg_ldexp(e, u, q, LLVMBuildNot(b, under, ""));
-    return LLVMBuildSelect(b, under, cg_splat(e, 0.0f), cg_ldexp(e, u, q, NULL), "");
+    return cg_exp_finish(e, x, LLVMBuildFCmp(e->b, LLVMRealOLT, x, cg_splat(e, RT_EXP_LO), ""));
 }
 
 /* runtime/simd.h's rt_tanh, operation for operation: sign(x) E / (E + 2) with

@@ -170,22 +170,22 @@ static inline vf rt_exp_reduced(vf x, vf *q) {
     for (int k = 1; k < 6; k++) u = V_FMA(u, s, V_SET1(RT_EXP_P[k]));
     return V_FMA(u, V_MUL(s, s), s);
 }
-static inline vf rt_exp(vf x) {
-    vmask under = V_MASK_LT(x, V_SET1(RT_EXP_LO));
-    x = V_ZERO_WHERE(under, V_MIN(V_SET1(RT_EXP_HI), x));
+/* e^x from x = q ln 2 + s, zero in the lanes of under (x below RT_EXP_LO,
+ * -inf among them) whatever the steps made of them: the end both exps share. */
+static inline vf rt_exp_finish(vf x, vmask under) {
     vf q, w = rt_exp_reduced(x, &q);
     return V_ZERO_WHERE(under, V_LDEXP(V_ADD(w, V_SET1(1.0f)), q));
+}
+static inline vf rt_exp(vf x) {
+    vmask under = V_MASK_LT(x, V_SET1(RT_EXP_LO));
+    return rt_exp_finish(V_ZERO_WHERE(under, V_MIN(V_SET1(RT_EXP_HI), x)), under);
 }
 #define V_EXP(x) rt_exp(x)
 /* rt_exp of an x at most 0, -inf or NaN (a softmax's x - max), the same
  * result with a shorter chain: without the clamp at RT_EXP_HI and without
- * zeroing x below RT_EXP_LO first (those lanes are zeroed at the end
- * whatever the steps made of them); codegen's cg_exp_nonpositive. */
-static inline vf rt_exp_nonpositive(vf x) {
-    vmask under = V_MASK_LT(x, V_SET1(RT_EXP_LO));
-    vf q, w = rt_exp_reduced(x, &q);
-    return V_ZERO_WHERE(under, V_LDEXP(V_ADD(w, V_SET1(1.0f)), q));
-}
+ * zeroing x below RT_EXP_LO first (rt_exp_finish zeroes those lanes at the
+ * end); codegen's cg_exp_nonpositive. */
+static inline vf rt_exp_nonpositive(vf x) { return rt_exp_finish(x, V_MASK_LT(x, V_SET1(RT_EXP_LO))); }
 #define V_EXP_NONPOSITIVE(x) rt_exp_nonpositive(x)
 
 /* tanh (runtime.h's comment on RT_TANH_HI says how), within 3 ulp; SSE2 keeps
