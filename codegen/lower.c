@@ -46,9 +46,10 @@
  * enough lines in flight. So AMD's cores before Zen 5 do not prefetch in
  * software; a Zen 5 EPYC gains again (softmax 0.95x, layer_norm 0.91-0.95x:
  * cg_prefetching); EMBER_PREFETCH=1 or =0 says otherwise (the tests use it
- * to reach the prefetching code on any machine). Only loads that stream count and are
- * prefetched: a row read again for every row (a layer_norm's weight and
- * bias) stays in the L1, and had taken two of layer_norm's three prefetches.
+ * to reach the prefetching code on any machine). Only loads that stream
+ * count and are prefetched: a row read again for every row (a layer_norm's
+ * weight and bias) stays in the L1, and had taken two of layer_norm's three
+ * prefetches.
  *
  * Row nests do not stream their stores: storing a softmax's or a
  * layer_norm's output pass non-temporally (the softmax keeping its exps in a
@@ -63,6 +64,7 @@
 #include "codegen.h"
 
 #include <cpuid.h>
+#include <stdatomic.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -227,12 +229,17 @@ bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int i
     return false;
 }
 
-/* The CPU's family as cpuid leaf 1 reports it (base plus extended), 0 if unknown. */
+/* The CPU's family as cpuid leaf 1 reports it (base plus extended), 0 if
+ * unknown; read once (cpuid traps to the hypervisor in a VM, and every nest
+ * and GEMM of every compile asks). */
 static unsigned cpu_family(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    static atomic_uint family; /* 0: not read yet (no x86 family is 0) */
+    unsigned f = atomic_load_explicit(&family, memory_order_relaxed), a, b, c, d;
+    if (f || !__get_cpuid(1, &a, &b, &c, &d)) return f;
     unsigned base = (a >> 8) & 0xf;
-    return base == 0xf ? base + ((a >> 20) & 0xff) : base;
+    f = base == 0xf ? base + ((a >> 20) & 0xff) : base;
+    atomic_store_explicit(&family, f, memory_order_relaxed);
+    return f;
 }
 
 /* Whether streaming nests and GEMM panels prefetch in software (the opening
