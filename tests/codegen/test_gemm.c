@@ -436,6 +436,25 @@ Test(gemm, a_product_with_k_blocks_and_partial_sums_matches_the_reference) {
     em_release(x), em_release(w), em_release(wt);
 }
 
+Test(gemm, a_panel_up_to_a_quarter_of_the_l2_is_one_k_block_and_past_it_k_is_blocked) {
+    /* x w^T on 64 rows: lanes along m, panels of 64 lanes of x^T. With a
+     * 512 KiB L2 a panel takes up to 128 KiB: K = 512 whole, K = 600 in blocks
+     * of 512 (with an eighth of the L2, as before, both were blocks of 256) */
+    setenv("EMBER_L2_KB", "512", 1);
+    const int64_t ks[2] = {512, 600};
+    const char *says[] = {"lanes along m", "k blocks of 512", NULL};
+    for (int i = 0; i < 2; i++) {
+        int64_t K = ks[i];
+        em_tensor *x = uniform(2, SH(64, K), 1), *w = uniform(2, SH(40, K), 2), *wt = transposed_copy(w);
+        double *xv = tu_values_of(x), *wv = tu_values_of(wt), *want = ref_bmm(xv, wv, 1, 1, 64, K, 40);
+        char what[64];
+        snprintf(what, sizeof what, "[64 x %lld] w^T [%lld x 40]", (long long)K, (long long)K);
+        expect_product_plan(lin_nobias, x, w, want, K, what, says, "k blocks of 256");
+        free(xv), free(wv), free(want);
+        em_release(x), em_release(w), em_release(wt);
+    }
+}
+
 Test(gemm, x_at_w_with_a_long_k_copies_its_contiguous_panels_and_matches_the_reference) {
     /* B's rows are contiguous, but a panel of 1500 of them, 400 bytes apart, is
      * copied (in k blocks) rather than read in place; the last panel is masked */
