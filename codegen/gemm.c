@@ -44,8 +44,9 @@
  * `kernels` dump; `ember-bench --gemm` times each layout against OpenBLAS.
  *
  * Causal masks (causal_diag, causal_scores): where a constant mask makes row
- * i of the scores -inf from column i + c on, the scores skip the tiles it
- * masks whole and p @ v stops each tile's products at its last row's i + c.
+ * i of the scores -inf from column i + c on, the scores skip the vectors of
+ * each tile that it masks whole and p @ v stops each tile's products at its
+ * last row's i + c.
  *
  * Before all of this, the AMX tile unit where the CPU has it (choose_amx):
  * f32 products as bf16 pieces (runtime/amx.c), tiles of 32 x 32, for
@@ -560,7 +561,7 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
     if (!g->amx && !g->vec_m && !switched_off("EMBER_CAUSAL")) { /* causal masks: causal_diag says which */
         g->kdiag = causal_diag(x, g), g->cdiag = causal_scores(prog, K, ln, x, g);
         if (g->kdiag) how_add(g, ", products of row i to k < i + %lld (A: a softmax of a causal mask)", g->kdiag);
-        if (g->cdiag) how_add(g, ", no products in tiles at or past column i + %lld (a causal mask)", g->cdiag);
+        if (g->cdiag) how_add(g, ", no products in vectors at or past column i + %lld (a causal mask)", g->cdiag);
     }
     ln->width = width;
     ln->is_gemm = true;

@@ -101,6 +101,8 @@ typedef struct gemm_emit {
                                           the next's) and of the segment packed into nxt (-1) */
     int64_t trow;                      /* floats per row of tilebuf */
     int nv;                            /* vectors of the panel being emitted */
+    int kv;                            /* of them, those the k loop being emitted computes (the
+                                          first kv; fewer than nv only under a causal mask) */
     LLVMValueRef mask;                 /* its last vector's lanes, or NULL */
 } gemm_emit;
 
@@ -199,7 +201,7 @@ static void k_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *acc, void *ctx) {
     tile *t = ctx;
     cg_emitter *e = q->e;
     LLVMValueRef v[4];
-    for (int j = 0; j < q->nv; j++) {
+    for (int j = 0; j < q->kv; j++) {
         LLVMValueRef off = i64c(q, (int64_t)j * e->w);
         if (q->pk) {
             v[j] = vload(q, cg_elem_ptr(e, q->pk, add(q, mul(q, k, q->Vb), off)), NULL, valign(q));
@@ -215,7 +217,7 @@ static void k_step(gemm_emit *q, LLVMValueRef k, LLVMValueRef *acc, void *ctx) {
         LLVMValueRef sc = LLVMBuildLoad2(e->b, e->f32, cg_elem_ptr(e, t->rp[i], mul(q, k, q->rk)), "");
         LLVMSetAlignment(sc, 4);
         LLVMValueRef sp = cg_splat_value(e, sc);
-        for (int j = 0; j < q->nv; j++) acc[i * q->nv + j] = cg_fma3(e, sp, v[j], acc[i * q->nv + j]);
+        for (int j = 0; j < q->kv; j++) acc[i * q->kv + j] = cg_fma3(e, sp, v[j], acc[i * q->kv + j]);
     }
 }
 
@@ -328,25 +330,64 @@ static void finish_rows(gemm_emit *q, tile *t) {
     loop(q, i64c(q, 0), panel_lanes(q), 1, NULL, 0, stage_lane, &c);
 }
 
+/* The tile's last row that exists. */
+static LLVMValueRef tile_last(gemm_emit *q, tile *t) {
+    return smin(q, add(q, t->r, i64c(q, q->g->mr - 1)), i64c(q, q->NR - 1));
+}
+
 /* The tile's k steps in this block: all kn of them; with a causal A (kdiag)
  * those before its last row's r + kdiag (none when the block starts past it:
- * partial sums stay as they are); none for a tile of C that a causal mask
- * makes -inf (cdiag: the panel starts at or past its last row's r + cdiag). */
+ * partial sums stay as they are). */
 static LLVMValueRef tile_k(gemm_emit *q, tile *t) {
     const cg_gemm *g = q->g;
-    if (g->kdiag <= 0 && g->cdiag <= 0) return q->kn;
+    if (g->kdiag <= 0) return q->kn;
     LLVMBuilderRef b = q->e->b;
-    LLVMValueRef last = smin(q, add(q, t->r, i64c(q, g->mr - 1)), i64c(q, q->NR - 1)), kn = q->kn;
-    if (g->kdiag > 0) {
-        LLVMValueRef end = LLVMBuildSub(b, add(q, last, i64c(q, g->kdiag)), q->kb, "");
-        end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, 0), ""), i64c(q, 0), end, "");
-        kn = smin(q, kn, end);
+    LLVMValueRef end = LLVMBuildSub(b, add(q, tile_last(q, t), i64c(q, g->kdiag)), q->kb, "");
+    end = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, end, i64c(q, 0), ""), i64c(q, 0), end, "");
+    return smin(q, q->kn, end);
+}
+
+/* Under a causal mask added in the epilogue (cdiag), the tile's vectors whose
+ * columns all lie at or past its last row's r + cdiag are -inf whatever the
+ * product: only the vectors before them take products, the first
+ * ceil((last + cdiag - v0) / w) of the panel's nv (0 for a tile the mask
+ * covers whole). The k loop is emitted once for each count, and a switch
+ * takes the tile's: the accumulators of the vectors left out keep their 0
+ * (or the partial sums, 0 as well), to which the epilogue adds the mask. On
+ * block's scores (T = 128, tiles of 6 x 64) a tile that crosses the diagonal
+ * needs 2.5 of its 4 vectors on average; whole tiles past it were all that
+ * was skipped before. */
+static void causal_k_loops(gemm_emit *q, tile *t, LLVMValueRef kn, LLVMValueRef *acc) {
+    cg_emitter *e = q->e;
+    LLVMBuilderRef b = e->b;
+    int mr = q->g->mr, nv = q->nv;
+    LLVMValueRef ahead = LLVMBuildSub(b, add(q, tile_last(q, t), i64c(q, q->g->cdiag)), q->v0, "");
+    LLVMValueRef need = smin(q, LLVMBuildSDiv(b, add(q, ahead, i64c(q, e->w - 1)), i64c(q, e->w), ""), i64c(q, nv));
+    LLVMBasicBlockRef join = block(q, "causal.end"), from[5];
+    LLVMValueRef sw = LLVMBuildSwitch(b, need, join, (unsigned)nv), out[5][24];
+    from[0] = LLVMGetInsertBlock(b); /* need <= 0: no products */
+    memcpy(out[0], acc, (size_t)(mr * nv) * sizeof *acc);
+    for (int c = 1; c <= nv; c++) {
+        LLVMBasicBlockRef bb = block(q, "causal.vectors");
+        LLVMAddCase(sw, i64c(q, c), bb);
+        LLVMPositionBuilderAtEnd(b, bb);
+        LLVMValueRef sub[24];
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < c; j++) sub[i * c + j] = acc[i * nv + j];
+        q->kv = c;
+        loop(q, i64c(q, 0), kn, 1, sub, mr * c, k_step, t);
+        memcpy(out[c], acc, (size_t)(mr * nv) * sizeof *acc);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < c; j++) out[c][i * nv + j] = sub[i * c + j];
+        from[c] = LLVMGetInsertBlock(b);
+        LLVMBuildBr(b, join);
     }
-    if (g->cdiag > 0) {
-        LLVMValueRef masked = LLVMBuildICmp(b, LLVMIntSGE, q->v0, add(q, last, i64c(q, g->cdiag)), "");
-        kn = LLVMBuildSelect(b, masked, i64c(q, 0), kn, "");
+    q->kv = nv;
+    LLVMPositionBuilderAtEnd(b, join);
+    for (int k = 0; k < mr * nv; k++) {
+        acc[k] = LLVMBuildPhi(b, e->vt, "");
+        for (int c = 0; c <= nv; c++) LLVMAddIncoming(acc[k], &out[c][k], &from[c], 1);
     }
-    return kn;
 }
 
 /* One tile at row t->r (rows past R are computed from R's last row and not
@@ -379,7 +420,8 @@ static void emit_tile(gemm_emit *q, tile *t) {
             LLVMAddIncoming(acc[k], in, bb, 2);
         }
     }
-    if (q->g->k > 0) loop(q, i64c(q, 0), tile_k(q, t), 1, acc, n, k_step, t);
+    if (q->g->k > 0 && q->g->cdiag > 0) causal_k_loops(q, t, tile_k(q, t), acc);
+    else if (q->g->k > 0) loop(q, i64c(q, 0), tile_k(q, t), 1, acc, n, k_step, t);
     if (!q->cbuf) {
         finish(q, t, acc);
         return;
@@ -610,7 +652,7 @@ static void sub_step(gemm_emit *q, LLVMValueRef s0, LLVMValueRef *vals, void *ct
 
 /* Tiles [t0, t1) of one panel of nv vectors (mask: the last vector's lanes, or NULL). */
 static void panel(gemm_emit *q, int nv, LLVMValueRef mask, LLVMValueRef t0, LLVMValueRef t1) {
-    q->nv = nv, q->mask = mask;
+    q->nv = q->kv = nv, q->mask = mask;
     q->trow = q->g->amx ? 32 : (int64_t)nv * q->e->w;
     if (q->g->amx) {
         amx_block(q, t0, t1);

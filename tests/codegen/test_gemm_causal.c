@@ -4,7 +4,9 @@
  * that is finite before column i + c of row i and -inf from there on.
  *
  * The p @ v product stops each tile's k loop at its last row's i + c, and the
- * scores product skips the tiles that the mask makes -inf. Both must give
+ * scores product skips the vectors of each tile that the mask makes -inf
+ * (whole tiles, and the last vectors of tiles that cross the diagonal, a
+ * switch over one k loop per vector count). Both must give
  * eager's results (within the contract's tolerance) and a double reference's,
  * on one and two threads, with k blocked (partial sums), on 8 lanes, for an
  * offset diagonal, and in 40 random attentions on per-head views (random
@@ -32,7 +34,7 @@
 typedef em_tensor *(*fn3)(em_tensor *, em_tensor *, em_tensor *);
 
 static const char *const P_AT_V = "products of row i to k < i + ";
-static const char *const SCORES = "no products in tiles at or past column i + ";
+static const char *const SCORES = "no products in vectors at or past column i + ";
 
 static em_tensor *MASK; /* the constant the models add to their scores */
 static double SCALE;
