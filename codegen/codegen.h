@@ -308,6 +308,10 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
                   const bool *stored, cg_loopnest *ln);
 /* Whether the nest computes node id (a member, read directly, not as a view). */
 bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int id);
+/* b when member x is a permuted copy of member b of the same nest
+ * (pass_permuted_copy): x is b's value at b's indices, stored through the
+ * permutation (add_access maps its strides); else NULL. */
+const ir_node *cg_permuted_copy(const pass_program *prog, const cg_loopnest *ln, const ir_node *x);
 /* The load access of value in the nest, or -1. */
 int cg_loopnest_load(const cg_loopnest *ln, int value);
 /* Lowers a contraction kernel (one matmul or linear, f32, then elementwise

@@ -80,6 +80,8 @@ static LLVMValueRef eval(cg_emitter *e, nest_state *s, int id) {
     LLVMValueRef v;
     if (s->norm && id == s->norm->id) {
         v = norm_value(e, s);
+    } else if (cg_permuted_copy(s->prog, s->ln, x)) { /* b's value, stored through the permutation */
+        v = eval(e, s, cg_permuted_copy(s->prog, s->ln, x)->id);
     } else if (cg_loopnest_computes(s->prog, s->ln, id)) {
         EM_ASSERT(ir_ops[x->op].kind == IR_KIND_ELEMENTWISE || x->op == IR_OP_CONTIGUOUS);
         LLVMValueRef a = eval(e, s, x->in[0]->id), b = x->nin > 1 ? eval(e, s, x->in[1]->id) : NULL;

@@ -78,7 +78,8 @@ static const ir_node *the_contraction(const pass_program *prog, const pass_kerne
         const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
         if (y->type.dtype != EM_F32) return cg_loopnest_refuse(ln, "not f32 (the generated GEMM is f32)"), NULL;
         if (y == x) continue;
-        if (!cg_op_emittable(y->op) || !ir_type_same_shape(&y->type, &x->type))
+        const ir_node *b = pass_permuted_copy(y); /* stored through a permutation of b's indices */
+        if (!cg_op_emittable(y->op) || !ir_type_same_shape(b ? &b->type : &y->type, &x->type))
             return cg_loopnest_refuse(ln, "an epilogue member the GEMM's store cannot compute"), NULL;
     }
     for (int j = 0; j < x->nin; j++)
@@ -541,7 +542,7 @@ bool cg_lower_gemm(const pass_program *prog, em_tensor *const *args, int width, 
     memcpy(ln->nodes, K->nodes, (size_t)K->nnodes * sizeof *K->nodes);
     for (int i = 0; i < K->nnodes; i++) { /* the epilogue's operands */
         const ir_node *y = ir_graph_node(prog->graph, K->nodes[i]);
-        if (y == x) continue;
+        if (y == x || cg_permuted_copy(prog, ln, y)) continue; /* a permuted copy reads nothing */
         for (int j = 0; j < y->nin; j++) {
             const ir_node *in = y->in[j];
             if (cg_loopnest_computes(prog, ln, in->id)) continue;

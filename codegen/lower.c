@@ -153,6 +153,11 @@ static int add_access(const pass_program *prog, em_tensor *const *args, cg_loopn
     memset(a, 0, sizeof *a);
     a->home = prog->fusion->base_of[x->id], a->value = x->id, a->store = store, a->offset = t.offset;
     int lead = space->ndim - t.ndim;
+    if (store && cg_permuted_copy(prog, ln, x)) { /* x's dim i is the space's dim perm[i] */
+        const ir_attrs *perm = &x->in[0]->attrs;
+        for (int i = 0; i < t.ndim; i++) a->strides[lead + perm->dims[i]] = t.strides[i];
+        return 0;
+    }
     for (int d = 0; d < space->ndim; d++) {
         int xd = d - lead;
         a->strides[d] = xd < 0 || (t.shape[xd] == 1 && space->shape[d] != 1) ? 0 : t.strides[xd];
@@ -227,6 +232,11 @@ bool cg_loopnest_computes(const pass_program *prog, const cg_loopnest *ln, int i
     for (int i = 0; i < ln->nnodes; i++)
         if (ln->nodes[i] == id) return true;
     return false;
+}
+
+const ir_node *cg_permuted_copy(const pass_program *prog, const cg_loopnest *ln, const ir_node *x) {
+    const ir_node *b = pass_permuted_copy(x);
+    return b && cg_loopnest_computes(prog, ln, x->id) && cg_loopnest_computes(prog, ln, b->id) ? b : NULL;
 }
 
 /* The CPU's family as cpuid leaf 1 reports it (base plus extended), 0 if

@@ -27,9 +27,13 @@
  *    to memory and read with a broadcast.
  *  - a contraction (matmul, linear) takes an elementwise epilogue (bias,
  *    activation, residual add, scale) but no prologue: its operands are read
- *    by the GEMM from memory. The cheap prologues come before fusion: a
- *    transposed operand is only strides, and a power-of-two scale of an
- *    operand has become a scale of the result (scale.c).
+ *    by the GEMM from memory. A contiguous copy of a permutation of its value
+ *    (attention's heads merged back, o.permute(1, 0, 2).contiguous()) joins
+ *    it too, stored from the tile through the permutation
+ *    (pass_permuted_copy); what reads that copy does not join. The cheap
+ *    prologues come before fusion: a transposed operand is only strides, and
+ *    a power-of-two scale of an operand has become a scale of the result
+ *    (scale.c).
  *  - embedding and concat are kernels of their own.
  *  - an op whose producers sit in several elementwise kernels of its shape
  *    merges them all (x*a+b and sigmoid(x) feeding one multiply: one kernel);
@@ -122,6 +126,12 @@ static pass_kernel_kind kind_of(const ir_node *n) {
     }
 }
 
+const ir_node *pass_permuted_copy(const ir_node *n) {
+    if (!n || n->kind != IR_NODE_OP || n->op != IR_OP_CONTIGUOUS || n->nin < 1 || !n->in[0]) return NULL;
+    const ir_node *p = n->in[0], *b = p->kind == IR_NODE_OP && p->op == IR_OP_PERMUTE ? p->in[0] : NULL;
+    return b && b->kind == IR_NODE_OP && ir_ops[b->op].kind != IR_KIND_VIEW ? b : NULL;
+}
+
 /* ---- kernel graph reachability ------------------------------------------------------ */
 
 /* Whether kernel `to` can be reached from any kernel marked 1 in s->mark through
@@ -199,6 +209,14 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
         snprintf(why, cap, "%s runs as a kernel of its own", ir_ops[n->op].name);
         return false;
     }
+    if (pass_permuted_copy(b) && group_of(s, pass_permuted_copy(b)->id) == G) {
+        snprintf(why, cap, "%%%d is stored permuted by k%d, which computes it at %%%d's indices: it is "
+                 "written to memory", b->id, G, pass_permuted_copy(b)->id);
+        return false;
+    }
+    if (b != x && pass_permuted_copy(n) == b && gr->kind == PASS_KERNEL_CONTRACTION &&
+        ir_type_same_shape(&b->type, &gr->space))
+        return *lvl = s->level[b->id], true; /* stored permuted from the GEMM's tile */
     if (b != x) {
         snprintf(why, cap, "reads %%%d through a %s view: %%%d is written to memory and read with strides",
                  b->id, ir_ops[x->op].name, b->id);

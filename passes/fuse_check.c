@@ -31,7 +31,7 @@ int pass_fusion_verify(const pass_fusion *f) {
         for (int j = 0; j < x->nin; j++) {
             if (!x->in[j]) continue;
             int b = f->base_of[x->in[j]->id], kb = f->kernel_of[b];
-            if (kb == k && b != x->in[j]->id)
+            if (kb == k && b != x->in[j]->id && pass_permuted_copy(x) != ir_graph_node(g, b))
                 return rt_error("fuse: %%%d reads %%%d of its own kernel k%d through a view", id, b, k);
             if (kb == k) continue;
             if (kb > k) return rt_error("fuse: k%d reads %%%d of k%d, which runs later", k, b, kb);

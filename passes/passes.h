@@ -159,6 +159,12 @@ int pass_fusion_verify(const pass_fusion *f);
  * every node that was not fused into a producer's kernel and why. */
 int pass_fusion_print(const pass_fusion *f, FILE *out);
 const char *pass_kernel_kind_name(pass_kernel_kind k);
+/* b when n is a permuted copy of it: contiguous(permute(b)), b an op node
+ * (not a view); else NULL. Fusion puts such a copy in b's contraction kernel
+ * (attention's head merge after p @ v), whose GEMM stores it straight from the
+ * tile with b's indices mapped through the permutation (codegen's lower.c):
+ * b is then not written to memory only to be copied. */
+const ir_node *pass_permuted_copy(const ir_node *n);
 
 /* ---- memory planning (memplan.c) ------------------------------------------------------ */
 

@@ -10,7 +10,8 @@
  * operands; native norms with a prologue and an epilogue; softmax and
  * layer_norm written by hand as one multi-pass row kernel, and the same
  * softmax over axis 0 split where a reduced value is broadcast back; a
- * contraction with an epilogue and no prologue; producers read through a view
+ * contraction with an epilogue and no prologue, and the contiguous copy of a
+ * permuted product stored from its kernel; producers read through a view
  * or broadcast stay apart; horizontal merges of reductions and of pointwise
  * kernels that read one value; merges that would close a cycle between
  * kernels; embedding and concat alone; views in no kernel; the `kernels` dump.
@@ -424,6 +425,89 @@ Test(fuse, leaves_the_elementwise_producer_of_a_matmul_operand_in_a_kernel_of_it
     expect_kernel(f, 1, PASS_KERNEL_CONTRACTION, 3, IDS(3), IDS(1, 2), IDS(3));
     expect_why(f, 3, "reads its operands from memory");
     expect_reasons_only_on(f, IDS(3));
+    pass_fusion_destroy(f);
+    ir_graph_destroy(g);
+}
+
+/* ---- a permuted copy of a product ------------------------------------------------------ */
+
+/* contiguous(permute(a @ w, {1, 0, 2})): attention's heads merged back. With
+ * reader, y + that copy; with keep, the product is an output too. */
+static ir_graph *merged_heads(bool reader, bool keep) {
+    ir_graph *g = pu_new_graph();
+    ir_node *a = pu_input(g, 0, EM_F32, 3, SH(2, M, N));                /* %0 */
+    ir_node *w = pu_input(g, 1, EM_F32, 3, SH(2, N, 6));                /* %1 */
+    ir_node *y = pu_input(g, 2, EM_F32, 3, SH(M, 2, 6));                /* %2 */
+    ir_node *p = OP2(g, MATMUL, a, w);                                  /* %3 */
+    ir_node *t = OP1(g, PERMUTE, p, .ndim = 3, .dims = {1, 0, 2});      /* %4 */
+    ir_node *c = OP1(g, CONTIGUOUS, t);                                 /* %5 */
+    ir_node *out = reader ? OP2(g, ADD, c, y) : c;                      /* %6 */
+    if (keep) pu_set_outs(g, (ir_node *[]){out, p}, 2);
+    else pu_set_out(g, out);
+    return g;
+}
+
+static em_tensor **merged_args(void) {
+    static em_tensor *args[3];
+    args[0] = tu_randn(3, SH(2, M, N), 31), args[1] = tu_randn(3, SH(2, N, 6), 32);
+    args[2] = tu_randn(3, SH(M, 2, 6), 33);
+    return args;
+}
+
+Test(fuse, puts_a_contiguous_copy_of_a_permuted_product_in_the_products_kernel_which_writes_only_the_copy) {
+    ir_graph *g = merged_heads(false, false);
+    pass_fusion *f = fuse(g);
+    cr_expect_eq(f->nkernels, 1);
+    expect_kernel(f, 0, PASS_KERNEL_CONTRACTION, 3, IDS(3, 5), IDS(0, 1), IDS(5));
+    expect_in_no_kernel(f, IDS(4));
+    expect_reasons_only_on(f, NONE);
+    pass_fusion_destroy(f);
+    ir_graph_destroy(g);
+}
+
+Test(fuse, runs_the_permuted_copy_of_a_product_like_the_interpreter) {
+    ir_graph *g = merged_heads(false, false);
+    expect_program_matches_interpreter(g, merged_args(), 3);
+    ir_graph_destroy(g);
+}
+
+Test(fuse, keeps_what_reads_a_permuted_copy_out_of_the_kernel_that_stores_it) {
+    ir_graph *g = merged_heads(true, false);
+    pass_fusion *f = fuse(g);
+    cr_expect_eq(f->nkernels, 2);
+    expect_kernel(f, 0, PASS_KERNEL_CONTRACTION, 3, IDS(3, 5), IDS(0, 1), IDS(5));
+    expect_kernel(f, 1, PASS_KERNEL_POINTWISE, -1, IDS(6), IDS(2, 5), IDS(6));
+    expect_why(f, 6, "stored permuted");
+    expect_reasons_only_on(f, IDS(6));
+    pass_fusion_destroy(f);
+    ir_graph_destroy(g);
+    g = merged_heads(true, false);
+    expect_program_matches_interpreter(g, merged_args(), 3);
+    ir_graph_destroy(g);
+}
+
+Test(fuse, writes_both_the_product_and_its_permuted_copy_when_the_product_is_an_output_too) {
+    ir_graph *g = merged_heads(false, true);
+    pass_fusion *f = fuse(g);
+    cr_expect_eq(f->nkernels, 1);
+    expect_kernel(f, 0, PASS_KERNEL_CONTRACTION, 3, IDS(3, 5), IDS(0, 1), IDS(3, 5));
+    pass_fusion_destroy(f);
+    ir_graph_destroy(g);
+    g = merged_heads(false, true);
+    expect_program_matches_interpreter(g, merged_args(), 3);
+    ir_graph_destroy(g);
+}
+
+Test(fuse, leaves_a_permuted_copy_of_an_elementwise_value_in_a_kernel_of_its_own) {
+    ir_graph *g = pu_new_graph();
+    ir_node *x = pu_input(g, 0, EM_F32, 2, SH(M, N));                   /* %0 */
+    ir_node *t = OP1(g, PERMUTE, OP1(g, EXP, x), .ndim = 2, .dims = {1, 0}); /* %1 %2 */
+    pu_set_out(g, OP1(g, CONTIGUOUS, t));                               /* %3 */
+    pass_fusion *f = fuse(g);
+    cr_expect_eq(f->nkernels, 2);
+    expect_kernel(f, 0, PASS_KERNEL_POINTWISE, -1, IDS(1), IDS(0), IDS(1));
+    expect_kernel(f, 1, PASS_KERNEL_POINTWISE, -1, IDS(3), IDS(1), IDS(3));
+    expect_why(f, 3, "through a permute view");
     pass_fusion_destroy(f);
     ir_graph_destroy(g);
 }
