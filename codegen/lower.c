@@ -305,6 +305,9 @@ bool cg_lower_nest(const pass_program *prog, em_tensor *const *args, int width, 
                      em_dtype_name(x->type.dtype), ir_ops[x->op].name);
             return false;
         }
+        /* a permuted copy of a member takes its value here (emit.c): it reads
+         * nothing, and the member is not written (schedule.c) */
+        if (cg_permuted_copy(prog, ln, x)) continue;
         for (int j = 0; j < x->nin; j++) {
             const ir_node *in = x->in[j];
             if (cg_loopnest_computes(prog, ln, in->id)) continue;

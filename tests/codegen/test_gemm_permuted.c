@@ -12,7 +12,9 @@
  * transposed, with lanes along n (scattered stores) and on tiles of C^T
  * (64 rows: staged stores); on one and two threads, at 8 lanes, with
  * OpenBLAS running the product instead (the copy then reads the product from
- * memory), and with a reader of the copy, which stays out of the kernel. The
+ * memory, or, when the permutation keeps the shape, takes the bias's value in
+ * the epilogue's nest), and with a reader of the copy, which stays out of the
+ * kernel. The
  * dumps must say the GEMM stores the copy and writes nothing else.
  */
 #include <criterion/criterion.h>
@@ -197,4 +199,17 @@ Test(gemm_permuted, a_linear_layer_copied_transposed_is_stored_from_either_orien
         em_release(x), em_release(w), em_release(BIAS);
         BIAS = NULL;
     }
+}
+
+/* With OpenBLAS running a [4, 16, 16] product whose permutation keeps its
+ * shape ({1, 0, 2} of 16 x 16 x 16), the bias and the copy form one loop
+ * nest after the product: the copy takes the bias's value there, as in the
+ * GEMM, and reads nothing from memory. */
+Test(gemm_permuted, with_openblas_a_bias_and_a_copy_of_the_same_shape_run_as_one_nest) {
+    setenv("EMBER_GEMM", "blas", 1);
+    /* %3 the product, %4 the bias added, %6 the copy: one nest, one store */
+    merge_case(16, 16, 16, 16, true,
+               (const char *const[]){"contraction by OpenBLAS", "nodes %4 %6\n      load  %2 at 0 + [0, 0, 1]\n"
+                                     "      load  %3 at 0 + [256, 16, 1]\n      store %6 at 0 + [16, 256, 1]\n", NULL},
+               "same shape");
 }
