@@ -36,16 +36,22 @@ static em_tensor *BIAS, *OTHER; /* the models' constants, when they read one */
 
 /* a [H, T, K] @ b [H, K, D], heads merged: [T, H * D] */
 static em_tensor *merge(em_tensor *a, em_tensor *b) {
+    em_scope_begin();
     em_tensor *o = em_matmul(a, b);
     if (BIAS) o = em_add(o, BIAS);
     em_tensor *c = em_contiguous(em_permute(o, (const int[]){1, 0, 2}));
     if (OTHER) c = em_add(c, OTHER);
-    return em_reshape(c, 2, SH(em_dim(a, 1), em_dim(a, 0) * em_dim(b, 2)));
+    em_tensor *y = em_keep(em_reshape(c, 2, SH(em_dim(a, 1), em_dim(a, 0) * em_dim(b, 2))));
+    em_scope_end();
+    return y;
 }
 
 /* x [M, K] w^T, copied transposed: [N, M] */
 static em_tensor *linear_t(em_tensor *x, em_tensor *w) {
-    return em_contiguous(em_transpose(em_linear(x, w, BIAS), 0, 1));
+    em_scope_begin();
+    em_tensor *y = em_keep(em_contiguous(em_transpose(em_linear(x, w, BIAS), 0, 1)));
+    em_scope_end();
+    return y;
 }
 
 /* The reference of merge (bias: D values or NULL): out[t][h * D + d]. */
