@@ -13,8 +13,8 @@
  * (64 rows: staged stores); on one and two threads, at 8 lanes, with
  * OpenBLAS running the product instead (the copy then reads the product from
  * memory, or, when the permutation keeps the shape, takes the bias's value in
- * the epilogue's nest), and with a reader of the copy, which stays out of the
- * kernel. The
+ * the epilogue's nest), with a reader of the copy, which stays out of the
+ * kernel, and with the product stored both permuted and as it is. The
  * dumps must say the GEMM stores the copy and writes nothing else.
  */
 #include <criterion/criterion.h>
