@@ -450,7 +450,29 @@ static int gen_norm(gen *G) {
     return add(G, (fz_node){.op = FZ_RMS_NORM, .nin = 2, .in = {x, w}, .v = eps});
 }
 
-static int gen_contraction(gen *G) {
+/* Sometimes product r's contiguous copy through a random permutation, as
+ * attention merges its heads back (fusion has the GEMM store it from its
+ * tile: passes/fuse.c's pass_permuted_copy); else r. */
+static int maybe_permuted_copy(gen *G, int r) {
+    if (r < 0 || node(G, r)->t_ndim < 2 || !chance(G, 0.3)) return r;
+    int nd = node(G, r)->t_ndim;
+    fz_node p = {.op = FZ_PERMUTE, .nin = 1, .in = {r}, .ndim = nd};
+    for (int i = 0; i < nd; i++) p.dims[i] = i;
+    for (int i = nd - 1; i > 0; i--) {
+        int j = rnd(G, i + 1);
+        int64_t t = p.dims[i];
+        p.dims[i] = p.dims[j], p.dims[j] = t;
+    }
+    int q = add(G, p);
+    int c = q < 0 ? -1 : add(G, (fz_node){.op = FZ_CONTIGUOUS, .nin = 1, .in = {q}});
+    return c < 0 ? r : c;
+}
+
+static int gen_product(gen *G);
+
+static int gen_contraction(gen *G) { return maybe_permuted_copy(G, gen_product(G)); }
+
+static int gen_product(gen *G) {
     int x = pick(G);
     if (x < 0 || node(G, x)->t_ndim < 1) return -1;
     int64_t k = node(G, x)->t_shape[node(G, x)->t_ndim - 1], n = rnd_dim(G);
