@@ -76,12 +76,12 @@ static LLVMValueRef load(cg_emitter *e, nest_state *s, int a) {
 static LLVMValueRef eval(cg_emitter *e, nest_state *s, int id) {
     if (s->rowval[id]) return s->rowval[id];
     if (s->gen[id] == s->cur) return s->val[id];
-    const ir_node *x = ir_graph_node(s->prog->graph, id);
+    const ir_node *x = ir_graph_node(s->prog->graph, id), *copied = cg_permuted_copy(s->prog, s->ln, x);
     LLVMValueRef v;
     if (s->norm && id == s->norm->id) {
         v = norm_value(e, s);
-    } else if (cg_permuted_copy(s->prog, s->ln, x)) { /* b's value, stored through the permutation */
-        v = eval(e, s, cg_permuted_copy(s->prog, s->ln, x)->id);
+    } else if (copied) { /* the copied member's value, stored through the permutation */
+        v = eval(e, s, copied->id);
     } else if (cg_loopnest_computes(s->prog, s->ln, id)) {
         EM_ASSERT(ir_ops[x->op].kind == IR_KIND_ELEMENTWISE || x->op == IR_OP_CONTIGUOUS);
         LLVMValueRef a = eval(e, s, x->in[0]->id), b = x->nin > 1 ? eval(e, s, x->in[1]->id) : NULL;

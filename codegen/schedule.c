@@ -213,8 +213,8 @@ static void mark_materialized(const pass_program *prog, cg_schedule *s) {
             if (!u->in[j]) continue;
             int b = prog->fusion->base_of[u->in[j]->id];
             /* a permuted copy in b's own generated nest takes b's value there */
-            bool copied = pass_permuted_copy(u) && pass_permuted_copy(u)->id == b &&
-                          s->steps[s->step_of[id]].nest >= 0;
+            const ir_node *of = pass_permuted_copy(u);
+            bool copied = of && of->id == b && s->steps[s->step_of[id]].nest >= 0;
             if (s->step_of[b] >= 0 && (s->step_of[b] != s->step_of[id] || (b != u->in[j]->id && !copied)))
                 s->materialize[b] = true;
         }

@@ -209,9 +209,10 @@ static bool edge_ok(fuse_state *s, const ir_node *n, int j, int G, int *lvl, cha
         snprintf(why, cap, "%s runs as a kernel of its own", ir_ops[n->op].name);
         return false;
     }
-    if (pass_permuted_copy(b) && group_of(s, pass_permuted_copy(b)->id) == G) {
+    const ir_node *copied = pass_permuted_copy(b); /* b a permuted copy of it */
+    if (copied && group_of(s, copied->id) == G) {
         snprintf(why, cap, "%%%d is stored permuted by k%d, which computes it at %%%d's indices: it is "
-                 "written to memory", b->id, G, pass_permuted_copy(b)->id);
+                 "written to memory", b->id, G, copied->id);
         return false;
     }
     if (b != x && pass_permuted_copy(n) == b && gr->kind == PASS_KERNEL_CONTRACTION &&

@@ -465,10 +465,15 @@ Test(fuse, puts_a_contiguous_copy_of_a_permuted_product_in_the_products_kernel_w
     ir_graph_destroy(g);
 }
 
-Test(fuse, runs_the_permuted_copy_of_a_product_like_the_interpreter) {
-    ir_graph *g = merged_heads(false, false);
+/* merged_heads(reader, keep) compiled and run gives the interpreter's bytes. */
+static void expect_merged_heads_like_the_interpreter(bool reader, bool keep) {
+    ir_graph *g = merged_heads(reader, keep);
     expect_program_matches_interpreter(g, merged_args(), 3);
     ir_graph_destroy(g);
+}
+
+Test(fuse, runs_the_permuted_copy_of_a_product_like_the_interpreter) {
+    expect_merged_heads_like_the_interpreter(false, false);
 }
 
 Test(fuse, keeps_what_reads_a_permuted_copy_out_of_the_kernel_that_stores_it) {
@@ -481,9 +486,7 @@ Test(fuse, keeps_what_reads_a_permuted_copy_out_of_the_kernel_that_stores_it) {
     expect_reasons_only_on(f, IDS(6));
     pass_fusion_destroy(f);
     ir_graph_destroy(g);
-    g = merged_heads(true, false);
-    expect_program_matches_interpreter(g, merged_args(), 3);
-    ir_graph_destroy(g);
+    expect_merged_heads_like_the_interpreter(true, false);
 }
 
 Test(fuse, writes_both_the_product_and_its_permuted_copy_when_the_product_is_an_output_too) {
@@ -493,9 +496,7 @@ Test(fuse, writes_both_the_product_and_its_permuted_copy_when_the_product_is_an_
     expect_kernel(f, 0, PASS_KERNEL_CONTRACTION, 3, IDS(3, 5), IDS(0, 1), IDS(3, 5));
     pass_fusion_destroy(f);
     ir_graph_destroy(g);
-    g = merged_heads(false, true);
-    expect_program_matches_interpreter(g, merged_args(), 3);
-    ir_graph_destroy(g);
+    expect_merged_heads_like_the_interpreter(false, true);
 }
 
 Test(fuse, leaves_a_permuted_copy_of_an_elementwise_value_in_a_kernel_of_its_own) {
