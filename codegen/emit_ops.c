@@ -6,9 +6,10 @@
  * (cg_exp, cg_tanh), the same Sleef functions runtime/ew_simd.c calls for the
  * other transcendentals (logf16_u10avx512f, logf8_u10avx2, ...), and the same
  * formulas for sigmoid and both GELUs: at 16 lanes rt_tabfn's piecewise
- * polynomials (a vpermt2ps per coefficient) with a branch to the exp forms for
- * vectors with a lane in the far negative tail; at 8 lanes and on scalars the
- * exp forms (the erfc fit by Estrin's scheme, 1 / (1 + e^-x), x / (1 + e^-2y)),
+ * polynomials (a vpermt2ps per coefficient) with a branch to the exp forms
+ * (rt_tailfn's for the GELU) for vectors with a lane in the far negative tail;
+ * at 8 lanes and on scalars the exp forms (the erfc fit by Estrin's scheme,
+ * 1 / (1 + e^-x), x / (1 + e^-2y)) and the same branch for the GELU's tail,
  * operation for operation, so a generated kernel gives eager's bits. Also the
  * memory helpers the nests share: element pointers, masked loads and stores,
  * gathers.
@@ -216,10 +217,12 @@ static LLVMValueRef cg_sigmoid_exp(cg_emitter *e, LLVMValueRef x) {
     return LLVMBuildFDiv(e->b, cg_splat(e, 1.0f), LLVMBuildFAdd(e->b, cg_splat(e, 1.0f), ex, ""), "");
 }
 
-/* runtime/ew_simd.c's v_gelu_erfc: erfc by the Numerical Recipes fit, through exp. */
+/* runtime/ew_simd.c's v_gelu_erfc: erfc by the Numerical Recipes fit, through
+ * exp, with |x| clamped to rt_tab_gelu.hi (beyond, cg_gelu_tail's lanes). */
 static LLVMValueRef cg_gelu_erfc(cg_emitter *e, LLVMValueRef x) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1);
+    LLVMValueRef ax = cg_intrinsic(e, "llvm.fabs", &x, 1), top = cg_splat(e, rt_tab_gelu.hi);
+    ax = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, top, ax, ""), top, ax, ""); /* minps(hi, |x|) */
     LLVMValueRef z = LLVMBuildFMul(b, ax, cg_splat(e, 0.70710678118654752f), "");
     LLVMValueRef t = LLVMBuildFDiv(b, cg_splat(e, 1.0f), cg_fma3(e, cg_splat(e, 0.5f), z, cg_splat(e, 1.0f)), "");
     /* P(t) by Estrin's scheme, as ew_simd.c: five pairs, then t^2 and t^4 */
@@ -232,6 +235,24 @@ static LLVMValueRef cg_gelu_erfc(cg_emitter *e, LLVMValueRef x) {
     LLVMValueRef pos = LLVMBuildFMul(b, x, LLVMBuildFSub(b, cg_splat(e, 1.0f), half_c, ""), "");
     LLVMValueRef ge = LLVMBuildFCmp(b, LLVMRealOGE, x, cg_splat(e, 0.0f), "");
     return LLVMBuildSelect(b, ge, pos, LLVMBuildFMul(b, x, half_c, ""), "");
+}
+
+/* runtime/ew_simd.c's v_gelu_tail: the GELU below -rt_tab_gelu.hi by
+ * rt_tailfn (runtime.h says how, and why no lane makes a subnormal). */
+static LLVMValueRef cg_gelu_tail(cg_emitter *e, LLVMValueRef x) {
+    LLVMBuilderRef b = e->b;
+    const rt_tailfn *t = &rt_tail_gelu;
+    LLVMValueRef lo = cg_splat(e, rt_tab_gelu.hi), end = cg_splat(e, t->end), v = LLVMBuildFNeg(b, x, "");
+    v = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, lo, v, ""), lo, v, "");    /* maxps(hi, -x) */
+    v = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, end, v, ""), end, v, ""); /* minps(end, v) */
+    LLVMValueRef h = LLVMBuildFMul(b, v, v, ""), l = cg_fma3(e, v, v, LLVMBuildFNeg(b, h, ""));
+    LLVMValueRef u = LLVMBuildFDiv(b, cg_splat(e, 1.0f), h, ""), r = cg_splat(e, t->r[0]);
+    for (int p = 1; p <= RT_TAIL_DEG; p++) r = cg_fma3(e, r, u, cg_splat(e, t->r[p]));
+    r = cg_fma3(e, LLVMBuildFMul(b, cg_splat(e, -0.5f), l, ""), r, r);
+    LLVMValueRef ex = cg_exp_nonpositive(e, LLVMBuildFMul(b, cg_splat(e, -0.5f), h, ""));
+    LLVMValueRef y = LLVMBuildFMul(b, LLVMBuildFMul(b, cg_splat(e, -RT_INV_SQRT_2PI), r, ""), ex, "");
+    LLVMValueRef past = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, -t->end), "");
+    return LLVMBuildSelect(b, past, LLVMBuildFMul(b, x, cg_splat(e, 0.0f), ""), y, "");
 }
 
 /* runtime/ew_simd.c's v_gelu_tanh_exp: x / (1 + e^(-2y)), y = sqrt(2/pi) (x + 0.044715 x^3). */
@@ -282,9 +303,11 @@ static LLVMValueRef cg_tab_gelu(cg_emitter *e, LLVMValueRef x, const rt_tabfn *t
 static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, float below, LLVMValueRef fast,
                                 LLVMValueRef (*slow)(cg_emitter *, LLVMValueRef)) {
     LLVMBuilderRef b = e->b;
-    LLVMValueRef far = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, below), "");
-    LLVMTypeRef i16 = LLVMInt16TypeInContext(e->c);
-    LLVMValueRef any = LLVMBuildICmp(b, LLVMIntNE, LLVMBuildBitCast(b, far, i16, ""), LLVMConstInt(i16, 0, 0), "");
+    LLVMValueRef far = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_splat(e, below), ""), any = far;
+    if (e->w > 1) { /* the lanes' bits as one integer (kortestw, vmovmskps) */
+        LLVMTypeRef iw = LLVMIntTypeInContext(e->c, (unsigned)e->w);
+        any = LLVMBuildICmp(b, LLVMIntNE, LLVMBuildBitCast(b, far, iw, ""), LLVMConstInt(iw, 0, 0), "");
+    }
     LLVMBasicBlockRef from = LLVMGetInsertBlock(b);
     LLVMValueRef fn = LLVMGetBasicBlockParent(from);
     LLVMBasicBlockRef tail = LLVMAppendBasicBlockInContext(e->c, fn, "tail");
@@ -307,7 +330,8 @@ static LLVMValueRef cg_tab_tail(cg_emitter *e, LLVMValueRef x, float below, LLVM
 }
 
 /* Sigmoid and both GELUs: rt_tabfn's tables at 16 lanes (AVX-512, as eager
- * there), the exp-based forms at 8 lanes and on scalars (as eager's AVX2). */
+ * there), the exp-based forms at 8 lanes and on scalars (as eager's AVX2);
+ * the GELU's far tail is rt_tailfn's at every width. */
 LLVMValueRef cg_sigmoid(cg_emitter *e, LLVMValueRef x) {
     if (e->w != 16) return cg_sigmoid_exp(e, x);
     const rt_tabfn *t = &rt_tab_sigmoid;
@@ -317,8 +341,8 @@ LLVMValueRef cg_sigmoid(cg_emitter *e, LLVMValueRef x) {
 }
 
 LLVMValueRef cg_gelu(cg_emitter *e, LLVMValueRef x) {
-    if (e->w != 16) return cg_gelu_erfc(e, x);
-    return cg_tab_tail(e, x, -rt_tab_gelu.hi, cg_tab_gelu(e, x, &rt_tab_gelu), cg_gelu_erfc);
+    LLVMValueRef fast = e->w == 16 ? cg_tab_gelu(e, x, &rt_tab_gelu) : cg_gelu_erfc(e, x);
+    return cg_tab_tail(e, x, -rt_tab_gelu.hi, fast, cg_gelu_tail);
 }
 
 LLVMValueRef cg_gelu_tanh(cg_emitter *e, LLVMValueRef x) {

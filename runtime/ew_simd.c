@@ -9,7 +9,8 @@
  * from its steps; the other transcendentals are Sleef's 1-ulp functions for
  * this ISA. With AVX-512, sigmoid, silu and both GELUs are piecewise
  * polynomials (rt_tabfn, runtime.h) with the exp forms for the far negative
- * tail; AVX2 and SSE2 use the exp forms throughout. max/min propagate NaN as
+ * tail; AVX2 and SSE2 use the exp forms throughout. The GELU's far negative
+ * tail is rt_tailfn's on every ISA. max/min propagate NaN as
  * torch.maximum does; comparisons write bytes of 0/1.
  */
 #include "simd.h"
@@ -29,7 +30,9 @@ static inline vf v_sigmoid_exp(vf x) {
  * relative precision. About 3x cheaper than Sleef's 1-ulp erf; em_erf itself
  * keeps Sleef's. */
 static inline vf v_gelu_erfc(vf x) {
-    vf z = V_MUL(v_abs(x), V_SET1(0.70710678118654752f)); /* |x|/sqrt2 */
+    /* |x| at most rt_tab_gelu.hi: beyond, the positive side rounds to x and the
+     * negative side is v_gelu_tail's, and no lane makes a subnormal */
+    vf z = V_MUL(V_MIN(V_SET1(rt_tab_gelu.hi), v_abs(x)), V_SET1(0.70710678118654752f)); /* |x|/sqrt2 */
     vf t = V_DIV(V_SET1(1.0f), V_FMA(V_SET1(0.5f), z, V_SET1(1.0f)));
     /* P(t) by Estrin's scheme (8% faster than Horner's in the chain workload,
      * which is bound by its dependent FMAs as much as by their count) */
@@ -39,6 +42,17 @@ static inline vf v_gelu_erfc(vf x) {
     vf half_c = V_MUL(V_MUL(V_SET1(0.5f), t), V_EXP(V_SUB(p, V_MUL(z, z))));
     vf pos = V_MUL(x, V_SUB(V_SET1(1.0f), half_c));
     return V_WHERE(x, V_ZERO(), _CMP_GE_OQ, pos, V_MUL(x, half_c));
+}
+/* The GELU below -rt_tab_gelu.hi: runtime.h's rt_tailfn says how and why. */
+static inline vf v_gelu_tail(vf x) {
+    const rt_tailfn *t = &rt_tail_gelu;
+    vf v = V_MIN(V_SET1(t->end), V_MAX(V_SET1(rt_tab_gelu.hi), V_XOR(x, V_SET1(-0.0f))));
+    vf h = V_MUL(v, v), l = V_FMA(v, v, V_XOR(h, V_SET1(-0.0f)));
+    vf u = V_DIV(V_SET1(1.0f), h), r = V_SET1(t->r[0]);
+    for (int p = 1; p <= RT_TAIL_DEG; p++) r = V_FMA(r, u, V_SET1(t->r[p]));
+    r = V_FMA(V_MUL(V_SET1(-0.5f), l), r, r);
+    vf y = V_MUL(V_MUL(V_SET1(-RT_INV_SQRT_2PI), r), V_EXP_NONPOSITIVE(V_MUL(V_SET1(-0.5f), h)));
+    return V_WHERE(x, V_SET1(-t->end), _CMP_LT_OQ, V_MUL(x, V_ZERO()), y);
 }
 static inline vf v_isnan_select(vf a, vf r) { return V_WHERE(a, a, _CMP_UNORD_Q, a, r); }
 
@@ -102,13 +116,19 @@ static inline vf v_sigmoid(vf x) {
     vf fast = V_WHERE(x, V_SET1(t->hi), _CMP_GE_OQ, V_SET1(1.0f), v_tab_g(x, t));
     return V_TAB_TAIL(x, t->lo, fast, v_sigmoid_exp);
 }
-static inline vf v_gelu(vf x) { return V_TAB_TAIL(x, -rt_tab_gelu.hi, v_tab_gelu(x, &rt_tab_gelu), v_gelu_erfc); }
+static inline vf v_gelu(vf x) { return V_TAB_TAIL(x, -rt_tab_gelu.hi, v_tab_gelu(x, &rt_tab_gelu), v_gelu_tail); }
 static inline vf v_gelu_tanh(vf x) {
     return V_TAB_TAIL(x, -rt_tab_gelu_tanh.hi, v_tab_gelu(x, &rt_tab_gelu_tanh), v_gelu_tanh_exp);
 }
 #else
+#define V_TAB_TAIL(x, below, fast, slow)                                                          \
+    __extension__({                                                                               \
+        vf below_ = V_SET1(below), r_ = fast;                                                     \
+        if (__builtin_expect(V_ANY_LT(x, below_), 0)) r_ = V_WHERE(x, below_, _CMP_LT_OQ, slow(x), r_); \
+        r_;                                                                                       \
+    })
 #define v_sigmoid v_sigmoid_exp
-#define v_gelu v_gelu_erfc
+static inline vf v_gelu(vf x) { return V_TAB_TAIL(x, -rt_tab_gelu.hi, v_gelu_erfc(x), v_gelu_tail); }
 #define v_gelu_tanh v_gelu_tanh_exp
 #endif
 #define U_GELU_TANH(x) v_gelu_tanh(x)

@@ -377,11 +377,12 @@ void rt_fill_rand(em_tensor *out, uint64_t seed, bool normal);
  * 6e-7 over every f32 in range (tests/runtime/test_tabfn.c), as good as the
  * exp forms or better, for a third to a half of their vector operations (the
  * chain workload was bound by its exp, erfc fit and two divides). Lanes below
- * -hi (GELUs) or lo (sigmoid), the far negative tail, take the exp forms
- * instead, lane by lane, so a result never depends on its neighbours; a
- * vector with no such lane, nearly all of them, branches around them. AVX2
- * and SSE2 keep the exp forms: a 32-entry lookup costs them more than it
- * saves. */
+ * -hi (GELUs) or lo (sigmoid), the far negative tail, take rt_tailfn (GELU)
+ * or the exp forms instead, lane by lane, so a result never depends on its
+ * neighbours; a vector with no such lane, nearly all of them, branches around
+ * them. AVX2 and SSE2 keep the exp forms (the GELU's erfc fit with |x|
+ * clamped to hi, and rt_tailfn below -hi as here): a 32-entry lookup costs
+ * them more than it saves. */
 #define RT_TAB_N 32
 #define RT_TAB_DEG 6
 #define RT_TAB_MAGIC 0x1.8p23f /* f + 1.5 2^23 has f mod 2^22 in its low mantissa bits */
@@ -392,5 +393,31 @@ typedef struct rt_tabfn {
     float c[RT_TAB_DEG + 1][RT_TAB_N];   /* c[p][floor(v k) mod 32]: the coefficient of r^p */
 } rt_tabfn;
 extern const rt_tabfn rt_tab_gelu, rt_tab_sigmoid, rt_tab_gelu_tanh;
+
+/* rt_tailfn: the GELU below -rt_tab_gelu.hi (-6.4), on every ISA
+ * (runtime/ew_simd.c's v_gelu_tail, codegen/emit_ops.c's cg_gelu_tail, the
+ * same operations). With v = -x, gelu(x) = -v Q(v) = -phi(v) R(v): Q the
+ * normal upper tail, phi the normal density, R(v) = v Q(v) / phi(v) a
+ * degree-4 polynomial of u = 1 / v^2 (tabfn.c; within 7e-8 relative):
+ *
+ *     v = min(max(-x, hi), end)     every lane clamped, so none makes a subnormal
+ *     h = v v,  l = fma(v, v, -h)   v^2 = h + l exactly
+ *     R' = R(1 / h) (1 - l/2)       e^(-v^2/2) = e^(-h/2) (1 - l/2)
+ *     gelu = (-R' / sqrt(2 pi)) e^(-h/2),  or x 0 where x < -end
+ *
+ * Past end (13.146) gelu's magnitude is below FLT_MIN: those lanes give -0
+ * (x 0, so -inf gives NaN, as in PyTorch). No lane ever computes a subnormal,
+ * whose every operation costs a microcode assist on the cores here: the
+ * erfc form this replaces made them in its own steps from x = -12 on (and
+ * for x above 13 in the lanes it computed beside), and a GELU of N(0, 8^2)
+ * inputs took 7x the time of N(0, 1) ones. Splitting v^2 also keeps the
+ * relative error near 1e-7 where the erfc form's rounded z^2 gave 3e-5. */
+#define RT_TAIL_DEG 4
+typedef struct rt_tailfn {
+    float end;                 /* the last v whose result is at least FLT_MIN */
+    float r[RT_TAIL_DEG + 1];  /* R(u) by Horner, r[0] the coefficient of u^4 */
+} rt_tailfn;
+extern const rt_tailfn rt_tail_gelu;
+#define RT_INV_SQRT_2PI 0.398942280f
 
 #endif /* EMBER_RUNTIME_H */

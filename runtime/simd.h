@@ -52,6 +52,7 @@ typedef __m512 vf;
  * to nearest, and u 2^q by one vscalefps. */
 typedef __mmask16 vmask;
 #define V_MASK_LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define V_ANY_LT(a, b) (_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ) != 0) /* some lane of a below b's */
 #define V_ZERO_WHERE(m, v) _mm512_maskz_mov_ps((__mmask16)~(m), v)
 #define V_ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_LDEXP(u, q) _mm512_scalef_ps(u, q)
@@ -94,6 +95,7 @@ static inline void rt_store_bool8(void *p, __m256 v) {
 /* V_EXP's pieces: u 2^q as two exact powers of two (no vscalefps), as Sleef does */
 typedef __m256 vmask;
 #define V_MASK_LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define V_ANY_LT(a, b) (_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ)) != 0)
 #define V_ZERO_WHERE(m, v) _mm256_andnot_ps(m, v)
 #define V_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 static inline __m256 rt_ldexp8(__m256 u, __m256 q) {
@@ -133,6 +135,7 @@ static inline float rt_hsum4(__m128 s) {
 #define RT_SSE_CMP_EQ_OQ(a, b) _mm_cmpeq_ps(a, b)
 #define RT_SSE_CMP_NEQ_UQ(a, b) _mm_cmpneq_ps(a, b)
 #define RT_SSE_CMP_LT_OQ(a, b) _mm_cmplt_ps(a, b)
+#define V_ANY_LT(a, b) (_mm_movemask_ps(_mm_cmplt_ps(a, b)) != 0)
 #define RT_SSE_CMP_LE_OQ(a, b) _mm_cmple_ps(a, b)
 #define RT_SSE_CMP_GT_OQ(a, b) _mm_cmpgt_ps(a, b)
 #define RT_SSE_CMP_GE_OQ(a, b) _mm_cmpge_ps(a, b)

@@ -285,8 +285,9 @@ Test(codegen, every_unary_op_in_a_chain_is_generated_and_identical_to_eager_at_e
 
 /* Sigmoid and both GELUs are piecewise polynomials with AVX-512 (runtime.h's
  * rt_tabfn), and a vector with a lane in the far negative tail branches to the
- * exp form for those lanes. Half the vectors here have no such lane, half have
- * one at a rotating position (just past the table's end, -30, -1e30 or -inf);
+ * exp form (rt_tailfn for the GELU) for those lanes. Half the vectors here have no such lane, half have
+ * one at a rotating position (just past the table's end, -9.5, the GELU
+ * tail's last normal result, -30, -1e30 or -inf);
  * the rest run from the table's low end to one past its high end. Both sides
  * of the branch give eager's bits. */
 Test(codegen, sigmoid_and_both_gelus_match_eager_on_both_sides_of_their_far_tail_branch) {
@@ -300,11 +301,11 @@ Test(codegen, sigmoid_and_both_gelus_match_eager_on_both_sides_of_their_far_tail
         /* the fast range: [lo, hi) of rt_tab_sigmoid, [-hi, hi] of the GELUs' tables */
         const rt_tabfn *t = o == 0 || o == 3 ? &rt_tab_sigmoid : o == 1 ? &rt_tab_gelu : &rt_tab_gelu_tanh;
         float lo = t->lo == 0 ? -t->hi : t->lo, hi = t->hi;
-        float far[4] = {lo - 0.01f, -30.0f, -1e30f, -INFINITY};
+        float far[6] = {lo - 0.01f, -9.5f, -rt_tail_gelu.end, -30.0f, -1e30f, -INFINITY};
         for (int64_t i = 0; i < n; i++) {
             x[i] = (float)tu_uniform(&rng, lo, hi + 1);
             int64_t v = i / 16;
-            if (i >= n / 2 && i % 16 == v % 16) x[i] = far[v % 4];
+            if (i >= n / 2 && i % 16 == v % 16) x[i] = far[v % 6];
         }
         g_unary = ops[o];
         __typeof__(&unary_chain) fast = EM_COMPILE(unary_chain, "tensor(tensor)");
@@ -317,6 +318,45 @@ Test(codegen, sigmoid_and_both_gelus_match_eager_on_both_sides_of_their_far_tail
         em_compiled_free(fast);
     }
     free(x);
+}
+
+/* At 8 lanes (EMBER_CODEGEN=avx2) the GELU is the erfc fit with a branch to
+ * rt_tailfn for vectors with a lane below -hi, as eager's AVX2 loop: the
+ * compiled neg(gelu(x)) gives the bits of that loop's, negated, for vectors
+ * without such a lane and vectors with one at a rotating position (just past
+ * -hi, in the middle of the tail, at its last normal result, past it, -inf,
+ * and large positive lanes beside them). */
+Test(codegen, the_8_lane_gelu_gives_the_bits_of_eager_s_avx2_loop_on_both_sides_of_its_far_tail_branch) {
+    const rt_simd *avx2 = rt_simd_for("avx2");
+    if (!avx2 || !__builtin_cpu_supports("fma")) cr_skip_test("no AVX2 and FMA on this CPU");
+    int64_t n = 4096 + 5; /* and a masked tail */
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)n * sizeof *y);
+    cr_assert(x && y);
+    tu_rng rng = {78};
+    float hi = rt_tab_gelu.hi, end = rt_tail_gelu.end;
+    float far[6] = {nextafterf(-hi, -INFINITY), -9.5f, -end, nextafterf(-end, -INFINITY), -30.0f, -INFINITY};
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = (float)tu_uniform(&rng, -hi, 20);
+        int64_t v = i / 8;
+        if (i >= n / 2 && i % 8 == v % 8) x[i] = far[v % 6];
+    }
+    avx2->unary[RT_UNARY_GELU](n, x, y);
+    for (int64_t i = 0; i < n; i++) y[i] = -y[i];
+    cr_assert_eq(setenv("EMBER_CODEGEN", "avx2", 1), 0);
+    g_unary = em_gelu;
+    __typeof__(&unary_chain) fast = EM_COMPILE(unary_chain, "tensor(tensor)");
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *xt = f32_tensor(1, &n, x), *want = f32_tensor(1, &n, y), *got = fast(xt);
+    expect_same_as(got, want, x, NULL, NAN_ANY, "gelu at 8 lanes");
+    expect_all_generated(fast, "gelu at 8 lanes");
+    int status = 0;
+    char *ir = cu_dump((void *)fast, "llvm", &status);
+    cr_expect(status == 0 && ir && strstr(ir, "<8 x float>") && !strstr(ir, "<16 x float>"), "not 8-lane code:\n%s", ir ? ir : "");
+    free(ir);
+    cr_assert_eq(unsetenv("EMBER_CODEGEN"), 0);
+    em_release(got), em_release(want), em_release(xt);
+    em_compiled_free(fast);
+    free(x), free(y);
 }
 
 /* Size 15 is a regression case: see an_inner_loop_shorter_than_a_vector_is_generated. */

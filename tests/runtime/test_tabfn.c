@@ -9,10 +9,14 @@
  * past the upper end, +inf and NaN; that a lane's result does not depend on
  * its neighbours (a far-tail lane in the same vector); and the tables
  * themselves, whose pieces must meet at their ends. On a CPU without AVX-512
- * the loop tests skip: the tables are not used there.
+ * the loop tests skip: the tables are not used there. And the GELU's far
+ * negative tail (rt_tailfn), on every ISA the CPU runs: its relative error
+ * over every f32 of [-end, -hi), -0 past -end, no subnormal result anywhere,
+ * and its fit at both ends.
  */
 #include <criterion/criterion.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,8 +88,9 @@ Test(tabfn, each_fast_range_is_within_6e_7_relative_of_its_function) {
     }
 }
 
-/* Fast lanes within 6e-7; below them the exp form within 5e-6 (the erfc fit's
- * exp of -x^2/2 ~ -20, whose f32 rounding passes into the result). */
+/* Fast lanes within 6e-7; below them the exp forms within 5e-6 (the sigmoid's
+ * and the tanh GELU's, whose exponents' f32 rounding passes into the result;
+ * the GELU's rt_tailfn is within 5e-7, tested below). */
 Test(tabfn, the_low_end_of_the_fast_range_joins_the_exp_form) {
     const rt_simd *simd = avx512_or_skip();
     for (int c = 0; c < NCASES; c++) {
@@ -140,6 +145,86 @@ Test(tabfn, a_lane_s_result_does_not_depend_on_its_neighbours) {
             cr_expect(bits(y[i]) == bits(alone) || (isnan(y[i]) && isnan(alone)),
                       "%s(%.9g): %.9g among its neighbours, %.9g alone", cases[c].name, x[i], y[i], alone);
         }
+    }
+}
+
+/* ---- the GELU's far negative tail (rt_tailfn), on every ISA -------------------------------------- */
+
+/* The ISAs whose loops the tail tests call; those this CPU lacks are skipped. */
+static const char *const isa_names[] = {"avx512", "avx2", "sse2"};
+
+/* Every f32 of [-end, -hi) for the ISAs with FMA; SSE2, which has none, cannot
+ * split v^2 (its l is 0), so its error is that of the rounded exponent. */
+Test(tailfn, the_gelu_below_minus_hi_is_within_5e_7_relative_down_to_FLT_MIN_on_every_isa) {
+    const rt_tailfn *t = &rt_tail_gelu;
+    size_t cap = 12u << 20, n = 0;
+    float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
+    cr_assert(x && y);
+    for (float v = -t->end; v < -rt_tab_gelu.hi && n < cap; v = nextafterf(v, 0)) x[n++] = v;
+    cr_assert(n > 1000000 && n < cap, "%zu points", n);
+    for (int s = 0; s < 3; s++) {
+        const rt_simd *simd = rt_simd_for(isa_names[s]);
+        if (!simd) continue;
+        simd->unary[RT_UNARY_GELU]((int64_t)n, x, y);
+        double worst = 0, tol = s == 2 ? 1e-5 : 5e-7;
+        size_t at = 0;
+        for (size_t i = 0; i < n; i++) {
+            double e = rel_err(y[i], r_gelu(x[i]));
+            if (!(e <= worst)) worst = e, at = i;
+        }
+        cr_expect_lt(worst, tol, "%s: relative error %.3g at x = %.9g (%zu points)", isa_names[s], worst, x[at], n);
+        cr_expect(isnormal(y[0]) && y[0] < 0, "%s: gelu(-end = %.9g) = %g", isa_names[s], x[0], y[0]);
+    }
+    free(x), free(y);
+}
+
+/* Past -end the GELU's magnitude is below FLT_MIN: -0, exactly; -inf gives NaN
+ * (as in PyTorch: -inf times 0). */
+Test(tailfn, past_minus_end_the_gelu_is_minus_zero_and_minus_inf_gives_nan_on_every_isa) {
+    float x[6] = {nextafterf(-rt_tail_gelu.end, -INFINITY), -13.5f, -20.0f, -1e30f, -FLT_MAX, -INFINITY}, y[6];
+    for (int s = 0; s < 3; s++) {
+        const rt_simd *simd = rt_simd_for(isa_names[s]);
+        if (!simd) continue;
+        simd->unary[RT_UNARY_GELU](6, x, y);
+        for (int i = 0; i < 5; i++)
+            cr_expect_eq(bits(y[i]), bits(-0.0f), "%s: gelu(%.9g) = %g, want -0", isa_names[s], x[i], y[i]);
+        cr_expect(isnan(y[5]), "%s: gelu(-inf) = %g, want NaN", isa_names[s], y[5]);
+    }
+}
+
+/* No GELU result is subnormal: every 64th f32 of 1e-3 <= |x| <= 20 on each ISA
+ * (near 0 gelu is x/2, subnormal for a subnormal x, as it must be). Making one
+ * costs a microcode assist a vector on the cores here (runtime.h). */
+Test(tailfn, no_gelu_result_is_subnormal_on_any_isa) {
+    size_t cap = 8u << 20, n = 0;
+    float *x = malloc(cap * sizeof *x), *y = malloc(cap * sizeof *y);
+    cr_assert(x && y);
+    for (float v = 1e-3f; v <= 20.0f && n + 2 <= cap;) {
+        x[n++] = v, x[n++] = -v;
+        uint32_t u = bits(v) + 64;
+        memcpy(&v, &u, sizeof v);
+    }
+    cr_assert_lt(n, cap);
+    for (int s = 0; s < 3; s++) {
+        const rt_simd *simd = rt_simd_for(isa_names[s]);
+        if (!simd) continue;
+        simd->unary[RT_UNARY_GELU]((int64_t)n, x, y);
+        for (size_t i = 0; i < n; i++)
+            if (fpclassify(y[i]) == FP_SUBNORMAL)
+                cr_assert_fail("%s: gelu(%.9g) = %g is subnormal", isa_names[s], x[i], y[i]);
+    }
+    free(x), free(y);
+}
+
+/* The fit: R(u) at the ends of its range against v Q(v) / phi(v) in double. */
+Test(tailfn, the_fit_of_R_matches_mills_ratio_at_both_ends_of_the_tail) {
+    const rt_tailfn *t = &rt_tail_gelu;
+    float ends[2] = {rt_tab_gelu.hi, t->end};
+    for (int k = 0; k < 2; k++) {
+        double v = ends[k], u = 1 / (v * v), r = 0;
+        for (int p = 0; p <= RT_TAIL_DEG; p++) r = r * u + t->r[p];
+        double want = v * erfc(v / sqrt(2.0)) / 2 * sqrt(2 * M_PI) / exp(-v * v / 2);
+        cr_expect_lt(fabs(r - want) / want, 1e-7, "R at v = %.9g: %.9g, want %.9g", v, r, want);
     }
 }
 
