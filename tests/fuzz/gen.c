@@ -365,9 +365,11 @@ static int pick_bool(gen *G) {
     return -1;
 }
 
+/* Scalars: mostly small; 12 and -9 carry values in [-1, 1] into the far
+ * tails of exp, sigmoid and the GELUs (below -6.4, -15) and past them. */
 static int new_const(gen *G) {
-    static const double v[] = {0.75, -1.5, 2.5, 0.125, 0, 1, -0.25};
-    return add(G, (fz_node){.op = FZ_CONST, .v = v[rnd(G, 7)]});
+    static const double v[] = {0.75, -1.5, 2.5, 0.125, 0, 1, -0.25, 12, -9};
+    return add(G, (fz_node){.op = FZ_CONST, .v = v[rnd(G, 9)]});
 }
 
 /* x's shape with some dims set to 1 and maybe some leading dims dropped. */
