@@ -8,12 +8,9 @@ set -uo pipefail
 bin=$1
 shift
 log=$bin.log
-# Compiled code goes to a fresh object cache, not the user's ~/.cache/ember.
-if [ -z "${EMBER_CACHE_DIR+x}" ]; then
-    EMBER_CACHE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ember-cache.XXXXXX")
-    export EMBER_CACHE_DIR
-    trap 'rm -rf "$EMBER_CACHE_DIR"' EXIT
-fi
+# Compiled code goes to a fresh object cache, not the user's ~/.cache/ember:
+# ember-tests makes and removes one itself unless EMBER_CACHE_DIR is set
+# (tests/cache_home.c).
 # Every hit is checked against a fresh compile: a key that misses something
 # the code depends on aborts (codegen/key.c).
 export EMBER_CACHE_VERIFY=${EMBER_CACHE_VERIFY:-1}
