@@ -259,6 +259,8 @@ typedef struct cg_loopnest {
     bool stream;                      /* pointwise, storing CG_STREAM_L2S L2s or more: the
                                          full vectors of rows that start aligned are stored
                                          non-temporally (lower.c says why) */
+    int tiled;                        /* pointwise, rows taken in blocks of this many for a load
+                                         gathered along the inner loop (lower.c), or 0 */
     int prefetch;                     /* bytes ahead that contiguous loads are prefetched in
                                          a row's first pass, or 0 (lower.c says when) */
     bool has_alt;                     /* an AMX GEMM with an FMA kernel beside it (gemm.c): each
