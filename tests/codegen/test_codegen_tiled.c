@@ -6,7 +6,8 @@
  * [..., R, L] into [..., R / T, L / 16, T, 16], T the largest power of two up
  * to 256 dividing R. Covered, each result byte for byte against eager:
  *  - the three block sizes (16, 64, 256), a transposed operand beside a dense
- *    one and two transposed ones, on one thread and two;
+ *    one and two transposed ones, on one thread and two (one split inside a
+ *    block);
  *  - a permuted 3-D argument (the batch loop stays outside the blocks) with a
  *    per-row operand broadcast along the columns;
  *  - the shapes that keep their loops: rows not in 16s, columns not in 16s,
@@ -93,6 +94,8 @@ Test(tiled, a_transposed_operand_with_rows_and_columns_in_16s_is_read_in_blocks_
         expect_nest(mix, 192, 80, true, false, th, "loops [3, 5, 64, 16]", 64);
         expect_nest(mix, 512, 1024, true, false, th, "loops [2, 64, 256, 16]", 256);
     }
+    /* 3 x 65 x 256 rows: two threads' halves meet inside a block */
+    expect_nest(mix, 768, 1040, true, false, 2, "loops [3, 65, 256, 16]", 256);
 }
 
 Test(tiled, two_transposed_operands_and_one_beside_a_dense_one_give_eager_s_bytes) {
@@ -112,9 +115,18 @@ Test(tiled, rows_or_columns_not_in_16s_and_columns_within_one_chunk_keep_their_l
 }
 
 Test(tiled, eight_lane_code_takes_a_chunk_in_two_vectors) {
-    setenv("EMBER_CODEGEN", "avx2", 1); /* read at the first compile of this test's process */
+    setenv("EMBER_CODEGEN", "avx2", 1); /* read at each compile */
     expect_nest(mul_add, 192, 80, true, false, 1, "loops [3, 5, 64, 16]", 64);
     expect_nest(mul_add, 192, 80, true, true, 2, "loops [3, 5, 64, 16]", 64);
+    model2 fast = (model2)em_compile((void *)mul_add, "tensor(tensor, tensor)", NULL);
+    em_tensor *a = operand(192, 80, true, 1), *b = operand(192, 80, false, 2), *got = fast(a, b);
+    cr_assert(got, "%s", em_last_error());
+    int status;
+    char *ir = cu_dump((void *)fast, "llvm", &status);
+    cr_expect(strstr(ir, "<8 x float>") && !strstr(ir, "<16 x float>"), "8 lanes:\n%s", ir);
+    free(ir);
+    em_release(got), em_release(a), em_release(b);
+    em_compiled_free((void *)fast);
 }
 
 /* x [b, l, r] seen as [b, r, l], times a per-row scale [b, r, 1]. */
