@@ -91,6 +91,7 @@ static em_tensor *run_embedding(em_tensor **t) { return em_embedding(t[0], t[1])
 static em_tensor *run_concat(em_tensor **t) { return em_concat(t, 2, 1); }
 static em_tensor *run_transpose(em_tensor **t) { return em_contiguous(em_transpose(t[0], 0, 1)); }
 static em_tensor *run_cast(em_tensor **t) { return em_cast(t[0], EM_I32); }
+static em_tensor *run_add_t(em_tensor **t) { return em_add(em_transpose(t[0], 0, 1), t[1]); }
 
 #define N4M 4194304
 #define V(nd, ...) {RANDN, nd, __VA_ARGS__, 0} /* a N(0,1) f32 input */
@@ -121,6 +122,7 @@ static const bench_op OPS[] = {
      {V(2, {50257, 768}), {INDEX, 1, {1024}, 50257}}},
     {"concat", "2 x [4096,512] axis 1", run_concat, {V(2, {4096, 512}), V(2, {4096, 512})}},
     {"transpose", "[4096,1024].T contiguous", run_transpose, {V(2, {4096, 1024})}},
+    {"add_t", "[1024,4096].T + [4096,1024]", run_add_t, {V(2, {1024, 4096}), V(2, {4096, 1024})}},
     {"cast", "[4194304] f32 -> i32", run_cast, {V(1, {N4M})}},
 };
 #define NOPS ((int)(sizeof OPS / sizeof OPS[0]))

@@ -73,6 +73,7 @@ def ops():
         "concat": (lambda a, b: torch.cat([a, b], 1), lambda: (r(4096, 512), r(4096, 512)),
                    "2 x [4096,512] axis 1"),
         "transpose": (lambda x: x.t().contiguous(), lambda: (m(),), "[4096,1024].T contiguous"),
+        "add_t": (lambda a, b: a.t() + b, lambda: (r(1024, 4096), m()), "[1024,4096].T + [4096,1024]"),
         "cast": (lambda x: x.to(torch.int32), lambda: (r(N4M),), "[4194304] f32 -> i32"),
     }
 
