@@ -12,7 +12,9 @@
  *    per-row operand broadcast along the columns;
  *  - the shapes that keep their loops: rows not in 16s, columns not in 16s,
  *    columns no longer than one chunk;
- *  - 8-lane code (EMBER_CODEGEN=avx2): two vectors a chunk.
+ *  - 8-lane code (EMBER_CODEGEN=avx2): two vectors a chunk;
+ *  - a transposed copy with nothing else in its kernel is left to the
+ *    runtime's transpose, which is faster than any gather.
  * The kernels dump says which: "rows in blocks of T" and the new loops.
  */
 #include <criterion/criterion.h>
@@ -152,4 +154,27 @@ Test(tiled, a_permuted_3d_argument_is_blocked_under_its_batch_loop_with_a_row_op
         em_release(got), em_release(want), em_release(x), em_release(s);
         em_compiled_free((void *)fast);
     }
+}
+
+/* contiguous(a^T), nothing else. */
+static em_tensor *copy_t(em_tensor *a) {
+    em_scope_begin();
+    em_tensor *y = em_keep(em_contiguous(em_transpose(a, 0, 1)));
+    em_scope_end();
+    return y;
+}
+
+Test(tiled, a_transposed_copy_alone_runs_the_runtime_s_transpose_with_eager_s_bytes) {
+    __typeof__(&copy_t) fast = (__typeof__(&copy_t))em_compile((void *)copy_t, "tensor(tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *a = tu_uniform_tensor(2, SH(192, 80), -4, 4, 3);
+    em_tensor *want = copy_t(a), *got = fast(a);
+    cr_assert(got, "%s", em_last_error());
+    tu_expect_identical(got, want, "contiguous(a^T)");
+    char *d = kernels_of((void *)fast);
+    cr_expect(strstr(d, "interpreted: a transposed copy: the runtime's blocked transpose") &&
+                  strstr(d, "contiguous by its runtime kernel"), "%s", d);
+    free(d);
+    em_release(got), em_release(want), em_release(a);
+    em_compiled_free((void *)fast);
 }
