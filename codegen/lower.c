@@ -518,6 +518,13 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
     for (int a = 0; a < ln->naccess; a++) {
         int64_t st = ln->acc[a].strides[ln->ndim - 1];
         if (ln->acc[a].store && st != 0 && st != 1) return cg_loopnest_refuse(ln, "a strided store along the row");
+        /* A transposed operand would be gathered along every row, once per
+         * pass, each row reading one element of each of its lines: softmax of
+         * [1024, 1024]^T took 10 ms generated, layer_norm 16. The runtime's
+         * kernels copy it dense first (nn.c; reduce.c sums its columns):
+         * 0.4 and 0.3 ms (one thread, Zen 5). */
+        if (!ln->acc[a].store && st != 0 && st != 1 && ln->ndim >= 2 && ln->acc[a].strides[ln->ndim - 2] == 1)
+            return cg_loopnest_refuse(ln, "reads a transposed operand along the row: the runtime's kernels copy it dense first");
         /* a value read by a member that is one per row must be one per row */
         for (int i = 0; i < ln->nnodes && !norms && !ln->acc[a].store && st != 0; i++) {
             const ir_node *x = ir_graph_node(g, ln->nodes[i]);

@@ -13,7 +13,9 @@
  * kernel, a prologue of many diamonds, an in-place store before a later pass,
  * one value read per row and along the row of a square space); rows with NaN
  * and inf through softmax, log_softmax, max and min, against eager and (for
- * max and min) a scalar reference.
+ * max and min) a scalar reference; row kernels that read a transposed
+ * argument left to the runtime (which copies it dense first), and a prologue
+ * over one split off as a blocked pointwise nest.
  */
 #include <criterion/criterion.h>
 
@@ -524,4 +526,61 @@ Test(codegen, softmax_and_log_softmax_of_rows_spanning_exp_s_range_match_a_doubl
         em_release(x);
     }
     unsetenv("EMBER_CODEGEN");
+}
+
+/* ---- a transposed operand: left to the runtime ------------------------------------------ */
+
+/* softmax and layer_norm (with a weight) of x^T, added. */
+static em_tensor *norms_of_transposed(em_tensor *x, em_tensor *w) {
+    em_scope_begin();
+    em_tensor *t = em_transpose(x, 0, 1);
+    em_tensor *y = em_keep(em_add(em_softmax(t, -1), em_layer_norm(t, w, NULL, 1e-5)));
+    em_scope_end();
+    return y;
+}
+
+/* The same of x^T * 2, and its row sums. */
+static em_tensor *rows_of_scaled_transposed(em_tensor *x, em_tensor *w) {
+    em_scope_begin();
+    em_tensor *t = em_mul(em_transpose(x, 0, 1), em_scalar(EM_F32, 2));
+    em_tensor *y = em_add(em_add(em_softmax(t, -1), em_layer_norm(t, w, NULL, 1e-5)), em_sum(t, -1, 1));
+    em_keep(y);
+    em_scope_end();
+    return y;
+}
+
+/* Compiles model, calls it on x [64, 96] (read as [96, 64]^T) and w [64]; the
+ * kernels dump in *dump (malloc'd); the result against eager's. */
+static void call_transposed(em_tensor *(*model)(em_tensor *, em_tensor *), bool identical, char **dump) {
+    __typeof__(model) fast = (__typeof__(model))em_compile((void *)model, "tensor(tensor, tensor)", NULL);
+    cr_assert(fast, "%s", em_last_error());
+    em_tensor *x = tu_uniform_tensor(2, SH(96, 64), -3, 3, 1), *w = tu_uniform_tensor(1, SH(96), -1, 1, 2);
+    em_tensor *want = model(x, w), *got = fast(x, w);
+    cr_assert(got, "%s", em_last_error());
+    if (identical) tu_expect_identical(got, want, "runtime kernels both ways");
+    else tu_expect_compiled(got, want, "generated row kernels on the scaled copy");
+    int status;
+    *dump = cu_dump((void *)fast, "kernels", &status);
+    em_release(got), em_release(want), em_release(x), em_release(w);
+    em_compiled_free((void *)fast);
+}
+
+Test(codegen, row_kernels_reading_a_transposed_argument_are_left_to_the_runtime_with_eager_s_bytes) {
+    char *d;
+    call_transposed(norms_of_transposed, true, &d);
+    /* each norm's row kernel is refused; the add after them is generated */
+    cr_expect(strstr(d, "softmax by its runtime kernel") && strstr(d, "layer_norm by its runtime kernel") &&
+                  strstr(d, "loops [6144], inner loop vectorised, nodes %5"), "%s", d);
+    free(d);
+}
+
+Test(codegen, a_prologue_over_a_transposed_argument_is_split_off_as_a_blocked_nest_and_the_rows_generated) {
+    char *d;
+    call_transposed(rows_of_scaled_transposed, false, &d);
+    /* the reduce kernel is refused; its mul becomes a pointwise nest of its own,
+     * blocked, and the norms read its dense result in generated row kernels */
+    cr_expect(strstr(d, "rows in blocks of 64") && strstr(d, "a row kernel (passes along the last loop), nodes %6*"),
+              "%s", d);
+    cr_expect(strstr(d, "sum by its runtime kernel"), "%s", d);
+    free(d);
 }

@@ -216,3 +216,30 @@ Test(norm, fails_cleanly_naming_the_op_when_scratch_memory_runs_out) {
     cr_assert_eq(rt_reduce_apply(RT_REDUCE_SUM, big, 0, s), 0);
     em_release(x), em_release(out), em_release(wb), em_release(w), em_release(big), em_release(s);
 }
+
+/* ---- transposed inputs: copied dense first ---------------------------------------------- */
+
+/* op of a transposed f32 view against op of its dense copy: the same row
+ * kernel on the same values, so the same bytes (nn.c's dense_first). */
+Test(norm, a_transposed_f32_input_gives_the_bytes_of_its_dense_copy_for_every_row_op) {
+    em_tensor *base = rand_t(EM_F32, 3, (int64_t[]){3, 70, 40}, 3);
+    em_tensor *views[2] = {tu_rt_permuted(base, (int[]){0, 2, 1}),  /* [3, 40, 70], rows 40 apart */
+                           tu_rt_permuted(base, (int[]){2, 0, 1})}; /* [40, 3, 70] */
+    em_tensor *w = rand_t(EM_F32, 1, (int64_t[]){70}, 2), *b = rand_t(EM_F32, 1, (int64_t[]){70}, 2);
+    for (int v = 0; v < 2; v++) {
+        em_tensor *x = views[v], *d = em_contiguous(x);
+        cr_assert(d && !em_is_contiguous(x), "%s", em_last_error());
+        em_tensor *got[4] = {em_softmax(x, -1), em_log_softmax(x, -1), em_layer_norm(x, w, b, 1e-5),
+                             em_rms_norm(x, w, 1e-5)};
+        em_tensor *want[4] = {em_softmax(d, -1), em_log_softmax(d, -1), em_layer_norm(d, w, b, 1e-5),
+                              em_rms_norm(d, w, 1e-5)};
+        static const char *const names[4] = {"softmax", "log_softmax", "layer_norm", "rms_norm"};
+        for (int k = 0; k < 4; k++) {
+            cr_assert(got[k] && want[k], "%s: %s", names[k], em_last_error());
+            tu_expect_identical(got[k], want[k], names[k]);
+            em_release(got[k]), em_release(want[k]);
+        }
+        em_release(d);
+    }
+    em_release(views[0]), em_release(views[1]), em_release(base), em_release(w), em_release(b);
+}
