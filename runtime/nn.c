@@ -204,10 +204,10 @@ static void f64_lines(void *ctx, int64_t begin, int64_t end) {
  * row, each row read one element from each of L lines: a softmax of
  * [1024, 1024]^T took 4.7 ms on one thread of a Zen 5 EPYC, copied first 0.5.
  * -1 with an error when the copy fails. */
-static int dense_first(nn_plan *p, const em_tensor *x, em_tensor *out) {
+static int dense_first(nn_plan *p, const em_tensor *x, int axis, em_tensor *out) {
     if (p->dt != EM_F32 || p->sL == 1 || p->inner != 1 || p->k == 0 || p->stride[p->k - 1] != 1) return 0;
     if (rt_tensor_copy_into(out, x) < 0) return -1;
-    plan_build(p, p->kind, out, out->ndim - 1, out);
+    plan_build(p, p->kind, out, axis, out); /* the same axis: size-1 dims may follow it */
     return 0;
 }
 
@@ -230,7 +230,7 @@ int rt_softmax_apply(const em_tensor *x, int axis, bool log, em_tensor *out) {
     plan_build(&p, log ? NN_LOG_SOFTMAX : NN_SOFTMAX, x, x->ndim ? axis : -1, out);
     if (p.nlines == 0 || p.L == 0) return 0;
     if (p.dt == EM_F64 || p.inner == 1) {
-        if (dense_first(&p, x, out) < 0) return -1;
+        if (dense_first(&p, x, x->ndim ? axis : -1, out) < 0) return -1;
         run_lines(&p);
         return 0;
     }
@@ -274,7 +274,7 @@ static int norm_apply(const char *op, nn_kind kind, const em_tensor *x, const em
     if (x->ndim == 0) return rt_error("%s: input must have at least one dim", op);
     nn_plan p;
     plan_build(&p, kind, x, x->ndim - 1, out);
-    if (dense_first(&p, x, out) < 0) return -1;
+    if (dense_first(&p, x, x->ndim - 1, out) < 0) return -1;
     p.eps = eps;
     void *wown = NULL, *bown = NULL;
     size_t wbytes = 0, bbytes = 0;

@@ -243,3 +243,13 @@ Test(norm, a_transposed_f32_input_gives_the_bytes_of_its_dense_copy_for_every_ro
     }
     em_release(views[0]), em_release(views[1]), em_release(base), em_release(w), em_release(b);
 }
+
+Test(softmax, a_transposed_input_with_size_1_dims_after_the_axis_is_normalised_along_its_own_axis) {
+    em_tensor *base = rand_t(EM_F32, 2, (int64_t[]){30, 20}, 3);
+    em_tensor *t = tu_rt_permuted(base, (int[]){1, 0}); /* [20, 30], rows 20 apart */
+    em_tensor *x = em_unsqueeze(t, -1);                  /* [20, 30, 1]: softmax over axis 1 */
+    cr_assert(x, "%s", em_last_error());
+    rowref_check_softmax(x, 1, false);
+    rowref_check_softmax(x, 1, true);
+    em_release(x), em_release(t), em_release(base);
+}
