@@ -42,6 +42,11 @@ static const int32_t BFLY[4][2][16] __attribute__((aligned(64))) = {
     {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
 };
 
+static inline void load_bfly(__m512i *idx) {
+    for (int s = 0; s < 4; s++)
+        idx[2 * s] = _mm512_load_si512(BFLY[s][0]), idx[2 * s + 1] = _mm512_load_si512(BFLY[s][1]);
+}
+
 static inline void transpose16(__m512 *r, const __m512i *idx) {
 #pragma GCC unroll 4
     for (int s = 0, d = 1; s < 4; s++, d *= 2)
@@ -56,8 +61,7 @@ static inline void transpose16(__m512 *r, const __m512i *idx) {
 
 static void ISA(pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst) {
     __m512i idx[8];
-    for (int s = 0; s < 4; s++)
-        idx[2 * s] = _mm512_load_si512(BFLY[s][0]), idx[2 * s + 1] = _mm512_load_si512(BFLY[s][1]);
+    load_bfly(idx);
     for (int64_t g = 0; g < vb; g += 16) {
         __mmask16 w = vb - g >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (vb - g)) - 1);
         for (int64_t k0 = 0; k0 < kn; k0 += 16) {
@@ -87,8 +91,7 @@ static void ISA(pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *
 #define TRANSPOSE_BAND 256
 static void ISA(transpose)(int64_t rows, int64_t cols, const float *src, int64_t ss, float *dst, int64_t ds) {
     __m512i idx[8];
-    for (int s = 0; s < 4; s++)
-        idx[2 * s] = _mm512_load_si512(BFLY[s][0]), idx[2 * s + 1] = _mm512_load_si512(BFLY[s][1]);
+    load_bfly(idx);
     for (int64_t jb = 0; jb < cols; jb += TRANSPOSE_BAND) {
         int64_t je = cols - jb < TRANSPOSE_BAND ? cols : jb + TRANSPOSE_BAND;
         for (int64_t i0 = 0; i0 < rows; i0 += 16) {
@@ -112,15 +115,11 @@ static void ISA(pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *
     for (int64_t k = 0; k < kn; k++)
         for (int64_t l = 0; l < vb; l++) dst[k * vb + l] = l < lanes ? src[l * ls + k] : 0.0f;
 }
-/* 32 x 32 tiles, so that both sides stay in the cache. */
-static void ISA(transpose)(int64_t rows, int64_t cols, const float *src, int64_t ss, float *dst, int64_t ds) {
-    for (int64_t i0 = 0; i0 < rows; i0 += 32)
-        for (int64_t j0 = 0; j0 < cols; j0 += 32) {
-            int64_t i1 = i0 + 32 < rows ? i0 + 32 : rows, j1 = j0 + 32 < cols ? j0 + 32 : cols;
-            for (int64_t i = i0; i < i1; i++) /* as 32-bit words: bits, whatever they hold */
-                for (int64_t j = j0; j < j1; j++) ((uint32_t *)dst)[i * ds + j] = ((const uint32_t *)src)[i + j * ss];
-        }
-}
 #endif
 
-void ISA(rt_simd_fill_pack)(rt_simd *t) { t->pack_panel = ISA(pack_panel), t->transpose = ISA(transpose); }
+void ISA(rt_simd_fill_pack)(rt_simd *t) {
+    t->pack_panel = ISA(pack_panel);
+#if defined(RT_ISA_AVX512)
+    t->transpose = ISA(transpose); /* elsewhere NULL: tensor.c's scalar tiles */
+#endif
+}

@@ -223,7 +223,8 @@ typedef struct rt_simd {
     /* A GEMM panel transposed into k-major rows (pack_simd.c):
      * dst[k * vb + l] = src[l * ls + k] for l < lanes, 0 for lanes <= l < vb. */
     void (*pack_panel)(int64_t kn, int64_t lanes, int64_t vb, const float *src, int64_t ls, float *dst);
-    /* dst[i * ds + j] = src[i + j * ss] for i < rows, j < cols (pack_simd.c). */
+    /* dst[i * ds + j] = src[i + j * ss] for i < rows, j < cols (pack_simd.c);
+     * AVX-512 only, NULL in the other tables. */
     void (*transpose)(int64_t rows, int64_t cols, const float *src, int64_t ss, float *dst, int64_t ds);
 } rt_simd;
 const rt_simd *rt_simd_get(void);            /* the table for this CPU */

@@ -213,8 +213,9 @@ static void copy_run(char *d, int64_t ds, const char *s, int64_t ss, int64_t n, 
 }
 
 /* A 2-D block where dst is dense along j and src is dense along i (a transpose):
- * 4-byte elements by rt_simd's transpose (16 x 16 blocks in registers with
- * AVX-512), the others in TILE x TILE tiles so both sides stay in cache. */
+ * 4-byte elements by rt_simd's transpose where the CPU has one (16 x 16 blocks
+ * in registers with AVX-512), all others in TILE x TILE tiles so both sides
+ * stay in cache. */
 #define TILE 32
 #define TILE_LOOP(T)                                                                    \
     for (int64_t i0 = 0; i0 < ni; i0 += TILE)                                           \
@@ -228,7 +229,12 @@ static void copy_transposed(char *d, int64_t dsi, const char *s, int64_t ssj, in
                             int64_t nj, size_t esz) {
     switch (esz) {
     case 1: TILE_LOOP(uint8_t) break;
-    case 4: rt_simd_get()->transpose(ni, nj, (const float *)s, ssj, (float *)d, dsi); break; /* bits, not values */
+    case 4: {
+        const rt_simd *t = rt_simd_get();
+        if (t->transpose) t->transpose(ni, nj, (const float *)s, ssj, (float *)d, dsi); /* bits, not values */
+        else TILE_LOOP(uint32_t)
+        break;
+    }
     case 8: TILE_LOOP(uint64_t) break;
     default: EM_ASSERT(0);
     }
