@@ -308,15 +308,20 @@ static void choose_prefetch(cg_loopnest *ln) {
  * load's lines T / 16 times in a row, while it is in the L1 or L2. T is the
  * largest power of two up to 256 that divides R, at least 16; a nest whose R
  * or L has no such factor keeps its order. */
+/* Whether access a is a load gathered along the inner loop but contiguous
+ * along the loop outside it: a transposed operand. */
+static bool reads_transposed(const cg_loopnest *ln, int a) {
+    const cg_access *x = &ln->acc[a];
+    int64_t inner = ln->ndim >= 2 ? x->strides[ln->ndim - 1] : 0;
+    return !x->store && inner != 0 && inner != 1 && x->strides[ln->ndim - 2] == 1;
+}
+
 static void tile_transposed(cg_loopnest *ln) {
     if (ln->width == 1 || ln->ndim < 2 || ln->ndim + 2 > EM_MAX_DIMS) return;
     int last = ln->ndim - 1, r = last - 1;
     int64_t R = ln->shape[r], L = ln->shape[last], C = 16, T = 256;
     bool gathered = false;
-    for (int a = 0; a < ln->naccess; a++) {
-        int64_t sl = ln->acc[a].strides[last];
-        gathered |= !ln->acc[a].store && sl != 0 && sl != 1 && ln->acc[a].strides[r] == 1;
-    }
+    for (int a = 0; a < ln->naccess; a++) gathered |= reads_transposed(ln, a);
     while (T > 16 && R % T) T /= 2;
     if (!gathered || L % C || L <= C || R % T) return;
     for (int a = 0; a < ln->naccess; a++) {
@@ -523,7 +528,7 @@ bool cg_lower_row(const pass_program *prog, em_tensor *const *args, int width, i
          * [1024, 1024]^T took 10 ms generated, layer_norm 16. The runtime's
          * kernels copy it dense first (nn.c; reduce.c sums its columns):
          * 0.4 and 0.3 ms (one thread, Zen 5). */
-        if (!ln->acc[a].store && st != 0 && st != 1 && ln->ndim >= 2 && ln->acc[a].strides[ln->ndim - 2] == 1)
+        if (reads_transposed(ln, a))
             return cg_loopnest_refuse(ln, "reads a transposed operand along the row: the runtime's kernels copy it dense first");
         /* a value read by a member that is one per row must be one per row */
         for (int i = 0; i < ln->nnodes && !norms && !ln->acc[a].store && st != 0; i++) {
